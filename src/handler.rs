@@ -1,0 +1,196 @@
+//! A webhook delivery, from CGI request to CGI response: request -> verified delivery ->
+//! queued build -> response, with one log line per delivery.
+//!
+//! Whatever fails inside, the caller gets a complete JSON answer; a failure on our side is
+//! a 500 whose detail goes to the log, never into the answer.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::cgi::{Env, Request, Response};
+use crate::config::{self, Config, Mode, OnBusy, Provider};
+use crate::error::{Error, Result};
+use crate::log::{q, Log};
+use crate::queue;
+use crate::state::{HookState, Pending};
+use crate::time;
+use crate::verify::{self, Kind};
+
+/// What the delivery's log line says, filled in as the request is understood.
+#[derive(Default)]
+struct Seen {
+    hook: String,
+    provider: String,
+    event: String,
+    delivery: String,
+}
+
+/// Serves one CGI request. Always answers; always returns 0 (the status is in the reply).
+pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
+    let mut req = Request::from_env(env);
+    let path = config::locate(None, env.get(OsStr::new(config::CONFIG_ENV)).cloned());
+    let mut log = Log::stderr();
+    let mut seen = Seen::default();
+    let response = match handle(&mut req, &path, stdin, &mut log, &mut seen) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = e.http_status();
+            if code >= 500 {
+                log.error(&format!("error hook={} detail={}", q(&seen.hook), q(&e.to_string())));
+            }
+            Response::new(code, e.status_word(), &seen.hook, &seen.delivery, e.public_message())
+        }
+    };
+    let a = &response.answer;
+    log.info(&format!(
+        "delivery hook={} provider={} event={} id={} status={} outcome={} message={}",
+        q(&seen.hook),
+        q(&seen.provider),
+        q(&seen.event),
+        q(&seen.delivery),
+        response.code,
+        a.status,
+        q(&a.message)
+    ));
+    let _ = response.write_to(stdout);
+    0
+}
+
+fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, seen: &mut Seen) -> Result<Response> {
+    let cfg = Config::load(path)?;
+    *log = Log::open(&cfg.log);
+    if req.method != "POST" {
+        return Err(Error::MethodNotAllowed(crate::cgi::printable(&req.method, 16)));
+    }
+    let name = req.hook_name()?;
+    let hook = cfg.hook(name.as_deref()).map_err(|e| match (&e, name.is_none()) {
+        (Error::UnknownHook(_), true) => Error::UnknownHook("(none named: use /NAME or ?hook=NAME)".into()),
+        _ => e,
+    })?;
+    seen.hook = hook.name.clone();
+    seen.provider = hook.provider.name().to_string();
+    if hook.provider == Provider::Gitee && hook.gitee_mode == config::GiteeMode::Password {
+        seen.provider.push_str("/password");
+    }
+    let state = HookState::new(&cfg.state_dir, &hook.name);
+    state.ensure()?;
+
+    req.read_body(stdin, cfg.max_body_bytes)?;
+    let secret = hook.secret.load()?;
+    let now_ms = time::now_ms();
+    let delivery = verify::verify(hook, &secret, req, now_ms)?;
+    drop(secret);
+    seen.event = delivery.event.clone();
+    seen.delivery = delivery.id.clone();
+    let answer = |code: u16, status: &str, msg: String| Response::new(code, status, &hook.name, &delivery.id, msg);
+
+    if let Some(token) = &delivery.replay_token {
+        if state.seen_before(token, now_ms, hook.max_age_secs)? {
+            return Ok(answer(
+                200,
+                "duplicate",
+                "this signed delivery was accepted before; nothing new to do".into(),
+            ));
+        }
+    }
+
+    let git_ref = match &delivery.kind {
+        Kind::Ping => {
+            return Ok(answer(
+                200,
+                "pong",
+                format!("hook {} is set up; pushes to {} will be built", hook.name, hook.branch),
+            ))
+        }
+        Kind::Ignored(why) => return Ok(answer(200, "ignored", why.clone())),
+        Kind::Push { git_ref } => git_ref.clone(),
+    };
+
+    if hook.on_busy == OnBusy::Reject && queue::is_building(&state)? {
+        return Err(Error::Busy);
+    }
+    let pending = Pending {
+        delivery: delivery.id.clone(),
+        event: delivery.event.clone(),
+        git_ref,
+        received: time::rfc3339(time::now()),
+    };
+    state.mark_pending(&pending)?;
+    if hook.on_busy == OnBusy::Supersede {
+        queue::request_supersede(&state)?;
+    }
+
+    match hook.mode {
+        Mode::Async => {
+            let free = queue::try_lock(&state)?.is_some();
+            let msg = if free {
+                queue::spawn_worker(&cfg.file, &hook.name, &state)?;
+                format!("build of {} started", hook.branch)
+            } else if hook.on_busy == OnBusy::Supersede {
+                format!(
+                    "the running build is being stopped; {} will be built from its newest commit next",
+                    hook.branch
+                )
+            } else {
+                format!(
+                    "a build is running; {} will be built again from its newest commit right after it",
+                    hook.branch
+                )
+            };
+            Ok(answer(202, "queued", msg))
+        }
+        Mode::Sync => {
+            let record = queue::build_now(&cfg.file, hook, &state, log)?;
+            let commit = record.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-");
+            if record.result == "succeeded" {
+                Ok(answer(
+                    200,
+                    "succeeded",
+                    format!(
+                        "built {} at {commit} in {:.1}s (build {})",
+                        hook.branch, record.duration_secs, record.id
+                    ),
+                ))
+            } else {
+                Ok(answer(
+                    500,
+                    "failed",
+                    format!(
+                        "build {} {} at {}; the server's build log has the output",
+                        record.id,
+                        record.result.replace('_', " "),
+                        public_step(record.failed_step.as_deref())
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// The failed step as the forge may see it: the program's name and first argument, never
+/// a path or a shell string that may hold one.
+fn public_step(step: Option<&str>) -> String {
+    let Some(step) = step else { return "-".into() };
+    let mut words = step.split_whitespace();
+    let program = words.next().unwrap_or("-");
+    let program = program.rsplit('/').next().unwrap_or(program);
+    match (program, words.next()) {
+        ("sh", Some("-c")) => "a shell step".into(),
+        (p, Some(arg)) if !arg.contains('/') && !arg.starts_with('\'') => format!("{p} {arg}"),
+        (p, _) => p.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn public_step_hides_paths() {
+        use super::public_step;
+        assert_eq!(public_step(Some("pnpm docs:build")), "pnpm docs:build");
+        assert_eq!(public_step(Some("/usr/local/bin/build /srv/x")), "build");
+        assert_eq!(public_step(Some("/bin/sh -c 'cd /srv && make'")), "a shell step");
+        assert_eq!(public_step(Some("git fetch origin main")), "git fetch");
+        assert_eq!(public_step(None), "-");
+    }
+}

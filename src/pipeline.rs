@@ -1,0 +1,373 @@
+//! One build: sync the checkout to the head of `remote/branch`, remove the `clean` paths,
+//! run the steps, publish, notify.
+//!
+//! The caller holds the hook's build lock (queue.rs). Everything a build does is written to
+//! its own log, and `status.json` is kept current at each stage so `status` can say what is
+//! running. A build that fails at any stage leaves the published site as it was.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::{shell_quote, Cmd, Hook};
+use crate::error::{Error, Result};
+use crate::log::{q, Log};
+use crate::process::{self, Exit, Spec};
+use crate::publish;
+use crate::state::{BuildRecord, Current, HookState, Pending};
+use crate::time;
+
+/// The environment of every step: SPEC's list and nothing else. Nothing of the request
+/// (no `HTTP_*` variable) and no secret is in it.
+pub fn step_env(hook: &Hook, state: &HookState, p: &Pending, log_path: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".into(), hook.path.clone());
+    env.insert("HOME".into(), state.home_dir().to_string_lossy().into_owned());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let git_ref = if p.git_ref.is_empty() {
+        format!("refs/heads/{}", hook.branch)
+    } else {
+        p.git_ref.clone()
+    };
+    env.insert("DEPLOY_HOOK_NAME".into(), hook.name.clone());
+    env.insert("DEPLOY_HOOK_REF".into(), git_ref);
+    env.insert("DEPLOY_HOOK_DELIVERY".into(), p.delivery.clone());
+    env.insert("DEPLOY_HOOK_EVENT".into(), p.event.clone());
+    env.insert("DEPLOY_HOOK_LOG".into(), log_path.to_string_lossy().into_owned());
+    env
+}
+
+/// A new build id: sortable by time, unique within the hook.
+fn new_build_id(state: &HookState) -> String {
+    let base = time::compact(time::now());
+    let mut id = base.clone();
+    let mut n = 2;
+    while state.builds_dir().join(format!("{id}.log")).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// Removes a `clean` path, refusing one that leads outside the repo through a symlink.
+fn remove_inside(repo: &Path, rel: &Path) -> std::result::Result<bool, String> {
+    let target = repo.join(rel);
+    let parent = target.parent().unwrap_or(repo);
+    let (Ok(real_repo), Ok(real_parent)) = (repo.canonicalize(), parent.canonicalize()) else {
+        return Ok(false); // the parent does not exist, so neither does the target
+    };
+    if !real_parent.starts_with(&real_repo) {
+        return Err(format!(
+            "{} leads outside the repo through a symlink; not removed",
+            rel.display()
+        ));
+    }
+    match fs::symlink_metadata(&target) {
+        Err(_) => Ok(false),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(&target).map(|_| true).map_err(|e| e.to_string()),
+        Ok(_) => fs::remove_file(&target).map(|_| true).map_err(|e| e.to_string()),
+    }
+}
+
+/// What the worker needs to run one build.
+pub struct Build<'a> {
+    pub hook: &'a Hook,
+    pub state: &'a HookState,
+    pub log: &'a mut Log,
+    /// Polled while a child runs; true stops the build (supersede).
+    pub cancel: &'a mut dyn FnMut(&str) -> bool,
+}
+
+struct Run<'a> {
+    id: String,
+    file: File,
+    env: BTreeMap<String, String>,
+    hook: &'a Hook,
+    state: &'a HookState,
+}
+
+impl Run<'_> {
+    fn note(&mut self, line: &str) {
+        process::log_line(&mut self.file, line);
+    }
+
+    fn set_step(&self, step: Option<String>) {
+        let _ = self.state.update_status(|s| {
+            if let Some(c) = s.current.as_mut() {
+                c.step = step;
+                c.step_started = Some(time::rfc3339(time::now()));
+            }
+        });
+    }
+
+    /// Runs one command of the build, logged; the error is the step's name and its exit.
+    fn command(&mut self, argv: &[String], cancel: &mut dyn FnMut(&str) -> bool) -> std::result::Result<(), Exit> {
+        let line: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+        let line = line.join(" ");
+        self.set_step(Some(line.clone()));
+        self.note(&format!("\n$ {line}"));
+        let started = Instant::now();
+        let id = self.id.clone();
+        let spec = Spec {
+            argv,
+            cwd: &self.hook.repo,
+            env: &self.env,
+            nice: self.hook.nice,
+            timeout: self.hook.step_timeout,
+        };
+        let exit =
+            process::run(&spec, &self.file, &mut || cancel(&id)).unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
+        self.note(&format!("-> {exit} ({:.1}s)", started.elapsed().as_secs_f64()));
+        if exit.success() {
+            Ok(())
+        } else {
+            Err(exit)
+        }
+    }
+}
+
+fn result_word(exit: &Exit) -> &'static str {
+    match exit {
+        Exit::TimedOut => "timed_out",
+        Exit::Cancelled => "superseded",
+        _ => "failed",
+    }
+}
+
+/// Runs one build for the waiting delivery `p` and records it. Errors are only those of
+/// the state folder itself; a failing step is a failed build, not an error.
+pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
+    let Build {
+        hook,
+        state,
+        log,
+        cancel,
+    } = b;
+    let id = new_build_id(state);
+    let log_path = state.builds_dir().join(format!("{id}.log"));
+    let file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&log_path)
+        .map_err(|e| Error::io(format!("cannot create the build log {}", log_path.display()), e))?;
+    let started_at = time::now();
+    let started = time::rfc3339(started_at);
+    let clock = Instant::now();
+    let env = step_env(hook, state, p, &log_path);
+    let mut run = Run {
+        id: id.clone(),
+        file,
+        env,
+        hook,
+        state,
+    };
+    if !hook.env.contains_key("HOME") {
+        let _ = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state.home_dir());
+    }
+    state.update_status(|s| {
+        s.state = "building".into();
+        s.current = Some(Current {
+            id: id.clone(),
+            delivery: p.delivery.clone(),
+            started: started.clone(),
+            pid: std::process::id(),
+            log: log_path.to_string_lossy().into_owned(),
+            commit: None,
+            step: None,
+            step_started: None,
+        });
+    })?;
+    log.info(&format!(
+        "build start hook={} id={id} delivery={} event={}",
+        hook.name,
+        q(&p.delivery),
+        q(&p.event)
+    ));
+    run.note(&format!(
+        "deploy-hook build {id} of hook {}\ndelivery {} ({}), ref {}\nstarted {started} in {}",
+        hook.name,
+        p.delivery,
+        p.event,
+        run.env["DEPLOY_HOOK_REF"],
+        hook.repo.display()
+    ));
+
+    let mut commit = None;
+    let outcome = stages(&mut run, hook, cancel, &mut commit);
+
+    let (result, failed_step, release) = match outcome {
+        Ok(release) => ("succeeded".to_string(), None, release),
+        Err((step, exit)) => (result_word(&exit).to_string(), Some(step), None),
+    };
+    let duration = clock.elapsed().as_secs_f64();
+    run.note(&format!(
+        "\nresult: {result}{} after {:.1}s",
+        failed_step.as_ref().map(|s| format!(" at {s}")).unwrap_or_default(),
+        duration
+    ));
+    let record = BuildRecord {
+        id: id.clone(),
+        delivery: p.delivery.clone(),
+        started,
+        finished: time::rfc3339(time::now()),
+        result: result.clone(),
+        commit: commit.clone(),
+        failed_step: failed_step.clone(),
+        log: log_path.to_string_lossy().into_owned(),
+        duration_secs: (duration * 10.0).round() / 10.0,
+        release: release.clone(),
+    };
+    state.update_status(|s| {
+        if let Some(r) = &release {
+            s.live_release = Some(r.clone());
+        }
+        s.finish(record.clone());
+    })?;
+    let level_line = format!(
+        "build end hook={} id={id} commit={} result={result}{} duration={:.1}s",
+        hook.name,
+        commit.as_deref().unwrap_or("-"),
+        failed_step
+            .as_ref()
+            .map(|s| format!(" failed_step={}", q(s)))
+            .unwrap_or_default(),
+        duration
+    );
+    if result == "succeeded" {
+        log.info(&level_line);
+    } else {
+        log.warn(&level_line);
+    }
+    notify(&mut run, log, &record);
+    prune_logs(state, hook.keep_logs);
+    Ok(record)
+}
+
+/// Sync, clean, steps, publish. The error names the failed stage and how it ended.
+fn stages(
+    run: &mut Run,
+    hook: &Hook,
+    cancel: &mut dyn FnMut(&str) -> bool,
+    commit: &mut Option<String>,
+) -> std::result::Result<Option<String>, (String, Exit)> {
+    let fetch: Vec<String> = vec!["git".into(), "fetch".into(), hook.remote.clone(), hook.branch.clone()];
+    let step_name = |argv: &[String]| argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+    run.command(&fetch, cancel).map_err(|e| (step_name(&fetch), e))?;
+    let reset: Vec<String> = ["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec();
+    run.command(&reset, cancel).map_err(|e| (step_name(&reset), e))?;
+    let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, &run.file)
+        .ok()
+        .flatten();
+    if let Some(c) = &head {
+        run.env.insert("DEPLOY_HOOK_COMMIT".into(), c.clone());
+        run.note(&format!("commit {c}"));
+        let _ = run.state.update_status(|s| {
+            if let Some(cur) = s.current.as_mut() {
+                cur.commit = Some(c.clone());
+            }
+        });
+    }
+    *commit = head;
+
+    for rel in &hook.clean {
+        match remove_inside(&hook.repo, rel) {
+            Ok(true) => run.note(&format!("removed {}", rel.display())),
+            Ok(false) => {}
+            Err(why) => {
+                run.note(&format!("clean: {why}"));
+                return Err((format!("clean {}", rel.display()), Exit::NotStarted(why)));
+            }
+        }
+    }
+
+    for step in &hook.steps {
+        let argv = step.argv();
+        run.command(&argv, cancel).map_err(|e| (step.to_string(), e))?;
+    }
+
+    let Some(publish) = &hook.publish else { return Ok(None) };
+    if cancel(&run.id) {
+        return Err(("publish".into(), Exit::Cancelled));
+    }
+    run.set_step(Some("publish".into()));
+    let from = hook.repo.join(&publish.from);
+    match publish::publish(&from, publish, commit.as_deref()) {
+        Ok(p) => {
+            run.note(&format!(
+                "\npublished {} as {} -> {}",
+                publish.from.display(),
+                publish.to.display(),
+                p.release
+            ));
+            if let Some(note) = p.note {
+                run.note(&note);
+            }
+            Ok(Some(p.release))
+        }
+        Err(e) => {
+            run.note(&format!("\npublish failed: {e}"));
+            Err(("publish".into(), Exit::NotStarted(e.to_string())))
+        }
+    }
+}
+
+/// Runs `on_success` / `on_failure`. Their failure is logged and changes nothing.
+fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
+    let cmd: &Option<Cmd> = if record.result == "succeeded" {
+        &run.hook.on_success
+    } else {
+        &run.hook.on_failure
+    };
+    let Some(cmd) = cmd else { return };
+    run.env.insert("DEPLOY_HOOK_RESULT".into(), record.result.clone());
+    run.env.insert(
+        "DEPLOY_HOOK_FAILED_STEP".into(),
+        record.failed_step.clone().unwrap_or_default(),
+    );
+    run.env.insert("DEPLOY_HOOK_BUILD".into(), record.id.clone());
+    let argv = cmd.argv();
+    run.note(&format!("\nnotify: $ {cmd}"));
+    let spec = Spec {
+        argv: &argv,
+        cwd: &run.hook.repo,
+        env: &run.env,
+        nice: run.hook.nice,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let exit = process::run(&spec, &run.file, &mut || false).unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
+    run.note(&format!("-> {exit}"));
+    if !exit.success() {
+        log.warn(&format!(
+            "notify failed hook={} id={} command={} outcome={}",
+            run.hook.name,
+            record.id,
+            q(&cmd.to_string()),
+            q(&exit.to_string())
+        ));
+    }
+}
+
+/// Keeps the newest `keep` build logs.
+fn prune_logs(state: &HookState, keep: usize) {
+    let Ok(entries) = fs::read_dir(state.builds_dir()) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let excess = logs.len().saturating_sub(keep);
+    for old in &logs[..excess] {
+        let _ = fs::remove_file(old);
+    }
+}

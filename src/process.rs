@@ -1,0 +1,241 @@
+//! One way to run a child: absolute cwd, cleared environment plus an allow-list, stdin from
+//! /dev/null, output into the build log, its own process group, a niceness, and a timeout
+//! that sends SIGTERM and then SIGKILL to the whole group.
+//!
+//! Output goes straight into the log file (no pipes), so a chatty child can never block on
+//! a full pipe, and what it printed is there even if the worker dies.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Status(i32),
+    Signal(i32),
+    TimedOut,
+    /// Stopped because `cancel` said so (a newer delivery superseded the build).
+    Cancelled,
+    /// The program could not be started at all.
+    NotStarted(String),
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        *self == Exit::Status(0)
+    }
+
+    fn from_status(s: ExitStatus) -> Exit {
+        match (s.code(), s.signal()) {
+            (Some(c), _) => Exit::Status(c),
+            (None, Some(sig)) => Exit::Signal(sig),
+            _ => Exit::Status(-1),
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Status(c) => write!(f, "exit status {c}"),
+            Exit::Signal(s) => write!(f, "killed by signal {s}"),
+            Exit::TimedOut => write!(f, "timed out; its process group was killed"),
+            Exit::Cancelled => write!(f, "stopped: superseded by a newer delivery"),
+            Exit::NotStarted(why) => write!(f, "could not start: {why}"),
+        }
+    }
+}
+
+/// Finds `program` on a `:`-separated `path`, as execvp would; a name with a `/` is taken
+/// as it is.
+pub fn which(program: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+}
+
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    pub cwd: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub nice: i32,
+    pub timeout: Duration,
+}
+
+fn kill_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// Runs a child to completion with its output appended to `log`. `cancel` is polled while
+/// it runs; when it returns true the group is stopped as on a timeout.
+pub fn run(spec: &Spec, log: &File, cancel: &mut dyn FnMut() -> bool) -> io::Result<Exit> {
+    let path = spec.env.get("PATH").map(String::as_str).unwrap_or("");
+    let Some(program) = which(&spec.argv[0], path) else {
+        return Ok(Exit::NotStarted(format!("{} not found on PATH {path}", spec.argv[0])));
+    };
+    let nice = spec.nice;
+    let mut cmd = Command::new(&program);
+    cmd.arg0(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env)
+        .current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log.try_clone()?)
+        .process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+            // If the worker dies, the step's leader dies with it; the rest of its group is
+            // found and killed by the next worker (queue::recover).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Ok(Exit::NotStarted(e.to_string())),
+    };
+    let pgid = child.id() as i32;
+    let deadline = Instant::now() + spec.timeout;
+    let mut tick = Duration::from_millis(5);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Exit::from_status(status));
+        }
+        let stop = if Instant::now() >= deadline {
+            Some(Exit::TimedOut)
+        } else if cancel() {
+            Some(Exit::Cancelled)
+        } else {
+            None
+        };
+        if let Some(why) = stop {
+            stop_group(pgid, &mut child);
+            return Ok(why);
+        }
+        std::thread::sleep(tick);
+        tick = (tick * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM to the group, up to `KILL_GRACE` for the leader to exit, then SIGKILL to
+/// whatever is left of the group (children that ignore SIGTERM, grandchildren).
+fn stop_group(pgid: i32, child: &mut std::process::Child) {
+    kill_group(pgid, libc::SIGTERM);
+    let until = Instant::now() + KILL_GRACE;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_group(pgid, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Runs a short git command and returns its trimmed stdout; stderr goes to the log.
+pub fn capture(argv: &[&str], cwd: &Path, env: &BTreeMap<String, String>, log: &File) -> io::Result<Option<String>> {
+    let path = env.get("PATH").map(String::as_str).unwrap_or("");
+    let Some(program) = which(argv[0], path) else {
+        return Ok(None);
+    };
+    let out = Command::new(program)
+        .args(&argv[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stderr(log.try_clone()?)
+        .output()?;
+    Ok(out
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+/// Kills every process whose environment holds `key=value`: the leftovers of a build whose
+/// worker died (steps carry `DEPLOY_HOOK_LOG`, unique per build). Returns how many.
+pub fn kill_by_env(key: &str, value: &str) -> usize {
+    let needle = format!("{key}={value}");
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: plain kill(2).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
+/// Marks every descriptor above stderr close-on-exec, so no child inherits what the web
+/// server handed us (under fcgiwrap fd 3 is the FastCGI socket).
+pub fn cloexec_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range(2) only changes descriptor flags.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return;
+    }
+    // Older kernels: walk the open descriptors.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: fcntl on a descriptor number; a closed one just fails.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// A line in the build log.
+pub fn log_line(log: &mut File, line: &str) {
+    let _ = writeln!(log, "{line}");
+}

@@ -1,0 +1,34 @@
+//! GitLab: `X-Gitlab-Token` is the secret itself, compared in constant time.
+
+use super::{classify_push, delivery_id, event_header, payload, token_matches, Delivery, Kind};
+use crate::cgi::Request;
+use crate::config::Hook;
+use crate::error::{Error, Result};
+
+pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result<Delivery> {
+    let token = req
+        .header("X-Gitlab-Token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Unauthorized("no X-Gitlab-Token: set the webhook's secret token in GitLab".into()))?;
+    if !token_matches(secret, token) {
+        return Err(Error::Forbidden(
+            "X-Gitlab-Token does not match the secret token".into(),
+        ));
+    }
+    let event = event_header(req, &["X-Gitlab-Event"])?;
+    let id = delivery_id(req, &["X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID"], now_ms);
+    let kind = match event.as_str() {
+        "Push Hook" => classify_push(&payload(req)?.json, &hook.branch)?,
+        "Tag Push Hook" => Kind::Ignored("tag push; this hook builds a branch".into()),
+        other => Kind::Ignored(format!(
+            "event {:?} does not start a build",
+            crate::cgi::printable(other, 60)
+        )),
+    };
+    Ok(Delivery {
+        event,
+        id,
+        kind,
+        replay_token: None,
+    })
+}

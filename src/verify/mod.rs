@@ -1,0 +1,308 @@
+//! Verifying a delivery and deciding what it asks for.
+//!
+//! Each forge has its own file with its signature rule; this module holds what they share:
+//! constant-time comparison, payload extraction (JSON or form `payload=`), and the
+//! classification of a verified delivery into ping, push to the watched branch, or ignored.
+//! Verification always happens before the body is trusted for anything.
+
+mod gitea;
+mod gitee;
+mod github;
+mod gitlab;
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::cgi::Request;
+use crate::config::{Hook, Provider};
+use crate::error::{Error, Result};
+
+pub use gitea::signature as gitea_signature;
+pub use gitee::sign_token as gitee_sign_token;
+pub use github::signature as github_signature;
+
+pub type HmacSha256 = Hmac<Sha256>;
+
+/// What a verified delivery asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Ping,
+    /// A push to the watched branch.
+    Push {
+        git_ref: String,
+    },
+    /// Anything else, with the reason told to the forge.
+    Ignored(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The forge's event name as sent (`push`, `Push Hook`, ...).
+    pub event: String,
+    /// The forge's delivery id, or one made up here when the forge sends none.
+    pub id: String,
+    pub kind: Kind,
+    /// Gitee signing mode: the decoded token, for the replay check.
+    pub replay_token: Option<Vec<u8>>,
+}
+
+/// Which payload bytes the forge signed, and where the JSON is.
+pub struct Payload<'a> {
+    /// The JSON document (the body, or the decoded `payload` form field).
+    pub json: std::borrow::Cow<'a, [u8]>,
+}
+
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac
+}
+
+/// Constant-time equality of a sent token with the configured secret, whatever their
+/// lengths: both sides go through HMAC under the secret, and the MACs are compared with
+/// `verify_slice`, so neither the content nor the length of the secret leaks through timing.
+pub fn token_matches(secret: &[u8], sent: &[u8]) -> bool {
+    let expected = hmac_sha256(secret, &[b"deploy-hook token", secret])
+        .finalize()
+        .into_bytes();
+    hmac_sha256(secret, &[b"deploy-hook token", sent])
+        .verify_slice(&expected)
+        .is_ok()
+}
+
+/// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+        .collect()
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Percent-decoding for URLs and form bodies; `plus_is_space` for form encoding.
+pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                let v = hex_decode(std::str::from_utf8(hex).ok()?)?;
+                out.push(v[0]);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The value of `key` in an `a=1&b=2` string, percent-decoded.
+pub fn form_field(form: &[u8], key: &str) -> Result<Option<Vec<u8>>> {
+    for pair in form.split(|b| *b == b'&') {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let k = percent_decode(k, true)
+            .ok_or_else(|| Error::BadRequest("the form body is not valid percent-encoding".into()))?;
+        if k == key.as_bytes() {
+            let v = percent_decode(v, true)
+                .ok_or_else(|| Error::BadRequest(format!("the form field {key:?} is not valid percent-encoding")))?;
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+/// Finds the JSON document of a delivery by its content type.
+pub fn payload<'a>(req: &'a Request) -> Result<Payload<'a>> {
+    let ct = req.content_type.as_deref().unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" | "" => Ok(Payload {
+            json: std::borrow::Cow::Borrowed(&req.body),
+        }),
+        "application/x-www-form-urlencoded" => match form_field(&req.body, "payload")? {
+            Some(json) => Ok(Payload {
+                json: std::borrow::Cow::Owned(json),
+            }),
+            None => Err(Error::BadRequest("the form body has no payload field".into())),
+        },
+        _ => Err(Error::UnsupportedMediaType(crate::cgi::printable(ct, 80))),
+    }
+}
+
+/// The fields of a push payload that decide what happens. Everything else is skipped
+/// without being stored.
+#[derive(Deserialize)]
+struct PushFields {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    deleted: Option<bool>,
+    after: Option<String>,
+}
+
+/// A push payload: to the watched branch, or ignored with a reason.
+pub fn classify_push(json: &[u8], branch: &str) -> Result<Kind> {
+    let fields: PushFields = serde_json::from_slice(json)
+        .map_err(|e| Error::BadRequest(format!("the payload is not a JSON push event: {e}")))?;
+    let git_ref = fields
+        .git_ref
+        .ok_or_else(|| Error::BadRequest("the push payload has no \"ref\"".into()))?;
+    let watched = format!("refs/heads/{branch}");
+    if git_ref == watched {
+        let zero_after = fields
+            .after
+            .as_deref()
+            .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b == b'0'));
+        if fields.deleted == Some(true) || zero_after {
+            return Ok(Kind::Ignored(format!("branch {branch} was deleted; nothing to build")));
+        }
+        return Ok(Kind::Push { git_ref });
+    }
+    let shown = crate::cgi::printable(&git_ref, 100);
+    if git_ref.starts_with("refs/tags/") {
+        Ok(Kind::Ignored(format!(
+            "tag push ({shown}); this hook builds branch {branch}"
+        )))
+    } else {
+        Ok(Kind::Ignored(format!(
+            "push to {shown}; this hook builds branch {branch}"
+        )))
+    }
+}
+
+/// The delivery id header, if it is a sane token; else an id made up here.
+fn delivery_id(req: &Request, headers: &[&str], now_ms: u128) -> String {
+    for h in headers {
+        if let Some(v) = req.header_str(h) {
+            if !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+                return v.to_string();
+            }
+        }
+    }
+    format!("local-{now_ms}-{}", std::process::id())
+}
+
+/// Verifies the delivery against the hook's secret and says what it asks for.
+pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result<Delivery> {
+    match hook.provider {
+        Provider::Gitee => gitee::verify(hook, secret, req, now_ms),
+        Provider::Github => github::verify(hook, secret, req, now_ms),
+        Provider::Gitlab => gitlab::verify(hook, secret, req, now_ms),
+        Provider::Gitea | Provider::Gogs => gitea::verify(hook, secret, req, now_ms),
+    }
+}
+
+/// The event header, required.
+fn event_header(req: &Request, names: &[&str]) -> Result<String> {
+    for n in names {
+        if let Some(v) = req.header(n) {
+            return match std::str::from_utf8(v) {
+                Ok(s) if !s.trim().is_empty() && s.len() <= 100 => Ok(s.trim().to_string()),
+                _ => Err(Error::BadRequest(format!("the {n} header is malformed"))),
+            };
+        }
+    }
+    Err(Error::BadRequest(format!(
+        "no {} header: is this a webhook delivery from the configured forge?",
+        names[0]
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex_decode("00ffAb").unwrap(), vec![0, 255, 171]);
+        assert!(hex_decode("0").is_none());
+        assert!(hex_decode("zz").is_none());
+        assert_eq!(hex_encode(&[0, 255, 171]), "00ffab");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode(b"a%2Bb%3D", false).unwrap(), b"a+b=");
+        assert_eq!(percent_decode(b"a+b", true).unwrap(), b"a b");
+        assert_eq!(percent_decode(b"a+b", false).unwrap(), b"a+b");
+        assert!(percent_decode(b"%2", false).is_none());
+        assert!(percent_decode(b"%zz", false).is_none());
+    }
+
+    #[test]
+    fn form_fields() {
+        assert_eq!(
+            form_field(b"a=1&payload=%7B%22x%22%3A1%7D", "payload")
+                .unwrap()
+                .unwrap(),
+            b"{\"x\":1}"
+        );
+        assert_eq!(form_field(b"a=1", "payload").unwrap(), None);
+        assert!(form_field(b"payload=%G0", "payload").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_in_full() {
+        assert!(token_matches(b"secret", b"secret"));
+        assert!(!token_matches(b"secret", b"secreT"));
+        assert!(!token_matches(b"secret", b"secret "));
+        assert!(!token_matches(b"secret", b""));
+        assert!(!token_matches(b"secret", b"secre"));
+    }
+
+    #[test]
+    fn push_classification() {
+        let k = classify_push(br#"{"ref":"refs/heads/main","after":"abc"}"#, "main").unwrap();
+        assert_eq!(
+            k,
+            Kind::Push {
+                git_ref: "refs/heads/main".into()
+            }
+        );
+        assert!(
+            matches!(classify_push(br#"{"ref":"refs/heads/dev"}"#, "main").unwrap(), Kind::Ignored(m) if m.contains("refs/heads/dev"))
+        );
+        assert!(
+            matches!(classify_push(br#"{"ref":"refs/tags/v1"}"#, "main").unwrap(), Kind::Ignored(m) if m.contains("tag"))
+        );
+        assert!(
+            matches!(classify_push(br#"{"ref":"refs/heads/main","deleted":true}"#, "main").unwrap(), Kind::Ignored(m) if m.contains("deleted"))
+        );
+        assert!(matches!(
+            classify_push(br#"{"ref":"refs/heads/main","after":"0000000000"}"#, "main").unwrap(),
+            Kind::Ignored(_)
+        ));
+        assert!(matches!(classify_push(b"not json", "main"), Err(Error::BadRequest(_))));
+        assert!(matches!(classify_push(b"{}", "main"), Err(Error::BadRequest(_))));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(
+            classify_push(deep.as_bytes(), "main"),
+            Err(Error::BadRequest(_))
+        ));
+    }
+}
