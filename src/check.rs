@@ -173,37 +173,35 @@ fn check_secret(hook: &Hook, r: &mut Report) {
         Secret::Inline(_) => {
             r.warn("the secret is inline in the config; a secret_file readable only by the web server's user is safer")
         }
-        Secret::File(f) => match std::fs::metadata(f) {
-            Err(e) => r.fail(
+        Secret::File(f) => match (std::fs::metadata(f), std::fs::read(f)) {
+            (Err(e), _) => r.fail(
                 format!("secret_file {}: {e}", f.display()),
                 format!(
                     "write the secret (the one set in the forge) to {} and chmod 600 it",
                     f.display()
                 ),
             ),
-            Ok(m) => match hook.secret.load() {
-                Err(_) if m.len() > 0 => r.fail(
-                    format!("secret_file {} cannot be read", f.display()),
-                    format!("chown it to the web server's user and chmod 600 {}", f.display()),
-                ),
-                Err(_) => r.fail(
-                    format!("secret_file {} is empty", f.display()),
-                    "write the secret set in the forge into it",
-                ),
-                Ok(_) if m.permissions().mode() & 0o004 != 0 => r.fail(
-                    format!(
-                        "secret_file {} is readable by everyone (mode {:o})",
-                        f.display(),
-                        m.permissions().mode() & 0o777
-                    ),
-                    format!("chmod 600 {} (or 640 with the web server's group)", f.display()),
-                ),
-                Ok(_) => r.ok(format!(
-                    "secret_file {} is set (mode {:o})",
+            (Ok(_), Err(e)) => r.fail(
+                format!("secret_file {} cannot be read: {e}", f.display()),
+                format!("chown it to the web server's user and chmod 600 {}", f.display()),
+            ),
+            (Ok(_), Ok(_)) if hook.secret.load().is_err() => r.fail(
+                format!("secret_file {} is empty", f.display()),
+                "write the secret set in the forge into it",
+            ),
+            (Ok(m), Ok(_)) if m.permissions().mode() & 0o004 != 0 => r.fail(
+                format!(
+                    "secret_file {} is readable by everyone (mode {:o})",
                     f.display(),
                     m.permissions().mode() & 0o777
-                )),
-            },
+                ),
+                format!("chmod 600 {} (or 640 with the web server's group)", f.display()),
+            ),
+            (Ok(m), Ok(_)) => r.ok(format!(
+                "secret_file {} is set (mode {:o})",
+                f.display(),
+                m.permissions().mode() & 0o777
+            )),
         },
     }
 }

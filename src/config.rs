@@ -97,10 +97,16 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A command as a person wrote it: an argv shell-quoted, a shell string as it is.
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<String> = self.argv().iter().map(|w| shell_quote(w)).collect();
-        write!(f, "{}", words.join(" "))
+        match self {
+            Cmd::Argv(v) => {
+                let words: Vec<String> = v.iter().map(|w| shell_quote(w)).collect();
+                write!(f, "{}", words.join(" "))
+            }
+            Cmd::Shell(s) => write!(f, "{s}"),
+        }
     }
 }
 
@@ -404,11 +410,17 @@ impl Config {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            // The message alone ("invalid type: sequence, expected a string") does not
+            // say which key; the line does.
+            let shown = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .map(|l| format!(" (in `{}`)", crate::cgi::printable(l.trim(), 80)))
+                .unwrap_or_default();
             Error::Config {
                 file: file.to_path_buf(),
                 line,
                 key: String::new(),
-                message: e.message().trim_end().to_string(),
+                message: format!("{}{shown}", e.message().trim_end()),
             }
         })?;
         let ctx = Ctx {
@@ -1036,6 +1048,10 @@ keep = 5
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
-        assert_eq!(Cmd::Shell("echo hi".into()).to_string(), "/bin/sh -c 'echo hi'");
+        assert_eq!(Cmd::Shell("echo hi".into()).to_string(), "echo hi");
+        assert_eq!(
+            Cmd::Argv(vec!["sh".into(), "-c".into(), "echo hi".into()]).to_string(),
+            "sh -c 'echo hi'"
+        );
     }
 }

@@ -172,13 +172,15 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
 /// a path or a shell string that may hold one.
 fn public_step(step: Option<&str>) -> String {
     let Some(step) = step else { return "-".into() };
+    if step.contains(|c: char| ";&|<>$`\\'\"(){}*?".contains(c)) {
+        return "a shell step".into();
+    }
     let mut words = step.split_whitespace();
     let program = words.next().unwrap_or("-");
     let program = program.rsplit('/').next().unwrap_or(program);
-    match (program, words.next()) {
-        ("sh", Some("-c")) => "a shell step".into(),
-        (p, Some(arg)) if !arg.contains('/') && !arg.starts_with('\'') => format!("{p} {arg}"),
-        (p, _) => p.to_string(),
+    match words.next() {
+        Some(arg) if !arg.contains('/') => format!("{program} {arg}"),
+        _ => program.to_string(),
     }
 }
 
@@ -189,7 +191,8 @@ mod tests {
         use super::public_step;
         assert_eq!(public_step(Some("pnpm docs:build")), "pnpm docs:build");
         assert_eq!(public_step(Some("/usr/local/bin/build /srv/x")), "build");
-        assert_eq!(public_step(Some("/bin/sh -c 'cd /srv && make'")), "a shell step");
+        assert_eq!(public_step(Some("cd /srv && make")), "a shell step");
+        assert_eq!(public_step(Some("false")), "false");
         assert_eq!(public_step(Some("git fetch origin main")), "git fetch");
         assert_eq!(public_step(None), "-");
     }

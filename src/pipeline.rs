@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::{shell_quote, Cmd, Hook};
+use crate::config::{Cmd, Hook};
 use crate::error::{Error, Result};
 use crate::log::{q, Log};
 use crate::process::{self, Exit, Spec};
@@ -105,9 +105,13 @@ impl Run<'_> {
     }
 
     /// Runs one command of the build, logged; the error is the step's name and its exit.
-    fn command(&mut self, argv: &[String], cancel: &mut dyn FnMut(&str) -> bool) -> std::result::Result<(), Exit> {
-        let line: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
-        let line = line.join(" ");
+    fn command(
+        &mut self,
+        line: &str,
+        argv: &[String],
+        cancel: &mut dyn FnMut(&str) -> bool,
+    ) -> std::result::Result<(), Exit> {
+        let line = line.to_string();
         self.set_step(Some(line.clone()));
         self.note(&format!("\n$ {line}"));
         let started = Instant::now();
@@ -258,11 +262,17 @@ fn stages(
     cancel: &mut dyn FnMut(&str) -> bool,
     commit: &mut Option<String>,
 ) -> std::result::Result<Option<String>, (String, Exit)> {
-    let fetch: Vec<String> = vec!["git".into(), "fetch".into(), hook.remote.clone(), hook.branch.clone()];
-    let step_name = |argv: &[String]| argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
-    run.command(&fetch, cancel).map_err(|e| (step_name(&fetch), e))?;
-    let reset: Vec<String> = ["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec();
-    run.command(&reset, cancel).map_err(|e| (step_name(&reset), e))?;
+    let fetch = Cmd::Argv(vec![
+        "git".into(),
+        "fetch".into(),
+        hook.remote.clone(),
+        hook.branch.clone(),
+    ]);
+    let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
+    for cmd in [&fetch, &reset] {
+        let name = cmd.to_string();
+        run.command(&name, &cmd.argv(), cancel).map_err(|e| (name, e))?;
+    }
     let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, &run.file)
         .ok()
         .flatten();
@@ -289,8 +299,8 @@ fn stages(
     }
 
     for step in &hook.steps {
-        let argv = step.argv();
-        run.command(&argv, cancel).map_err(|e| (step.to_string(), e))?;
+        let name = step.to_string();
+        run.command(&name, &step.argv(), cancel).map_err(|e| (name, e))?;
     }
 
     let Some(publish) = &hook.publish else { return Ok(None) };

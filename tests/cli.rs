@@ -1,0 +1,239 @@
+//! The subcommands: check, sign, run, status, and the command line itself.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::util::*;
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn check_passes_on_a_good_setup() {
+    let w = World::new("check-ok");
+    w.config("gitee", "steps = [[\"git\", \"--version\"], \"true\"]");
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("everything holds"), "{t}");
+    assert!(t.contains("is a git checkout") && t.contains("remote origin"), "{t}");
+    assert!(!t.contains(SECRET));
+}
+
+#[test]
+fn check_names_each_problem_with_its_fix() {
+    let w = World::new("check-bad");
+    type Breaker = Box<dyn Fn(&World)>;
+    let cases: Vec<(&str, Breaker, &str)> = vec![
+        (
+            "repo missing",
+            Box::new(|w: &World| fs::remove_dir_all(&w.repo).unwrap()),
+            "does not exist",
+        ),
+        (
+            "not a checkout",
+            Box::new(|w: &World| {
+                fs::remove_dir_all(&w.repo).unwrap();
+                fs::create_dir(&w.repo).unwrap();
+            }),
+            "is not a git checkout",
+        ),
+        (
+            "secret readable by everyone",
+            Box::new(|w: &World| fs::set_permissions(&w.secret_file, fs::Permissions::from_mode(0o644)).unwrap()),
+            "chmod 600",
+        ),
+        (
+            "secret empty",
+            Box::new(|w: &World| fs::write(&w.secret_file, "\n").unwrap()),
+            "is empty",
+        ),
+        (
+            "secret missing",
+            Box::new(|w: &World| fs::remove_file(&w.secret_file).unwrap()),
+            "write the secret",
+        ),
+        (
+            "dubious ownership",
+            Box::new(|w: &World| {
+                let status = Command::new("chown")
+                    .args(["-R", "65534:65534"])
+                    .arg(&w.repo)
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }),
+            "safe.directory",
+        ),
+        (
+            "no remote",
+            Box::new(|w: &World| {
+                git(&w.repo, &["remote", "remove", "origin"]);
+            }),
+            "no remote named origin",
+        ),
+    ];
+    for (what, breaker, expect) in cases {
+        let w = World::new("check-case");
+        w.config("gitee", "steps = [\"true\"]");
+        breaker(&w);
+        let out = w.cmd(&["check"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {t}");
+        assert!(
+            t.contains("FAIL") && t.contains(expect),
+            "{what}: expected {expect:?} in\n{t}"
+        );
+        assert!(t.contains("fix:"), "{what}: {t}");
+    }
+    // a step program not on the hook's path
+    w.config(
+        "gitee",
+        "path = \"/nonexistent/bin:/usr/bin:/bin\"\nsteps = [[\"pnpm-not-here\", \"build\"]]",
+    );
+    let t = text(&w.cmd(&["check"]));
+    assert!(
+        t.contains("pnpm-not-here is not found on path /nonexistent/bin:/usr/bin:/bin"),
+        "{t}"
+    );
+    // a broken config is named with its line
+    fs::write(
+        &w.config,
+        "state_dir = \"/x\"\n[hooks.docs]\nprovider = \"gitee\"\nsecret = \"s\"\nrepo = \"/r\"\nbranhc = \"x\"\n",
+    )
+    .unwrap();
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("config.toml:6") && t.contains("branhc"), "{t}");
+}
+
+#[test]
+fn sign_output_makes_a_delivery_that_verifies() {
+    for (provider, extra) in [
+        ("gitee", ""),
+        ("gitee", "gitee_mode = \"password\""),
+        ("github", ""),
+        ("gitlab", ""),
+        ("gitea", ""),
+        ("gogs", ""),
+    ] {
+        let w = World::new("sign");
+        w.config(provider, &format!("mode = \"sync\"\nsteps = [\"true\"]\n{extra}"));
+        let body = w.path("body.json");
+        fs::write(&body, br#"{"ref":"refs/heads/main","after":"abc"}"#).unwrap();
+        let out = w.cmd(&["sign", "docs", "--body", body.to_str().unwrap()]);
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(t.contains("export REQUEST_METHOD=POST") && t.contains("-H "), "{t}");
+        assert!(!t.contains(SECRET), "sign printed the secret: {t}");
+        // eval the env form in a shell and run the real binary with the body on stdin
+        let env_lines = String::from_utf8(
+            w.cmd(&["sign", "docs", "--body", body.to_str().unwrap(), "--format", "env"])
+                .stdout,
+        )
+        .unwrap();
+        let script = format!("{env_lines}\nexec {BIN} < {}", body.display());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("DEPLOY_HOOK_CONFIG", &w.config)
+            .output()
+            .unwrap();
+        let r = parse_reply(&out.stdout, String::from_utf8_lossy(&out.stderr).into_owned());
+        assert_eq!(
+            (r.status, r.word()),
+            (200, "succeeded"),
+            "{provider} {extra}: {} / {env_lines}",
+            r.json
+        );
+    }
+}
+
+#[test]
+fn sign_uses_the_given_timestamp() {
+    let w = World::new("sign-ts");
+    fs::write(&w.secret_file, "SECabc123\n").unwrap();
+    w.config("gitee", "");
+    let out = w.cmd(&["sign", "docs", "--timestamp", "1700000000000", "--format", "curl"]);
+    let t = text(&out);
+    assert!(
+        t.contains("X-Gitee-Token: N5P09a4+p1AMJIJWnIvQd2Yxw9+fu/oEBnPrjCcsLXk="),
+        "{t}"
+    );
+    assert!(t.contains("X-Gitee-Timestamp: 1700000000000"), "{t}");
+    assert_eq!(w.cmd(&["sign", "docs", "--timestamp", "soon"]).status.code(), Some(2));
+}
+
+#[test]
+fn run_builds_by_hand_through_the_same_queue() {
+    let w = World::new("run");
+    w.config("gitee", "steps = [\"echo $DEPLOY_HOOK_EVENT > event.txt\"]");
+    let head = w.push("index.md", "manual\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("succeeded") && t.contains(&head), "{t}");
+    assert_eq!(fs::read_to_string(w.repo.join("event.txt")).unwrap(), "manual\n");
+
+    let out = w.cmd(&["run", "docs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = w.wait_idle();
+    assert_eq!(w.history().len(), 2, "{s}");
+
+    w.config("gitee", "steps = [\"false\"]");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "a failed build fails run --wait");
+    assert!(text(&out).contains("failed step: false"));
+}
+
+#[test]
+fn status_shows_idle_failed_and_json() {
+    let w = World::new("status");
+    w.config("gitee", "mode = \"sync\"\nsteps = [\"false\"]");
+    let t = text(&w.cmd(&["status"]));
+    assert!(t.contains("idle") && t.contains("no build yet"), "{t}");
+    w.gitee_push().run();
+    let t = text(&w.cmd(&["status", "docs"]));
+    assert!(t.contains("failed") && t.contains("failed: false"), "{t}");
+    let out = w.cmd(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["docs"]["last"]["result"], "failed");
+    assert_eq!(v["docs"]["state"], "idle");
+    assert_eq!(v["docs"]["pending"], false);
+    let one: serde_json::Value = serde_json::from_slice(&w.cmd(&["status", "docs", "--json"]).stdout).unwrap();
+    assert_eq!(one["hook"], "docs");
+}
+
+#[test]
+fn the_command_line_helps() {
+    let w = World::new("usage");
+    w.config("gitee", "");
+    let out = w.cmd(&["--version"]);
+    assert!(text(&out).starts_with("deploy-hook "));
+    let out = w.cmd(&["--help"]);
+    assert!(out.status.success() && text(&out).contains("deploy-hook check"));
+    let out = w.cmd(&[]);
+    assert_eq!(out.status.code(), Some(2), "no arguments and no REQUEST_METHOD");
+    let out = w.cmd(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("unknown command"));
+    let out = w.cmd(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("needs a HOOK"));
+    let out = w.cmd(&["run", "blog"]);
+    assert!(text(&out).contains("hooks: docs"), "{}", text(&out));
+    let out = w.cmd(&["status", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = w.cmd(&["check", "--config", w.path("nope.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("cannot read the config file"));
+}

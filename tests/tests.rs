@@ -1,0 +1,14 @@
+//! The integration tests: one binary, running the real `deploy-hook` executable as a CGI
+//! program and as a command, against real git repositories made in temp dirs.
+
+// Tests may read the real environment (the PATH to hand to the binary).
+#![allow(clippy::disallowed_methods)]
+
+mod util;
+
+mod builds;
+mod cli;
+mod concurrency;
+mod deliveries;
+mod payloads;
+mod pnpm;

@@ -1,0 +1,404 @@
+//! Test helpers: a throwaway world (bare remote, checkout, state dir, config) and a CGI
+//! invocation builder that runs the real binary with a controlled environment and stdin.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-hook");
+pub const SECRET: &str = "SECabc123-test-secret";
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    fs::read(Path::new(FIXTURES).join(name)).unwrap()
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Gitee signing-mode token, computed here independently of the binary.
+pub fn gitee_token(secret: &str, ts: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(mac(secret.as_bytes(), &[ts.as_bytes(), b"\n", secret.as_bytes()]))
+}
+
+pub fn github_sig(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hex(&mac(secret.as_bytes(), &[body])))
+}
+
+pub fn gitea_sig(secret: &str, json: &[u8]) -> String {
+    hex(&mac(secret.as_bytes(), &[json]))
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits for `cond`, failing the test with `what` after `limit` (a bound, not a timing
+/// assertion: it only keeps a broken build from hanging the suite).
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie (reparented to a PID 1 that does not reap) counts as dead.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map(|r| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// A throwaway world for one test.
+pub struct World {
+    pub dir: PathBuf,
+    pub remote: PathBuf,
+    pub seed: PathBuf,
+    pub repo: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+    pub secret_file: PathBuf,
+}
+
+impl World {
+    pub fn new(name: &str) -> World {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir()
+            .join("deploy-hook-tests")
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let w = World {
+            remote: dir.join("remote.git"),
+            seed: dir.join("seed"),
+            repo: dir.join("repo"),
+            state: dir.join("state"),
+            config: dir.join("config.toml"),
+            secret_file: dir.join("hook.secret"),
+            dir,
+        };
+        git(&w.dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+        git(&w.dir, &["init", "-q", "-b", "main", "seed"]);
+        git(&w.seed, &["remote", "add", "origin", w.remote.to_str().unwrap()]);
+        fs::write(w.seed.join("index.md"), "first\n").unwrap();
+        git(&w.seed, &["add", "-A"]);
+        git(&w.seed, &["commit", "-q", "-m", "first"]);
+        git(&w.seed, &["push", "-q", "origin", "main"]);
+        git(&w.dir, &["clone", "-q", w.remote.to_str().unwrap(), "repo"]);
+        fs::write(&w.secret_file, format!("{SECRET}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&w.secret_file, fs::Permissions::from_mode(0o600)).unwrap();
+        w
+    }
+
+    /// Commits `content` to `file` on `branch` of the remote; returns the commit id.
+    pub fn push(&self, file: &str, content: &str) -> String {
+        self.push_to("main", file, content)
+    }
+
+    pub fn push_to(&self, branch: &str, file: &str, content: &str) -> String {
+        let current = git(&self.seed, &["rev-parse", "--abbrev-ref", "HEAD"]);
+        if current != branch {
+            git(&self.seed, &["checkout", "-q", "-B", branch]);
+        }
+        let path = self.seed.join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+        git(&self.seed, &["add", "-A"]);
+        git(&self.seed, &["commit", "-q", "-m", &format!("change {file}")]);
+        git(&self.seed, &["push", "-q", "-f", "origin", &format!("HEAD:{branch}")]);
+        git(&self.seed, &["rev-parse", "HEAD"])
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.seed, &["rev-parse", "HEAD"])
+    }
+
+    /// Writes a config with one hook `docs`; `hook` is extra TOML for the hook table,
+    /// `top` extra TOML before it.
+    pub fn config(&self, provider: &str, hook: &str) -> &World {
+        self.config_with("", provider, hook)
+    }
+
+    pub fn config_with(&self, top: &str, provider: &str, hook: &str) -> &World {
+        let text = format!(
+            "state_dir = {state:?}\n{top}\n[log]\nsyslog = \"\"\n\n[hooks.docs]\nprovider = {provider:?}\nsecret_file = {secret:?}\nrepo = {repo:?}\n{hook}\n",
+            state = self.state.to_str().unwrap(),
+            secret = self.secret_file.to_str().unwrap(),
+            repo = self.repo.to_str().unwrap(),
+        );
+        fs::write(&self.config, text).unwrap();
+        self
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn hook_dir(&self) -> PathBuf {
+        self.state.join("docs")
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        match fs::read(self.hook_dir().join("status.json")) {
+            Ok(b) => serde_json::from_slice(&b).unwrap(),
+            Err(_) => serde_json::json!({"state": "idle", "pending": false, "last": null, "history": []}),
+        }
+    }
+
+    pub fn lock_free(&self) -> bool {
+        use fs2::FileExt;
+        let Ok(f) = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.hook_dir().join("build.lock"))
+        else {
+            return true;
+        };
+        let free = f.try_lock_exclusive().is_ok();
+        if free {
+            let _ = FileExt::unlock(&f);
+        }
+        free
+    }
+
+    /// Waits until no build runs or waits, and returns the status.
+    pub fn wait_idle(&self) -> serde_json::Value {
+        wait_for("the builds to finish", Duration::from_secs(120), || {
+            let s = self.status();
+            s["state"] == "idle" && !self.hook_dir().join("pending").exists() && self.lock_free()
+        });
+        self.status()
+    }
+
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        self.status()["history"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A CGI invocation for this world's config.
+    pub fn cgi(&self) -> Cgi {
+        Cgi::new(&self.config)
+    }
+
+    /// A signed Gitee push delivery for `main`.
+    pub fn gitee_push(&self) -> Cgi {
+        // Distinct per delivery, as Gitee's are: the same timestamp would be a replay.
+        let ts = (now_ms() - 60_000 + COUNTER.fetch_add(1, Ordering::SeqCst) as u128).to_string();
+        self.cgi()
+            .header("X-Gitee-Token", gitee_token(SECRET, &ts))
+            .header("X-Gitee-Timestamp", &ts)
+            .header("X-Gitee-Event", "Push Hook")
+            .body(br#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DEPLOY_HOOK_CONFIG", &self.config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn log_text(&self, build: &serde_json::Value) -> String {
+        fs::read_to_string(build["log"].as_str().unwrap()).unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub struct Cgi {
+    env: Vec<(OsString, OsString)>,
+    body: Vec<u8>,
+    content_length: Option<String>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub json: serde_json::Value,
+    pub raw: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Reply {
+    pub fn word(&self) -> &str {
+        self.json["status"].as_str().unwrap_or("")
+    }
+}
+
+impl Cgi {
+    pub fn new(config: &Path) -> Cgi {
+        Cgi {
+            env: vec![
+                ("REQUEST_METHOD".into(), "POST".into()),
+                ("PATH_INFO".into(), "/docs".into()),
+                ("CONTENT_TYPE".into(), "application/json".into()),
+                ("DEPLOY_HOOK_CONFIG".into(), config.into()),
+                ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
+            ],
+            body: Vec::new(),
+            content_length: None,
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Cgi {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn unset(mut self, k: &str) -> Cgi {
+        self.env.retain(|(key, _)| key != k);
+        self
+    }
+
+    pub fn header(self, name: &str, v: impl Into<OsString>) -> Cgi {
+        let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+        self.env(&key, v)
+    }
+
+    pub fn body(mut self, b: &[u8]) -> Cgi {
+        self.body = b.to_vec();
+        self
+    }
+
+    /// Overrides CONTENT_LENGTH; `""` sends it empty, as nginx does on a GET.
+    pub fn content_length(mut self, v: &str) -> Cgi {
+        self.content_length = Some(v.to_string());
+        self
+    }
+
+    /// Sends the body with no CONTENT_LENGTH at all, as Apache does with a chunked body.
+    pub fn chunked(mut self) -> Cgi {
+        self.content_length = Some("<none>".into());
+        self
+    }
+
+    pub fn run(self) -> Reply {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear().env("PATH", "/usr/bin:/bin");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        match self.content_length.as_deref() {
+            None => {
+                cmd.env("CONTENT_LENGTH", self.body.len().to_string());
+            }
+            Some("<none>") => {}
+            Some(v) => {
+                cmd.env("CONTENT_LENGTH", v);
+            }
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .current_dir("/")
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let body = self.body.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        // wait_with_output returns only when stdout and stderr are closed by every holder:
+        // a worker that kept them open would hang here, as it would hang fcgiwrap.
+        let out = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        parse_reply(&out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+pub fn parse_reply(raw: &[u8], stderr: String) -> Reply {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not a CGI reply: {text:?} stderr: {stderr}"));
+    let status = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Status: "))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no Status line: {head}"));
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
+    for key in ["status", "hook", "delivery", "message"] {
+        assert!(json[key].is_string(), "answer lacks {key}: {json}");
+    }
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    Reply {
+        status,
+        head: head.to_string(),
+        json,
+        raw: raw.to_vec(),
+        stderr,
+    }
+}
+
+/// A shell step that records its start and end in `record` and waits for `gate` to exist.
+pub fn gated_step(record: &Path, gate: &Path) -> String {
+    format!(
+        "echo \"start $DEPLOY_HOOK_COMMIT $(date +%s%N)\" >> {r}; while [ ! -e {g} ]; do sleep 0.02; done; echo \"end $DEPLOY_HOOK_COMMIT $(date +%s%N)\" >> {r}",
+        r = record.display(),
+        g = gate.display()
+    )
+}
+
+pub fn toml_str(s: &str) -> String {
+    format!("{s:?}")
+}
