@@ -60,9 +60,6 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
 fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, seen: &mut Seen) -> Result<Response> {
     let cfg = Config::load(path)?;
     *log = Log::open(&cfg.log);
-    if req.method != "POST" {
-        return Err(Error::MethodNotAllowed(crate::cgi::printable(&req.method, 16)));
-    }
     let name = req.hook_name()?;
     let hook = cfg.hook(name.as_deref()).map_err(|e| match (&e, name.is_none()) {
         (Error::UnknownHook(_), true) => Error::UnknownHook("(none named: use /NAME or ?hook=NAME)".into()),
@@ -72,6 +69,9 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     seen.provider = hook.provider.name().to_string();
     if hook.provider == Provider::Gitee && hook.gitee_mode == config::GiteeMode::Password {
         seen.provider.push_str("/password");
+    }
+    if req.method != "POST" {
+        return Err(Error::MethodNotAllowed(crate::cgi::printable(&req.method, 16)));
     }
     let state = HookState::new(&cfg.state_dir, &hook.name);
     state.ensure()?;

@@ -167,6 +167,7 @@ fn methods_other_than_post_get_405_with_allow() {
         let r = w.cgi().env("REQUEST_METHOD", m).content_length("").run();
         assert_eq!((r.status, r.word()), (405, "error"), "{m}");
         assert!(r.head.contains("Allow: POST"), "{}", r.head);
+        assert_eq!(r.json["hook"], "docs", "the answer and the log name the hook");
     }
 }
 
@@ -338,6 +339,13 @@ fn the_answer_is_complete_even_when_nothing_is_understood() {
     quick(&w, "");
     let r = w.cgi().env("REQUEST_METHOD", "").run();
     assert_eq!(r.status, 405);
+    let r = w
+        .cgi()
+        .env("REQUEST_METHOD", "GET")
+        .env("PATH_INFO", "/blog")
+        .content_length("")
+        .run();
+    assert_eq!(r.status, 404, "an unknown hook is unknown whatever the method");
     let r = w
         .cgi()
         .env("REQUEST_METHOD", "POST")

@@ -12,3 +12,4 @@ mod concurrency;
 mod deliveries;
 mod payloads;
 mod pnpm;
+mod servers;
