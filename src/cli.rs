@@ -24,6 +24,7 @@ Usage:
   deploy-hook check    [--config FILE]            validate the config and this machine
   deploy-hook run      HOOK [--wait]              queue a build by hand
   deploy-hook status   [HOOK] [--json]            state and last builds
+  deploy-hook status   HOOK --follow              stream the running build's log until it ends
   deploy-hook rollback HOOK [--to RELEASE]        switch the site back to the previous release
   deploy-hook sign     HOOK [--body FILE] [--timestamp MS] [--format env|curl]
                                                   print the headers of a correctly signed delivery
@@ -40,7 +41,16 @@ pub struct Args {
 }
 
 const VALUE_FLAGS: &[&str] = &["--config", "--body", "--timestamp", "--to", "--format"];
-const BOOL_FLAGS: &[&str] = &["--wait", "--json", "--help", "-h", "--version", "-V", "--show-secret"];
+const BOOL_FLAGS: &[&str] = &[
+    "--wait",
+    "--json",
+    "--follow",
+    "--help",
+    "-h",
+    "--version",
+    "-V",
+    "--show-secret",
+];
 
 impl Args {
     pub fn parse(args: Vec<OsString>) -> Result<Args> {
@@ -138,6 +148,10 @@ pub fn main(args: Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
         "run" => {
             args.allow(&["--wait"], 2)?;
             run(&args, env, out)
+        }
+        "status" if args.has("--follow") => {
+            args.allow(&["--follow"], 2)?;
+            follow(&args, env, out)
         }
         "status" => {
             args.allow(&["--json"], 2)?;
@@ -277,6 +291,59 @@ fn status(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
     Ok(0)
 }
 
+/// Streams the running build's log until that build ends; exit 0 when it succeeded.
+fn follow(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
+    use std::io::{Read, Seek, SeekFrom};
+    let cfg = args.load_config(env)?;
+    let name = match args.words.get(1) {
+        Some(n) => n.clone(),
+        None => cfg
+            .hook(None)
+            .map_err(|_| Error::Usage("status --follow needs a HOOK name".into()))?
+            .name
+            .clone(),
+    };
+    let (_, state) = hook_and_state(&cfg, &name)?;
+    let (status, stale) = live_status(&state)?;
+    let current = match status.current {
+        Some(c) if status.state == "building" && !stale => c,
+        _ => {
+            let last = status
+                .last
+                .as_ref()
+                .map(|l| format!("; the last build, {}, {}: {}", l.id, l.result, l.log))
+                .unwrap_or_default();
+            writeln!(out, "{name}: no build is running{last}").ok();
+            return Ok(0);
+        }
+    };
+    writeln!(out, "{name}: following build {} ({})", current.id, current.log).ok();
+    let mut file =
+        std::fs::File::open(&current.log).map_err(|e| Error::io(format!("cannot open {}", current.log), e))?;
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        // Read the verdict before the last read, so no line written before the end is missed.
+        let st = state.read_status()?;
+        let finished = st.current.as_ref().is_none_or(|c| c.id != current.id) || !queue::is_building(&state)?;
+        file.seek(SeekFrom::Start(pos))
+            .map_err(|e| Error::io("cannot read the build log", e))?;
+        buf.clear();
+        file.read_to_end(&mut buf)
+            .map_err(|e| Error::io("cannot read the build log", e))?;
+        pos += buf.len() as u64;
+        out.write_all(&buf).ok();
+        out.flush().ok();
+        if finished {
+            let record = st.history.iter().find(|b| b.id == current.id);
+            let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
+            writeln!(out, "{name}: build {} {result}", current.id).ok();
+            return Ok(if result == "succeeded" { 0 } else { 1 });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn since(ts: &str) -> String {
     time::parse_rfc3339(ts)
         .map(|t| time::human_duration(time::now().as_secs().saturating_sub(t) as f64))
@@ -377,7 +444,14 @@ fn rollback(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
     let target = publish::rollback_target(&publish.to, args.value("--to")).map_err(Error::Usage)?;
     publish::switch(&publish.to, &target)
         .map_err(|e| Error::io(format!("cannot switch {}", publish.to.display()), e))?;
-    state.update_status(|s| s.live_release = Some(target.clone()))?;
+    state.update_status(|s| {
+        s.live_release = Some(target.clone());
+        s.last_rollback = Some(crate::state::Rollback {
+            from: from.clone(),
+            to: target.clone(),
+            at: time::rfc3339(time::now()),
+        });
+    })?;
     drop(lock);
     log.info(&format!(
         "rollback hook={} from={} to={}",

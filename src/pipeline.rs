@@ -331,10 +331,11 @@ fn stages(
 
 /// Runs `on_success` / `on_failure`. Their failure is logged and changes nothing.
 fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
-    let cmd: &Option<Cmd> = if record.result == "succeeded" {
-        &run.hook.on_success
-    } else {
-        &run.hook.on_failure
+    // A superseded build did not fail: a newer one is already on its way.
+    let cmd: &Option<Cmd> = match record.result.as_str() {
+        "succeeded" => &run.hook.on_success,
+        "failed" | "timed_out" => &run.hook.on_failure,
+        _ => &None,
     };
     let Some(cmd) = cmd else { return };
     run.env.insert("DEPLOY_HOOK_RESULT".into(), record.result.clone());

@@ -153,6 +153,12 @@ pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>) -> io::Result<P
     }
     let dir = releases_dir(&cfg.to);
     fs::create_dir_all(&dir)?;
+    // A build killed while copying leaves its staging folder; the lock says none is copying now.
+    for e in fs::read_dir(&dir)?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".staging-") {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
     let short = commit.map(|c| &c[..c.len().min(7)]).unwrap_or("nocommit");
     let release = format!("{}-{short}", time::compact(time::now()));
     let staging = dir.join(format!(".staging-{release}"));
@@ -161,17 +167,20 @@ pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>) -> io::Result<P
         let _ = fs::remove_dir_all(&staging);
     })?;
     fs::rename(&staging, dir.join(&release))?;
+    let before = live(&cfg.to);
     let note = switch(&cfg.to, &release)?;
-    prune(&cfg.to, cfg.keep);
+    prune(&cfg.to, cfg.keep, before.as_deref());
     Ok(Published { release, note })
 }
 
-/// Removes the oldest releases beyond `keep`, never the live one nor the one before it.
-pub fn prune(to: &Path, keep: usize) {
+/// Removes the oldest releases beyond `keep`, never the live one, nor the one before it,
+/// nor `was_live` (the release live before this publish: after a rollback to an old
+/// release, that is the known-good one to go back to).
+pub fn prune(to: &Path, keep: usize, was_live: Option<&str>) {
     let all = list(to);
     let live = live(to);
     let live_idx = live.as_ref().and_then(|l| all.iter().position(|r| r == l));
-    let protected = |i: usize| live_idx.is_some_and(|l| i == l || i + 1 == l);
+    let protected = |i: usize| live_idx.is_some_and(|l| i == l || i + 1 == l) || was_live == Some(all[i].as_str());
     let mut excess = all.len().saturating_sub(keep);
     let dir = releases_dir(to);
     for (i, name) in all.iter().enumerate() {

@@ -72,6 +72,16 @@ pub struct Status {
     /// The published release, when the hook publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_release: Option<String>,
+    /// The last `deploy-hook rollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollback: Option<Rollback>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rollback {
+    pub from: Option<String>,
+    pub to: String,
+    pub at: String,
 }
 
 impl Default for Status {
@@ -83,6 +93,7 @@ impl Default for Status {
             current: None,
             history: Vec::new(),
             live_release: None,
+            last_rollback: None,
         }
     }
 }

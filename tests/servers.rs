@@ -509,9 +509,19 @@ fn refusals(kind: Kind) {
     assert!(r.head.contains("Allow: POST"), "{}", r.head);
     assert_eq!(r.json()["status"], "error");
 
-    let big = vec![b' '; 6 * 1024 * 1024];
-    let r = web.post("/hooks/docs", &gitee_headers(SECRET), &big);
+    // Over the server's limit: refused on the announced length, before any body is sent
+    // (sending 6 MiB to a server that already answered can end in a reset that loses the
+    // answer).
+    let mut announced = gitee_headers(SECRET);
+    announced.push(("Content-Length".into(), (6 * 1024 * 1024).to_string()));
+    let r = http(web.port, "POST", "/hooks/docs", &announced, None, false);
     assert_eq!(r.status, 413, "{r:?}");
+    // Over max_body_bytes but under the server's limit: deploy-hook's own JSON 413.
+    w.config_with("max_body_bytes = 1000", "gitee", "steps = [\"true\"]");
+    let r = web.post("/hooks/docs", &gitee_headers(SECRET), &[b' '; 2000]);
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.json()["status"], "error");
+    w.config("gitee", "steps = [\"true\"]");
 
     let mut bad = gitee_headers(SECRET);
     bad[2].1 = gitee_token("not the secret", &bad[3].1);

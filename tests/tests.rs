@@ -13,3 +13,4 @@ mod deliveries;
 mod payloads;
 mod pnpm;
 mod servers;
+mod site;

@@ -254,7 +254,29 @@ impl World {
 }
 
 impl Drop for World {
+    /// Kills this world's builds (a failed test may leave one waiting on a gate), then
+    /// removes the folder unless the test failed (it is kept for a look).
     fn drop(&mut self) {
+        if let Ok(pid) = self.status()["current"]["pid"].as_i64().ok_or(()) {
+            if self.status()["state"] == "building" {
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+        let needle = format!("DEPLOY_HOOK_LOG={}", self.dir.display());
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(env) = fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|kv| kv.starts_with(needle.as_bytes())) {
+                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }
