@@ -10,6 +10,7 @@ mod builds;
 mod cli;
 mod concurrency;
 mod deliveries;
+mod hostile;
 mod payloads;
 mod pnpm;
 mod servers;
