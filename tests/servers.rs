@@ -696,3 +696,92 @@ fn log_lines_reach_syslog_or_the_servers_error_log_and_never_the_secret() {
         assert!(!everything.contains(secret), "a secret or token was logged");
     }
 }
+
+#[test]
+fn nginx_load_two_hundred_deliveries_twenty_at_a_time_none_lost() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    let w = World::new("nginx-load");
+    let record = w.path("record");
+    let sock_path = w.path("syslog.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    fs::set_permissions(&sock_path, fs::Permissions::from_mode(0o666)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let step = format!(
+        "echo \"start $DEPLOY_HOOK_COMMIT\" >> {r}; sleep 0.3; echo \"end $DEPLOY_HOOK_COMMIT\" >> {r}",
+        r = record.display()
+    );
+    fs::write(
+        &w.config,
+        format!(
+            "state_dir = {:?}\n[log]\nsyslog = {:?}\n[hooks.docs]\nprovider = \"gitee\"\nsecret_file = {:?}\nrepo = {:?}\nsteps = [{}]\n",
+            w.state.to_str().unwrap(),
+            sock_path.to_str().unwrap(),
+            w.secret_file.to_str().unwrap(),
+            w.repo.to_str().unwrap(),
+            toml_str(&step)
+        ),
+    )
+    .unwrap();
+    let web = Web::nginx(&w);
+    // Drain the log socket while the load runs.
+    let lines = std::sync::Mutex::new(String::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut newest = String::new();
+    let mut replies = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let mut l = lines.lock().unwrap();
+                    l.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    l.push('\n');
+                }
+            }
+        });
+        for round in 0..10 {
+            newest = w.push("index.md", &format!("round {round}\n"));
+            let batch: Vec<HttpReply> = std::thread::scope(|s2| {
+                let hs: Vec<_> = (0..20)
+                    .map(|_| s2.spawn(|| web.post("/hooks/docs", &gitee_headers(SECRET), PUSH)))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            replies.extend(batch);
+        }
+        w.wait_idle();
+        std::thread::sleep(Duration::from_millis(600));
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    assert_eq!(replies.len(), 200);
+    for r in &replies {
+        assert!((200..300).contains(&r.status), "{r:?}");
+    }
+    let text = fs::read_to_string(&record).unwrap();
+    let mut open = false;
+    for line in text.lines() {
+        assert!(
+            line.starts_with(if open { "end" } else { "start" }),
+            "two builds at once:\n{text}"
+        );
+        open = !open;
+    }
+    assert!(!open);
+    let last_start = text.lines().rfind(|l| l.starts_with("start")).unwrap();
+    assert!(
+        last_start.ends_with(&newest),
+        "the newest commit was not built last:\n{text}"
+    );
+    assert_eq!(w.status()["last"]["commit"], newest.as_str());
+    let builds = text.lines().filter(|l| l.starts_with("start")).count();
+    let log = lines.into_inner().unwrap();
+    for r in &replies {
+        let id = r.json()["delivery"].as_str().unwrap().to_string();
+        assert!(
+            log.contains(&format!("id={id} status={}", r.status)),
+            "delivery {id} is not in the log"
+        );
+    }
+    eprintln!("load: 200 deliveries through nginx, {builds} builds, none overlapping");
+}

@@ -1,0 +1,196 @@
+//! Faults: a worker killed in each pipeline stage, programs missing from the steps' PATH,
+//! the state dir deleted, a stale pending marker, a full disk. Each ends in a clear status
+//! and log line, a free lock, and a next delivery that builds.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn kill_worker(w: &World) {
+    let pid = w.status()["current"]["pid"].as_i64().expect("a running build") as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    wait_for("the lock to be free", Duration::from_secs(10), || w.lock_free());
+}
+
+/// After a fault: the next delivery builds the head, and the fault is in the history.
+fn recovers(w: &World, fault_result: &str) {
+    let head = w.push("index.md", &format!("after {fault_result} {}\n", now_ms()));
+    assert_eq!(w.gitee_push().run().status, 202);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(s["last"]["commit"], head.as_str());
+    assert_eq!(w.history()[1]["result"], fault_result, "{s}");
+}
+
+#[test]
+fn a_worker_killed_during_git_fetch() {
+    let w = World::new("kill-git");
+    // a git that waits for a gate during fetch, first on the hook's path
+    let bin = w.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let gate = w.path("gate");
+    fs::write(
+        bin.join("git"),
+        format!("#!/bin/sh\nif [ \"$1\" = fetch ]; then touch {d}/in-fetch; while [ ! -e {g} ]; do sleep 0.02; done; fi\nexec /usr/bin/git \"$@\"\n", d = w.dir.display(), g = gate.display()),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("git"), fs::Permissions::from_mode(0o755)).unwrap();
+    w.config(
+        "gitee",
+        &format!("path = \"{}:/usr/bin:/bin\"\nsteps = [\"true\"]", bin.display()),
+    );
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for("the fetch", Duration::from_secs(30), || w.path("in-fetch").exists());
+    assert!(w.status()["current"]["step"].as_str().unwrap().starts_with("git fetch"));
+    kill_worker(&w);
+    fs::write(&gate, "").unwrap();
+    recovers(&w, "interrupted");
+    assert_eq!(w.history()[1]["failed_step"], "git fetch origin main");
+}
+
+#[test]
+fn a_worker_killed_during_publish_leaves_the_live_site() {
+    let w = World::new("kill-publish");
+    let www = w.path("www");
+    // many files, so the copy into the release takes a while
+    let step = "mkdir -p dist && cd dist && seq 1 20000 | xargs -n 500 touch && cp ../index.md index.html";
+    w.config(
+        "gitee",
+        &format!(
+            "clean = [\"dist\"]\nsteps = [{}]\n[hooks.docs.publish]\nfrom = \"dist\"\nto = {:?}",
+            toml_str(step),
+            www.to_str().unwrap()
+        ),
+    );
+    w.push("index.md", "live\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
+    let live = fs::read_link(&www).unwrap();
+
+    w.push("index.md", "never published\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for("the publish stage", Duration::from_secs(60), || {
+        w.status()["current"]["step"] == "publish"
+    });
+    kill_worker(&w);
+    assert_eq!(fs::read_link(&www).unwrap(), live, "a killed publish switched the site");
+    assert_eq!(fs::read_to_string(www.join("index.html")).unwrap(), "live\n");
+    recovers(&w, "interrupted");
+    assert_eq!(w.history()[1]["failed_step"], "publish");
+    let leftovers: Vec<_> = fs::read_dir(w.path("www.releases"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the killed publish's staging folder was not cleaned up"
+    );
+}
+
+#[test]
+fn pnpm_missing_from_path_fails_clearly() {
+    let w = World::new("no-pnpm");
+    let bin = w.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/git", bin.join("git")).unwrap();
+    // the default steps, with a path that has git and no pnpm
+    w.config("gitee", &format!("mode = \"sync\"\npath = {:?}", bin.to_str().unwrap()));
+    let r = w.gitee_push().run();
+    assert_eq!((r.status, r.word()), (500, "failed"));
+    let s = w.status();
+    assert_eq!(s["last"]["failed_step"], "pnpm install");
+    let log = w.log_text(&s["last"]);
+    assert!(
+        log.contains(&format!("pnpm not found on PATH {}", bin.display())),
+        "{log}"
+    );
+    let check = w.cmd(&["check"]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("npm install -g pnpm"));
+    w.config("gitee", "steps = [\"true\"]");
+    recovers(&w, "failed");
+}
+
+#[test]
+fn the_state_dir_deleted_while_idle_is_recreated() {
+    let w = World::new("state-deleted");
+    w.config("gitee", "steps = [\"true\"]");
+    assert_eq!(w.gitee_push().run().status, 202);
+    w.wait_idle();
+    fs::remove_dir_all(&w.state).unwrap();
+    let head = w.push("index.md", "after the state dir went\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "succeeded");
+    assert_eq!(s["last"]["commit"], head.as_str());
+}
+
+#[test]
+fn a_stale_pending_marker_is_built_by_the_next_delivery_or_run() {
+    let w = World::new("stale-pending");
+    w.config("gitee", "steps = [\"true\"]");
+    w.gitee_push().run();
+    w.wait_idle();
+    // a marker left behind with no worker (a crash between recording it and starting one)
+    fs::write(w.hook_dir().join("pending"), "{\"delivery\":\"old\"").unwrap();
+    assert_eq!(w.status()["state"], "idle");
+    let head = w.push("index.md", "stale marker\n");
+    assert!(w.cmd(&["run", "docs"]).status.success());
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["commit"], head.as_str());
+    assert_eq!(
+        w.history().len(),
+        2,
+        "the stale marker and the run collapse into one build: {s}"
+    );
+    assert!(!w.hook_dir().join("pending").exists());
+}
+
+#[test]
+fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
+    let w = World::new("disk-full");
+    fs::create_dir_all(&w.state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&w.state)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(w.state.clone());
+    // a step that writes far more than the disk holds into the build log
+    w.config(
+        "gitee",
+        "mode = \"sync\"\nsteps = [\"head -c 4000000 /dev/zero | tr '\\\\0' x\"]",
+    );
+    let r = w.gitee_push().run();
+    assert!(r.status == 500 || r.status == 200, "{}", r.json);
+    assert!(w.lock_free());
+    let out = w.cmd(&["status", "docs", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = st["last"]["result"].as_str().unwrap_or("none").to_string();
+    assert!(
+        last == "failed" || st["interrupted"] == true,
+        "a clear status after a full disk: {st}"
+    );
+    // free the space: the next delivery builds
+    for e in fs::read_dir(w.hook_dir().join("builds")).unwrap().flatten() {
+        fs::remove_file(e.path()).unwrap();
+    }
+    w.config("gitee", "mode = \"sync\"\nsteps = [\"true\"]");
+    let r = w.gitee_push().run();
+    assert_eq!(r.word(), "succeeded", "{}", r.json);
+}
