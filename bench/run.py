@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""deploy-hook benchmarks: figures, not pass/fail. Run as root on a machine with nginx,
+fcgiwrap, spawn-fcgi, git and valgrind (bash tests/run.sh installs the servers):
+
+    python3 bench/run.py              # everything
+    python3 bench/run.py delivery     # 1: per-delivery cost
+    python3 bench/run.py burst        # 2 and 3: bursts through nginx + fcgiwrap
+
+Every figure is measured in one run against its baseline (ratios), medians quoted.
+"""
+import base64, hashlib, hmac, json, os, platform, pwd, shutil, socket, statistics, subprocess
+import sys, tempfile, threading, time, http.server, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "deploy-hook")
+SECRET = "bench-secret-0123456789"
+GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@example.invalid",
+               GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@example.invalid")
+
+
+def sh(cmd, cwd=None, check=True):
+    return subprocess.run(cmd, shell=True, cwd=cwd, env=GIT_ENV, check=check,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).stdout.strip()
+
+
+def token(ts):
+    mac = hmac.new(SECRET.encode(), f"{ts}\n{SECRET}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) // 1024 // 1024
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.platform()}"
+
+
+def world(prefix):
+    d = tempfile.mkdtemp(prefix=f"deploy-hook-bench-{prefix}-")
+    os.chmod(d, 0o755)
+    sh("git init -q --bare -b main remote.git && git init -q -b main seed", cwd=d)
+    seed = os.path.join(d, "seed")
+    with open(os.path.join(seed, "build.py"), "w") as f:
+        f.write(BUILD_PY)
+    with open(os.path.join(seed, "index.md"), "w") as f:
+        f.write("v0\n")
+    sh("git add -A && git commit -qm v0 && git remote add origin ../remote.git && git push -q origin main", cwd=seed)
+    sh("git clone -q remote.git repo", cwd=d)
+    with open(os.path.join(d, "hook.secret"), "w") as f:
+        f.write(SECRET + "\n")
+    return d
+
+
+# A CPU-bound build: a fixed amount of work (about 3 s alone here), then the page.
+BUILD_PY = r'''
+import os, subprocess, sys, time
+t0 = time.time()
+n = int(os.environ.get("WORK", "0")) or int(open(os.environ["WORK_FILE"]).read())
+x = 0
+for i in range(n):
+    x ^= i * i
+commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+os.makedirs("dist", exist_ok=True)
+open("dist/index.html", "w").write(commit + "\n")
+open(os.environ["TIMES_FILE"], "a").write(f"{time.time() - t0:.3f}\n")
+'''
+
+
+def config(d, extra=""):
+    text = f'''state_dir = "{d}/state"
+[log]
+syslog = ""
+[hooks.docs]
+provider = "gitee"
+secret_file = "{d}/hook.secret"
+repo = "{d}/repo"
+clean = ["dist"]
+env = {{ WORK_FILE = "{d}/work", TIMES_FILE = "{d}/build-times" }}
+steps = [["python3", "build.py"]]
+{extra}
+[hooks.docs.publish]
+from = "dist"
+to = "{d}/www"
+'''
+    with open(os.path.join(d, "config.toml"), "w") as f:
+        f.write(text)
+
+
+# ---------------------------------------------------------------- 1: per-delivery cost
+
+def delivery_bench(runs=200):
+    print("\n## 1. Per-delivery cost (one CGI invocation), median of %d runs\n" % runs)
+    d = world("delivery")
+    config(d, 'step_timeout_secs = 60')
+    with open(os.path.join(d, "work"), "w") as f:
+        f.write("1")
+    open(os.path.join(d, "build-times"), "w").close()
+    body = b'{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}'
+    base = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "POST", "PATH_INFO": "/docs",
+            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+            "DEPLOY_HOOK_CONFIG": os.path.join(d, "config.toml"),
+            "HTTP_X_GITEE_EVENT": "Push Hook", "HTTP_USER_AGENT": "git-oschina-hook"}
+    ts0 = int(time.time() * 1000) - 60_000
+
+    def env_for(kind, i):
+        e = dict(base)
+        ts = str(ts0 + i)
+        e["HTTP_X_GITEE_TIMESTAMP"] = ts
+        e["HTTP_X_GITEE_TOKEN"] = token(ts) if kind != "rejected" else "d3JvbmcgdG9rZW4="
+        if kind == "ping":
+            e["HTTP_X_GITEE_PING"] = "true"
+        return e
+
+    body_file = os.path.join(d, "body.json")
+    with open(body_file, "wb") as f:
+        f.write(body)
+
+    def measure(argv, kind, offset):
+        times, rss = [], []
+        for i in range(runs):
+            env = env_for(kind, offset + i)
+            with open(body_file, "rb") as stdin:
+                t = time.perf_counter()
+                p = subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(p.pid, 0)
+                times.append(time.perf_counter() - t)
+            p.returncode = 0
+        # Peak RSS through GNU time: ru_maxrss of a child forked from Python counts
+        # Python's own pages from before the exec.
+        for i in range(5):
+            env = env_for(kind, offset + runs + i)
+            with open(body_file, "rb") as stdin:
+                out = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], env=env, stdin=stdin,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            rss.append(int(out.stderr.strip().splitlines()[-1]))
+        return statistics.median(times), statistics.median(rss)
+
+    def instructions(argv, kind):
+        if not shutil.which("valgrind"):
+            return None
+        out = os.path.join(d, "cg.out")
+        env = env_for(kind, 900_000 + len(kind))  # inside max_age_secs, unique
+        p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv], env=env,
+                           input=body, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for line in p.stderr.decode().splitlines():
+            if "Collected" in line:
+                return int(line.split()[-1])
+        return None
+
+    true_t, true_rss = measure(["/bin/true"], "ping", 0)
+    true_i = instructions(["/bin/true"], "ping")
+    rows = [("exec /bin/true (baseline)", true_t, true_rss, true_i)]
+    offset = 100_000
+    for kind in ["ping", "rejected", "accepted"]:
+        t, r = measure([BIN], kind, offset)
+        offset += 100_000
+        rows.append((f"deploy-hook: {kind}", t, r, instructions([BIN], kind)))
+    # Build what the runs queued (the callgrind run's worker could not start), then clean up.
+    subprocess.run([BIN, "run", "docs", "--wait", "--config", os.path.join(d, "config.toml")],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_idle(d, limit=60)
+    print("| invocation | median wall | ratio to /bin/true | peak RSS | instructions (callgrind) |")
+    print("|---|---|---|---|---|")
+    for name, t, r, i in rows:
+        print(f"| {name} | {t * 1000:.2f} ms | {t / true_t:.1f}x | {r / 1024:.1f} MiB | {i if i else '-':,} |" if i else
+              f"| {name} | {t * 1000:.2f} ms | {t / true_t:.1f}x | {r / 1024:.1f} MiB | - |")
+    print("\nUnder callgrind the 'accepted' worker spawn starts valgrind's tool binary (/proc/self/exe),")
+    print("so its count covers the CGI process up to and including the spawn, not the worker.")
+    print("\n'accepted' is a signed push in async mode: verify, replay check, pending marker, lock probe,")
+    print("and the spawn of the detached worker; the build itself runs after the answer.")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def wait_idle(d, limit=300):
+    status = os.path.join(d, "state", "docs", "status.json")
+    t = time.time()
+    while time.time() - t < limit:
+        try:
+            s = json.load(open(status))
+            if s["state"] == "idle" and not os.path.exists(os.path.join(d, "state", "docs", "pending")):
+                out = subprocess.run(["flock", "-n", os.path.join(d, "state", "docs", "build.lock"), "true"])
+                if out.returncode == 0:
+                    return s
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise SystemExit("builds did not finish")
+
+
+# ---------------------------------------------------------------- 2 and 3: bursts
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start_nginx(d):
+    """nginx + fcgiwrap with this repository's nginx/ and fcgiwrap.conf, as www-data."""
+    nd = os.path.join(d, "nginx")
+    os.makedirs(nd)
+    port, sock = free_port(), os.path.join(nd, "fcgiwrap.sock")
+    shutil.copy(BIN, os.path.join(d, "deploy-hook"))
+    snippet = open(os.path.join(ROOT, "fcgiwrap.conf")).read() \
+        .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;") \
+        .replace("/usr/local/bin/deploy-hook", os.path.join(d, "deploy-hook")) \
+        .replace("unix:/run/fcgiwrap.socket", "unix:" + sock)
+    open(os.path.join(nd, "fcgiwrap.conf"), "w").write(snippet)
+    site = open(os.path.join(ROOT, "nginx", "deploy-hook.conf")).read() \
+        .replace("listen 80;", f"listen 127.0.0.1:{port};").replace("listen [::]:80;", "") \
+        .replace("snippets/deploy-hook-fcgiwrap.conf", os.path.join(nd, "fcgiwrap.conf")) \
+        .replace("/etc/deploy-hook/config.toml", os.path.join(d, "config.toml"))
+    open(os.path.join(nd, "site.conf"), "w").write(site)
+    open(os.path.join(nd, "nginx.conf"), "w").write(f"""user www-data;
+worker_processes 1;
+pid {nd}/nginx.pid;
+error_log {nd}/error.log;
+daemon off;
+events {{ worker_connections 256; }}
+http {{ access_log off; client_body_temp_path {nd}/cb; fastcgi_temp_path {nd}/fc; proxy_temp_path {nd}/p;
+  uwsgi_temp_path {nd}/u; scgi_temp_path {nd}/s; include {nd}/site.conf; }}
+""")
+    home = os.path.join(d, "state", "docs", "home")
+    os.makedirs(home)
+    open(os.path.join(home, ".gitconfig"), "w").write(f"[safe]\n\tdirectory = {d}/remote.git\n")
+    sh(f"chown www-data:www-data {d} && chown -R www-data:www-data {d}/repo {d}/state {nd} && "
+       f"chown root:www-data {d}/hook.secret && chmod 640 {d}/hook.secret && touch {d}/build-times && "
+       f"chown www-data {d}/build-times")
+    fcgi = subprocess.Popen(["spawn-fcgi", "-n", "-s", sock, "-M", "0660", "-u", "www-data", "-g", "www-data",
+                             "-U", "www-data", "-G", "www-data", "--", "/usr/sbin/fcgiwrap", "-f", "-c", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while not os.path.exists(sock):
+        time.sleep(0.01)
+    ngx = subprocess.Popen(["nginx", "-e", f"{nd}/error.log", "-p", nd, "-c", f"{nd}/nginx.conf"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    return port, [ngx, fcgi]
+
+
+def stop(procs):
+    for p in procs:
+        try:
+            os.killpg(p.pid, 15)
+            p.wait(5)
+        except Exception:
+            pass
+
+
+def naive_receiver(d, port):
+    """What the seed script does: per delivery, synchronously rm -rf dist; git pull; build."""
+    repo = os.path.join(d, "repo")
+    env = dict(os.environ, WORK_FILE=os.path.join(d, "work"), TIMES_FILE=os.path.join(d, "build-times"))
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            os.system(f"cd {repo} && rm -rf dist; git pull -q; python3 build.py")  # exit codes ignored, as in the seed
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def calibrate(d, seconds=3.0):
+    work = 2_000_000
+    env = dict(os.environ, TIMES_FILE=os.path.join(d, "calib"))
+    while True:
+        t = time.perf_counter()
+        subprocess.run(["python3", "build.py"], cwd=os.path.join(d, "seed"), env=dict(env, WORK=str(work)), check=True)
+        el = time.perf_counter() - t
+        if el > 0.5:
+            work = int(work * seconds / el)
+            break
+        work *= 4
+    t = time.perf_counter()
+    subprocess.run(["python3", "build.py"], cwd=os.path.join(d, "seed"), env=dict(env, WORK=str(work)), check=True)
+    return work, time.perf_counter() - t
+
+
+def burst(kind, d, port, page, deliveries=6, gap=0.1):
+    """Start a build, then 6 deliveries 0.1 s apart, pushing a new commit before each."""
+    seed = os.path.join(d, "seed")
+    missing, shown, stop_poll = [0], {}, threading.Event()
+
+    def poll():
+        while not stop_poll.is_set():
+            try:
+                c = open(page).read().strip()
+                shown.setdefault(c, time.time())
+            except OSError:
+                missing[0] += 1
+            time.sleep(0.005)
+
+    def deliver():
+        ts = str(int(time.time() * 1000))
+        body = b'{"ref":"refs/heads/main"}'
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/docs", data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Gitee-Token": token(ts), "X-Gitee-Timestamp": ts,
+            "X-Gitee-Event": "Push Hook"})
+        t = time.perf_counter()
+        try:
+            urllib.request.urlopen(req, timeout=120).read()
+        except Exception:
+            pass
+        answers.append(time.perf_counter() - t)
+
+    open(os.path.join(d, "build-times"), "w").close()
+    threading.Thread(target=poll, daemon=True).start()
+    answers, threads = [], []
+    for i in range(deliveries + 1):
+        with open(os.path.join(seed, "index.md"), "w") as f:
+            f.write(f"{kind} {i} {time.time()}\n")
+        sh("git commit -qam next && git push -q origin main", cwd=seed)
+        th = threading.Thread(target=deliver)
+        th.start()
+        threads.append(th)
+        time.sleep(1.0 if i == 0 else gap)  # the first delivery's build is running during the burst
+    last_sent = time.time()
+    newest = sh("git rev-parse HEAD", cwd=seed)
+    for th in threads:
+        th.join()
+    t = time.time()
+    while newest not in shown and time.time() - t < 300:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    stop_poll.set()
+    times = [float(x) for x in open(os.path.join(d, "build-times")).read().split()]
+    return {"answers": answers, "builds": len(times), "build_times": times,
+            "to_newest": shown.get(newest, float("nan")) - last_sent, "missing": missing[0]}
+
+
+def burst_bench():
+    print("\n## 2. A burst: 7 pushes (1 starts a build, then 6 deliveries 0.1 s apart) during a CPU-bound build\n")
+    results = {}
+    for kind in ["deploy-hook (queue)", "deploy-hook (supersede)", "naive receiver"]:
+        d = world("burst")
+        work, alone = calibrate(d)
+        with open(os.path.join(d, "work"), "w") as f:
+            f.write(str(work))
+        if kind.startswith("deploy-hook"):
+            config(d, 'on_busy = "supersede"' if "supersede" in kind else "")
+            port, procs = start_nginx(d)
+            try:
+                r = burst(kind, d, port, os.path.join(d, "www", "index.html"))
+                wait_idle(d)
+            finally:
+                stop(procs)
+        else:
+            port = free_port()
+            srv = naive_receiver(d, port)
+            r = burst(kind, d, port, os.path.join(d, "repo", "dist", "index.html"))
+            srv.shutdown()
+        r["alone"] = alone
+        results[kind] = r
+        shutil.rmtree(d, ignore_errors=True)
+    print("| receiver | answer p50 | answer p99 | builds run | build wall p50 (alone) | last delivery -> newest live | polls: site missing |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, r in results.items():
+        bt = statistics.median(r["build_times"]) if r["build_times"] else float("nan")
+        print(f"| {kind} | {pct(r['answers'], 50) * 1000:.0f} ms | {pct(r['answers'], 99) * 1000:.0f} ms | {r['builds']} "
+              f"| {bt:.2f} s ({r['alone']:.2f} s) | {r['to_newest']:.2f} s | {r['missing']} |")
+    print("\nbuild wall = the build step's own time, from a timer inside it; superseded builds are stopped early,")
+    print("so their (partial) times are counted as builds run. The naive receiver answers after its build,")
+    print("exactly as the seed script does, and serves dist/ from the checkout (deleted at each delivery).")
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the burst starts nginx and fcgiwrap as www-data")
+    if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(os.path.join(ROOT, "src", "lib.rs")):
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    print(f"# deploy-hook benchmarks\n\nmachine: {machine()}\ncommand: python3 bench/run.py {what}\n"
+          f"binary: {BIN} ({os.path.getsize(BIN) // 1024} KiB)")
+    if what in ("all", "delivery"):
+        delivery_bench()
+    if what in ("all", "burst"):
+        burst_bench()
