@@ -2,16 +2,16 @@
 """deploy-hook benchmarks: figures, not pass/fail. Run as root on a machine with nginx,
 fcgiwrap, spawn-fcgi, git and valgrind (bash tests/run.sh installs the servers):
 
-    python3 bench/run.py              # everything
-    python3 bench/run.py delivery     # 1: per-delivery cost
-    python3 bench/run.py burst        # 2 and 3: bursts through nginx + fcgiwrap
+    python3 tests/bench/run.py              # everything
+    python3 tests/bench/run.py delivery     # 1: per-delivery cost
+    python3 tests/bench/run.py burst        # 2 and 3: bursts through nginx + fcgiwrap
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
 import base64, hashlib, hmac, json, os, platform, pwd, shutil, socket, statistics, subprocess
 import sys, tempfile, threading, time, http.server, urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "target", "release", "deploy-hook")
 SECRET = "bench-secret-0123456789"
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@example.invalid",
@@ -59,6 +59,7 @@ def world(prefix):
 BUILD_PY = r'''
 import os, subprocess, sys, time
 t0 = time.time()
+open(os.environ["TIMES_FILE"] + ".starts", "a").write("start\n")
 n = int(os.environ.get("WORK", "0")) or int(open(os.environ["WORK_FILE"]).read())
 x = 0
 for i in range(n):
@@ -260,12 +261,12 @@ def stop(procs):
 def naive_receiver(d, port):
     """What the seed script does: per delivery, synchronously rm -rf dist; git pull; build."""
     repo = os.path.join(d, "repo")
-    env = dict(os.environ, WORK_FILE=os.path.join(d, "work"), TIMES_FILE=os.path.join(d, "build-times"))
+    env = f"WORK_FILE={d}/work TIMES_FILE={d}/build-times"
 
     class H(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            os.system(f"cd {repo} && rm -rf dist; git pull -q; python3 build.py")  # exit codes ignored, as in the seed
+            os.system(f"cd {repo} && rm -rf dist; git pull -q; {env} python3 build.py")  # exit codes ignored, as in the seed
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -289,9 +290,9 @@ def calibrate(d, seconds=3.0):
             work = int(work * seconds / el)
             break
         work *= 4
-    t = time.perf_counter()
+    open(env["TIMES_FILE"], "w").close()
     subprocess.run(["python3", "build.py"], cwd=os.path.join(d, "seed"), env=dict(env, WORK=str(work)), check=True)
-    return work, time.perf_counter() - t
+    return work, float(open(env["TIMES_FILE"]).read().split()[-1])
 
 
 def burst(kind, d, port, page, deliveries=6, gap=0.1):
@@ -321,9 +322,27 @@ def burst(kind, d, port, page, deliveries=6, gap=0.1):
             pass
         answers.append(time.perf_counter() - t)
 
-    open(os.path.join(d, "build-times"), "w").close()
-    threading.Thread(target=poll, daemon=True).start()
     answers, threads = [], []
+    # A live site first: one delivery, built and published before the burst is measured.
+    with open(os.path.join(seed, "index.md"), "w") as f:
+        f.write(f"{kind} live {time.time()}\n")
+    sh("git commit -qam live && git push -q origin main", cwd=seed)
+    first = sh("git rev-parse HEAD", cwd=seed)
+    deliver()
+    t = time.time()
+    while time.time() - t < 120:
+        try:
+            if open(page).read().strip() == first and not os.path.exists(os.path.join(d, "state", "docs", "pending")):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    if kind.startswith("deploy-hook"):
+        wait_idle(d)
+    answers.clear()
+    for f in ["build-times", "build-times.starts"]:
+        open(os.path.join(d, f), "w").close()
+    threading.Thread(target=poll, daemon=True).start()
     for i in range(deliveries + 1):
         with open(os.path.join(seed, "index.md"), "w") as f:
             f.write(f"{kind} {i} {time.time()}\n")
@@ -342,12 +361,13 @@ def burst(kind, d, port, page, deliveries=6, gap=0.1):
     time.sleep(0.3)
     stop_poll.set()
     times = [float(x) for x in open(os.path.join(d, "build-times")).read().split()]
-    return {"answers": answers, "builds": len(times), "build_times": times,
+    starts = len(open(os.path.join(d, "build-times.starts")).read().split())
+    return {"answers": answers, "builds": f"{starts} / {len(times)}", "build_times": times,
             "to_newest": shown.get(newest, float("nan")) - last_sent, "missing": missing[0]}
 
 
 def burst_bench():
-    print("\n## 2. A burst: 7 pushes (1 starts a build, then 6 deliveries 0.1 s apart) during a CPU-bound build\n")
+    print("\n## 2 and 3. A burst: a push starts a CPU-bound build; 1 s later 6 more pushes, delivered 0.1 s apart\n")
     results = {}
     for kind in ["deploy-hook (queue)", "deploy-hook (supersede)", "naive receiver"]:
         d = world("burst")
@@ -370,14 +390,16 @@ def burst_bench():
         r["alone"] = alone
         results[kind] = r
         shutil.rmtree(d, ignore_errors=True)
-    print("| receiver | answer p50 | answer p99 | builds run | build wall p50 (alone) | last delivery -> newest live | polls: site missing |")
+    print("| receiver | answer p50 | answer p99 | builds started / finished | build wall p50 (alone) | last delivery -> newest live | polls: site missing |")
     print("|---|---|---|---|---|---|---|")
     for kind, r in results.items():
         bt = statistics.median(r["build_times"]) if r["build_times"] else float("nan")
         print(f"| {kind} | {pct(r['answers'], 50) * 1000:.0f} ms | {pct(r['answers'], 99) * 1000:.0f} ms | {r['builds']} "
               f"| {bt:.2f} s ({r['alone']:.2f} s) | {r['to_newest']:.2f} s | {r['missing']} |")
-    print("\nbuild wall = the build step's own time, from a timer inside it; superseded builds are stopped early,")
-    print("so their (partial) times are counted as builds run. The naive receiver answers after its build,")
+    print("\nbuild wall = the CPU-bound step's own time, from a timer inside it, for the builds that finished;")
+    print("alone = the same step with nothing else running. The site is live before the burst; the poller")
+    print("reads the served index.html every 5 ms from the first delivery of the burst on.")
+    print("The naive receiver answers after its build,")
     print("exactly as the seed script does, and serves dist/ from the checkout (deleted at each delivery).")
 
 
@@ -387,7 +409,7 @@ if __name__ == "__main__":
     if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(os.path.join(ROOT, "src", "lib.rs")):
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
-    print(f"# deploy-hook benchmarks\n\nmachine: {machine()}\ncommand: python3 bench/run.py {what}\n"
+    print(f"# deploy-hook benchmarks\n\nmachine: {machine()}\ncommand: python3 tests/bench/run.py {what}\n"
           f"binary: {BIN} ({os.path.getsize(BIN) // 1024} KiB)")
     if what in ("all", "delivery"):
         delivery_bench()

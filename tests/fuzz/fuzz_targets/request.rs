@@ -1,0 +1,33 @@
+//! CGI request parsing: environment variables and a body from arbitrary bytes.
+#![no_main]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use deploy_hook::cgi::{Env, Request};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // NAME=VALUE lines, then a blank line, then the body.
+    let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&data[..i], &data[i + 2..]),
+        None => (data, &b""[..]),
+    };
+    let mut env = Env::new();
+    for line in head.split(|b| *b == b'\n') {
+        if let Some(eq) = line.iter().position(|b| *b == b'=') {
+            let (k, v) = (&line[..eq], &line[eq + 1..]);
+            if !k.contains(&0) && !v.contains(&0) && !k.is_empty() {
+                env.insert(OsString::from_vec(k.to_vec()), OsString::from_vec(v.to_vec()));
+            }
+        }
+    }
+    let mut req = Request::from_env(&env);
+    let _ = req.hook_name();
+    let _ = req.content_length();
+    if req.read_body(&mut &body[..], 1 << 16).is_ok() {
+        if let Ok(p) = deploy_hook::verify::payload(&req) {
+            let _ = deploy_hook::verify::classify_push(&p.json, "main");
+        }
+    }
+});
