@@ -134,21 +134,7 @@ fn sign_output_makes_a_delivery_that_verifies() {
         assert!(t.contains("export REQUEST_METHOD=POST") && t.contains("-H "), "{t}");
         assert!(!t.contains(SECRET), "sign printed the secret: {t}");
         // eval the env form in a shell and run the real binary with the body on stdin
-        let env_lines = String::from_utf8(
-            w.cmd(&["sign", "docs", "--body", body.to_str().unwrap(), "--format", "env"])
-                .stdout,
-        )
-        .unwrap();
-        let script = format!("{env_lines}\nexec {BIN} < {}", body.display());
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("DEPLOY_HOOK_CONFIG", &w.config)
-            .output()
-            .unwrap();
-        let r = parse_reply(&out.stdout, String::from_utf8_lossy(&out.stderr).into_owned());
+        let (r, env_lines) = deliver_signed(&w, &body);
         assert_eq!(
             (r.status, r.word()),
             (200, "succeeded"),

@@ -20,6 +20,14 @@ const md = fs.readFileSync('docs/README.md', 'utf8');
 fs.writeFileSync(out + '/index.html', '<h1>' + md.trim() + '</h1>\n' + (process.env.DEPLOY_HOOK_COMMIT || '') + '\n');
 "#;
 
+/// Pushes the tiny site (no dependencies: `pnpm install` needs no network); returns the
+/// head commit.
+pub fn tiny_site(w: &World, readme: &str) -> String {
+    w.push("package.json", PACKAGE_JSON);
+    w.push("build.js", BUILD_JS);
+    w.push("docs/README.md", readme)
+}
+
 #[test]
 fn default_steps_build_a_tiny_site_with_real_pnpm() {
     let pnpm = ["/usr/local/bin/pnpm", "/usr/bin/pnpm"]
@@ -30,9 +38,7 @@ fn default_steps_build_a_tiny_site_with_real_pnpm() {
         "pnpm is not installed: .ci/run installs it with npm install -g pnpm"
     );
     let w = World::new("pnpm");
-    w.push("package.json", PACKAGE_JSON);
-    w.push("build.js", BUILD_JS);
-    let head = w.push("docs/README.md", "Hello from deploy-hook\n");
+    let head = tiny_site(&w, "Hello from deploy-hook\n");
     let www = w.path("www");
     w.config(
         "gitee",

@@ -556,11 +556,8 @@ fn nginx_hook_by_query_string() {
 
 #[test]
 fn default_pipeline_with_real_pnpm_as_www_data() {
-    use crate::pnpm::{BUILD_JS, PACKAGE_JSON};
     let w = World::new("nginx-pnpm");
-    w.push("package.json", PACKAGE_JSON);
-    w.push("build.js", BUILD_JS);
-    let head = w.push("docs/README.md", "Served by nginx\n");
+    let head = crate::pnpm::tiny_site(&w, "Served by nginx\n");
     let www = w.path("www");
     w.config(
         "gitee",

@@ -424,3 +424,27 @@ pub fn gated_step(record: &Path, gate: &Path) -> String {
 pub fn toml_str(s: &str) -> String {
     format!("{s:?}")
 }
+
+/// `deploy-hook sign HOOK --body FILE --format env`, eval'd by a shell that then runs the
+/// real binary with the body on stdin: a delivery exactly as `sign` says to make one.
+/// Returns the reply and what `sign` printed.
+pub fn deliver_signed(w: &World, body_file: &Path) -> (Reply, String) {
+    let env_lines = String::from_utf8(
+        w.cmd(&["sign", "docs", "--body", body_file.to_str().unwrap(), "--format", "env"])
+            .stdout,
+    )
+    .unwrap();
+    let script = format!("{env_lines}\nexec {BIN} < {}", body_file.display());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DEPLOY_HOOK_CONFIG", &w.config)
+        .output()
+        .unwrap();
+    (
+        parse_reply(&out.stdout, String::from_utf8_lossy(&out.stderr).into_owned()),
+        env_lines,
+    )
+}
