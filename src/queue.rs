@@ -143,7 +143,14 @@ fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending) -> Resu
             cancel: &mut cancel,
         },
         p,
-    )?;
+    )
+    .inspect_err(|_| {
+        // The build could not even be recorded (a full disk, a vanished state dir): put
+        // the delivery back, so that the next delivery or `run` builds it.
+        if !state.has_pending() {
+            let _ = state.mark_pending(p);
+        }
+    })?;
     if fs::read_to_string(&marker).is_ok_and(|m| m.trim() == record.id) {
         let _ = fs::remove_file(&marker);
     }

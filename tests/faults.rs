@@ -194,3 +194,28 @@ fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
     let r = w.gitee_push().run();
     assert_eq!(r.word(), "succeeded", "{}", r.json);
 }
+
+#[test]
+fn a_build_that_cannot_be_recorded_puts_its_delivery_back() {
+    let w = World::new("unrecordable");
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    w.config("gitee", &format!("steps = [{}]", toml_str(&gated_step(&record, &gate))));
+    let head = w.push("index.md", "put back\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for("the build to start", Duration::from_secs(30), || record.exists());
+    // status.json becomes a directory: the end of the build cannot be recorded
+    let status = w.hook_dir().join("status.json");
+    fs::remove_file(&status).unwrap();
+    fs::create_dir(&status).unwrap();
+    fs::write(&gate, "").unwrap();
+    wait_for("the worker to give up", Duration::from_secs(30), || {
+        w.lock_free() && w.hook_dir().join("pending").exists()
+    });
+    let worker_log = fs::read_to_string(w.hook_dir().join("worker.log")).unwrap();
+    assert!(worker_log.contains("worker failed hook=docs"), "{worker_log}");
+    fs::remove_dir(&status).unwrap();
+    assert!(w.cmd(&["run", "docs", "--wait"]).status.success());
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["commit"], head.as_str());
+    assert!(!w.hook_dir().join("pending").exists());
+}
