@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""deploy-hook benchmarks: figures, not pass/fail. Run as root on a machine with nginx,
-fcgiwrap, spawn-fcgi, git and valgrind (bash tests/run.sh installs the servers):
+"""deploy-hook benchmarks: figures, not pass/fail. Run as root; what is missing (nginx,
+fcgiwrap, spawn-fcgi, valgrind, GNU time) is installed with apt-get first:
 
     python3 tests/bench/run.py              # everything
     python3 tests/bench/run.py delivery     # 1: per-delivery cost
@@ -406,6 +406,14 @@ def burst_bench():
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: the burst starts nginx and fcgiwrap as www-data")
+    missing = [pkg for pkg, path in [("nginx", "/usr/sbin/nginx"), ("fcgiwrap", "/usr/sbin/fcgiwrap"),
+                                     ("spawn-fcgi", "/usr/bin/spawn-fcgi"), ("valgrind", "/usr/bin/valgrind"),
+                                     ("time", "/usr/bin/time")] if not os.path.exists(path)]
+    if missing:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
     if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(os.path.join(ROOT, "src", "lib.rs")):
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
