@@ -43,6 +43,9 @@ pub struct Request {
     /// Header variables by CGI name (`HTTP_X_GITEE_TOKEN`).
     headers: BTreeMap<String, Vec<u8>>,
     pub body: Vec<u8>,
+    /// Bytes of stdin read so far, and whether its end was seen.
+    consumed: u64,
+    saw_eof: bool,
 }
 
 /// `X-Gitee-Token` -> `HTTP_X_GITEE_TOKEN`
@@ -80,6 +83,8 @@ impl Request {
             content_length: bytes("CONTENT_LENGTH"),
             headers,
             body: Vec::new(),
+            consumed: 0,
+            saw_eof: false,
         }
     }
 
@@ -142,6 +147,8 @@ impl Request {
                     .take(n)
                     .read_to_end(&mut body)
                     .map_err(|e| Error::BadRequest(format!("the body could not be read: {e}")))?;
+                self.consumed = body.len() as u64;
+                self.saw_eof = self.consumed < n;
                 if (body.len() as u64) < n {
                     return Err(Error::BadRequest(format!(
                         "the body ended after {} of the {n} bytes CONTENT_LENGTH announced",
@@ -156,6 +163,8 @@ impl Request {
                     .take(limit + 1)
                     .read_to_end(&mut body)
                     .map_err(|e| Error::BadRequest(format!("the body could not be read: {e}")))?;
+                self.consumed = body.len() as u64;
+                self.saw_eof = self.consumed <= limit;
                 if body.len() as u64 > limit {
                     return Err(too_large);
                 }
@@ -163,6 +172,27 @@ impl Request {
             }
         }
         Ok(())
+    }
+}
+
+/// How much of a refused body is read and thrown away at most.
+const DRAIN_CAP: u64 = 64 << 20;
+
+impl Request {
+    /// Reads what is left of the body and throws it away. Under Apache's mod_cgid a CGI
+    /// that exits with body bytes unread gets its connection reset, and the answer it
+    /// already wrote is lost; so every answer that refused a body early (413, 404, a
+    /// config error) is followed by this. Bounded by `DRAIN_CAP`.
+    pub fn drain_body(&mut self, stdin: &mut dyn Read) {
+        if self.saw_eof {
+            return;
+        }
+        let left = match self.content_length() {
+            Ok(Some(n)) => n.saturating_sub(self.consumed),
+            _ => DRAIN_CAP,
+        };
+        let _ = std::io::copy(&mut stdin.take(left.min(DRAIN_CAP)), &mut std::io::sink());
+        self.saw_eof = true;
     }
 }
 
@@ -296,6 +326,25 @@ mod tests {
         for bad in [&b"-1"[..], b"1e3", b" 3", b"abc", b"99999999999999999999999"] {
             assert_eq!(read(Some(bad), b"abc", 10).unwrap_err().http_status(), 400, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_refused_body_is_drained() {
+        let input = vec![b'x'; 3000];
+        let mut stdin = &input[..];
+        let mut r = Request::from_env(&env(&[("CONTENT_LENGTH", b"2000")]));
+        assert_eq!(r.read_body(&mut stdin, 1000).unwrap_err().http_status(), 413);
+        r.drain_body(&mut stdin);
+        assert_eq!(stdin.len(), 1000, "exactly the announced body is drained");
+        let mut stdin = &input[..];
+        let mut r = Request::from_env(&env(&[]));
+        assert_eq!(r.read_body(&mut stdin, 100).unwrap_err().http_status(), 413);
+        r.drain_body(&mut stdin);
+        assert!(stdin.is_empty(), "no CONTENT_LENGTH: drained to the end");
+        let mut stdin = &input[..];
+        let mut r = Request::from_env(&env(&[("CONTENT_LENGTH", b"10")]));
+        r.drain_body(&mut stdin);
+        assert_eq!(stdin.len(), 2990, "an unread body is drained by its length");
     }
 
     #[test]

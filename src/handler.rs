@@ -54,6 +54,11 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
         q(&a.message)
     ));
     let _ = response.write_to(stdout);
+    // SAFETY: isatty(2) on fd 0. A person running the program by hand at a terminal is
+    // not a web server waiting to hand over a body.
+    if unsafe { libc::isatty(0) } != 1 {
+        req.drain_body(stdin);
+    }
     0
 }
 
