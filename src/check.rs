@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use crate::cgi::Env;
 use crate::cli::Args;
 use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::process::which;
 use crate::publish;
 use crate::state::HookState;
@@ -173,7 +173,8 @@ fn check_secret(hook: &Hook, r: &mut Report) {
         Secret::Inline(_) => {
             r.warn("the secret is inline in the config; a secret_file readable only by the web server's user is safer")
         }
-        Secret::File(f) => match (std::fs::metadata(f), std::fs::read(f)) {
+        // One read, through Secret::load: it reports an empty file as InvalidData.
+        Secret::File(f) => match (std::fs::metadata(f), hook.secret.load()) {
             (Err(e), _) => r.fail(
                 format!("secret_file {}: {e}", f.display()),
                 format!(
@@ -181,13 +182,13 @@ fn check_secret(hook: &Hook, r: &mut Report) {
                     f.display()
                 ),
             ),
-            (Ok(_), Err(e)) => r.fail(
-                format!("secret_file {} cannot be read: {e}", f.display()),
-                format!("chown it to the web server's user and chmod 600 {}", f.display()),
-            ),
-            (Ok(_), Ok(_)) if hook.secret.load().is_err() => r.fail(
+            (Ok(_), Err(Error::Io { source, .. })) if source.kind() == std::io::ErrorKind::InvalidData => r.fail(
                 format!("secret_file {} is empty", f.display()),
                 "write the secret set in the forge into it",
+            ),
+            (Ok(_), Err(e)) => r.fail(
+                format!("{e}"),
+                format!("chown it to the web server's user and chmod 600 {}", f.display()),
             ),
             (Ok(m), Ok(_)) if m.permissions().mode() & 0o004 != 0 => r.fail(
                 format!(

@@ -104,20 +104,17 @@ impl Run<'_> {
         });
     }
 
-    /// Runs one command of the build, logged; the error is the step's name and its exit.
-    fn command(
-        &mut self,
-        line: &str,
-        argv: &[String],
-        cancel: &mut dyn FnMut(&str) -> bool,
-    ) -> std::result::Result<(), Exit> {
-        let line = line.to_string();
+    /// Runs one command of the build, logged; the error is the command as written (the
+    /// failed step's name) and how it ended.
+    fn command(&mut self, cmd: &Cmd, cancel: &mut dyn FnMut(&str) -> bool) -> std::result::Result<(), (String, Exit)> {
+        let line = cmd.to_string();
         self.set_step(Some(line.clone()));
         self.note(&format!("\n$ {line}"));
+        let argv = cmd.argv();
         let started = Instant::now();
         let id = self.id.clone();
         let spec = Spec {
-            argv,
+            argv: &argv,
             cwd: &self.hook.repo,
             env: &self.env,
             nice: self.hook.nice,
@@ -129,7 +126,7 @@ impl Run<'_> {
         if exit.success() {
             Ok(())
         } else {
-            Err(exit)
+            Err((line, exit))
         }
     }
 }
@@ -269,10 +266,8 @@ fn stages(
         hook.branch.clone(),
     ]);
     let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
-    for cmd in [&fetch, &reset] {
-        let name = cmd.to_string();
-        run.command(&name, &cmd.argv(), cancel).map_err(|e| (name, e))?;
-    }
+    run.command(&fetch, cancel)?;
+    run.command(&reset, cancel)?;
     let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, &run.file)
         .ok()
         .flatten();
@@ -299,8 +294,7 @@ fn stages(
     }
 
     for step in &hook.steps {
-        let name = step.to_string();
-        run.command(&name, &step.argv(), cancel).map_err(|e| (name, e))?;
+        run.command(step, cancel)?;
     }
 
     let Some(publish) = &hook.publish else { return Ok(None) };
