@@ -116,14 +116,7 @@ fn check_names_each_problem_with_its_fix() {
 
 #[test]
 fn sign_output_makes_a_delivery_that_verifies() {
-    for (provider, extra) in [
-        ("gitee", ""),
-        ("gitee", "gitee_mode = \"password\""),
-        ("github", ""),
-        ("gitlab", ""),
-        ("gitea", ""),
-        ("gogs", ""),
-    ] {
+    for (provider, extra) in PROVIDER_MODES {
         let w = World::new("sign");
         w.config(provider, &format!("mode = \"sync\"\nsteps = [\"true\"]\n{extra}"));
         let body = w.path("body.json");

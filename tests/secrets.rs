@@ -26,15 +26,7 @@ fn collect(dir: &std::path::Path, out: &mut String) {
 
 #[test]
 fn no_secret_of_any_provider_appears_in_any_output() {
-    let providers = [
-        ("gitee", ""),
-        ("gitee", "gitee_mode = \"password\""),
-        ("github", ""),
-        ("gitlab", ""),
-        ("gitea", ""),
-        ("gogs", ""),
-    ];
-    for (provider, extra) in providers {
+    for (provider, extra) in PROVIDER_MODES {
         let w = World::new("secrets");
         let secret = format!("S3cr3t-{provider}-{}-{}", extra.len(), now_ms());
         fs::write(&w.secret_file, format!("{secret}\n")).unwrap();

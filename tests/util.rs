@@ -17,6 +17,15 @@ use sha2::Sha256;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-hook");
 pub const SECRET: &str = "SECabc123-test-secret";
+/// Every provider and mode, as (provider, extra hook TOML).
+pub const PROVIDER_MODES: [(&str, &str); 6] = [
+    ("gitee", ""),
+    ("gitee", "gitee_mode = \"password\""),
+    ("github", ""),
+    ("gitlab", ""),
+    ("gitea", ""),
+    ("gogs", ""),
+];
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
