@@ -15,22 +15,13 @@ use serde::Serialize;
 
 use crate::config::valid_hook_name;
 use crate::error::{Error, Result};
-use crate::verify::percent_decode;
+use crate::text::{percent_decode, printable};
 
 /// The process environment, captured once in `main`.
 pub type Env = BTreeMap<OsString, OsString>;
 
 pub fn env_str<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
     env.get(OsStr::new(key)).and_then(|v| v.to_str())
-}
-
-/// A string safe to show in a message: control characters escaped, length capped.
-pub fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().take(max).flat_map(char::escape_default).collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 #[derive(Debug, Default)]
@@ -360,11 +351,5 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["status"], "error");
         assert_eq!(v["hook"], "docs");
-    }
-
-    #[test]
-    fn printable_escapes_and_caps() {
-        assert_eq!(printable("a\nb", 10), "a\\nb");
-        assert_eq!(printable("abcdef", 3), "abc…");
     }
 }

@@ -497,7 +497,7 @@ fn signed_headers(
     // A password-style token is the secret itself: point at the file instead of printing it.
     let password = || -> Result<String> {
         match (secret, show_secret) {
-            (Secret::File(f), false) => Ok(format!("$(cat {})", config::shell_quote(&f.to_string_lossy()))),
+            (Secret::File(f), false) => Ok(format!("$(cat {})", crate::text::shell_quote(&f.to_string_lossy()))),
             (Secret::Inline(_), false) => Err(Error::Usage(
                 "this hook's token is the secret itself, which is inline in the config; pass --show-secret to print it"
                     .into(),
@@ -548,7 +548,7 @@ fn shell_value(v: &str) -> String {
     if v.starts_with("$(cat ") && v.ends_with(')') {
         format!("\"{v}\"")
     } else {
-        config::shell_quote(v)
+        crate::text::shell_quote(v)
     }
 }
 
@@ -637,6 +637,6 @@ fn shell_value_header(line: &str, value: &str) -> String {
     if value.starts_with("$(cat ") {
         format!("\"{line}\"")
     } else {
-        config::shell_quote(line)
+        crate::text::shell_quote(line)
     }
 }

@@ -76,7 +76,7 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         seen.provider.push_str("/password");
     }
     if req.method != "POST" {
-        return Err(Error::MethodNotAllowed(crate::cgi::printable(&req.method, 16)));
+        return Err(Error::MethodNotAllowed(crate::text::printable(&req.method, 16)));
     }
     let state = HookState::new(&cfg.state_dir, &hook.name);
     state.ensure()?;

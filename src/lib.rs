@@ -18,6 +18,7 @@ pub mod process;
 pub mod publish;
 pub mod queue;
 pub mod state;
+pub mod text;
 pub mod time;
 pub mod verify;
 

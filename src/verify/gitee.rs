@@ -7,9 +7,7 @@
 use base64::Engine;
 use hmac::Mac;
 
-use super::{
-    classify_push, delivery_id, event_header, hmac_sha256, payload, percent_decode, token_matches, Delivery, Kind,
-};
+use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, token_matches, Delivery, Kind};
 use crate::cgi::Request;
 use crate::config::{GiteeMode, Hook};
 use crate::error::{Error, Result};
@@ -49,7 +47,8 @@ fn check_sign(
         )));
     }
     let token = if token.contains(&b'%') {
-        percent_decode(token, false).ok_or_else(|| Error::Forbidden("X-Gitee-Token does not verify".into()))?
+        crate::text::percent_decode(token, false)
+            .ok_or_else(|| Error::Forbidden("X-Gitee-Token does not verify".into()))?
     } else {
         token.to_vec()
     };
@@ -101,7 +100,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
             "Tag Push Hook" | "tag_push_hooks" => Kind::Ignored("tag push; this hook builds a branch".into()),
             other => Kind::Ignored(format!(
                 "event {:?} does not start a build",
-                crate::cgi::printable(other, 60)
+                crate::text::printable(other, 60)
             )),
         }
     };

@@ -22,7 +22,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         "Tag Push Hook" => Kind::Ignored("tag push; this hook builds a branch".into()),
         other => Kind::Ignored(format!(
             "event {:?} does not start a build",
-            crate::cgi::printable(other, 60)
+            crate::text::printable(other, 60)
         )),
     };
     Ok(Delivery {

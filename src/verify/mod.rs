@@ -17,6 +17,7 @@ use sha2::Sha256;
 use crate::cgi::Request;
 use crate::config::{Hook, Provider};
 use crate::error::{Error, Result};
+use crate::text::{percent_decode, printable};
 
 pub use gitea::signature as gitea_signature;
 pub use gitee::sign_token as gitee_sign_token;
@@ -73,52 +74,6 @@ pub fn token_matches(secret: &[u8], sent: &[u8]) -> bool {
         .is_ok()
 }
 
-/// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    let nib = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
-        .collect()
-}
-
-pub fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Percent-decoding for URLs and form bodies; `plus_is_space` for form encoding.
-pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                let v = hex_decode(std::str::from_utf8(hex).ok()?)?;
-                out.push(v[0]);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
-}
-
 /// The value of `key` in an `a=1&b=2` string, percent-decoded.
 pub fn form_field(form: &[u8], key: &str) -> Result<Option<Vec<u8>>> {
     for pair in form.split(|b| *b == b'&') {
@@ -151,7 +106,7 @@ pub fn payload<'a>(req: &'a Request) -> Result<Payload<'a>> {
             }),
             None => Err(Error::BadRequest("the form body has no payload field".into())),
         },
-        _ => Err(Error::UnsupportedMediaType(crate::cgi::printable(ct, 80))),
+        _ => Err(Error::UnsupportedMediaType(printable(ct, 80))),
     }
 }
 
@@ -183,7 +138,7 @@ pub fn classify_push(json: &[u8], branch: &str) -> Result<Kind> {
         }
         return Ok(Kind::Push { git_ref });
     }
-    let shown = crate::cgi::printable(&git_ref, 100);
+    let shown = printable(&git_ref, 100);
     if git_ref.starts_with("refs/tags/") {
         Ok(Kind::Ignored(format!(
             "tag push ({shown}); this hook builds branch {branch}"
@@ -236,23 +191,6 @@ fn event_header(req: &Request, names: &[&str]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(hex_decode("00ffAb").unwrap(), vec![0, 255, 171]);
-        assert!(hex_decode("0").is_none());
-        assert!(hex_decode("zz").is_none());
-        assert_eq!(hex_encode(&[0, 255, 171]), "00ffab");
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode(b"a%2Bb%3D", false).unwrap(), b"a+b=");
-        assert_eq!(percent_decode(b"a+b", true).unwrap(), b"a b");
-        assert_eq!(percent_decode(b"a+b", false).unwrap(), b"a+b");
-        assert!(percent_decode(b"%2", false).is_none());
-        assert!(percent_decode(b"%zz", false).is_none());
-    }
 
     #[test]
     fn form_fields() {

@@ -1,6 +1,6 @@
 //! The config file, read into a checked `Config` before anything else runs.
 //!
-//! Raw TOML is deserialized with unknown keys denied, then every value is validated and
+//! Raw TOML is deserialized (`raw`) with unknown keys denied, then every value is validated and
 //! every relative path is resolved against the config file's folder (under fcgiwrap and
 //! Apache the working directory is the script's folder, which means nothing to the config).
 //! Secrets are not read here: `Secret::load` reads them when a delivery needs them, so that
@@ -12,11 +12,13 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Error, Result};
+
+mod raw;
+
+use raw::{RawHook, RawLog};
 
 pub const DEFAULT_CONFIG: &str = "/etc/deploy-hook/config.toml";
 pub const CONFIG_ENV: &str = "DEPLOY_HOOK_CONFIG";
@@ -85,63 +87,16 @@ impl Cmd {
     }
 }
 
-/// Shell-quotes one word so a person can paste a logged command line back into a shell.
-pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// A command as a person wrote it: an argv shell-quoted, a shell string as it is.
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cmd::Argv(v) => {
-                let words: Vec<String> = v.iter().map(|w| shell_quote(w)).collect();
+                let words: Vec<String> = v.iter().map(|w| crate::text::shell_quote(w)).collect();
                 write!(f, "{}", words.join(" "))
             }
             Cmd::Shell(s) => write!(f, "{s}"),
         }
-    }
-}
-
-impl<'de> Deserialize<'de> for Cmd {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Cmd, D::Error> {
-        struct CmdVisitor;
-        impl<'de> Visitor<'de> for CmdVisitor {
-            type Value = Cmd;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(
-                    "a command: an array of strings like [\"pnpm\", \"install\"], or a string run with /bin/sh -c",
-                )
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Cmd, E> {
-                if v.trim().is_empty() {
-                    return Err(E::custom("a command string must not be empty"));
-                }
-                Ok(Cmd::Shell(v.to_string()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Cmd, A::Error> {
-                let mut argv = Vec::new();
-                while let Some(word) = seq.next_element::<String>()? {
-                    argv.push(word);
-                }
-                match argv.first() {
-                    None => Err(de::Error::custom("a command array must name a program")),
-                    Some(p) if p.is_empty() => Err(de::Error::custom("a command's program must not be empty")),
-                    Some(_) if argv.iter().any(|w| w.contains('\0')) => {
-                        Err(de::Error::custom("a command must not contain NUL bytes"))
-                    }
-                    Some(_) => Ok(Cmd::Argv(argv)),
-                }
-            }
-        }
-        d.deserialize_any(CmdVisitor)
     }
 }
 
@@ -224,57 +179,6 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub log: LogConfig,
     pub hooks: BTreeMap<String, Hook>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    state_dir: Option<String>,
-    max_body_bytes: Option<u64>,
-    log: Option<RawLog>,
-    #[serde(default)]
-    hooks: BTreeMap<String, Spanned<RawHook>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    syslog: Option<String>,
-    ident: Option<String>,
-    facility: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHook {
-    provider: Spanned<String>,
-    secret: Option<String>,
-    secret_file: Option<String>,
-    gitee_mode: Option<Spanned<String>>,
-    max_age_secs: Option<u64>,
-    repo: Spanned<String>,
-    remote: Option<Spanned<String>>,
-    branch: Option<Spanned<String>>,
-    clean: Option<Spanned<Vec<String>>>,
-    steps: Option<Spanned<Vec<Cmd>>>,
-    env: Option<Spanned<BTreeMap<String, String>>>,
-    path: Option<Spanned<String>>,
-    step_timeout_secs: Option<Spanned<u64>>,
-    nice: Option<Spanned<i64>>,
-    mode: Option<Spanned<String>>,
-    on_busy: Option<Spanned<String>>,
-    keep_logs: Option<Spanned<u64>>,
-    on_failure: Option<Cmd>,
-    on_success: Option<Cmd>,
-    publish: Option<Spanned<RawPublish>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPublish {
-    from: String,
-    to: String,
-    keep: Option<u64>,
 }
 
 /// Where the config is: `--config`, else `$DEPLOY_HOOK_CONFIG`, else the default path.
@@ -406,23 +310,7 @@ impl Config {
 
     /// Validates config text that was read from `file` (an absolute path).
     pub fn parse(file: &Path, text: &str) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            // The message alone ("invalid type: sequence, expected a string") does not
-            // say which key; the line does.
-            let shown = line
-                .and_then(|l| text.lines().nth(l - 1))
-                .map(|l| format!(" (in `{}`)", crate::cgi::printable(l.trim(), 80)))
-                .unwrap_or_default();
-            Error::Config {
-                file: file.to_path_buf(),
-                line,
-                key: String::new(),
-                message: format!("{}{shown}", e.message().trim_end()),
-            }
-        })?;
+        let raw = raw::parse(file, text)?;
         let ctx = Ctx {
             file,
             text,
@@ -1042,12 +930,7 @@ keep = 5
     }
 
     #[test]
-    fn shell_quoting() {
-        assert_eq!(shell_quote("pnpm"), "pnpm");
-        assert_eq!(shell_quote("docs:build"), "docs:build");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
+    fn commands_display_as_written() {
         assert_eq!(Cmd::Shell("echo hi".into()).to_string(), "echo hi");
         assert_eq!(
             Cmd::Argv(vec!["sh".into(), "-c".into(), "echo hi".into()]).to_string(),

@@ -1,0 +1,109 @@
+//! Small text helpers that several layers need: making a string safe to show, percent and
+//! hex decoding, shell quoting.
+//!
+//! They sit at the bottom of the module graph and use nothing of ours, so that `cgi`,
+//! `config` and `verify` can all use them without importing each other.
+
+/// A string safe to show in a message: control characters escaped, length capped.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).flat_map(char::escape_default).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+        .collect()
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Percent-decoding for URLs and form bodies; `plus_is_space` for form encoding.
+pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                let v = hex_decode(std::str::from_utf8(hex).ok()?)?;
+                out.push(v[0]);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Shell-quotes one word so a person can paste a logged command line back into a shell.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_and_caps() {
+        assert_eq!(printable("a\nb", 10), "a\\nb");
+        assert_eq!(printable("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex_decode("00ffAb").unwrap(), vec![0, 255, 171]);
+        assert!(hex_decode("0").is_none());
+        assert!(hex_decode("zz").is_none());
+        assert_eq!(hex_encode(&[0, 255, 171]), "00ffab");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode(b"a%2Bb%3D", false).unwrap(), b"a+b=");
+        assert_eq!(percent_decode(b"a+b", true).unwrap(), b"a b");
+        assert_eq!(percent_decode(b"a+b", false).unwrap(), b"a+b");
+        assert!(percent_decode(b"%2", false).is_none());
+        assert!(percent_decode(b"%zz", false).is_none());
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("pnpm"), "pnpm");
+        assert_eq!(shell_quote("docs:build"), "docs:build");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
