@@ -9,6 +9,7 @@ mod util;
 mod builds;
 mod cli;
 mod concurrency;
+mod config_errors;
 mod deliveries;
 mod faults;
 mod hostile;

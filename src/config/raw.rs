@@ -16,25 +16,83 @@ use toml::Spanned;
 use super::Cmd;
 use crate::error::{Error, Result};
 
-/// Reads config text into its raw shape; a syntax or type error names the line.
+/// Reads config text into its raw shape; a syntax or type error names the line and key.
+///
+/// The error never quotes the line or a value from it: a config error goes to the web
+/// server's error log on every delivery and to `check`'s output, and the line may be
+/// `secret = ...`, a typo of it, an unterminated string or a token in `env`.
 pub(super) fn parse(file: &Path, text: &str) -> Result<RawConfig> {
     toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         // The message alone ("invalid type: sequence, expected a string") does not
-        // say which key; the line does.
-        let shown = line
+        // say which key; the line and the key written on it do.
+        let key = line
             .and_then(|l| text.lines().nth(l - 1))
-            .map(|l| format!(" (in `{}`)", crate::text::printable(l.trim(), 80)))
+            .and_then(key_of_line)
+            .map(|k| format!(" (key `{k}`)"))
             .unwrap_or_default();
         Error::Config {
             file: file.to_path_buf(),
             line,
             key: String::new(),
-            message: format!("{}{shown}", e.message().trim_end()),
+            message: format!("{}{key}", without_values(e.message())),
         }
     })
+}
+
+/// The key a TOML line sets (`a.b` of `a.b = 1`), or the table it opens (`[hooks.docs]`);
+/// `None` when the line holds no plain key, e.g. a stray value inside an array.
+fn key_of_line(line: &str) -> Option<String> {
+    let line = line.trim();
+    let key = if let Some(header) = line.strip_prefix('[') {
+        let header = header.trim_start_matches('[');
+        format!("[{}]", header.split(']').next()?.trim())
+    } else {
+        line.split_once('=')?.0.trim().to_string()
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.\"'[] ".contains(c);
+    let inner = key.trim_matches(|c| c == '[' || c == ']');
+    if inner.is_empty() || key.len() > 80 || !key.chars().all(plain) || inner.trim().contains(' ') {
+        return None;
+    }
+    Some(key)
+}
+
+/// A TOML/serde error message without the value it quotes: `invalid type: integer
+/// `98127346`, expected a string` becomes `invalid type: integer, expected a string`.
+/// Several lines become one, for a log line.
+fn without_values(message: &str) -> String {
+    let one_line = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        if let Some(rest) = one_line.strip_prefix(prefix) {
+            // serde's `Unexpected` is a kind, then the value in backticks or quotes.
+            let (what, tail) = match rest.find(", expected") {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let kind = what
+                .split([' ', '`', '"'])
+                .take_while(|w| !w.is_empty())
+                .collect::<Vec<_>>();
+            let kind = if prefix == "unknown variant " {
+                ""
+            } else {
+                &kind.join(" ")
+            };
+            return format!("{prefix}{kind}{tail}")
+                .replace(" ,", ",")
+                .trim_end()
+                .to_string();
+        }
+    }
+    one_line
 }
 
 #[derive(Deserialize)]
@@ -120,5 +178,37 @@ impl<'de> Deserialize<'de> for Cmd {
             }
         }
         d.deserialize_any(CmdVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_cut_from_messages() {
+        assert_eq!(
+            without_values("invalid type: integer `98127346`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_values("invalid type: string \"hunter 2\", expected u64"),
+            "invalid type: string, expected u64"
+        );
+        assert_eq!(
+            without_values("invalid inline table\nexpected `}`"),
+            "invalid inline table; expected `}`"
+        );
+    }
+
+    #[test]
+    fn the_key_of_a_line() {
+        assert_eq!(key_of_line("  secret = \"abc").as_deref(), Some("secret"));
+        assert_eq!(
+            key_of_line("[hooks.docs.publish]").as_deref(),
+            Some("[hooks.docs.publish]")
+        );
+        assert_eq!(key_of_line("\"hunter2\","), None);
+        assert_eq!(key_of_line("secret hunter2 = 1"), None);
     }
 }
