@@ -184,6 +184,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             commit: None,
             step: None,
             step_started: None,
+            release: None,
         });
     })?;
     log.info(&format!(
@@ -204,10 +205,11 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     let mut commit = None;
     let outcome = stages(&mut run, hook, cancel, &mut commit);
 
-    let (result, failed_step, release) = match outcome {
-        Ok(release) => ("succeeded".to_string(), None, release),
+    let (result, failed_step, published) = match outcome {
+        Ok(published) => ("succeeded".to_string(), None, published),
         Err((step, exit)) => (result_word(&exit).to_string(), Some(step), None),
     };
+    let release = published.as_ref().map(|p| p.release.clone());
     let duration = clock.elapsed().as_secs_f64();
     run.note(&format!(
         "\nresult: {result}{} after {:.1}s",
@@ -248,6 +250,10 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         log.warn(&level_line);
     }
     notify(&mut run, log, &record);
+    // After the record: a build killed while pruning has still published and succeeded.
+    if let (Some(cfg), Some(p)) = (&hook.publish, &published) {
+        publish::prune(&cfg.to, cfg.keep, p.was_live.as_deref());
+    }
     prune_logs(state, hook.keep_logs);
     Ok(record)
 }
@@ -258,7 +264,7 @@ fn stages(
     hook: &Hook,
     cancel: &mut dyn FnMut(&str) -> bool,
     commit: &mut Option<String>,
-) -> std::result::Result<Option<String>, (String, Exit)> {
+) -> std::result::Result<Option<publish::Published>, (String, Exit)> {
     let fetch = Cmd::Argv(vec![
         "git".into(),
         "fetch".into(),
@@ -302,19 +308,31 @@ fn stages(
         return Err(("publish".into(), Exit::Cancelled));
     }
     run.set_step(Some("publish".into()));
-    let from = hook.repo.join(&publish.from);
-    match publish::publish(&from, publish, commit.as_deref()) {
+    let state = run.state;
+    // Recorded before the switch: a worker killed between the switch and its record is
+    // then recovered as the succeeded build it was (queue::recover), not as interrupted.
+    let mut ready = |release: &str| {
+        let _ = state.update_status(|s| {
+            if let Some(c) = s.current.as_mut() {
+                c.release = Some(release.to_string());
+            }
+        });
+    };
+    let published = publish::resolve_from(&hook.repo, &publish.from)
+        .and_then(|from| publish::publish(&from, publish, commit.as_deref(), &mut ready));
+    match published {
         Ok(p) => {
             run.note(&format!(
-                "\npublished {} as {} -> {}",
+                "\npublished {} as {} -> {}: {}",
                 publish.from.display(),
                 publish.to.display(),
-                p.release
+                p.release,
+                p.stats
             ));
-            if let Some(note) = p.note {
-                run.note(&note);
+            if let Some(note) = &p.note {
+                run.note(note);
             }
-            Ok(Some(p.release))
+            Ok(Some(p))
         }
         Err(e) => {
             run.note(&format!("\npublish failed: {e}"));

@@ -1,6 +1,11 @@
-//! Atomic publish: the build output is copied into a new release folder, and the served
-//! path (`to`, a symlink) is switched to it with one rename(2). A web server serving `to`
-//! sees the old site or the new one, never a missing or half-copied one.
+//! Atomic publish: the build output becomes a new release folder, and the served path
+//! (`to`, a symlink) is switched to it with one rename(2). A web server serving `to` sees
+//! the old site or the new one, never a missing or half-copied one.
+//!
+//! A release costs only what changed: a file identical to the same path in the live
+//! release is a hard link to it. Releases are immutable, so sharing is safe: publish only
+//! ever creates new names and new inodes, and never opens an existing file for writing.
+//! Nothing in a release points outside it (`resolve_from`, `resolve_inside`).
 //!
 //! ```text
 //! /var/www/docs            -> docs.releases/20261128-004015-123-1a2b3c4   (symlink)
@@ -9,9 +14,9 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::config::Publish;
 use crate::time;
@@ -20,6 +25,29 @@ pub struct Published {
     pub release: String,
     /// Something the log should say (a first publish over a real directory).
     pub note: Option<String>,
+    /// The release that was live before this one: pruning never removes it.
+    pub was_live: Option<String>,
+    pub stats: Stats,
+}
+
+/// What a publish cost: files shared with the live release, files written anew.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub linked: u64,
+    pub copied: u64,
+    pub copied_bytes: u64,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} files shared with the live release, {} written ({} KiB)",
+            self.linked,
+            self.copied,
+            self.copied_bytes.div_ceil(1024)
+        )
+    }
 }
 
 /// The folder that holds the releases of `to`: `<to>.releases` beside it.
@@ -50,18 +78,166 @@ pub fn list(to: &Path) -> Vec<String> {
     names
 }
 
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    fs::create_dir(to)?;
-    for entry in fs::read_dir(from)? {
+/// `repo/from`, resolved, when it is a folder inside `repo`. A committed symlink
+/// `public -> /somewhere/else` would otherwise publish whatever it points at.
+pub fn resolve_from(repo: &Path, from: &Path) -> io::Result<PathBuf> {
+    let real_repo = repo.canonicalize()?;
+    let real = repo.join(from).canonicalize().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is not a folder after the steps: is publish.from right?",
+                repo.join(from).display()
+            ),
+        )
+    })?;
+    if !real.starts_with(&real_repo) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "publish.from {} resolves to {}, outside the repo {}: not published",
+                from.display(),
+                real.display(),
+                real_repo.display()
+            ),
+        ));
+    }
+    if !real.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is not a folder after the steps: is publish.from right?",
+                real.display()
+            ),
+        ));
+    }
+    Ok(real)
+}
+
+/// Where a symlink found at `at` (path components under `root`) with `target` ends,
+/// following the symlinks it meets inside `root` as the kernel would; `None` when it
+/// leaves `root` (an absolute target, too many `..`, or a loop). Releases are never
+/// changed after they are made, so this answer holds for as long as the release lives.
+fn resolve_inside(root: &Path, mut at: Vec<OsString>, target: &Path, hops: &mut u32) -> Option<Vec<OsString>> {
+    for c in target.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => return None,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                at.pop()?;
+            }
+            Component::Normal(n) => {
+                at.push(n.to_owned());
+                let here: PathBuf = at.iter().collect();
+                if let Ok(next) = fs::read_link(root.join(here)) {
+                    *hops += 1;
+                    if *hops > 40 {
+                        return None;
+                    }
+                    at.pop();
+                    at = resolve_inside(root, at, &next, hops)?;
+                }
+            }
+        }
+    }
+    Some(at)
+}
+
+/// True when the regular file `live` has the same size, mode and content as `new`.
+fn same_file(new: &Path, new_meta: &fs::Metadata, live: &Path, bufs: &mut (Vec<u8>, Vec<u8>)) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(old_meta) = fs::symlink_metadata(live) else {
+        return false;
+    };
+    if !old_meta.is_file()
+        || old_meta.len() != new_meta.len()
+        || old_meta.permissions().mode() != new_meta.permissions().mode()
+    {
+        return false;
+    }
+    let (Ok(mut a), Ok(mut b)) = (fs::File::open(new), fs::File::open(live)) else {
+        return false;
+    };
+    let (ba, bb) = (&mut bufs.0, &mut bufs.1);
+    loop {
+        let n = match a.read(ba) {
+            Ok(0) => return b.read(&mut bb[..1]).is_ok_and(|m| m == 0),
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if b.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
+
+/// Makes `staging` a copy of `root` (the build output): a file identical to the same
+/// path in `live` is a hard link to it, any other file a new inode. Nothing is ever written
+/// into an existing inode, so the live release (and every older one) stays as it was.
+///
+/// Why copy and not move the new files out of the output: the files that are written
+/// anew are only the changed ones, and on this machine copying them cost a few ms for a
+/// one-page change (BENCHMARKS.md, "publish alone"); moving would save that but leave the
+/// output incomplete, which breaks a site committed to the repo (`from = "public"`,
+/// git would restore every moved file on the next build) and generators that only write
+/// what changed.
+fn stage_tree(
+    root: &Path,
+    at: &mut Vec<OsString>,
+    live: Option<&Path>,
+    staging: &Path,
+    stats: &mut Stats,
+    bufs: &mut (Vec<u8>, Vec<u8>),
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let rel: PathBuf = at.iter().collect();
+    let (src_dir, dst_dir) = (root.join(&rel), staging.join(&rel));
+    fs::create_dir(&dst_dir)?;
+    let mode = fs::metadata(&src_dir)?.permissions().mode();
+    fs::set_permissions(&dst_dir, fs::Permissions::from_mode(mode & 0o7777))?;
+    for entry in fs::read_dir(&src_dir)? {
         let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let name = entry.file_name();
+        let (src, dst) = (entry.path(), dst_dir.join(&name));
         let kind = entry.file_type()?;
+        let rel_child = rel.join(&name);
         if kind.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+            let target = fs::read_link(&src)?;
+            if resolve_inside(root, at.clone(), &target, &mut 0).is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the output holds a symlink that leaves it: {} -> {} (a release may only link inside itself)",
+                        rel_child.display(),
+                        target.display()
+                    ),
+                ));
+            }
+            std::os::unix::fs::symlink(&target, &dst)?;
         } else if kind.is_dir() {
-            copy_tree(&src, &dst)?;
+            at.push(name);
+            stage_tree(root, at, live, staging, stats, bufs)?;
+            at.pop();
+        } else if kind.is_file() {
+            let meta = entry.metadata()?;
+            let old = live.map(|l| l.join(&rel_child));
+            if let Some(old) = old.filter(|o| same_file(&src, &meta, o, bufs)) {
+                if fs::hard_link(&old, &dst).is_ok() {
+                    stats.linked += 1;
+                    continue;
+                }
+                // EMLINK and the like: a copy is always right, only bigger.
+            }
+            stats.copied_bytes += fs::copy(&src, &dst)?;
+            stats.copied += 1;
         } else {
-            fs::copy(&src, &dst)?;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the output holds {}, which is not a file, folder or symlink",
+                    rel_child.display()
+                ),
+            ));
         }
     }
     Ok(())
@@ -140,8 +316,11 @@ pub fn switch(to: &Path, release: &str) -> io::Result<Option<String>> {
     }
 }
 
-/// Copies `from` into a new release and switches `to` to it; prunes old releases.
-pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>) -> io::Result<Published> {
+/// Makes a new release of `from` (already resolved inside the repo, see `resolve_from`)
+/// that shares every unchanged file with the live one, calls `ready` with its name, and
+/// switches `to` to it. Pruning is left to the caller, after the build is recorded: a
+/// build killed while pruning is then still a published, succeeded build.
+pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>, ready: &mut dyn FnMut(&str)) -> io::Result<Published> {
     if !from.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -163,14 +342,30 @@ pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>) -> io::Result<P
     let release = format!("{}-{short}", time::compact(time::now()));
     let staging = dir.join(format!(".staging-{release}"));
     let _ = fs::remove_dir_all(&staging);
-    copy_tree(from, &staging).inspect_err(|_| {
+    let was_live = live(&cfg.to);
+    let live_dir = was_live.as_ref().map(|l| dir.join(l)).filter(|d| d.is_dir());
+    let mut stats = Stats::default();
+    let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
+    stage_tree(
+        from,
+        &mut Vec::new(),
+        live_dir.as_deref(),
+        &staging,
+        &mut stats,
+        &mut bufs,
+    )
+    .inspect_err(|_| {
         let _ = fs::remove_dir_all(&staging);
     })?;
     fs::rename(&staging, dir.join(&release))?;
-    let before = live(&cfg.to);
+    ready(&release);
     let note = switch(&cfg.to, &release)?;
-    prune(&cfg.to, cfg.keep, before.as_deref());
-    Ok(Published { release, note })
+    Ok(Published {
+        release,
+        note,
+        was_live,
+        stats,
+    })
 }
 
 /// Removes the oldest releases beyond `keep`, never the live one, nor the one before it,
@@ -244,7 +439,8 @@ mod tests {
         for i in 0..4 {
             fs::write(from.join("index.html"), format!("v{i}")).unwrap();
             fs::write(from.join("sub/a.txt"), "a").unwrap();
-            let p = publish(&from, &cfg, Some(&format!("abcdef{i}0000"))).unwrap();
+            let p = publish(&from, &cfg, Some(&format!("abcdef{i}0000")), &mut |_| {}).unwrap();
+            prune(&cfg.to, cfg.keep, p.was_live.as_deref());
             assert_eq!(fs::read_to_string(cfg.to.join("index.html")).unwrap(), format!("v{i}"));
             assert_eq!(live(&cfg.to).unwrap(), p.release);
             names.push(p.release);
@@ -272,7 +468,7 @@ mod tests {
             to: d.join("www"),
             keep: 5,
         };
-        let p = publish(&d.join("dist"), &cfg, None).unwrap();
+        let p = publish(&d.join("dist"), &cfg, None, &mut |_| {}).unwrap();
         assert!(p.note.unwrap().contains("kept as release"));
         assert_eq!(fs::read_to_string(d.join("www/index.html")).unwrap(), "new site");
         let prev = rollback_target(&cfg.to, None).unwrap();
@@ -289,8 +485,59 @@ mod tests {
             to: d.join("www"),
             keep: 5,
         };
-        assert!(publish(&d.join("dist"), &cfg, None).is_err());
+        assert!(publish(&d.join("dist"), &cfg, None, &mut |_| {}).is_err());
         assert!(fs::symlink_metadata(d.join("www")).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn symlinks_that_leave_the_output_are_found() {
+        let d = temp("links");
+        let root = d.join("out");
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/down")).unwrap();
+        let at = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let inside = |dir: &[&str], t: &str| resolve_inside(&root, at(dir), Path::new(t), &mut 0).is_some();
+        assert!(inside(&[], "a/b"));
+        assert!(inside(&["a"], "../a/b/c.txt"));
+        assert!(inside(&["a", "b"], "up/x"), "a/b/up is the root itself");
+        assert!(!inside(&[], "/etc/passwd"));
+        assert!(!inside(&[], "../x"));
+        assert!(!inside(&["a"], "../../x"));
+        assert!(!inside(&["a", "b"], "up/../x"), "up is the root, so up/.. leaves it");
+        assert!(!inside(&["a"], "down/up/../x"), "followed through two symlinks");
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(!inside(&[], "loop"), "a loop never resolves");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn identical_files_are_shared_and_old_releases_never_change() {
+        use std::os::unix::fs::MetadataExt;
+        let d = temp("share");
+        let from = d.join("dist");
+        fs::create_dir_all(from.join("sub")).unwrap();
+        fs::write(from.join("same.txt"), "same").unwrap();
+        fs::write(from.join("sub/page.html"), "v1").unwrap();
+        let cfg = Publish {
+            from: "dist".into(),
+            to: d.join("www"),
+            keep: 5,
+        };
+        let one = publish(&from, &cfg, Some("aaaaaaa"), &mut |_| {}).unwrap();
+        assert_eq!(one.stats.copied, 2);
+        fs::write(from.join("sub/page.html"), "v2").unwrap();
+        let two = publish(&from, &cfg, Some("bbbbbbb"), &mut |_| {}).unwrap();
+        assert_eq!((two.stats.linked, two.stats.copied), (1, 1), "{}", two.stats);
+        let rel = |r: &str, f: &str| releases_dir(&cfg.to).join(r).join(f);
+        let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(rel(&one.release, "same.txt")), ino(rel(&two.release, "same.txt")));
+        assert_ne!(
+            ino(rel(&one.release, "sub/page.html")),
+            ino(rel(&two.release, "sub/page.html"))
+        );
+        assert_eq!(fs::read_to_string(rel(&one.release, "sub/page.html")).unwrap(), "v1");
         fs::remove_dir_all(&d).unwrap();
     }
 }

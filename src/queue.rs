@@ -69,8 +69,26 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
         .map(|c| process::kill_by_env("DEPLOY_HOOK_LOG", &c.log))
         .unwrap_or(0);
     let now = time::now();
+    // A worker killed after it switched `to` to its release has published: that build
+    // succeeded, it only missed writing so.
+    let live = hook.publish.as_ref().and_then(|p| crate::publish::live(&p.to));
+    let published = |c: &crate::state::Current| c.release.is_some() && c.release == live;
     state.update_status(|s| {
         let record = match s.current.take() {
+            Some(c) if published(&c) => BuildRecord {
+                duration_secs: time::parse_rfc3339(&c.started)
+                    .map(|t| now.as_secs().saturating_sub(t) as f64)
+                    .unwrap_or(0.0),
+                id: c.id,
+                delivery: c.delivery,
+                started: c.started,
+                finished: time::rfc3339(now),
+                result: "succeeded".into(),
+                commit: c.commit,
+                failed_step: None,
+                log: c.log,
+                release: c.release.clone(),
+            },
             Some(c) => BuildRecord {
                 duration_secs: time::parse_rfc3339(&c.started)
                     .map(|t| now.as_secs().saturating_sub(t) as f64)
@@ -98,12 +116,18 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
                 release: None,
             },
         };
+        if record.result == "succeeded" {
+            s.live_release = record.release.clone();
+        }
         s.finish(record);
     })?;
+    let was_published = status.current.as_ref().is_some_and(published);
     log.warn(&format!(
-        "build interrupted hook={} id={} (its worker died; {killed} leftover processes killed)",
+        "build {} hook={} id={} (its worker died after {}; {killed} leftover processes killed)",
+        if was_published { "succeeded" } else { "interrupted" },
         hook.name,
-        status.current.map(|c| c.id).unwrap_or_default()
+        status.current.map(|c| c.id).unwrap_or_default(),
+        if was_published { "publishing" } else { "starting it" }
     ));
     Ok(())
 }

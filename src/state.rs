@@ -56,6 +56,9 @@ pub struct Current {
     /// The command line of the running step, or "git fetch ..." while syncing.
     pub step: Option<String>,
     pub step_started: Option<String>,
+    /// The release this build made, set just before `to` is switched to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -15,6 +15,7 @@ mod faults;
 mod hostile;
 mod payloads;
 mod pnpm;
+mod releases;
 mod secrets;
 mod servers;
 mod site;
