@@ -104,9 +104,14 @@ impl Run<'_> {
         });
     }
 
-    /// Runs one command of the build, logged; the error is the command as written (the
-    /// failed step's name) and how it ended.
-    fn command(&mut self, cmd: &Cmd, cancel: &mut dyn FnMut(&str) -> bool) -> std::result::Result<(), (String, Exit)> {
+    /// Runs one command of the build, logged; the error is the command as written, its
+    /// public label `at` and how it ended.
+    fn command(
+        &mut self,
+        cmd: &Cmd,
+        at: &str,
+        cancel: &mut dyn FnMut(&str) -> bool,
+    ) -> std::result::Result<(), Failed> {
         let line = cmd.to_string();
         self.set_step(Some(line.clone()));
         self.note(&format!("\n$ {line}"));
@@ -126,9 +131,39 @@ impl Run<'_> {
         if exit.success() {
             Ok(())
         } else {
-            Err((line, exit))
+            Err(Failed {
+                step: line,
+                at: at.to_string(),
+                exit,
+            })
         }
     }
+}
+
+/// Where a build stopped.
+struct Failed {
+    /// The command as written, for the build log and status.json (the admin's).
+    step: String,
+    /// The stage by name and position only, never an argument: the forge's answer and
+    /// syslog carry this one, and an argument may be `--api-token=...`.
+    at: String,
+    exit: Exit,
+}
+
+impl Failed {
+    fn new(step: impl Into<String>, at: &str, exit: Exit) -> Failed {
+        Failed {
+            step: step.into(),
+            at: at.to_string(),
+            exit,
+        }
+    }
+}
+
+/// `step 2 (deploy)`: a step's position and its program's file name.
+pub fn step_label(position: usize, cmd: &Cmd) -> String {
+    let program = cmd.program();
+    format!("step {position} ({})", program.rsplit('/').next().unwrap_or(program))
 }
 
 fn result_word(exit: &Exit) -> &'static str {
@@ -205,9 +240,9 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     let mut commit = None;
     let outcome = stages(&mut run, hook, cancel, &mut commit);
 
-    let (result, failed_step, published) = match outcome {
-        Ok(published) => ("succeeded".to_string(), None, published),
-        Err((step, exit)) => (result_word(&exit).to_string(), Some(step), None),
+    let (result, failed_step, failed_at, published) = match outcome {
+        Ok(published) => ("succeeded".to_string(), None, None, published),
+        Err(f) => (result_word(&f.exit).to_string(), Some(f.step), Some(f.at), None),
     };
     let release = published.as_ref().map(|p| p.release.clone());
     let duration = clock.elapsed().as_secs_f64();
@@ -224,6 +259,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         result: result.clone(),
         commit: commit.clone(),
         failed_step: failed_step.clone(),
+        failed_at: failed_at.clone(),
         log: log_path.to_string_lossy().into_owned(),
         duration_secs: (duration * 10.0).round() / 10.0,
         release: release.clone(),
@@ -238,9 +274,9 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         "build end hook={} id={id} commit={} result={result}{} duration={:.1}s",
         hook.name,
         commit.as_deref().unwrap_or("-"),
-        failed_step
+        failed_at
             .as_ref()
-            .map(|s| format!(" failed_step={}", q(s)))
+            .map(|s| format!(" failed_at={}", q(s)))
             .unwrap_or_default(),
         duration
     );
@@ -264,7 +300,7 @@ fn stages(
     hook: &Hook,
     cancel: &mut dyn FnMut(&str) -> bool,
     commit: &mut Option<String>,
-) -> std::result::Result<Option<publish::Published>, (String, Exit)> {
+) -> std::result::Result<Option<publish::Published>, Failed> {
     let fetch = Cmd::Argv(vec![
         "git".into(),
         "fetch".into(),
@@ -272,8 +308,8 @@ fn stages(
         hook.branch.clone(),
     ]);
     let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
-    run.command(&fetch, cancel)?;
-    run.command(&reset, cancel)?;
+    run.command(&fetch, "git fetch", cancel)?;
+    run.command(&reset, "git reset", cancel)?;
     let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, &run.file)
         .ok()
         .flatten();
@@ -294,18 +330,22 @@ fn stages(
             Ok(false) => {}
             Err(why) => {
                 run.note(&format!("clean: {why}"));
-                return Err((format!("clean {}", rel.display()), Exit::NotStarted(why)));
+                return Err(Failed::new(
+                    format!("clean {}", rel.display()),
+                    "clean",
+                    Exit::NotStarted(why),
+                ));
             }
         }
     }
 
-    for step in &hook.steps {
-        run.command(step, cancel)?;
+    for (i, step) in hook.steps.iter().enumerate() {
+        run.command(step, &step_label(i + 1, step), cancel)?;
     }
 
     let Some(publish) = &hook.publish else { return Ok(None) };
     if cancel(&run.id) {
-        return Err(("publish".into(), Exit::Cancelled));
+        return Err(Failed::new("publish", "publish", Exit::Cancelled));
     }
     run.set_step(Some("publish".into()));
     let state = run.state;
@@ -336,7 +376,7 @@ fn stages(
         }
         Err(e) => {
             run.note(&format!("\npublish failed: {e}"));
-            Err(("publish".into(), Exit::NotStarted(e.to_string())))
+            Err(Failed::new("publish", "publish", Exit::NotStarted(e.to_string())))
         }
     }
 }
@@ -350,6 +390,11 @@ fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
         _ => &None,
     };
     let Some(cmd) = cmd else { return };
+    let which = if record.result == "succeeded" {
+        "on_success"
+    } else {
+        "on_failure"
+    };
     run.env.insert("DEPLOY_HOOK_RESULT".into(), record.result.clone());
     run.env.insert(
         "DEPLOY_HOOK_FAILED_STEP".into(),
@@ -372,7 +417,10 @@ fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
             "notify failed hook={} id={} command={} outcome={}",
             run.hook.name,
             record.id,
-            q(&cmd.to_string()),
+            q(&format!(
+                "{which} ({})",
+                cmd.program().rsplit('/').next().unwrap_or("-")
+            )),
             q(&exit.to_string())
         ));
     }

@@ -37,6 +37,10 @@ pub struct BuildRecord {
     pub result: String,
     pub commit: Option<String>,
     pub failed_step: Option<String>,
+    /// Where it failed by stage name and position only (`step 2 (deploy)`), for answers
+    /// and syslog, which must not carry a step's arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
     pub log: String,
     #[serde(default)]
     pub duration_secs: f64,
@@ -362,6 +366,7 @@ mod tests {
                 result: "succeeded".into(),
                 commit: None,
                 failed_step: None,
+                failed_at: None,
                 log: String::new(),
                 duration_secs: 0.0,
                 release: None,

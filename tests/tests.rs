@@ -6,6 +6,7 @@
 
 mod util;
 
+mod answers;
 mod builds;
 mod cli;
 mod concurrency;

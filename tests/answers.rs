@@ -1,0 +1,74 @@
+//! What the forge reads in an answer, and what syslog gets: names and positions, never a
+//! step's arguments (they may hold a token), and text escaped once.
+
+use std::fs;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use crate::util::*;
+
+const TOKEN: &str = "tok-4f9a-SECRET-ARG";
+
+fn drain(sock: &UnixDatagram) -> String {
+    let mut all = String::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = sock.recv(&mut buf) {
+        all.push_str(&String::from_utf8_lossy(&buf[..n]));
+        all.push('\n');
+    }
+    all
+}
+
+#[test]
+fn sync_failure_names_the_step_by_position_and_program_only() {
+    let w = World::new("answer-step");
+    let sock_path = w.path("log.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    // a failing step whose arguments hold a token, as `env NETLIFY_AUTH_TOKEN=... deploy`
+    // or `deploy --api-token=...` do; on_failure fails too and is logged
+    let cases = [
+        (
+            format!("[\"true\", [\"env\", \"NETLIFY_AUTH_TOKEN={TOKEN}\", \"false\"]]"),
+            "step 2 (env)",
+        ),
+        (
+            format!("[\"true\", \"true\", [\"/bin/false\", \"--api-token={TOKEN}\"]]"),
+            "step 3 (false)",
+        ),
+        (
+            format!("[[\"no-such-deploy-tool\", \"--api-token={TOKEN}\"]]"),
+            "step 1 (no-such-deploy-tool)",
+        ),
+        (format!("[\"exit 3 # {TOKEN}\"]"), "step 1 (sh)"),
+    ];
+    for (steps, label) in cases {
+        let text = format!(
+            "state_dir = {:?}\n[log]\nsyslog = {:?}\n[hooks.docs]\nprovider = \"gitee\"\nsecret_file = {:?}\nrepo = {:?}\nmode = \"sync\"\nsteps = {steps}\non_failure = [\"sh\", \"-c\", \"exit 1 # {TOKEN}\"]\n",
+            w.state.to_str().unwrap(),
+            sock_path.to_str().unwrap(),
+            w.secret_file.to_str().unwrap(),
+            w.repo.to_str().unwrap(),
+        );
+        fs::write(&w.config, text).unwrap();
+        let r = w.gitee_push().run();
+        assert_eq!((r.status, r.word()), (500, "failed"), "{}", r.json);
+        let message = r.json["message"].as_str().unwrap();
+        assert!(message.contains(&format!("at {label};")), "{steps}: {message}");
+        let answer = String::from_utf8_lossy(&r.raw);
+        assert!(
+            !answer.contains(TOKEN) && !answer.contains("NETLIFY"),
+            "{steps}: {answer}"
+        );
+        let syslog = drain(&sock);
+        assert!(syslog.contains(&format!("failed_at=\"{label}\"")), "{steps}: {syslog}");
+        assert!(syslog.contains("on_failure (sh)"), "{steps}: {syslog}");
+        assert!(
+            !syslog.contains(TOKEN) && !r.stderr.contains(TOKEN),
+            "{steps}: {syslog}{}",
+            r.stderr
+        );
+        // the admin's own build log keeps the whole command line
+        assert!(w.log_text(&w.status()["last"]).contains(TOKEN));
+    }
+}
