@@ -142,8 +142,12 @@ pub fn main(args: Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
     }
     match args.words[0].as_str() {
         "check" => {
-            args.allow(&[], 1)?;
-            crate::check::run(&args, env, out)
+            args.allow(&["--json"], 1)?;
+            let opts = crate::check::Options {
+                config: args.config.clone(),
+                json: args.has("--json"),
+            };
+            crate::check::run(&opts, env, out)
         }
         "run" => {
             args.allow(&["--wait"], 2)?;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod handler;
 pub mod log;
 pub mod pipeline;
+pub mod privilege;
 pub mod process;
 pub mod publish;
 pub mod queue;

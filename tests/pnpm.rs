@@ -47,6 +47,8 @@ fn default_steps_build_a_tiny_site_with_real_pnpm() {
             www.to_str().unwrap()
         ),
     );
+    // Run as root, check wants the web server's user able to create the state folder.
+    crate::check::chown("www-data:www-data", false, &w.dir);
     let check = w.cmd(&["check"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
     let r = w.gitee_push().run();

@@ -8,6 +8,7 @@ mod util;
 
 mod answers;
 mod builds;
+mod check;
 mod cli;
 mod concurrency;
 mod config_errors;

@@ -1,0 +1,182 @@
+//! Owners and modes of everything a build writes: each hook's state folder and the publish
+//! target. One root-owned `status.json`, build log or site symlink (left by a command run
+//! as root) makes every later delivery answer 500, while the config itself is fine.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{Ctx, Report};
+use crate::config::Publish;
+use crate::privilege;
+use crate::publish;
+use crate::state::HookState;
+
+/// Enough to walk a pnpm store; a bigger tree is reported as not fully walked.
+const MAX_ENTRIES: usize = 200_000;
+/// Paths named in a problem; the rest are counted.
+const SHOWN: usize = 3;
+
+#[derive(Default)]
+struct Walk {
+    wrong_owner: Vec<(PathBuf, u32)>,
+    wrong_mode: Vec<(PathBuf, u32)>,
+    seen: usize,
+}
+
+impl Walk {
+    /// Looks at `path` itself (never through a symlink) and, for a folder, everything in it.
+    fn visit(&mut self, path: &Path, uid: u32) {
+        if self.seen >= MAX_ENTRIES {
+            return;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        self.seen += 1;
+        if meta.uid() != uid {
+            self.wrong_owner.push((path.to_path_buf(), meta.uid()));
+        }
+        let mode = meta.mode() & 0o7777;
+        // The owner must be able to replace, remove and lock what is there: rwx on a
+        // folder, rw on a file. A symlink's own mode means nothing.
+        let needed = if meta.is_dir() {
+            0o700
+        } else if meta.is_file() {
+            0o600
+        } else {
+            0
+        };
+        if mode & needed != needed {
+            self.wrong_mode.push((path.to_path_buf(), mode));
+        }
+        if meta.is_dir() {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return;
+            };
+            let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            entries.sort();
+            for e in entries {
+                self.visit(&e, uid);
+            }
+        }
+    }
+
+    fn report(&self, r: &mut Report, item: &str, what: &str, roots: &[&Path], user: &str) {
+        if self.wrong_owner.is_empty() && self.wrong_mode.is_empty() {
+            let partial = if self.seen >= MAX_ENTRIES {
+                format!(" (the first {MAX_ENTRIES} entries)")
+            } else {
+                String::new()
+            };
+            r.ok(
+                item,
+                format!("{what}: every file is {user}'s and writable by it{partial}"),
+            );
+            return;
+        }
+        let list = |v: &[(PathBuf, u32)], describe: &dyn Fn(u32) -> String| {
+            let mut s: Vec<String> = v
+                .iter()
+                .take(SHOWN)
+                .map(|(p, x)| format!("{} ({})", p.display(), describe(*x)))
+                .collect();
+            if v.len() > SHOWN {
+                s.push(format!("and {} more", v.len() - SHOWN));
+            }
+            s.join(", ")
+        };
+        let targets: Vec<String> = roots.iter().map(|p| p.display().to_string()).collect();
+        let targets = targets.join(" ");
+        if !self.wrong_owner.is_empty() {
+            let owner = |uid: u32| {
+                privilege::user_by_uid(uid)
+                    .map(|u| format!("owned by {}", u.name))
+                    .unwrap_or_else(|| format!("owned by uid {uid}"))
+            };
+            r.fail(
+                item,
+                format!(
+                    "{what}: {} not owned by {user}, so builds and deliveries cannot write them: {}",
+                    count(self.wrong_owner.len()),
+                    list(&self.wrong_owner, &owner)
+                ),
+                format!("chown -R {user}: {targets}"),
+            );
+        }
+        if !self.wrong_mode.is_empty() {
+            let mode = |m: u32| format!("mode {m:o}");
+            r.fail(
+                &format!("{item} modes"),
+                format!(
+                    "{what}: {} that {user} cannot write: {}",
+                    count(self.wrong_mode.len()),
+                    list(&self.wrong_mode, &mode)
+                ),
+                format!("chmod -R u+rwX {targets}"),
+            );
+        }
+    }
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}
+
+/// The uid every file must have: ours, or, for a root that stayed root, the build user's.
+fn expected_uid(ctx: &Ctx) -> Option<u32> {
+    if ctx.as_root {
+        privilege::user_by_name(&ctx.user).map(|u| u.uid)
+    } else {
+        Some(privilege::euid())
+    }
+}
+
+pub(super) fn check_state(ctx: &Ctx, state: &HookState, r: &mut Report) {
+    if !state.dir.exists() {
+        r.ok(
+            "state files",
+            format!(
+                "state folder {} will be created by the first delivery",
+                state.dir.display()
+            ),
+        );
+        return;
+    }
+    let Some(uid) = expected_uid(ctx) else {
+        return;
+    };
+    let mut walk = Walk::default();
+    walk.visit(&state.dir, uid);
+    walk.report(
+        r,
+        "state files",
+        &format!("state folder {}", state.dir.display()),
+        &[&state.dir],
+        &ctx.user,
+    );
+}
+
+pub(super) fn check_publish(ctx: &Ctx, p: &Publish, r: &mut Report) {
+    let releases = publish::releases_dir(&p.to);
+    if std::fs::symlink_metadata(&p.to).is_err() && !releases.exists() {
+        return;
+    }
+    let Some(uid) = expected_uid(ctx) else {
+        return;
+    };
+    let mut walk = Walk::default();
+    walk.visit(&p.to, uid);
+    walk.visit(&releases, uid);
+    // `chown -R` does not follow the symlink, so it changes the link itself: -h is implied.
+    walk.report(
+        r,
+        "publish files",
+        &format!("publish target {} and its releases", p.to.display()),
+        &[&p.to, &releases],
+        &ctx.user,
+    );
+}

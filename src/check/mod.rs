@@ -1,0 +1,702 @@
+//! `deploy-hook check`: validate the config and the machine it will run on, like `nginx -t`.
+//!
+//! Each line is a check that passed (`ok`), a problem that will break deliveries (`FAIL`,
+//! with the fix), something worth knowing (`warn`), or a check that could not be made here
+//! (`skip`). Exit 0 only when nothing failed. It checks as the build will run: started as
+//! root it first becomes the owner of the state folder, as the web server's user would be,
+//! and runs git with the build's environment. `--json` prints the same items for scripts.
+//!
+//! The pieces: `files` (owners and modes of what the build writes), `remote` (reaching
+//! the remote as the build does, and never printing its credentials), `node` (what a
+//! Node.js site needs), `web` (the web server that starts us).
+
+mod files;
+mod node;
+mod remote;
+mod web;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::cgi::Env;
+use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
+use crate::error::{Error, Result};
+use crate::privilege;
+use crate::process::which;
+use crate::publish;
+use crate::state::HookState;
+
+pub use remote::redact_url;
+
+/// What the command line asks of `check`, as plain values.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--config FILE`, else `$DEPLOY_HOOK_CONFIG`, else the default path.
+    pub config: Option<PathBuf>,
+    /// `--json`: a list of `{item, ok, detail, fix}` instead of the checklist.
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Skip,
+    Fail,
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone)]
+struct Item {
+    /// What was checked, e.g. `docs: repo`.
+    item: String,
+    level: Level,
+    detail: String,
+    fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    /// The hook whose section is being written, prefixed to item names.
+    section: Option<String>,
+    /// Checklist lines in order: section headers (`None`) and items.
+    lines: Vec<(Option<String>, Option<Item>)>,
+    failures: usize,
+}
+
+impl Report {
+    fn push(&mut self, item: &str, level: Level, detail: String, fix: Option<String>) {
+        let item = match &self.section {
+            Some(s) => format!("{s}: {item}"),
+            None => item.to_string(),
+        };
+        if level == Level::Fail {
+            self.failures += 1;
+        }
+        self.lines.push((
+            None,
+            Some(Item {
+                item,
+                level,
+                detail,
+                fix,
+            }),
+        ));
+    }
+    fn ok(&mut self, item: &str, detail: impl Into<String>) {
+        self.push(item, Level::Ok, detail.into(), None);
+    }
+    fn warn(&mut self, item: &str, detail: impl Into<String>) {
+        self.push(item, Level::Warn, detail.into(), None);
+    }
+    fn skip(&mut self, item: &str, detail: impl Into<String>) {
+        self.push(item, Level::Skip, detail.into(), None);
+    }
+    fn fail(&mut self, item: &str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.push(item, Level::Fail, detail.into(), Some(fix.into()));
+    }
+    fn heading(&mut self, text: String) {
+        self.lines.push((Some(text), None));
+    }
+
+    fn text(&self, header: &str, footer_hint: &str) -> String {
+        let mut t = format!("{header}\n");
+        for (head, item) in &self.lines {
+            if let Some(h) = head {
+                t.push_str(&format!("{h}\n"));
+            }
+            if let Some(i) = item {
+                let word = match i.level {
+                    Level::Ok => "ok  ",
+                    Level::Warn => "warn",
+                    Level::Skip => "skip",
+                    Level::Fail => "FAIL",
+                };
+                t.push_str(&format!("  {word}  {}\n", i.detail));
+                if let Some(f) = &i.fix {
+                    t.push_str(&format!("        fix: {f}\n"));
+                }
+            }
+        }
+        if self.failures == 0 {
+            t.push_str("check: everything holds\n");
+        } else {
+            t.push_str(&format!(
+                "check: {} problem{} found{footer_hint}\n",
+                self.failures,
+                if self.failures == 1 { "" } else { "s" },
+            ));
+        }
+        t
+    }
+
+    fn json(&self) -> String {
+        let items: Vec<serde_json::Value> = self
+            .lines
+            .iter()
+            .filter_map(|(_, i)| i.as_ref())
+            .map(|i| {
+                serde_json::json!({
+                    "item": i.item,
+                    "ok": i.level != Level::Fail,
+                    "level": match i.level {
+                        Level::Ok => "ok",
+                        Level::Warn => "warn",
+                        Level::Skip => "skip",
+                        Level::Fail => "fail",
+                    },
+                    "detail": i.detail,
+                    "fix": i.fix,
+                })
+            })
+            .collect();
+        let mut s = serde_json::to_string_pretty(&items).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+fn writable(p: &Path) -> bool {
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) on a valid C string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Who the checks are for, and how they are run.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    /// The user builds run as, named in every fix: this process's user, or, for a root that
+    /// could not learn it from the state folder, the likely web server's user.
+    user: String,
+    /// Still root: the web server never runs us as root, so some checks mean less.
+    as_root: bool,
+}
+
+/// The web server's user when nothing on disk names it: Debian's.
+const DEFAULT_WEB_USER: &str = "www-data";
+
+pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
+    let path = crate::config::locate(
+        opts.config.clone(),
+        env.get(std::ffi::OsStr::new(crate::config::CONFIG_ENV)).cloned(),
+    );
+    let admin_path = format!(
+        "{}:/usr/local/sbin:/usr/sbin:/sbin",
+        env.get(std::ffi::OsStr::new("PATH"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+    );
+    let started = privilege::current_user_name();
+    let mut r = Report::default();
+    let cfg = Config::load(&path);
+    // The web server's config may be readable by root only (certificates): read it before
+    // becoming the build's user.
+    let web = web::Observed::gather(&admin_path);
+    let mut who = format!("as user {started}");
+    let mut as_root = privilege::euid() == 0;
+    if let Ok(cfg) = &cfg {
+        if as_root {
+            match privilege::become_owner(&cfg.state_dir, None) {
+                Ok(Some(u)) => {
+                    who = format!(
+                        "as user {}, the owner of {}; started as {started}",
+                        u.name,
+                        cfg.state_dir.display()
+                    );
+                    as_root = false;
+                }
+                Ok(None) => {}
+                Err(e) => r.fail(
+                    "user",
+                    format!("{e}"),
+                    format!("chown -R {DEFAULT_WEB_USER}: {}", cfg.state_dir.display()),
+                ),
+            }
+        }
+    }
+    let user = if as_root {
+        cfg.as_ref()
+            .ok()
+            .and_then(guess_web_user)
+            .unwrap_or_else(|| DEFAULT_WEB_USER.to_string())
+    } else {
+        privilege::current_user_name()
+    };
+    let header = format!("deploy-hook check {} ({who})", path.display());
+    match &cfg {
+        Err(e) => r.fail(
+            "config",
+            format!("config: {e}"),
+            "correct the config file; deploy-hook --help shows where it is looked for",
+        ),
+        Ok(cfg) => {
+            let ctx = Ctx {
+                cfg,
+                user: user.clone(),
+                as_root,
+            };
+            if as_root {
+                r.warn(
+                    "user",
+                    format!(
+                        "checking as root: the web server runs deploy-hook as its own user, and no state folder tells which; run: runuser -u {user} -- deploy-hook check"
+                    ),
+                );
+            }
+            check_config(&ctx, &mut r);
+            web.check(&ctx, &mut r);
+        }
+    }
+    let text = if opts.json { r.json() } else { r.text(&header, "") };
+    out.write_all(text.as_bytes()).ok();
+    Ok(if r.failures == 0 { 0 } else { 1 })
+}
+
+/// `check` as `user`, for `init`: a child that becomes the user first (this process stays
+/// root), with our output. Returns check's exit code.
+pub fn run_as(user: &str, config: &Path, out: &mut dyn Write) -> Result<i32> {
+    let u = privilege::user_by_name(user).ok_or_else(|| {
+        Error::Usage(format!(
+            "no user named {user:?} (useradd it, or pass --user with the web server's user)"
+        ))
+    })?;
+    let name = CString::new(u.name.as_str()).map_err(|_| Error::Usage(format!("bad user name {user:?}")))?;
+    let (uid, gid) = (u.uid, u.gid);
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("check")
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &u.home)
+        .env("USER", &u.name)
+        .env("LOGNAME", &u.name)
+        .current_dir("/")
+        .stdin(Stdio::null());
+    // SAFETY: only async-signal-safe system calls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::initgroups(name.as_ptr(), gid as _) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = cmd
+        .output()
+        .map_err(|e| Error::io(format!("cannot run check as {user}"), e))?;
+    out.write_all(&output.stdout).ok();
+    out.write_all(&output.stderr).ok();
+    Ok(output.status.code().unwrap_or(1))
+}
+
+/// Still root: whether `user` could create a folder in `parent` (it owns it, or anyone may).
+fn creatable_by(parent: &Path, user: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(u), Ok(m)) = (privilege::user_by_name(user), std::fs::metadata(parent)) else {
+        return false;
+    };
+    (m.uid() == u.uid && m.mode() & 0o300 == 0o300) || m.mode() & 0o003 == 0o003
+}
+
+/// Root with no state folder yet: the user that owns a hook's repo is the likely builder.
+fn guess_web_user(cfg: &Config) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    cfg.hooks
+        .values()
+        .filter_map(|h| std::fs::metadata(&h.repo).ok())
+        .map(|m| m.uid())
+        .find(|uid| *uid != 0)
+        .and_then(privilege::user_by_uid)
+        .map(|u| u.name)
+}
+
+fn check_config(ctx: &Ctx, r: &mut Report) {
+    let cfg = ctx.cfg;
+    let user = &ctx.user;
+    let names: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
+    r.ok(
+        "config",
+        format!(
+            "config parses: {} hook{} ({})",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    );
+
+    let sd = &cfg.state_dir;
+    if sd.is_dir() {
+        if ctx.as_root {
+            // Root is still root only when the state dir is root's own.
+            r.fail(
+                "state_dir",
+                format!(
+                    "state_dir {} is owned by root: deliveries, run as the web server's user, cannot write it",
+                    sd.display()
+                ),
+                format!("chown -R {user}: {}", sd.display()),
+            );
+        } else if writable(sd) {
+            r.ok("state_dir", format!("state_dir {} is writable", sd.display()));
+        } else {
+            r.fail(
+                "state_dir",
+                format!("state_dir {} is not writable by {user}", sd.display()),
+                format!("chown -R {user}: {}", sd.display()),
+            );
+        }
+    } else {
+        let parent = sd.ancestors().skip(1).find(|a| a.exists());
+        match parent {
+            Some(p) if (ctx.as_root && creatable_by(p, user)) || (!ctx.as_root && writable(p)) => r.ok(
+                "state_dir",
+                format!("state_dir {} will be created on the first delivery", sd.display()),
+            ),
+            _ => r.fail(
+                "state_dir",
+                format!("state_dir {} does not exist", sd.display()),
+                format!("install -d -o {user} -g {user} -m 750 {}", sd.display()),
+            ),
+        }
+    }
+
+    match &cfg.log.syslog {
+        None => r.ok("log", "log: stderr (syslog = \"\")"),
+        Some(sock) => {
+            if std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.connect(sock))
+                .is_ok()
+            {
+                r.ok("log", format!("syslog socket {} is reachable", sock.display()));
+            } else {
+                r.warn(
+                    "log",
+                    format!(
+                        "syslog socket {} cannot be reached; log lines go to stderr (the web server's error log)",
+                        sock.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    for hook in cfg.hooks.values() {
+        let mode = match (hook.provider, hook.gitee_mode) {
+            (Provider::Gitee, GiteeMode::Sign) => " (signing key)",
+            (Provider::Gitee, GiteeMode::Password) => " (password)",
+            _ => "",
+        };
+        r.section = None;
+        r.heading(format!(
+            "[{}] {}{mode}, branch {}",
+            hook.name,
+            hook.provider.name(),
+            hook.branch
+        ));
+        r.section = Some(hook.name.clone());
+        check_hook(ctx, hook, r);
+    }
+    r.section = None;
+}
+
+fn check_secret(hook: &Hook, r: &mut Report) {
+    match &hook.secret {
+        Secret::Inline(_) => r.warn(
+            "secret",
+            "the secret is inline in the config; a secret_file readable only by the web server's user is safer",
+        ),
+        // One read, through Secret::load: it reports an empty file as InvalidData.
+        Secret::File(f) => match (std::fs::metadata(f), hook.secret.load()) {
+            (Err(e), _) => r.fail(
+                "secret",
+                format!("secret_file {}: {e}", f.display()),
+                format!(
+                    "write the secret (the one set in the forge) to {} and chmod 600 it",
+                    f.display()
+                ),
+            ),
+            (Ok(_), Err(Error::Io { source, .. })) if source.kind() == std::io::ErrorKind::InvalidData => r.fail(
+                "secret",
+                format!("secret_file {} is empty", f.display()),
+                "write the secret set in the forge into it",
+            ),
+            (Ok(_), Err(e)) => r.fail(
+                "secret",
+                format!("{e}"),
+                format!(
+                    "chown root:www-data {f} && chmod 640 {f} (readable by the web server's group)",
+                    f = f.display()
+                ),
+            ),
+            (Ok(m), Ok(_)) if m.permissions().mode() & 0o004 != 0 => r.fail(
+                "secret",
+                format!(
+                    "secret_file {} is readable by everyone (mode {:o})",
+                    f.display(),
+                    m.permissions().mode() & 0o777
+                ),
+                format!("chmod 600 {} (or 640 with the web server's group)", f.display()),
+            ),
+            (Ok(m), Ok(_)) => r.ok(
+                "secret",
+                format!(
+                    "secret_file {} is set (mode {:o})",
+                    f.display(),
+                    m.permissions().mode() & 0o777
+                ),
+            ),
+        },
+    }
+}
+
+/// The build's environment for git and the other programs check runs: exactly what
+/// process.rs gives a step (cleared, the hook's PATH, HOME, the `env` table).
+fn build_env(hook: &Hook, home: &Path) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), hook.path.clone());
+    env.insert("HOME".into(), home.to_string_lossy().into_owned());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+fn git(hook: &Hook, home: &Path, args: &[&str]) -> Option<(bool, String, String)> {
+    let git = which("git", &hook.path)?;
+    let out = Command::new(git)
+        .args(args)
+        .env_clear()
+        .envs(build_env(hook, home))
+        .current_dir(&hook.repo)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
+}
+
+/// Where a step's program is: a name with a `/` is relative to `repo` (as a shell in
+/// `repo` would find it), an absolute path is itself, a bare name is looked up on `path`.
+fn resolve_program(program: &str, hook: &Hook) -> Option<PathBuf> {
+    if program.contains('/') && !program.starts_with('/') {
+        which(&hook.repo.join(program).to_string_lossy(), &hook.path)
+    } else {
+        which(program, &hook.path)
+    }
+}
+
+fn check_programs(ctx: &Ctx, hook: &Hook, r: &mut Report) {
+    // One line per program and role: two steps with pnpm are one problem, not two.
+    let mut seen = BTreeSet::new();
+    let roles = hook
+        .steps
+        .iter()
+        .map(|s| ("step", s))
+        .chain(hook.on_success.iter().map(|s| ("on_success", s)))
+        .chain(hook.on_failure.iter().map(|s| ("on_failure", s)));
+    for (role, step) in roles {
+        let program = step.program();
+        if !seen.insert((role, program.to_string())) {
+            continue;
+        }
+        let label = if role == "step" {
+            String::new()
+        } else {
+            format!("{role}: ")
+        };
+        let item = format!("{role} {program}");
+        match resolve_program(program, hook) {
+            Some(p) => r.ok(&item, format!("{label}{program} found: {}", p.display())),
+            None if program.starts_with('/') => r.fail(
+                &item,
+                format!("{label}{program} does not exist or is not executable"),
+                format!("install it there, or correct the path in {role}"),
+            ),
+            None if program.contains('/') => r.fail(
+                &item,
+                format!(
+                    "{label}{program} is not in the repo {} (a program with a / is relative to repo)",
+                    hook.repo.display()
+                ),
+                format!("commit it (executable: chmod +x, git add --chmod=+x) or correct the path in {role}"),
+            ),
+            None => {
+                let fix = if program == "pnpm" {
+                    format!(
+                        "npm install -g pnpm (then check it landed in one of {}), or add its folder to the hook's path",
+                        hook.path
+                    )
+                } else {
+                    format!(
+                        "install {program}, or add its folder (dirname $(command -v {program})) to the hook's path ({})",
+                        hook.path
+                    )
+                };
+                r.fail(
+                    &item,
+                    format!("{label}{program} is not found on path {}", hook.path),
+                    fix,
+                );
+            }
+        }
+    }
+    node::check(ctx, hook, r);
+}
+
+fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
+    let cfg = ctx.cfg;
+    let user = &ctx.user;
+    check_secret(hook, r);
+    let repo = &hook.repo;
+    let state = HookState::new(&cfg.state_dir, &hook.name);
+    let home: PathBuf = hook.env.get("HOME").map(Into::into).unwrap_or_else(|| state.home_dir());
+
+    if which("git", &hook.path).is_none() {
+        r.fail(
+            "git",
+            format!("git is not found on path {}", hook.path),
+            "apt-get install git, or add git's folder to the hook's path",
+        );
+    } else if !repo.is_dir() {
+        r.fail(
+            "repo",
+            format!("repo {} does not exist", repo.display()),
+            format!(
+                "runuser -u {user} -- git clone --branch {} <your repo URL> {}",
+                hook.branch,
+                repo.display()
+            ),
+        );
+    } else {
+        match git(hook, &home, &["rev-parse", "--is-inside-work-tree"]) {
+            Some((true, out, _)) if out == "true" => {
+                r.ok("repo", format!("repo {} is a git checkout", repo.display()));
+                if ctx.as_root {
+                    // root writes anywhere: say nothing about what the build's user may do
+                } else if writable(repo) && writable(&repo.join(".git")) {
+                    r.ok("repo writable", format!("repo is writable by {user}"));
+                } else {
+                    r.fail(
+                        "repo writable",
+                        format!("repo {} is not writable by {user}", repo.display()),
+                        format!("chown -R {user}: {}", repo.display()),
+                    );
+                }
+                match git(hook, &home, &["remote", "get-url", &hook.remote]) {
+                    Some((true, url, _)) => {
+                        r.ok("remote", format!("remote {} is {}", hook.remote, redact_url(&url)));
+                        remote::check_reachable(ctx, hook, &home, r);
+                    }
+                    _ => r.fail(
+                        "remote",
+                        format!("the checkout has no remote named {}", hook.remote),
+                        format!(
+                            "git -C {} remote add {} <your repo URL>, or set remote = \"...\"",
+                            repo.display(),
+                            hook.remote
+                        ),
+                    ),
+                }
+            }
+            Some((_, _, err)) if err.contains("dubious ownership") => r.fail(
+                "repo",
+                format!(
+                    "git refuses repo {}: dubious ownership (it is not owned by {})",
+                    repo.display(),
+                    privilege::current_user_name()
+                ),
+                format!(
+                    "chown -R {user}: {} (best), or: git config --system --add safe.directory {}",
+                    repo.display(),
+                    repo.display()
+                ),
+            ),
+            Some((_, _, err)) => r.fail(
+                "repo",
+                format!(
+                    "repo {} is not a git checkout ({})",
+                    repo.display(),
+                    err.lines().next().unwrap_or("")
+                ),
+                format!(
+                    "runuser -u {user} -- git clone --branch {} <your repo URL> {}",
+                    hook.branch,
+                    repo.display()
+                ),
+            ),
+            None => r.fail(
+                "repo",
+                format!("git could not be run in {}", repo.display()),
+                "check the folder's permissions",
+            ),
+        }
+    }
+
+    check_programs(ctx, hook, r);
+
+    match hook.env.get("HOME") {
+        Some(h) if !Path::new(h).is_dir() => r.fail(
+            "home",
+            format!("env HOME {h} does not exist"),
+            format!("install -d -o {user} -g {user} {h}"),
+        ),
+        Some(h) => r.ok("home", format!("steps run with HOME {h}")),
+        None => r.ok(
+            "home",
+            format!("steps run with HOME {} (pnpm keeps its store there)", home.display()),
+        ),
+    }
+
+    files::check_state(ctx, &state, r);
+
+    if let Some(p) = &hook.publish {
+        let parent = p.to.parent().unwrap_or(Path::new("/"));
+        if !parent.is_dir() || (!ctx.as_root && !writable(parent)) {
+            r.fail(
+                "publish",
+                format!("publish: {} is not a folder {user} can write", parent.display()),
+                format!("install -d -o {user} -g {user} {}", parent.display()),
+            );
+        } else {
+            match std::fs::symlink_metadata(&p.to) {
+                Ok(m) if m.file_type().is_symlink() => r.ok(
+                    "publish",
+                    format!(
+                        "publish: {} is a symlink to release {}",
+                        p.to.display(),
+                        publish::live(&p.to).unwrap_or_default()
+                    ),
+                ),
+                Ok(m) if m.is_dir() => r.warn(
+                    "publish",
+                    format!(
+                        "publish: {} is a directory; the first publish keeps it as the oldest release and puts a symlink in its place",
+                        p.to.display()
+                    ),
+                ),
+                Ok(_) => r.fail(
+                    "publish",
+                    format!("publish: {} is a file", p.to.display()),
+                    "remove it, or point publish.to elsewhere",
+                ),
+                Err(_) => r.ok(
+                    "publish",
+                    format!("publish: {} will be created by the first build", p.to.display()),
+                ),
+            }
+            files::check_publish(ctx, p, r);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Reaching the remote as the build will: `git ls-remote` with the build's environment
+//! (cleared, the hook's PATH and HOME, its `env`), no terminal to prompt on, and a time
+//! limit, so a wrong token, a missing deploy key or an unknown host key shows up here and
+//! not in the first build's log. And never printing a remote's credentials.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{build_env, Ctx, Report};
+use crate::config::Hook;
+use crate::process::which;
+
+/// How long the remote gets to answer; a build's fetch has `step_timeout_secs`, but a
+/// remote that needs more than this just to list its branches is a problem worth seeing.
+const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A remote URL without its credentials, as git prints one: `https://user:TOKEN@host/x`
+/// becomes `https://host/x`. An scp-like `git@host:x` names a user, not a secret, and stays.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Every URL in a line of git's output, redacted (git redacts its own, but not every
+/// helper it runs does).
+fn redact_text(text: &str) -> String {
+    text.split(' ')
+        .map(|w| {
+            let quoted = w.trim_matches(|c| c == '\'' || c == '"');
+            if quoted.contains("://") {
+                w.replace(quoted, &redact_url(quoted))
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+enum Outcome {
+    Done { ok: bool, stdout: String, stderr: String },
+    TimedOut,
+    NotRun(String),
+}
+
+/// Runs git in its own session (no controlling terminal: ssh cannot ask about a host key
+/// or a passphrase, as in a build), killing its whole group after the time limit.
+fn run_git(hook: &Hook, home: &Path, args: &[&str], limit: Duration) -> Outcome {
+    let Some(git) = which("git", &hook.path) else {
+        return Outcome::NotRun("git is not on the hook's path".into());
+    };
+    let mut cmd = Command::new(git);
+    cmd.args(args)
+        .env_clear()
+        .envs(build_env(hook, home))
+        .current_dir(&hook.repo)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::NotRun(e.to_string()),
+    };
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                // SAFETY: the child leads its own session and group; kill that group.
+                unsafe {
+                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                }
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    match status {
+        Some(s) => Outcome::Done {
+            ok: s.success(),
+            stdout,
+            stderr,
+        },
+        None => Outcome::TimedOut,
+    }
+}
+
+/// The fix for what git said, for the usual ways a remote refuses.
+fn advice(err: &str, ctx: &Ctx, home: &Path) -> String {
+    let user = &ctx.user;
+    let e = err.to_ascii_lowercase();
+    if e.contains("dubious ownership") {
+        format!(
+            "the remote is a local repository owned by another user: add it to safe.directory in {}/.gitconfig (git config --file {}/.gitconfig --add safe.directory PATH)",
+            home.display(),
+            home.display()
+        )
+    } else if e.contains("host key verification failed") {
+        format!(
+            "as {user}: ssh-keyscan HOST >> {}/.ssh/known_hosts (check the key's fingerprint), or set GIT_SSH_COMMAND in the hook's env",
+            home.display()
+        )
+    } else if e.contains("permission denied (publickey") || e.contains("could not read from remote") {
+        format!(
+            "give {user} a deploy key the forge accepts: in {}/.ssh, or env GIT_SSH_COMMAND = \"ssh -i KEY -o IdentitiesOnly=yes\"",
+            home.display()
+        )
+    } else if e.contains("could not read username")
+        || e.contains("authentication failed")
+        || e.contains("terminal prompts disabled")
+        || e.contains("403")
+        || e.contains("401")
+    {
+        "the remote refuses the credentials: use a deploy key, or a token the forge accepts in the remote URL (git remote set-url)".into()
+    } else if e.contains("could not resolve") || e.contains("connect") || e.contains("timed out") {
+        "check the host name and that this machine reaches it (DNS, firewall, proxy)".into()
+    } else {
+        format!("run, as {user}: git -C REPO ls-remote REMOTE, and fix what it says")
+    }
+}
+
+pub(super) fn check_reachable(ctx: &Ctx, hook: &Hook, home: &Path, r: &mut Report) {
+    let branch_ref = format!("refs/heads/{}", hook.branch);
+    let args = ["ls-remote", "--heads", "--", hook.remote.as_str(), branch_ref.as_str()];
+    let user = &ctx.user;
+    match run_git(hook, home, &args, LS_REMOTE_TIMEOUT) {
+        Outcome::Done { ok: true, stdout, .. } => match stdout.split_whitespace().next() {
+            Some(commit) => r.ok(
+                "remote reachable",
+                format!(
+                    "remote {} answers (as {}); {} is at {}",
+                    hook.remote,
+                    crate::privilege::current_user_name(),
+                    hook.branch,
+                    &commit[..commit.len().min(10)]
+                ),
+            ),
+            None => r.fail(
+                "remote reachable",
+                format!("remote {} has no branch {}", hook.remote, hook.branch),
+                format!(
+                    "push the branch, or set branch = \"...\" in [hooks.{}] to one the remote has",
+                    hook.name
+                ),
+            ),
+        },
+        Outcome::Done { stderr, .. } => {
+            let line = stderr
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("fatal:") || l.contains("denied") || l.contains("failed"))
+                .or_else(|| stderr.lines().map(str::trim).find(|l| !l.is_empty()))
+                .unwrap_or("no output");
+            r.fail(
+                "remote reachable",
+                format!(
+                    "git ls-remote {} failed as {user} with the build's environment: {}",
+                    hook.remote,
+                    redact_text(line)
+                ),
+                advice(&stderr, ctx, home),
+            );
+        }
+        Outcome::TimedOut => r.fail(
+            "remote reachable",
+            format!(
+                "git ls-remote {} did not answer within {} s (as {user}, with no terminal to prompt on)",
+                hook.remote,
+                LS_REMOTE_TIMEOUT.as_secs()
+            ),
+            "check that this machine reaches the remote's host (firewall, proxy), and that ssh needs no prompt (BatchMode)",
+        ),
+        Outcome::NotRun(why) => r.fail(
+            "remote reachable",
+            format!("git ls-remote could not be run: {why}"),
+            "install git, or add its folder to the hook's path",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_cut_out_of_urls_as_git_does() {
+        assert_eq!(
+            redact_url("https://user:TOKEN@gitee.com/a/b.git"),
+            "https://gitee.com/a/b.git"
+        );
+        assert_eq!(redact_url("https://oauth2:x@h:8443/a?b=c@d"), "https://h:8443/a?b=c@d");
+        assert_eq!(redact_url("https://TOKEN@h"), "https://h");
+        assert_eq!(redact_url("https://h/a@b"), "https://h/a@b");
+        assert_eq!(redact_url("git@github.com:a/b.git"), "git@github.com:a/b.git");
+        assert_eq!(redact_url("/srv/git/docs.git"), "/srv/git/docs.git");
+        assert_eq!(
+            redact_text("fatal: unable to access 'https://u:T@h/x/': 403"),
+            "fatal: unable to access 'https://h/x/': 403"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! `check`: what it must catch on a real server (ownership left by root, a remote that
+//! refuses, node missing, devDependencies skipped, the web server's config), what it must
+//! never print (a remote's credentials), and its `--json` form.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::*;
+
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn chown(owner: &str, recursive: bool, path: &Path) {
+    let mut cmd = Command::new("chown");
+    if recursive {
+        cmd.arg("-R");
+    }
+    assert!(cmd.arg(owner).arg(path).status().unwrap().success());
+}
+
+/// A world set up as the README says: the checkout, the state folder and the publish
+/// folder (`www`) belong to www-data, the secret is root:www-data 0640. The "forge"
+/// (remote.git) stays root's, trusted through the build HOME's .gitconfig.
+pub fn www_data_world(name: &str) -> World {
+    let w = World::new(name);
+    let home = w.hook_dir().join("home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(
+        home.join(".gitconfig"),
+        format!("[safe]\n\tdirectory = {}\n", w.remote.display()),
+    )
+    .unwrap();
+    fs::create_dir_all(w.path("www")).unwrap();
+    chown("www-data:www-data", false, &w.dir);
+    for p in [&w.repo, &w.state, &w.path("www")] {
+        chown("www-data:www-data", true, p);
+    }
+    chown("root:www-data", false, &w.secret_file);
+    fs::set_permissions(&w.secret_file, fs::Permissions::from_mode(0o640)).unwrap();
+    w
+}
+
+/// `cmd` as www-data, with the world's config.
+pub fn as_www_data(w: &World, args: &[&str]) -> std::process::Output {
+    Command::new("/usr/sbin/runuser")
+        .args(["-u", "www-data", "--", BIN])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("DEPLOY_HOOK_CONFIG", &w.config)
+        .current_dir("/")
+        .output()
+        .unwrap()
+}
+
+/// git in a checkout that is www-data's (root's git calls it dubious otherwise).
+fn git_in_www_data_repo(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "safe.directory=*"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "git {args:?}");
+}
+
+fn publish_config(w: &World) -> String {
+    format!(
+        "steps = [[\"sh\", \"-c\", \"mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\n",
+        w.path("www/site").to_str().unwrap()
+    )
+}
+
+#[test]
+fn check_as_root_checks_as_the_state_folders_owner_and_sees_what_root_left() {
+    let w = www_data_world("check-root-left");
+    w.config("gitlab", &publish_config(&w));
+    let out = as_www_data(&w, &["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("as user www-data, the owner of"), "{t}");
+    assert!(t.contains("started as root"), "{t}");
+    assert!(t.contains("remote origin answers (as www-data)"), "{t}");
+
+    // What a command run as root used to leave: a root-owned status.json and site symlink.
+    let status = w.hook_dir().join("status.json");
+    let bytes = fs::read(&status).unwrap();
+    fs::remove_file(&status).unwrap();
+    fs::write(&status, bytes).unwrap();
+    let site = w.path("www/site");
+    let target = fs::read_link(&site).unwrap();
+    fs::remove_file(&site).unwrap();
+    std::os::unix::fs::symlink(&target, &site).unwrap();
+    for who in ["root", "www-data"] {
+        let out = if who == "root" {
+            w.cmd(&["check"])
+        } else {
+            as_www_data(&w, &["check"])
+        };
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "as {who}: {t}");
+        assert!(
+            t.contains(&format!("{} (owned by root)", status.display())),
+            "as {who}: {t}"
+        );
+        assert!(
+            t.contains(&format!("{} (owned by root)", site.display())),
+            "as {who}: {t}"
+        );
+        assert!(
+            t.contains(&format!("fix: chown -R www-data: {}", w.hook_dir().display())),
+            "as {who}: {t}"
+        );
+        assert!(t.contains("2 problems found"), "as {who}: {t}");
+    }
+    // The printed fixes, applied, make it hold again.
+    chown("www-data:", true, &w.hook_dir());
+    chown("www-data:", true, &site);
+    let out = w.cmd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn check_never_prints_a_remotes_credentials_and_reaches_it_as_the_build_does() {
+    let w = www_data_world("check-remote");
+    w.config("gitlab", "steps = [\"true\"]");
+    // Nothing listens on a freshly freed loopback port: a remote that cannot be reached.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("https://deploy:TOKEN-s3cr3t@127.0.0.1:{port}/docs.git");
+    git_in_www_data_repo(&w.repo, &["remote", "set-url", "origin", &url]);
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("TOKEN-s3cr3t") && !t.contains("deploy:"), "{t}");
+    assert!(
+        t.contains(&format!("remote origin is https://127.0.0.1:{port}/docs.git")),
+        "{t}"
+    );
+    assert!(t.contains("git ls-remote origin failed as www-data"), "{t}");
+    let json = w.cmd(&["check", "--json"]);
+    assert!(!text(&json).contains("TOKEN-s3cr3t"));
+
+    // A reachable remote without the branch.
+    git_in_www_data_repo(&w.repo, &["remote", "set-url", "origin", w.remote.to_str().unwrap()]);
+    w.config("gitlab", "steps = [\"true\"]\nbranch = \"release\"");
+    let t = text(&w.cmd(&["check"]));
+    assert!(t.contains("remote origin has no branch release"), "{t}");
+
+    // A local remote that www-data's git refuses (dubious ownership), though root's works.
+    fs::remove_file(w.hook_dir().join("home/.gitconfig")).unwrap();
+    w.config("gitlab", "steps = [\"true\"]");
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("dubious ownership") && t.contains("safe.directory"), "{t}");
+}
+
+#[test]
+fn check_finds_pnpm_without_node_once_and_labels_notifications() {
+    let w = www_data_world("check-node");
+    let bin = w.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    for p in ["git", "sh"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{p}"), bin.join(p)).unwrap();
+    }
+    let pnpm = bin.join("pnpm");
+    fs::write(&pnpm, "#!/bin/sh\nexec node \"$@\"\n").unwrap();
+    fs::set_permissions(&pnpm, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = bin.to_str().unwrap();
+    w.config(
+        "gitlab",
+        &format!("path = {path:?}\non_failure = [\"/nonexistent/notify\", \"failed\"]\non_success = [\"notify-ok\"]"),
+    );
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!("pnpm needs node, which is not found on path {path}")),
+        "{t}"
+    );
+    assert!(
+        t.contains("on_failure: /nonexistent/notify does not exist or is not executable"),
+        "{t}"
+    );
+    assert!(!t.contains("/nonexistent/notify is not found on path"), "{t}");
+    assert!(
+        t.contains(&format!("on_success: notify-ok is not found on path {path}")),
+        "{t}"
+    );
+    assert!(t.contains("3 problems found"), "{t}");
+
+    // No pnpm at all: the default steps call it twice, and it is one problem.
+    fs::remove_file(&pnpm).unwrap();
+    w.config("gitlab", &format!("path = {path:?}"));
+    let t = text(&w.cmd(&["check"]));
+    assert_eq!(t.matches("pnpm is not found on path").count(), 1, "{t}");
+    assert!(t.contains("npm install -g pnpm"), "{t}");
+}
+
+#[test]
+fn check_sees_node_env_production_skipping_the_site_generator() {
+    let w = www_data_world("check-node-env");
+    fs::write(
+        w.repo.join("package.json"),
+        r#"{"scripts": {"docs:build": "vitepress build docs"}, "devDependencies": {"vitepress": "^1.0.0", "vue": "^3"}}"#,
+    )
+    .unwrap();
+    chown("www-data:www-data", true, &w.repo);
+    let steps = "steps = [[\"true\", \"pnpm\"]]";
+    w.config("gitlab", &format!("{steps}\nenv = {{ NODE_ENV = \"production\" }}"));
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("NODE_ENV=production") && t.contains("vitepress"), "{t}");
+    assert!(t.contains("fix: remove NODE_ENV from env"), "{t}");
+    w.config("gitlab", steps);
+    let out = w.cmd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn check_as_root_before_any_state_folder_names_the_web_servers_user_in_fixes() {
+    // A www-data checkout, and no state folder yet: root cannot become anyone, and git
+    // (as root) calls the checkout dubious. The fix must not hand the repo to root.
+    let w = World::new("check-root-fix");
+    chown("www-data:www-data", true, &w.repo);
+    w.config("gitlab", "steps = [\"true\"]");
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("chown -R root"), "{t}");
+    assert!(t.contains(&format!("chown -R www-data: {}", w.repo.display())), "{t}");
+    assert!(t.contains("runuser -u www-data -- deploy-hook check"), "{t}");
+}
+
+#[test]
+fn check_json_lists_every_item_with_its_fix() {
+    let w = www_data_world("check-json");
+    w.config("gitlab", "steps = [[\"no-such-program-here\"]]");
+    let out = w.cmd(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(items.len() > 5, "{items:?}");
+    for i in &items {
+        assert!(
+            i["item"].is_string() && i["detail"].is_string() && i["ok"].is_boolean(),
+            "{i}"
+        );
+        assert_eq!(i["ok"] == false, i["fix"].is_string(), "{i}");
+    }
+    let bad: Vec<&serde_json::Value> = items.iter().filter(|i| i["ok"] == false).collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0]["item"], "docs: step no-such-program-here");
+    assert!(bad[0]["fix"].as_str().unwrap().contains("add its folder"), "{bad:?}");
+}
+
+/// An `nginx` first on check's PATH that is the real nginx with a test config.
+fn nginx_wrapper(w: &World, site: &str, snippet: &str) -> std::path::PathBuf {
+    let d = w.path("nginx");
+    fs::create_dir_all(d.join("snippets")).unwrap();
+    fs::write(d.join("snippets/deploy-hook-fcgiwrap.conf"), snippet).unwrap();
+    fs::write(d.join("site.conf"), site).unwrap();
+    fs::write(
+        d.join("nginx.conf"),
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  include {d}/site.conf;\n}}\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let bin = w.path("sbin");
+    fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("nginx");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/sbin/nginx -p {d} -c {d}/nginx.conf \"$@\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
+    let w = www_data_world("check-nginx");
+    w.config("gitlab", "steps = [\"true\"]");
+    let socket = w.path("fcgiwrap.socket");
+    let shipped_site = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nginx/deploy-hook.conf")).unwrap();
+    let shipped_snippet = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fcgiwrap.conf")).unwrap();
+    let site = shipped_site
+        .replace("listen 80;", "listen 127.0.0.1:1;")
+        .replace("listen [::]:80;", "")
+        .replace("snippets/", &format!("{}/nginx/snippets/", w.dir.display()))
+        .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap());
+    let good = shipped_snippet
+        .replace("/usr/local/bin/deploy-hook", BIN)
+        .replace("/run/fcgiwrap.socket", socket.to_str().unwrap())
+        .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;");
+    let sbin = nginx_wrapper(&w, &site, &good);
+    let check = |extra_path: &Path| {
+        let out = Command::new(BIN)
+            .arg("check")
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", extra_path.display()))
+            .env("DEPLOY_HOOK_CONFIG", &w.config)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    // No fcgiwrap listening: nginx would answer 502.
+    let (code, t) = check(&sbin);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains("(this binary); /hooks/NAME reaches it with PATH_INFO"),
+        "{t}"
+    );
+    assert!(
+        t.contains("location = /hooks/") && t.contains("passes no PATH_INFO"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("fcgiwrap's socket {} is not there", socket.display())),
+        "{t}"
+    );
+    // A socket owned by root (as if fcgiwrap ran as root): not the state folder's owner.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (code, t) = check(&sbin);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("is root, but www-data owns the state folder"), "{t}");
+    chown("www-data:www-data", false, &socket);
+    let (code, t) = check(&sbin);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("is www-data, the owner of the state folder"), "{t}");
+    // A location that runs another copy of the binary.
+    let other = w.path("old/deploy-hook");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    fs::copy(BIN, &other).unwrap();
+    let stale = good.replace(BIN, other.to_str().unwrap());
+    let sbin = nginx_wrapper(&w, &site, &stale);
+    let (code, t) = check(&sbin);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains(&format!("runs {}, not this deploy-hook", other.display())),
+        "{t}"
+    );
+    drop(listener);
+}
