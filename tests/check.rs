@@ -360,3 +360,84 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
     );
     drop(listener);
 }
+
+/// An `apache2ctl` first on check's PATH that is the real apache2 with a test config:
+/// the shipped conf for ScriptAlias, `user` as Apache's User, mod_cgid when `cgid`.
+fn apache_wrapper(w: &World, user: &str, cgid: bool) -> std::path::PathBuf {
+    let d = w.path("apache");
+    fs::create_dir_all(&d).unwrap();
+    let shipped = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/apache/deploy-hook.conf")).unwrap();
+    fs::write(
+        d.join("deploy-hook.conf"),
+        shipped
+            .replace("/usr/local/bin/deploy-hook", BIN)
+            .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap()),
+    )
+    .unwrap();
+    let m = "/usr/lib/apache2/modules";
+    let cgid = if cgid {
+        format!("LoadModule cgid_module {m}/mod_cgid.so\n")
+    } else {
+        String::new()
+    };
+    fs::write(
+        d.join("httpd.conf"),
+        format!(
+            "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:1\nPidFile {d}/httpd.pid\nDefaultRuntimeDir {d}\nErrorLog {d}/error.log\nUser {user}\nGroup {user}\n\
+             LoadModule mpm_event_module {m}/mod_mpm_event.so\nLoadModule authz_core_module {m}/mod_authz_core.so\nLoadModule alias_module {m}/mod_alias.so\n{cgid}LoadModule env_module {m}/mod_env.so\n\
+             Include {d}/deploy-hook.conf\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let bin = w.path("apache-sbin");
+    fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("apache2ctl");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/sbin/apache2 -f {}/httpd.conf \"$@\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn check_reads_the_apache_config_in_use() {
+    let w = www_data_world("check-apache");
+    w.config("gitlab", "steps = [\"true\"]");
+    let check = |sbin: &Path| {
+        let out = Command::new(BIN)
+            .arg("check")
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", sbin.display()))
+            .env("DEPLOY_HOOK_CONFIG", &w.config)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (code, t) = check(&apache_wrapper(&w, "www-data", true));
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("apache2: ScriptAlias /hooks") && t.contains(&format!("runs {BIN} (this binary)")),
+        "{t}"
+    );
+    assert!(
+        t.contains("apache2 runs CGIs as www-data, the owner of the state folder"),
+        "{t}"
+    );
+
+    let (code, t) = check(&apache_wrapper(&w, "daemon", false));
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains("neither mod_cgid nor mod_cgi is loaded") && t.contains("a2enmod cgid"),
+        "{t}"
+    );
+    assert!(
+        t.contains("apache2 runs CGIs as daemon, but www-data owns the state folder"),
+        "{t}"
+    );
+}
