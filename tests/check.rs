@@ -84,6 +84,14 @@ fn check_as_root_checks_as_the_state_folders_owner_and_sees_what_root_left() {
     w.config("gitlab", &publish_config(&w));
     let out = as_www_data(&w, &["run", "docs", "--wait"]);
     assert!(out.status.success(), "{}", text(&out));
+    // Read-only files that are fine: pnpm's store in the steps' HOME, a site's own files.
+    let store = w.hook_dir().join("home/.local/share/pnpm/store");
+    fs::create_dir_all(&store).unwrap();
+    fs::write(store.join("blob"), "x").unwrap();
+    fs::set_permissions(store.join("blob"), fs::Permissions::from_mode(0o444)).unwrap();
+    chown("www-data:www-data", true, &w.hook_dir().join("home"));
+    let release = w.path("www/site").join("index.html");
+    fs::set_permissions(&release, fs::Permissions::from_mode(0o444)).unwrap();
     let out = w.cmd(&["check"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");

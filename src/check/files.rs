@@ -21,6 +21,12 @@ struct Walk {
     wrong_owner: Vec<(PathBuf, u32)>,
     wrong_mode: Vec<(PathBuf, u32)>,
     seen: usize,
+    /// Files whose own mode matters (deploy-hook opens them for writing): not a release's
+    /// files, not what the steps' tools keep in HOME (pnpm's store holds read-only files
+    /// on purpose); there only the owner and the folders' modes count.
+    file_modes: bool,
+    /// Below this folder only owners are checked (the steps' HOME: their tools' business).
+    owner_only_under: Option<PathBuf>,
 }
 
 impl Walk {
@@ -39,9 +45,15 @@ impl Walk {
         let mode = meta.mode() & 0o7777;
         // The owner must be able to replace, remove and lock what is there: rwx on a
         // folder, rw on a file. A symlink's own mode means nothing.
-        let needed = if meta.is_dir() {
+        let owner_only = self
+            .owner_only_under
+            .as_ref()
+            .is_some_and(|d| path.starts_with(d) && path != d);
+        let needed = if owner_only {
+            0
+        } else if meta.is_dir() {
             0o700
-        } else if meta.is_file() {
+        } else if meta.is_file() && self.file_modes {
             0o600
         } else {
             0
@@ -149,7 +161,11 @@ pub(super) fn check_state(ctx: &Ctx, state: &HookState, r: &mut Report) {
     let Some(uid) = expected_uid(ctx) else {
         return;
     };
-    let mut walk = Walk::default();
+    let mut walk = Walk {
+        file_modes: true,
+        owner_only_under: Some(state.home_dir()),
+        ..Walk::default()
+    };
     walk.visit(&state.dir, uid);
     walk.report(
         r,

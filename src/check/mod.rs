@@ -408,7 +408,7 @@ fn check_config(ctx: &Ctx, r: &mut Report) {
     r.section = None;
 }
 
-fn check_secret(hook: &Hook, r: &mut Report) {
+fn check_secret(hook: &Hook, user: &str, r: &mut Report) {
     match &hook.secret {
         Secret::Inline(_) => r.warn(
             "secret",
@@ -433,7 +433,7 @@ fn check_secret(hook: &Hook, r: &mut Report) {
                 "secret",
                 format!("{e}"),
                 format!(
-                    "chown root:www-data {f} && chmod 640 {f} (readable by the web server's group)",
+                    "chown root:{user} {f} && chmod 640 {f} (readable by the web server's group)",
                     f = f.display()
                 ),
             ),
@@ -558,7 +558,7 @@ fn check_programs(ctx: &Ctx, hook: &Hook, r: &mut Report) {
 fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     let cfg = ctx.cfg;
     let user = &ctx.user;
-    check_secret(hook, r);
+    check_secret(hook, user, r);
     let repo = &hook.repo;
     let state = HookState::new(&cfg.state_dir, &hook.name);
     let home: PathBuf = hook.env.get("HOME").map(Into::into).unwrap_or_else(|| state.home_dir());
