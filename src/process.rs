@@ -54,22 +54,45 @@ impl std::fmt::Display for Exit {
 }
 
 /// Finds `program` on a `:`-separated `path`, as execvp would; a name with a `/` is taken
-/// as it is.
+/// as it is (relative to the process's working directory).
 pub fn which(program: &str, path: &str) -> Option<PathBuf> {
+    find_program(program, path, Path::new("."))
+}
+
+fn executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Where a step's program is, the one rule for the pipeline and `check`: a bare name is
+/// looked up on `path`; a name with a `/` (`./build.sh`, `node_modules/.bin/vitepress`) is
+/// relative to `cwd`, the repo, not to whatever folder the worker was started in (`/`
+/// under a web server); an absolute name is taken as it is.
+pub fn find_program(program: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
     if program.contains('/') {
-        let p = PathBuf::from(program);
+        let p = cwd.join(program);
         return executable(&p).then_some(p);
     }
     path.split(':')
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(program))
         .find(|p| executable(p))
+}
+
+/// Why `find_program` found nothing, in words that say where it looked.
+pub fn not_found(program: &str, path: &str, cwd: &Path) -> String {
+    if program.starts_with('/') {
+        format!("{program} is not an executable file")
+    } else if program.contains('/') {
+        format!(
+            "{program} is not an executable file in {} (a program named with a '/' is relative to repo)",
+            cwd.display()
+        )
+    } else {
+        format!("{program} not found on PATH {path}")
+    }
 }
 
 pub struct Spec<'a> {
@@ -91,8 +114,8 @@ fn kill_group(pgid: i32, sig: i32) {
 /// it runs; when it returns true the group is stopped as on a timeout.
 pub fn run(spec: &Spec, log: &File, cancel: &mut dyn FnMut() -> bool) -> io::Result<Exit> {
     let path = spec.env.get("PATH").map(String::as_str).unwrap_or("");
-    let Some(program) = which(&spec.argv[0], path) else {
-        return Ok(Exit::NotStarted(format!("{} not found on PATH {path}", spec.argv[0])));
+    let Some(program) = find_program(&spec.argv[0], path, spec.cwd) else {
+        return Ok(Exit::NotStarted(not_found(&spec.argv[0], path, spec.cwd)));
     };
     let nice = spec.nice;
     let mut cmd = Command::new(&program);

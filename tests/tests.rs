@@ -17,6 +17,7 @@ mod faults;
 mod hostile;
 mod payloads;
 mod pnpm;
+mod programs;
 mod releases;
 mod secrets;
 mod servers;

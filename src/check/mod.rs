@@ -487,14 +487,10 @@ fn git(hook: &Hook, home: &Path, args: &[&str]) -> Option<(bool, String, String)
     ))
 }
 
-/// Where a step's program is: a name with a `/` is relative to `repo` (as a shell in
-/// `repo` would find it), an absolute path is itself, a bare name is looked up on `path`.
+/// Where a step's program is: the pipeline's own rule (`process::find_program`), so that
+/// check and the build never disagree.
 fn resolve_program(program: &str, hook: &Hook) -> Option<PathBuf> {
-    if program.contains('/') && !program.starts_with('/') {
-        which(&hook.repo.join(program).to_string_lossy(), &hook.path)
-    } else {
-        which(program, &hook.path)
-    }
+    crate::process::find_program(program, &hook.path, &hook.repo)
 }
 
 fn check_programs(ctx: &Ctx, hook: &Hook, r: &mut Report) {
