@@ -36,7 +36,8 @@ pub fn run(args: Vec<OsString>, env: Env, stdin: &mut dyn Read, stdout: &mut dyn
     if args.is_empty() && env.contains_key(OsStr::new("REQUEST_METHOD")) {
         return handler::serve(&env, stdin, stdout);
     }
-    let result = cli::Args::parse(args).and_then(|a| cli::main(a, &env, stdout));
+    // Only here is the clap Command built: CGI mode above never pays for it.
+    let result = cli::main(args, &env, stdout);
     match result {
         Ok(code) => code,
         Err(e) => {

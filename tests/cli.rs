@@ -201,15 +201,49 @@ fn the_command_line_helps() {
     let out = w.cmd(&["--version"]);
     assert!(text(&out).starts_with("deploy-hook "));
     let out = w.cmd(&["--help"]);
-    assert!(out.status.success() && text(&out).contains("deploy-hook check"));
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("Usage: deploy-hook"), "{t}");
+    for sub in ["check", "run", "status", "rollback", "sign"] {
+        assert!(t.contains(&format!("\n  {sub} ")), "--help lists {sub}: {t}");
+    }
+    assert!(!t.contains("__worker"), "the worker is hidden: {t}");
     let out = w.cmd(&[]);
     assert_eq!(out.status.code(), Some(2), "no arguments and no REQUEST_METHOD");
     let out = w.cmd(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("unknown command"));
+    assert!(
+        text(&out).contains("unrecognized subcommand 'frobnicate'"),
+        "{}",
+        text(&out)
+    );
+    // A typo gets a suggestion, and each subcommand has its own help.
+    let out = w.cmd(&["stauts"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("similar subcommand exists: 'status'"),
+        "{}",
+        text(&out)
+    );
+    let out = w.cmd(&["run", "--help"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("deploy-hook run") && t.contains("--wait") && t.contains("--force"),
+        "{t}"
+    );
+    assert!(!t.contains("--follow"), "run's help is run's alone: {t}");
+    let out = w.cmd(&["run", "docs", "--wiat"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("--wait"),
+        "a similar flag is suggested: {}",
+        text(&out)
+    );
     let out = w.cmd(&["run"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("needs a HOOK"));
+    assert!(text(&out).contains("<HOOK>"), "{}", text(&out));
+    let out = w.cmd(&["status", "docs", "--json", "--follow"]);
+    assert_eq!(out.status.code(), Some(2), "--json and --follow do not go together");
     let out = w.cmd(&["run", "blog"]);
     assert!(text(&out).contains("hooks: docs"), "{}", text(&out));
     let out = w.cmd(&["status", "--bogus"]);

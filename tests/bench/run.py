@@ -5,6 +5,7 @@ fcgiwrap, spawn-fcgi, valgrind, GNU time) is installed with apt-get first:
     python3 tests/bench/run.py              # everything
     python3 tests/bench/run.py delivery     # 1: per-delivery cost
     python3 tests/bench/run.py burst        # 2 and 3: bursts through nginx + fcgiwrap
+    python3 tests/bench/run.py ab OLD NEW   # per-delivery cost of two builds, interleaved
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
@@ -12,7 +13,8 @@ import base64, hashlib, hmac, json, os, platform, pwd, shutil, socket, statistic
 import sys, tempfile, threading, time, http.server, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "deploy-hook")
+# DEPLOY_HOOK_BIN benches another build (say, the one before a change) with the same script.
+BIN = os.environ.get("DEPLOY_HOOK_BIN") or os.path.join(ROOT, "target", "release", "deploy-hook")
 SECRET = "bench-secret-0123456789"
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@example.invalid",
                GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@example.invalid")
@@ -173,6 +175,56 @@ def delivery_bench(runs=200):
     print("so its count covers the CGI process up to and including the spawn, not the worker.")
     print("\n'accepted' is a signed push in async mode: verify, replay check, pending marker, lock probe,")
     print("and the spawn of the detached worker; the build itself runs after the answer.")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def delivery_ab(old, new, runs=300):
+    """Two builds of deploy-hook, invocation by invocation in turn (the order swapped every
+    run), so a change of the machine's load hits both alike: the per-delivery cost of a
+    change, before and after, as medians and a ratio."""
+    print("\n## Per-delivery cost, A/B: %d runs of each, interleaved\n" % runs)
+    print(f"- A (before): {old} ({os.path.getsize(old) // 1024} KiB)")
+    print(f"- B (after):  {new} ({os.path.getsize(new) // 1024} KiB)\n")
+    d = world("ab")
+    config(d, 'step_timeout_secs = 60')
+    with open(os.path.join(d, "work"), "w") as f:
+        f.write("1")
+    open(os.path.join(d, "build-times"), "w").close()
+    body = b'{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}'
+    base = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "POST", "PATH_INFO": "/docs",
+            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+            "DEPLOY_HOOK_CONFIG": os.path.join(d, "config.toml"),
+            "HTTP_X_GITEE_EVENT": "Push Hook", "HTTP_USER_AGENT": "git-oschina-hook"}
+    ts0 = int(time.time() * 1000) - 60_000
+    serial = [0]
+
+    def once(argv, kind):
+        serial[0] += 1
+        e = dict(base)
+        ts = str(ts0 + serial[0])
+        e["HTTP_X_GITEE_TIMESTAMP"] = ts
+        e["HTTP_X_GITEE_TOKEN"] = token(ts) if kind != "rejected" else "d3JvbmcgdG9rZW4="
+        if kind == "ping":
+            e["HTTP_X_GITEE_PING"] = "true"
+        t = time.perf_counter()
+        subprocess.run(argv, env=e, input=body, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t
+
+    print("| delivery | A median | B median | B / A | A p90 | B p90 |")
+    print("|---|---|---|---|---|---|")
+    for kind in ["ping", "rejected", "accepted"]:
+        a, b = [], []
+        for i in range(runs):
+            if i % 2:
+                a.append(once([old], kind)); b.append(once([new], kind))
+            else:
+                b.append(once([new], kind)); a.append(once([old], kind))
+        ma, mb = statistics.median(a), statistics.median(b)
+        print(f"| {kind} | {ma * 1000:.2f} ms | {mb * 1000:.2f} ms | {mb / ma:.3f} | "
+              f"{pct(a, 90) * 1000:.2f} ms | {pct(b, 90) * 1000:.2f} ms |")
+    subprocess.run([new, "run", "docs", "--wait", "--config", os.path.join(d, "config.toml")],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_idle(d, limit=60)
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -414,9 +466,16 @@ if __name__ == "__main__":
         subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env, check=True,
                        stdout=subprocess.DEVNULL)
-    if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(os.path.join(ROOT, "src", "lib.rs")):
-        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what == "ab":
+        if len(sys.argv) != 4:
+            raise SystemExit("usage: python3 tests/bench/run.py ab OLD_BINARY NEW_BINARY")
+        print(f"# deploy-hook benchmarks\n\nmachine: {machine()}\ncommand: python3 tests/bench/run.py ab")
+        delivery_ab(os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3]))
+        raise SystemExit(0)
+    if "DEPLOY_HOOK_BIN" not in os.environ and (
+            not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(os.path.join(ROOT, "src", "lib.rs"))):
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     print(f"# deploy-hook benchmarks\n\nmachine: {machine()}\ncommand: python3 tests/bench/run.py {what}\n"
           f"binary: {BIN} ({os.path.getsize(BIN) // 1024} KiB)")
     if what in ("all", "delivery"):

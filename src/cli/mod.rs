@@ -1,10 +1,11 @@
 //! The subcommands for people and scripts: `run`, `status`, `sign`, `rollback`, and the
-//! hidden `__worker` that async deliveries start. `check` lives in check.rs.
+//! hidden `__worker` that async deliveries start. `check` lives in check.rs and gets plain
+//! values from here. The command line itself is declared in `args.rs`; this file holds
+//! what each subcommand does.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cgi::Env;
 use crate::config::{self, Config, GiteeMode, Hook, OnBusy, Provider, Secret};
@@ -16,164 +17,80 @@ use crate::state::{HookState, Pending, Status};
 use crate::time;
 use crate::verify;
 
-pub const USAGE: &str = "\
-deploy-hook: rebuild a site from a git push, as a CGI program
+mod args;
 
-Usage:
-  deploy-hook                       (CGI mode: run by nginx/fcgiwrap or Apache with REQUEST_METHOD set)
-  deploy-hook check    [--config FILE]            validate the config and this machine
-  deploy-hook run      HOOK [--wait]              queue a build by hand
-  deploy-hook status   [HOOK] [--json]            state and last builds
-  deploy-hook status   HOOK --follow              stream the running build's log until it ends
-  deploy-hook rollback HOOK [--to RELEASE]        switch the site back to the previous release
-  deploy-hook sign     HOOK [--body FILE] [--timestamp MS] [--format env|curl]
-                                                  print the headers of a correctly signed delivery
-  deploy-hook --help | --version
+pub use args::{Cli, Command, SignFormat};
 
-The config is --config FILE, else $DEPLOY_HOOK_CONFIG, else /etc/deploy-hook/config.toml.
-";
-
-/// Parsed command line.
-pub struct Args {
-    pub config: Option<PathBuf>,
-    pub words: Vec<String>,
-    flags: BTreeMap<String, Option<String>>,
-}
-
-const VALUE_FLAGS: &[&str] = &["--config", "--body", "--timestamp", "--to", "--format"];
-const BOOL_FLAGS: &[&str] = &[
-    "--wait",
-    "--json",
-    "--follow",
-    "--help",
-    "-h",
-    "--version",
-    "-V",
-    "--show-secret",
-];
-
-impl Args {
-    pub fn parse(args: Vec<OsString>) -> Result<Args> {
-        let mut words = Vec::new();
-        let mut flags = BTreeMap::new();
-        let mut it = args.into_iter();
-        while let Some(a) = it.next() {
-            let a = a
-                .into_string()
-                .map_err(|a| Error::Usage(format!("argument {a:?} is not UTF-8")))?;
-            let (flag, inline) = match a.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (a.clone(), None),
-            };
-            if VALUE_FLAGS.contains(&flag.as_str()) {
-                let v = match inline {
-                    Some(v) => v,
-                    None => it
-                        .next()
-                        .and_then(|v| v.into_string().ok())
-                        .ok_or_else(|| Error::Usage(format!("{flag} needs a value")))?,
-                };
-                flags.insert(flag, Some(v));
-            } else if BOOL_FLAGS.contains(&flag.as_str()) && inline.is_none() {
-                flags.insert(flag, None);
-            } else if a.starts_with('-') && a.len() > 1 {
-                return Err(Error::Usage(format!("unknown option {a}; see deploy-hook --help")));
-            } else {
-                words.push(a);
-            }
+/// Parses the command line and runs the subcommand; returns the exit code. clap's own
+/// answers (help, version, a usage error with its suggestion) are printed here.
+pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> {
+    use clap::Parser;
+    let cli = match Cli::try_parse_from(std::iter::once(OsString::from("deploy-hook")).chain(argv)) {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            out.flush().ok();
+            eprint!("{}", with_newline(e.render().to_string()));
+            // A usage error exits as every usage error does (error.rs), whatever clap's default.
+            return Ok(Error::Usage(String::new()).exit_code());
         }
-        let config = flags.remove("--config").flatten().map(PathBuf::from);
-        Ok(Args { config, words, flags })
-    }
-
-    pub fn has(&self, flag: &str) -> bool {
-        self.flags.contains_key(flag)
-    }
-
-    pub fn value(&self, flag: &str) -> Option<&str> {
-        self.flags.get(flag).and_then(|v| v.as_deref())
-    }
-
-    fn allow(&self, allowed: &[&str], max_words: usize) -> Result<()> {
-        if let Some(f) = self.flags.keys().find(|f| !allowed.contains(&f.as_str())) {
-            return Err(Error::Usage(format!(
-                "{f} does not go with {}; see deploy-hook --help",
-                self.words[0]
-            )));
+        Err(e) => {
+            write!(out, "{}", with_newline(e.render().to_string())).ok();
+            return Ok(0);
         }
-        if self.words.len() > max_words {
-            return Err(Error::Usage(format!(
-                "unexpected argument {:?}; see deploy-hook --help",
-                self.words[max_words]
-            )));
-        }
-        Ok(())
-    }
-
-    fn hook_word(&self) -> Result<&str> {
-        self.words
-            .get(1)
-            .map(String::as_str)
-            .ok_or_else(|| Error::Usage(format!("deploy-hook {} needs a HOOK name", self.words[0])))
-    }
-
-    pub fn load_config(&self, env: &Env) -> Result<Config> {
-        let path = config::locate(
-            self.config.clone(),
-            env.get(std::ffi::OsStr::new(config::CONFIG_ENV)).cloned(),
-        );
-        Config::load(&path)
+    };
+    // check locates the config itself (it reports where it looked); the others get a path.
+    let Cli { config: flag, command } = cli;
+    let config = config::locate(flag.clone(), env.get(std::ffi::OsStr::new(config::CONFIG_ENV)).cloned());
+    match command {
+        Command::Check { json } => crate::check::run(&crate::check::Options { config: flag, json }, env, out),
+        Command::Run { hook, wait, force } => run(&config, &hook, RunOptions { wait, force }, out),
+        Command::Status { hook, follow: true, .. } => follow(&config, hook.as_deref(), out),
+        Command::Status { hook, json, .. } => status(&config, hook.as_deref(), json, out),
+        Command::Rollback { hook, to } => rollback(&config, &hook, to.as_deref(), out),
+        Command::Sign {
+            hook,
+            body,
+            timestamp,
+            format,
+            show_secret,
+        } => sign(
+            &config,
+            &hook,
+            &SignOptions {
+                body,
+                timestamp,
+                format,
+                show_secret,
+            },
+            out,
+        ),
+        Command::Worker { hook } => worker(&config, &hook),
     }
 }
 
-/// Runs a subcommand; returns the exit code.
-pub fn main(args: Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
-    if args.has("--version") || args.has("-V") {
-        writeln!(out, "deploy-hook {}", env!("CARGO_PKG_VERSION")).ok();
-        return Ok(0);
+/// clap ends some of its texts (the long help) without a newline; a shell prompt would follow.
+fn with_newline(mut text: String) -> String {
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
-    if args.has("--help") || args.has("-h") || args.words.is_empty() {
-        write!(out, "{USAGE}").ok();
-        return Ok(if args.words.is_empty() && !args.has("--help") && !args.has("-h") {
-            2
-        } else {
-            0
-        });
-    }
-    match args.words[0].as_str() {
-        "check" => {
-            args.allow(&["--json"], 1)?;
-            let opts = crate::check::Options {
-                config: args.config.clone(),
-                json: args.has("--json"),
-            };
-            crate::check::run(&opts, env, out)
-        }
-        "run" => {
-            args.allow(&["--wait"], 2)?;
-            run(&args, env, out)
-        }
-        "status" if args.has("--follow") => {
-            args.allow(&["--follow"], 2)?;
-            follow(&args, env, out)
-        }
-        "status" => {
-            args.allow(&["--json"], 2)?;
-            status(&args, env, out)
-        }
-        "sign" => {
-            args.allow(&["--body", "--timestamp", "--format", "--show-secret"], 2)?;
-            sign(&args, env, out)
-        }
-        "rollback" => {
-            args.allow(&["--to"], 2)?;
-            rollback(&args, env, out)
-        }
-        "__worker" => worker(&args, env),
-        other => Err(Error::Usage(format!(
-            "unknown command {other:?}; see deploy-hook --help"
-        ))),
-    }
+    text
+}
+
+/// What `run` was asked for besides the hook.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Build in this process and report the result.
+    pub wait: bool,
+    /// Build even when the head is already live (the unchanged-build check honours it).
+    pub force: bool,
+}
+
+/// What `sign` was asked for besides the hook.
+pub struct SignOptions {
+    pub body: Option<PathBuf>,
+    pub timestamp: Option<String>,
+    pub format: Option<SignFormat>,
+    pub show_secret: bool,
 }
 
 fn hook_and_state<'a>(cfg: &'a Config, name: &str) -> Result<(&'a Hook, HookState)> {
@@ -189,9 +106,9 @@ fn hook_and_state<'a>(cfg: &'a Config, name: &str) -> Result<(&'a Hook, HookStat
     Ok((hook, state))
 }
 
-fn run(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
-    let cfg = args.load_config(env)?;
-    let (hook, state) = hook_and_state(&cfg, args.hook_word()?)?;
+fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let (hook, state) = hook_and_state(&cfg, name)?;
     state.ensure()?;
     let mut log = Log::open(&cfg.log);
     if hook.on_busy == OnBusy::Reject && queue::is_building(&state)? {
@@ -211,7 +128,7 @@ fn run(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
         "delivery hook={} provider=manual event=manual id={} status=- outcome=queued",
         hook.name, p.delivery
     ));
-    if args.has("--wait") {
+    if opts.wait {
         if queue::is_building(&state)? {
             writeln!(out, "{}: a build is running; waiting for it, then building", hook.name).ok();
         }
@@ -259,9 +176,9 @@ fn live_status(state: &HookState) -> Result<(Status, bool)> {
     Ok((status, stale))
 }
 
-fn status(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
-    let cfg = args.load_config(env)?;
-    let names: Vec<String> = match args.words.get(1) {
+fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut dyn Write) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let names: Vec<String> = match one {
         Some(n) => vec![hook_and_state(&cfg, n)?.0.name.clone()],
         None => cfg.hooks.keys().cloned().collect(),
     };
@@ -270,7 +187,7 @@ fn status(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
         let (hook, state) = hook_and_state(&cfg, name)?;
         let (status, stale) = live_status(&state)?;
         let live = hook.publish.as_ref().and_then(|p| publish::live(&p.to));
-        if args.has("--json") {
+        if json_out {
             let mut v = serde_json::to_value(&status).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("hook".into(), name.clone().into());
@@ -284,8 +201,8 @@ fn status(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
             print_status(out, hook, &status, stale, live.as_deref());
         }
     }
-    if args.has("--json") {
-        let v = if args.words.len() > 1 {
+    if json_out {
+        let v = if one.is_some() {
             json.into_iter().next().map(|(_, v)| v).unwrap_or_default()
         } else {
             serde_json::Value::Object(json)
@@ -296,11 +213,11 @@ fn status(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
 }
 
 /// Streams the running build's log until that build ends; exit 0 when it succeeded.
-fn follow(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
+fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> Result<i32> {
     use std::io::{Read, Seek, SeekFrom};
-    let cfg = args.load_config(env)?;
-    let name = match args.words.get(1) {
-        Some(n) => n.clone(),
+    let cfg = Config::load(config)?;
+    let name = match one {
+        Some(n) => n.to_string(),
         None => cfg
             .hook(None)
             .map_err(|_| Error::Usage("status --follow needs a HOOK name".into()))?
@@ -429,9 +346,9 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
     out.write_all(w.as_bytes()).ok();
 }
 
-fn rollback(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
-    let cfg = args.load_config(env)?;
-    let (hook, state) = hook_and_state(&cfg, args.hook_word()?)?;
+fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let (hook, state) = hook_and_state(&cfg, name)?;
     let publish = hook.publish.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "hook {} does not publish ([hooks.{}.publish] is not set), so there is nothing to roll back",
@@ -445,7 +362,7 @@ fn rollback(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
     }
     let lock = queue::wait_lock(&state)?;
     let from = publish::live(&publish.to);
-    let target = publish::rollback_target(&publish.to, args.value("--to")).map_err(Error::Usage)?;
+    let target = publish::rollback_target(&publish.to, to).map_err(Error::Usage)?;
     publish::switch(&publish.to, &target)
         .map_err(|e| Error::io(format!("cannot switch {}", publish.to.display()), e))?;
     state.update_status(|s| {
@@ -474,9 +391,9 @@ fn rollback(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
     Ok(0)
 }
 
-fn worker(args: &Args, env: &Env) -> Result<i32> {
-    let cfg = args.load_config(env)?;
-    let (hook, state) = hook_and_state(&cfg, args.hook_word()?)?;
+fn worker(config: &Path, name: &str) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let (hook, state) = hook_and_state(&cfg, name)?;
     let mut log = Log::open(&cfg.log);
     if let Err(e) = queue::work(hook, &state, &mut log) {
         log.error(&format!(
@@ -556,13 +473,13 @@ fn shell_value(v: &str) -> String {
     }
 }
 
-fn sign(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
-    let cfg = args.load_config(env)?;
-    let (hook, _) = hook_and_state(&cfg, args.hook_word()?)?;
-    let (body, body_note) = match args.value("--body") {
+fn sign(config: &Path, name: &str, opts: &SignOptions, out: &mut dyn Write) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let (hook, _) = hook_and_state(&cfg, name)?;
+    let (body, body_note) = match &opts.body {
         Some(f) => (
-            std::fs::read(f).map_err(|e| Error::io(format!("cannot read --body {f}"), e))?,
-            format!("the body of {f}"),
+            std::fs::read(f).map_err(|e| Error::io(format!("cannot read --body {}", f.display()), e))?,
+            format!("the body of {}", f.display()),
         ),
         None => {
             let b = format!("{{\"ref\":\"refs/heads/{}\"}}", hook.branch);
@@ -570,20 +487,14 @@ fn sign(args: &Args, env: &Env, out: &mut dyn Write) -> Result<i32> {
             (b.into_bytes(), note)
         }
     };
-    let timestamp = match args.value("--timestamp") {
-        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t.to_string(),
-        Some(t) => {
-            return Err(Error::Usage(format!(
-                "--timestamp {t:?} is not a number of milliseconds"
-            )))
-        }
-        None => time::now_ms().to_string(),
+    // clap checked that a given timestamp is all digits.
+    let timestamp = opts.timestamp.clone().unwrap_or_else(|| time::now_ms().to_string());
+    let headers = signed_headers(hook, &hook.secret, &body, &timestamp, opts.show_secret)?;
+    let format = match opts.format {
+        None => "both",
+        Some(SignFormat::Env) => "env",
+        Some(SignFormat::Curl) => "curl",
     };
-    let headers = signed_headers(hook, &hook.secret, &body, &timestamp, args.has("--show-secret"))?;
-    let format = args.value("--format").unwrap_or("both");
-    if !["both", "env", "curl"].contains(&format) {
-        return Err(Error::Usage(format!("--format {format:?}: use env or curl")));
-    }
     let mut env_lines = vec![
         ("REQUEST_METHOD".to_string(), "POST".to_string()),
         ("PATH_INFO".into(), format!("/{}", hook.name)),

@@ -1,0 +1,139 @@
+//! The command line, declared once with clap: it is what `--help` prints, what the parser
+//! accepts, and what the man page and the bash completion are generated from.
+//!
+//! Only the subcommands build it. CGI mode (no arguments, `REQUEST_METHOD` set) is
+//! dispatched in `lib::run` before any of this is touched, so a delivery never pays for it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "deploy-hook",
+    version,
+    about = "Rebuild a site from a git push, as a CGI program",
+    long_about = "Rebuild a site from a git push, as a CGI program.\n\n\
+        Run with no arguments and REQUEST_METHOD set (by nginx through fcgiwrap, or by \
+        Apache), it handles one webhook delivery: it verifies it, queues a build (at most \
+        one runs per site; overlapping deliveries collapse into one follow-up build) and \
+        answers at once. The subcommands are for people and scripts.",
+    after_help = "The config is --config FILE, else $DEPLOY_HOOK_CONFIG, else /etc/deploy-hook/config.toml.",
+    arg_required_else_help = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The config file [default: $DEPLOY_HOOK_CONFIG, else /etc/deploy-hook/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and this machine, like `nginx -t`; exit 0 only when everything holds
+    Check {
+        /// Print the checklist as JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a build by hand, through the same lock and queue as a delivery
+    Run {
+        /// The hook, as named by [hooks.NAME] in the config
+        hook: String,
+        /// Build now and wait for the result (exit 0 only when it succeeded)
+        #[arg(long)]
+        wait: bool,
+        /// Build even when the fetched head is already live and nothing changed
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the state and the last builds of every hook, or of one
+    Status {
+        /// Only this hook (required with --follow when the config has several)
+        hook: Option<String>,
+        /// Print JSON, for scripts
+        #[arg(long, conflicts_with = "follow")]
+        json: bool,
+        /// Stream the running build's log until it ends; exit 0 only when it succeeded
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Switch the published site back to the previous release (or to --to RELEASE)
+    Rollback {
+        /// The hook, as named by [hooks.NAME] in the config
+        hook: String,
+        /// The release to serve, a name from `status` (default: the one before the live one)
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<String>,
+    },
+    /// Print the headers of a correctly signed delivery for a hook (for a local run or curl)
+    Sign {
+        /// The hook, as named by [hooks.NAME] in the config
+        hook: String,
+        /// Sign the body in FILE (default: a minimal push to the hook's branch)
+        #[arg(long, value_name = "FILE")]
+        body: Option<PathBuf>,
+        /// The timestamp to sign, in milliseconds since the epoch (default: now)
+        #[arg(long, value_name = "MS", value_parser = milliseconds)]
+        timestamp: Option<String>,
+        /// Print only environment assignments (env) or only curl flags (curl); default both
+        #[arg(long, value_enum)]
+        format: Option<SignFormat>,
+        /// Print a password-style token itself instead of `$(cat SECRET_FILE)`
+        #[arg(long)]
+        show_secret: bool,
+    },
+    /// The build worker that an accepted delivery starts; not for people
+    #[command(name = "__worker", hide = true)]
+    Worker { hook: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignFormat {
+    /// `export NAME='value'` lines for a local run of the CGI
+    Env,
+    /// `-H 'Header: value'` flags for curl
+    Curl,
+}
+
+/// Keeps the digits as given: the timestamp is signed as text.
+fn milliseconds(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err("not a number of milliseconds".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_where_they_always_did() {
+        let c = Cli::try_parse_from(["deploy-hook", "__worker", "--config", "/x.toml", "docs"]).unwrap();
+        assert_eq!(c.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+        assert!(matches!(c.command, Command::Worker { ref hook } if hook == "docs"));
+        let c = Cli::try_parse_from(["deploy-hook", "run", "docs", "--wait", "--force", "--config=/y"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Run {
+                wait: true,
+                force: true,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["deploy-hook", "status", "--json", "--follow"]).is_err());
+        assert!(Cli::try_parse_from(["deploy-hook", "sign", "docs", "--timestamp", "12a"]).is_err());
+    }
+}
