@@ -19,6 +19,7 @@ mod payloads;
 mod pnpm;
 mod programs;
 mod releases;
+mod root;
 mod secrets;
 mod servers;
 mod site;

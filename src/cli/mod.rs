@@ -109,6 +109,7 @@ fn hook_and_state<'a>(cfg: &'a Config, name: &str) -> Result<(&'a Hook, HookStat
 fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Result<i32> {
     let cfg = Config::load(config)?;
     let (hook, state) = hook_and_state(&cfg, name)?;
+    become_owner(&cfg, Some(&hook.name), true)?;
     state.ensure()?;
     let mut log = Log::open(&cfg.log);
     if hook.on_busy == OnBusy::Reject && queue::is_building(&state)? {
@@ -147,7 +148,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         if let Some(step) = &record.failed_step {
             writeln!(out, "failed step: {step}").ok();
         }
-        return Ok(if record.result == "succeeded" { 0 } else { 1 });
+        return Ok(if succeeded(&record.result) { 0 } else { 1 });
     }
     if queue::try_lock(&state)?.is_some() {
         queue::spawn_worker(&cfg.file, &hook.name, &state)?;
@@ -182,6 +183,7 @@ fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut dyn Write)
         Some(n) => vec![hook_and_state(&cfg, n)?.0.name.clone()],
         None => cfg.hooks.keys().cloned().collect(),
     };
+    become_owner(&cfg, one, false)?;
     let mut json = serde_json::Map::new();
     for name in &names {
         let (hook, state) = hook_and_state(&cfg, name)?;
@@ -225,17 +227,24 @@ fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> Result<i32> 
             .clone(),
     };
     let (_, state) = hook_and_state(&cfg, &name)?;
+    become_owner(&cfg, Some(&name), false)?;
     let (status, stale) = live_status(&state)?;
     let current = match status.current {
         Some(c) if status.state == "building" && !stale => c,
         _ => {
-            let last = status
-                .last
-                .as_ref()
-                .map(|l| format!("; the last build, {}, {}: {}", l.id, l.result, l.log))
-                .unwrap_or_default();
-            writeln!(out, "{name}: no build is running{last}").ok();
-            return Ok(0);
+            // Nothing to follow: the verdict is the last build's, so that a script waiting
+            // on `--follow` never takes a failed build for a good one.
+            let Some(l) = status.last.as_ref() else {
+                writeln!(out, "{name}: no build is running, and none has run yet").ok();
+                return Ok(1);
+            };
+            writeln!(
+                out,
+                "{name}: no build is running; the last build, {}, {}: {}",
+                l.id, l.result, l.log
+            )
+            .ok();
+            return Ok(if succeeded(&l.result) { 0 } else { 1 });
         }
     };
     writeln!(out, "{name}: following build {} ({})", current.id, current.log).ok();
@@ -259,10 +268,39 @@ fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> Result<i32> 
             let record = st.history.iter().find(|b| b.id == current.id);
             let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
             writeln!(out, "{name}: build {} {result}", current.id).ok();
-            return Ok(if result == "succeeded" { 0 } else { 1 });
+            return Ok(if succeeded(result) { 0 } else { 1 });
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// A build `--follow` and `run --wait` count as good: it succeeded, or had nothing to do.
+fn succeeded(result: &str) -> bool {
+    result == "succeeded" || result == "unchanged"
+}
+
+/// How a build that did not succeed relates to the step it names.
+fn ended_in(result: &str) -> &'static str {
+    match result {
+        "interrupted" => "interrupted at",
+        "superseded" => "superseded during",
+        "timed_out" => "timed out",
+        _ => "failed",
+    }
+}
+
+/// Started as root on a hook whose state folder is another user's: become that user
+/// before touching anything of the hook (see privilege.rs). `say`: tell the person.
+fn become_owner(cfg: &Config, hook: Option<&str>, say: bool) -> Result<()> {
+    if let Some(u) = crate::privilege::become_owner(&cfg.state_dir, hook)? {
+        if say {
+            eprintln!(
+                "deploy-hook: started as root; running as {}, the owner of the hook's state folder",
+                u.name
+            );
+        }
+    }
+    Ok(())
 }
 
 fn since(ts: &str) -> String {
@@ -320,6 +358,14 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
     if let Some(l) = live {
         w.push_str(&format!("  live:    {l}\n"));
     }
+    if let Some(rb) = &s.last_rollback {
+        w.push_str(&format!(
+            "  rollback: to {} from {} at {}\n",
+            rb.to,
+            rb.from.as_deref().unwrap_or("-"),
+            rb.at
+        ));
+    }
     match &s.last {
         None => w.push_str("  last:    no build yet\n"),
         Some(_) => {
@@ -334,7 +380,7 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
                     b.finished,
                     b.failed_step
                         .as_ref()
-                        .map(|f| format!("  failed: {f}"))
+                        .map(|f| format!("  {}: {f}", ended_in(&b.result)))
                         .unwrap_or_default()
                 ));
             }
@@ -355,6 +401,7 @@ fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) ->
             hook.name, hook.name
         ))
     })?;
+    become_owner(&cfg, Some(&hook.name), true)?;
     state.ensure()?;
     let mut log = Log::open(&cfg.log);
     if queue::is_building(&state)? {
@@ -394,6 +441,7 @@ fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) ->
 fn worker(config: &Path, name: &str) -> Result<i32> {
     let cfg = Config::load(config)?;
     let (hook, state) = hook_and_state(&cfg, name)?;
+    become_owner(&cfg, Some(&hook.name), false)?;
     let mut log = Log::open(&cfg.log);
     if let Err(e) = queue::work(hook, &state, &mut log) {
         log.error(&format!(

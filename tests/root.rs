@@ -1,0 +1,188 @@
+//! Commands run as root on a server where www-data owns the hook: they become www-data
+//! first, so nothing they leave is root's and every later delivery still works. And what
+//! `status` says about how builds ended and about a rollback.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::check::{as_www_data, text, www_data_world};
+use crate::util::*;
+
+/// Every file under `paths` owned by root, as `find -user root` lists them.
+fn root_owned(paths: &[&Path]) -> Vec<String> {
+    let out = Command::new("find")
+        .args(paths)
+        .args(["-user", "root"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A signed GitLab push delivered to the real binary as the web server runs it: as
+/// www-data, from `/`, with the CGI environment.
+fn delivery_as_www_data(w: &World) -> Reply {
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let mut child = Command::new("/usr/sbin/runuser")
+        .args(["-u", "www-data", "--", BIN])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("REQUEST_METHOD", "POST")
+        .env("PATH_INFO", "/docs")
+        .env("CONTENT_TYPE", "application/json")
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_X_GITLAB_EVENT", "Push Hook")
+        .env("HTTP_X_GITLAB_TOKEN", SECRET)
+        .env("DEPLOY_HOOK_CONFIG", &w.config)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    parse_reply(&out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn publishing_www_data_world(name: &str) -> World {
+    let w = www_data_world(name);
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\n",
+            w.path("www/site").to_str().unwrap()
+        ),
+    );
+    w
+}
+
+#[test]
+fn run_rollback_and_status_as_root_leave_nothing_roots_and_deliveries_still_build() {
+    let w = publishing_www_data_world("root-safe");
+    let www = w.path("www");
+    let site = www.join("site");
+    for i in 0..2 {
+        w.push("index.md", &format!("build {i}\n"));
+        let out = w.cmd(&["run", "docs", "--wait"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            root_owned(&[&w.state, &www]),
+            Vec::<String>::new(),
+            "after run --wait {i}"
+        );
+    }
+    let live = fs::read_link(&site).unwrap();
+    let out = w.cmd(&["rollback", "docs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(fs::read_link(&site).unwrap(), live, "rollback switched the site");
+    assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new(), "after rollback");
+
+    // status and status --follow take the build lock to see whether a build runs: on a
+    // state folder that has none yet, they must not create a root-owned one.
+    fs::remove_file(w.hook_dir().join("build.lock")).unwrap();
+    for args in [&["status", "docs"][..], &["status"], &["status", "docs", "--follow"]] {
+        w.cmd(args);
+        assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new(), "after {args:?}");
+    }
+
+    // A build started by root without --wait runs in a worker that is www-data too.
+    let head = w.push("index.md", "async from root\n");
+    let out = w.cmd(&["run", "docs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = w.wait_idle();
+    assert_eq!(
+        (s["last"]["result"].as_str(), s["last"]["commit"].as_str()),
+        (Some("succeeded"), Some(head.as_str()))
+    );
+    assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new(), "after run");
+
+    // The web server's deliveries still work: 202, and the push is built and published.
+    let head = w.push("index.md", "after root\n");
+    let r = delivery_as_www_data(&w);
+    assert_eq!((r.status, r.word()), (202, "queued"), "{} {}", r.json, r.stderr);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "succeeded", "{}", w.log_text(&s["last"]));
+    assert_eq!(fs::read_to_string(site.join("index.html")).unwrap().trim(), head);
+    assert_eq!(
+        root_owned(&[&w.state, &www]),
+        Vec::<String>::new(),
+        "after the delivery"
+    );
+}
+
+#[test]
+fn status_follow_exits_0_only_for_a_build_that_succeeded() {
+    let w = www_data_world("follow-exit");
+    w.config("gitlab", "steps = [\"test -e ok\"]");
+    let follow = |w: &World| {
+        let out = as_www_data(w, &["status", "docs", "--follow"]);
+        (out.status.code(), text(&out))
+    };
+    // no build yet
+    let (code, t) = follow(&w);
+    assert_eq!(code, Some(1), "{t}");
+    // the last build failed, nothing runs
+    let out = as_www_data(&w, &["run", "docs", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (code, t) = follow(&w);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("failed"), "{t}");
+    // the last build succeeded
+    w.push("ok", "");
+    let out = as_www_data(&w, &["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, t) = follow(&w);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("succeeded"), "{t}");
+}
+
+fn record(id: &str, result: &str, step: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "delivery": "d", "started": "2026-11-28T01:00:00Z",
+        "finished": "2026-11-28T01:00:05Z", "result": result, "commit": "1dd2afcb671dd2afcb67",
+        "failed_step": step, "log": "/x.log", "duration_secs": 5.0
+    })
+}
+
+#[test]
+fn status_says_how_a_build_ended_and_shows_a_rollback() {
+    let w = World::new("status-text");
+    w.config("gitlab", "steps = [\"true\"]");
+    fs::create_dir_all(w.hook_dir()).unwrap();
+    let history = vec![
+        record("20261128-010004-000", "superseded", "pnpm docs:build"),
+        record("20261128-010003-000", "interrupted", "pnpm install"),
+        record("20261128-010002-000", "timed_out", "pnpm docs:build"),
+        record("20261128-010001-000", "failed", "pnpm install"),
+    ];
+    let status = serde_json::json!({
+        "state": "idle", "pending": false, "last": history[0].clone(), "history": history,
+        "live_release": "20261128-005900-000-1dd2afc",
+        "last_rollback": {"from": "20261128-010001-000-9f8e7d6", "to": "20261128-005900-000-1dd2afc", "at": "2026-11-28T01:00:06Z"}
+    });
+    fs::write(w.hook_dir().join("status.json"), status.to_string()).unwrap();
+    let out = w.cmd(&["status", "docs"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let line = |id: &str| {
+        let id = format!("20261128-{id}-000");
+        t.lines()
+            .find(|l| l.trim_start().starts_with(&id))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("010004").contains("superseded during: pnpm docs:build"), "{t}");
+    assert!(line("010003").contains("interrupted at: pnpm install"), "{t}");
+    assert!(line("010002").contains("timed out: pnpm docs:build"), "{t}");
+    assert!(line("010001").contains("failed: pnpm install"), "{t}");
+    assert!(!t.contains("failed: pnpm docs:build"), "{t}");
+    assert!(
+        t.contains("rollback: to 20261128-005900-000-1dd2afc from 20261128-010001-000-9f8e7d6 at 2026-11-28T01:00:06Z"),
+        "{t}"
+    );
+}
