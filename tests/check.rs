@@ -159,6 +159,15 @@ fn check_never_prints_a_remotes_credentials_and_reaches_it_as_the_build_does() {
     assert!(t.contains("git ls-remote origin failed as www-data"), "{t}");
     let json = w.cmd(&["check", "--json"]);
     assert!(!text(&json).contains("TOKEN-s3cr3t"));
+    // Nor does a build that fetches from it: its log, its status, run's output.
+    let run = as_www_data(&w, &["run", "docs", "--wait"]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let s = w.status();
+    let log = w.log_text(&s["last"]);
+    assert!(log.contains(&format!("127.0.0.1:{port}")), "{log}");
+    for t in [text(&run), log, s.to_string(), text(&w.cmd(&["status", "docs"]))] {
+        assert!(!t.contains("TOKEN-s3cr3t"), "{t}");
+    }
 
     // A reachable remote without the branch.
     git_in_www_data_repo(&w.repo, &["remote", "set-url", "origin", w.remote.to_str().unwrap()]);
@@ -261,6 +270,11 @@ fn check_json_lists_every_item_with_its_fix() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(items.len() > 5, "{items:?}");
+    assert_eq!(items[0]["item"], "checked as");
+    assert!(
+        items[0]["detail"].as_str().unwrap().starts_with("as user www-data"),
+        "{items:?}"
+    );
     for i in &items {
         assert!(
             i["item"].is_string() && i["detail"].is_string() && i["ok"].is_boolean(),

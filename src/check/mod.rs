@@ -136,26 +136,26 @@ impl Report {
         t
     }
 
-    fn json(&self) -> String {
-        let items: Vec<serde_json::Value> = self
-            .lines
-            .iter()
-            .filter_map(|(_, i)| i.as_ref())
-            .map(|i| {
-                serde_json::json!({
-                    "item": i.item,
-                    "ok": i.level != Level::Fail,
-                    "level": match i.level {
-                        Level::Ok => "ok",
-                        Level::Warn => "warn",
-                        Level::Skip => "skip",
-                        Level::Fail => "fail",
-                    },
-                    "detail": i.detail,
-                    "fix": i.fix,
-                })
+    /// The items as a list; the first, `checked as`, says as whom (the text's header).
+    fn json(&self, who: &str) -> String {
+        let first = serde_json::json!({
+            "item": "checked as", "ok": true, "level": "ok", "detail": who, "fix": null,
+        });
+        let rest = self.lines.iter().filter_map(|(_, i)| i.as_ref()).map(|i| {
+            serde_json::json!({
+                "item": i.item,
+                "ok": i.level != Level::Fail,
+                "level": match i.level {
+                    Level::Ok => "ok",
+                    Level::Warn => "warn",
+                    Level::Skip => "skip",
+                    Level::Fail => "fail",
+                },
+                "detail": i.detail,
+                "fix": i.fix,
             })
-            .collect();
+        });
+        let items: Vec<serde_json::Value> = std::iter::once(first).chain(rest).collect();
         let mut s = serde_json::to_string_pretty(&items).unwrap_or_default();
         s.push('\n');
         s
@@ -255,7 +255,7 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
             web.check(&ctx, &mut r);
         }
     }
-    let text = if opts.json { r.json() } else { r.text(&header, "") };
+    let text = if opts.json { r.json(&who) } else { r.text(&header, "") };
     out.write_all(text.as_bytes()).ok();
     Ok(if r.failures == 0 { 0 } else { 1 })
 }
