@@ -463,3 +463,91 @@ fn check_reads_the_apache_config_in_use() {
         "{t}"
     );
 }
+
+/// A loopback HTTP "forge" on its own thread: `refuse` answers every request 401 (what a
+/// forge says to a wrong or missing token); otherwise it accepts and never answers.
+struct FakeForge {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeForge {
+    fn start(refuse: bool) -> FakeForge {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) if refuse => {
+                        s.set_nonblocking(false).unwrap();
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf);
+                        let _ = s.write_all(
+                            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"forge\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        });
+        FakeForge {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeForge {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn check_sees_a_remote_that_refuses_the_credentials_or_never_answers() {
+    let w = www_data_world("check-refused");
+    w.config("gitlab", "steps = [\"true\"]");
+    let forge = FakeForge::start(true);
+    for (url, expect) in [
+        (
+            format!("http://127.0.0.1:{}/docs.git", forge.port),
+            "terminal prompts disabled",
+        ),
+        (
+            format!("http://deploy:WRONG-token@127.0.0.1:{}/docs.git", forge.port),
+            "Authentication failed",
+        ),
+    ] {
+        git_in_www_data_repo(&w.repo, &["remote", "set-url", "origin", &url]);
+        let out = w.cmd(&["check"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("git ls-remote origin failed as www-data") && t.contains(expect),
+            "{t}"
+        );
+        assert!(t.contains("fix: the remote refuses the credentials"), "{t}");
+        assert!(!t.contains("WRONG-token"), "{t}");
+    }
+    drop(forge);
+    // A remote that accepts the connection and never answers: check gives up, and says so.
+    let forge = FakeForge::start(false);
+    let url = format!("http://127.0.0.1:{}/docs.git", forge.port);
+    git_in_www_data_repo(&w.repo, &["remote", "set-url", "origin", &url]);
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("git ls-remote origin did not answer within 20 s"), "{t}");
+}
