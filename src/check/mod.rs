@@ -105,7 +105,7 @@ impl Report {
         self.lines.push((Some(text), None));
     }
 
-    fn text(&self, header: &str, footer_hint: &str) -> String {
+    fn text(&self, header: &str) -> String {
         let mut t = format!("{header}\n");
         for (head, item) in &self.lines {
             if let Some(h) = head {
@@ -128,7 +128,7 @@ impl Report {
             t.push_str("check: everything holds\n");
         } else {
             t.push_str(&format!(
-                "check: {} problem{} found{footer_hint}\n",
+                "check: {} problem{} found\n",
                 self.failures,
                 if self.failures == 1 { "" } else { "s" },
             ));
@@ -255,7 +255,7 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
             web.check(&ctx, &mut r);
         }
     }
-    let text = if opts.json { r.json(&who) } else { r.text(&header, "") };
+    let text = if opts.json { r.json(&who) } else { r.text(&header) };
     out.write_all(text.as_bytes()).ok();
     Ok(if r.failures == 0 { 0 } else { 1 })
 }
