@@ -138,6 +138,28 @@ fn check_as_root_checks_as_the_state_folders_owner_and_sees_what_root_left() {
 }
 
 #[test]
+fn check_as_root_sees_a_config_the_web_servers_user_cannot_read() {
+    let w = www_data_world("check-config-mode");
+    w.config("gitlab", "steps = [\"true\"]");
+    fs::set_permissions(&w.config, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("cannot be read by www-data"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "fix: chown root:www-data {c} && chmod 640 {c}",
+            c = w.config.display()
+        )),
+        "{t}"
+    );
+    chown("root:www-data", false, &w.config);
+    fs::set_permissions(&w.config, fs::Permissions::from_mode(0o640)).unwrap();
+    let out = w.cmd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
 fn check_never_prints_a_remotes_credentials_and_reaches_it_as_the_build_does() {
     let w = www_data_world("check-remote");
     w.config("gitlab", "steps = [\"true\"]");

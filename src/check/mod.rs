@@ -333,6 +333,20 @@ fn check_config(ctx: &Ctx, r: &mut Report) {
         ),
     );
 
+    // Read as root before becoming the build's user: the web server must read it too.
+    if !ctx.as_root {
+        if let Err(e) = std::fs::File::open(&cfg.file) {
+            r.fail(
+                "config readable",
+                format!("the config {} cannot be read by {user}: {e}", cfg.file.display()),
+                format!(
+                    "chown root:{user} {f} && chmod 640 {f} (and let {user} into its folder)",
+                    f = cfg.file.display()
+                ),
+            );
+        }
+    }
+
     let sd = &cfg.state_dir;
     if sd.is_dir() {
         if ctx.as_root {
