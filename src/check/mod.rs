@@ -247,7 +247,7 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
                 r.warn(
                     "user",
                     format!(
-                        "checking as root: the web server runs deploy-hook as its own user, and no state folder tells which; run: runuser -u {user} -- deploy-hook check"
+                        "checking as root: the web server runs deploy-hook as its own user, and the state dir (missing, or root's) does not tell which; run: runuser -u {user} -- deploy-hook check"
                     ),
                 );
             }
