@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod handler;
+pub mod hosts;
 pub mod log;
 pub mod pipeline;
 pub mod privilege;

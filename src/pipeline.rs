@@ -11,8 +11,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::{Cmd, Hook};
+use crate::config::{Cmd, Fleet, Hook};
 use crate::error::{Error, Result};
+use crate::hosts;
 use crate::log::{q, Log};
 use crate::process::{self, Exit, Spec};
 use crate::publish;
@@ -343,6 +344,13 @@ fn stages(
         run.command(step, &step_label(i + 1, step), cancel)?;
     }
 
+    if let Some(fleet) = &hook.fleet {
+        if cancel(&run.id) {
+            return Err(Failed::new("publish", "publish", Exit::Cancelled));
+        }
+        run.set_step(Some("publish".into()));
+        return publish_fleet(run, fleet, commit.as_deref());
+    }
     let Some(publish) = &hook.publish else { return Ok(None) };
     if cancel(&run.id) {
         return Err(Failed::new("publish", "publish", Exit::Cancelled));
@@ -377,6 +385,58 @@ fn stages(
         Err(e) => {
             run.note(&format!("\npublish failed: {e}"));
             Err(Failed::new("publish", "publish", Exit::NotStarted(e.to_string())))
+        }
+    }
+}
+
+/// Publishes to the web hosts (hosts.rs), all or none; a failure names the host.
+fn publish_fleet(
+    run: &mut Run,
+    fleet: &Fleet,
+    commit: Option<&str>,
+) -> std::result::Result<Option<publish::Published>, Failed> {
+    let release = hosts::release_name(commit);
+    let state = run.state;
+    // As for a local publish: recorded before the switch, so a worker killed after it is
+    // recovered as the succeeded build it was.
+    let mut ready = |release: &str| {
+        let _ = state.update_status(|s| {
+            if let Some(c) = s.current.as_mut() {
+                c.release = Some(release.to_string());
+            }
+        });
+    };
+    let published = match publish::resolve_from(&run.hook.repo, &fleet.from) {
+        Err(e) => Err(hosts::Failure {
+            target: "local".into(),
+            message: e.to_string(),
+        }),
+        Ok(from) => {
+            let tools = hosts::Tools {
+                env: &run.env,
+                state_dir: &run.state.dir,
+                upload_timeout: run.hook.step_timeout,
+                log: &run.file,
+            };
+            hosts::publish(fleet, &from, &release, &tools, &mut ready)
+        }
+    };
+    match published {
+        Ok(was_live) => Ok(Some(publish::Published {
+            release,
+            note: None,
+            was_live,
+            stats: publish::Stats::default(),
+        })),
+        Err(f) => {
+            run.note(&format!("\npublish failed at {}: {}", f.target, f.message));
+            // The host's name goes to status.json and the log; the forge's answer and syslog
+            // say only "publish" (a host name may be an internal address).
+            Err(Failed::new(
+                format!("publish {}", f.target),
+                "publish",
+                Exit::NotStarted(f.message),
+            ))
         }
     }
 }

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
-for pair in git:git nginx:nginx fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi apache2:apache2; do
+# sshd, ssh and rsync: the several-web-hosts tests start real sshd servers (tests/webhosts.rs).
+for pair in git:git nginx:nginx fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi apache2:apache2 \
+    sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client rsync:rsync; do
   bin=${pair%%:*}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("${pair##*:}")
 done

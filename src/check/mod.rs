@@ -671,6 +671,9 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
 
     files::check_state(ctx, &state, r);
 
+    if let Some(fleet) = &hook.fleet {
+        check_fleet(hook, &state, &home, fleet, r);
+    }
     if let Some(p) = &hook.publish {
         let parent = p.to.parent().unwrap_or(Path::new("/"));
         if !parent.is_dir() || (!ctx.as_root && !writable(parent)) {
@@ -707,6 +710,29 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
                 ),
             }
             files::check_publish(ctx, p, r);
+        }
+    }
+}
+
+/// The web hosts of `publish.hosts` (hosts.rs): each reachable with the ssh command in
+/// batch mode, rsync on both ends, the served path's folder writable there.
+fn check_fleet(hook: &Hook, state: &HookState, home: &Path, fleet: &crate::config::Fleet, r: &mut Report) {
+    let env = crate::hosts::tool_env(hook, home);
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return r.fail("hosts", "cannot open /dev/null", "this machine is broken");
+    };
+    let tools = crate::hosts::Tools {
+        env: &env,
+        // Where control sockets would go; check opens none.
+        state_dir: &state.dir,
+        upload_timeout: hook.step_timeout,
+        log: &null,
+    };
+    for finding in crate::hosts::check(fleet, &tools) {
+        match finding {
+            crate::hosts::Finding::Ok(m) => r.ok("hosts", m),
+            crate::hosts::Finding::Warn(m) => r.warn("hosts", m),
+            crate::hosts::Finding::Fail(m, fix) => r.fail("hosts", m, fix),
         }
     }
 }

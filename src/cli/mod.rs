@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::cgi::Env;
 use crate::config::{self, Config, GiteeMode, Hook, OnBusy, Provider, Secret};
 use crate::error::{Error, Result};
+use crate::hosts;
 use crate::log::{q, Log};
 use crate::publish;
 use crate::queue;
@@ -189,6 +190,8 @@ fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut dyn Write)
         let (hook, state) = hook_and_state(&cfg, name)?;
         let (status, stale) = live_status(&state)?;
         let live = hook.publish.as_ref().and_then(|p| publish::live(&p.to));
+        let fleet = hook.fleet.as_ref().map(|f| fleet_status(hook, &state, f));
+        let live = live.or_else(|| fleet.as_ref().and_then(|_| status.live_release.clone()));
         if json_out {
             let mut v = serde_json::to_value(&status).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
@@ -197,10 +200,16 @@ fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut dyn Write)
                 if let Some(l) = &live {
                     o.insert("live_release".into(), l.clone().into());
                 }
+                if let Some(f) = &fleet {
+                    o.insert("hosts".into(), serde_json::to_value(f).unwrap_or_default());
+                }
             }
             json.insert(name.clone(), v);
         } else {
             print_status(out, hook, &status, stale, live.as_deref());
+            if let Some(f) = &fleet {
+                out.write_all(hosts::status_text(f).as_bytes()).ok();
+            }
         }
     }
     if json_out {
@@ -395,6 +404,10 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
 fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) -> Result<i32> {
     let cfg = Config::load(config)?;
     let (hook, state) = hook_and_state(&cfg, name)?;
+    if let Some(fleet) = &hook.fleet {
+        become_owner(&cfg, Some(&hook.name), true)?;
+        return rollback_fleet(to, &cfg, hook, &state, fleet, out);
+    }
     let publish = hook.publish.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "hook {} does not publish ([hooks.{}.publish] is not set), so there is nothing to roll back",
@@ -432,6 +445,87 @@ fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) ->
         "{}: {} now serves release {target} (was {})",
         hook.name,
         publish.to.display(),
+        from.as_deref().unwrap_or("-")
+    )
+    .ok();
+    Ok(0)
+}
+
+/// What every target of a fleet serves, asked over ssh now (a host changed by hand shows).
+fn fleet_status(hook: &Hook, state: &HookState, fleet: &config::Fleet) -> Vec<hosts::HostStatus> {
+    let env = hosts::tool_env(hook, &state.home_dir());
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return Vec::new();
+    };
+    let tools = hosts::Tools {
+        env: &env,
+        state_dir: &state.dir,
+        upload_timeout: hook.step_timeout,
+        log: &null,
+    };
+    hosts::status(fleet, &tools)
+}
+
+/// `rollback` of a hook that publishes to web hosts: every target, all or none.
+fn rollback_fleet(
+    to: Option<&str>,
+    cfg: &Config,
+    hook: &Hook,
+    state: &HookState,
+    fleet: &config::Fleet,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    state.ensure()?;
+    let mut log = Log::open(&cfg.log);
+    if queue::is_building(state)? {
+        writeln!(out, "{}: a build is running; waiting for it to finish", hook.name).ok();
+    }
+    let lock = queue::wait_lock(state)?;
+    let env = hosts::tool_env(hook, &state.home_dir());
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Error::io("cannot open /dev/null", e))?;
+    let tools = hosts::Tools {
+        env: &env,
+        state_dir: &state.dir,
+        upload_timeout: hook.step_timeout,
+        log: &null,
+    };
+    let (from, target) = match hosts::rollback(fleet, to, &tools) {
+        Ok(done) => done,
+        Err(f) if f.target == "all" => return Err(Error::Usage(f.message)),
+        Err(f) => {
+            return Err(Error::io(
+                format!(
+                    "rollback failed at {}; every target serves what it served before",
+                    f.target
+                ),
+                std::io::Error::other(f.message),
+            ))
+        }
+    };
+    state.update_status(|s| {
+        s.live_release = Some(target.clone());
+        s.last_rollback = Some(crate::state::Rollback {
+            from: from.clone(),
+            to: target.clone(),
+            at: time::rfc3339(time::now()),
+        });
+    })?;
+    drop(lock);
+    log.info(&format!(
+        "rollback hook={} from={} to={}",
+        hook.name,
+        q(from.as_deref().unwrap_or("-")),
+        q(&target)
+    ));
+    let names: Vec<String> = hosts::targets(fleet).into_iter().map(|t| t.name).collect();
+    writeln!(
+        out,
+        "{}: {} now serve release {target} (was {})",
+        hook.name,
+        names.join(", "),
         from.as_deref().unwrap_or("-")
     )
     .ok();

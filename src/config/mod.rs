@@ -137,6 +137,57 @@ pub struct Publish {
     pub keep: usize,
 }
 
+/// A web host a release is published to: an ssh destination (an ssh_config host alias,
+/// or `user@host`) and the served path there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHost {
+    pub host: String,
+    pub path: String,
+}
+
+impl RemoteHost {
+    /// `web1:/var/www/docs`. The host is one word that ssh cannot take for an option; the
+    /// path is absolute and holds no newline (it travels in sh scripts, quoted).
+    pub fn parse(s: &str) -> std::result::Result<RemoteHost, String> {
+        let Some((host, path)) = s.split_once(':') else {
+            return Err(format!(
+                "{s:?} is not HOST:/PATH (an ssh host alias, a colon, the served path there)"
+            ));
+        };
+        if host.is_empty()
+            || host.starts_with('-')
+            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        {
+            return Err(format!(
+                "{host:?} is not an ssh host: letters, digits, '-', '_', '.', '@' (user@host), not starting with '-'"
+            ));
+        }
+        if !path.starts_with('/') || path.contains(['\n', '\0']) {
+            return Err(format!("{path:?} must be an absolute path on {host}"));
+        }
+        let path = path.trim_end_matches('/');
+        let base = path.rsplit('/').next().unwrap_or("");
+        if base.is_empty() || base == "." || base == ".." {
+            return Err(format!("{s:?} must name a path below a folder"));
+        }
+        Ok(RemoteHost {
+            host: host.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// A publish to several web hosts over ssh (hosts.rs), and to the local `to` when set.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub from: PathBuf,
+    pub to: Option<PathBuf>,
+    pub keep: usize,
+    pub hosts: Vec<RemoteHost>,
+    /// The ssh command, an argv.
+    pub ssh: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Hook {
     pub name: String,
@@ -160,7 +211,10 @@ pub struct Hook {
     pub keep_logs: usize,
     pub on_failure: Option<Cmd>,
     pub on_success: Option<Cmd>,
+    /// The local publish, when `publish.to` is set and `publish.hosts` is not.
     pub publish: Option<Publish>,
+    /// The publish to web hosts, when `publish.hosts` is set (with the local `to` if any).
+    pub fleet: Option<Fleet>,
 }
 
 #[derive(Debug, Clone)]
@@ -593,8 +647,8 @@ fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hoo
         Some(k) => *k.get_ref() as usize,
     };
 
-    let publish = match raw.publish {
-        None => None,
+    let (publish, fleet) = match raw.publish {
+        None => (None, None),
         Some(p) => {
             let span = p.span();
             let p = p.into_inner();
@@ -605,16 +659,28 @@ fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hoo
                     format!("{:?} is not a relative path inside repo", p.from),
                 );
             };
-            if p.to.is_empty() {
-                return ctx.err(span, &key("publish.to"), "must name the symlink the web server serves");
-            }
-            let to = ctx.resolve(&p.to);
-            if to.parent().is_none() || to.file_name().is_none() {
-                return ctx.err(span, &key("publish.to"), "must name a path below a folder");
-            }
-            if to.starts_with(&repo) || repo.starts_with(&to) {
-                return ctx.err(span, &key("publish.to"), "must be outside repo");
-            }
+            let hosts = p.hosts.unwrap_or_default();
+            let to = match p.to.as_deref() {
+                None if hosts.is_empty() => {
+                    return ctx.err(
+                        span,
+                        &key("publish.to"),
+                        "must name the symlink the web server serves (or set publish.hosts)",
+                    )
+                }
+                None => None,
+                Some("") => return ctx.err(span, &key("publish.to"), "must name the symlink the web server serves"),
+                Some(t) => {
+                    let to = ctx.resolve(t);
+                    if to.parent().is_none() || to.file_name().is_none() {
+                        return ctx.err(span, &key("publish.to"), "must name a path below a folder");
+                    }
+                    if to.starts_with(&repo) || repo.starts_with(&to) {
+                        return ctx.err(span, &key("publish.to"), "must be outside repo");
+                    }
+                    Some(to)
+                }
+            };
             let keep = p.keep.unwrap_or(5);
             if keep < 2 {
                 return ctx.err(
@@ -623,11 +689,57 @@ fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hoo
                     "must be at least 2 (the live release and the one to roll back to)",
                 );
             }
-            Some(Publish {
-                from,
-                to,
-                keep: keep as usize,
-            })
+            let mut remote = Vec::new();
+            for h in &hosts {
+                let parsed = RemoteHost::parse(h).or_else(|m| ctx.err(span.clone(), &key("publish.hosts"), m))?;
+                if remote.contains(&parsed) {
+                    return ctx.err(span, &key("publish.hosts"), format!("{h:?} is named twice"));
+                }
+                remote.push(parsed);
+            }
+            let ssh = match p.ssh {
+                None => vec!["ssh".to_string()],
+                Some(_) if hosts.is_empty() => {
+                    return ctx.err(span, &key("publish.ssh"), "is used only with publish.hosts")
+                }
+                Some(argv) => {
+                    if argv.first().is_none_or(|p| p.is_empty()) {
+                        return ctx.err(
+                            span,
+                            &key("publish.ssh"),
+                            "must name the ssh program, like [\"ssh\", \"-F\", \"/etc/deploy-hook/ssh_config\"]",
+                        );
+                    }
+                    // rsync's -e takes one string it splits itself: quotes, no backslashes.
+                    if let Some(w) = argv
+                        .iter()
+                        .find(|w| (w.contains('\'') && w.contains('"')) || w.contains(['\0', '\n']))
+                    {
+                        return ctx.err(
+                            span,
+                            &key("publish.ssh"),
+                            format!("{w:?} holds both quote kinds or a newline, which rsync's -e cannot carry"),
+                        );
+                    }
+                    argv
+                }
+            };
+            let keep = keep as usize;
+            if remote.is_empty() {
+                let to = to.unwrap_or_default();
+                (Some(Publish { from, to, keep }), None)
+            } else {
+                (
+                    None,
+                    Some(Fleet {
+                        from,
+                        to,
+                        keep,
+                        hosts: remote,
+                        ssh,
+                    }),
+                )
+            }
         }
     };
 
@@ -653,6 +765,7 @@ fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hoo
         on_failure: raw.on_failure,
         on_success: raw.on_success,
         publish,
+        fleet,
     })
 }
 
@@ -740,6 +853,51 @@ keep = 5
         assert_eq!((p.to.as_path(), p.keep), (Path::new("/var/www/docs"), 5));
         assert!(matches!(&h.secret, Secret::File(f) if f == Path::new("/etc/deploy-hook/docs.secret")));
         assert_eq!(h.line, 8);
+    }
+
+    #[test]
+    fn publish_to_several_hosts() {
+        let base = format!("{MINIMAL}[hooks.docs.publish]\nfrom = \"dist\"\n");
+        let c = parse(&format!(
+            "{base}hosts = [\"web1:/var/www/docs\", \"deploy@web2:/var/www/docs/\"]\nssh = [\"ssh\", \"-F\", \"/etc/deploy-hook/ssh_config\"]\n"
+        ))
+        .unwrap();
+        let h = &c.hooks["docs"];
+        assert!(h.publish.is_none(), "no local publish without `to`");
+        let f = h.fleet.as_ref().unwrap();
+        assert_eq!(f.to, None);
+        assert_eq!(
+            f.hosts[1],
+            RemoteHost {
+                host: "deploy@web2".into(),
+                path: "/var/www/docs".into()
+            }
+        );
+        assert_eq!(f.ssh, ["ssh", "-F", "/etc/deploy-hook/ssh_config"]);
+        let c = parse(&format!("{base}to = \"/var/www/docs\"\nhosts = [\"web1:/srv/www\"]\n")).unwrap();
+        let f = c.hooks["docs"].fleet.as_ref().unwrap();
+        assert_eq!(
+            (f.to.as_deref(), f.ssh.as_slice()),
+            (Some(Path::new("/var/www/docs")), &["ssh".to_string()][..])
+        );
+        for (bad, why) in [
+            ("hosts = [\"web1\"]", "HOST:/PATH"),
+            ("hosts = [\"web1:docs\"]", "absolute"),
+            ("hosts = [\"-oProxyCommand=x:/a\"]", "not an ssh host"),
+            ("hosts = [\"web 1:/a\"]", "not an ssh host"),
+            ("hosts = [\"web1:/\"]", "below a folder"),
+            ("hosts = [\"web1:/a\", \"web1:/a/\"]", "twice"),
+            ("hosts = [\"web1:/a\"]\nssh = []", "ssh program"),
+            (
+                "hosts = [\"web1:/a\"]\nssh = [\"ssh\", \"-o\", \"X='a\\\"b'\"]",
+                "quote",
+            ),
+            ("to = \"/var/www/x\"\nssh = [\"ssh\"]", "only with publish.hosts"),
+            ("", "or set publish.hosts"),
+        ] {
+            let e = err(&format!("{base}{bad}\n"));
+            assert!(e.contains("hooks.docs.publish.") && e.contains(why), "{bad} -> {e}");
+        }
     }
 
     #[test]

@@ -142,8 +142,10 @@ pub(super) struct RawHook {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPublish {
     pub(super) from: String,
-    pub(super) to: String,
+    pub(super) to: Option<String>,
     pub(super) keep: Option<u64>,
+    pub(super) hosts: Option<Vec<String>>,
+    pub(super) ssh: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for Cmd {
