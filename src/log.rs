@@ -1,10 +1,18 @@
-//! Log lines to syslog over the configured unix socket, or to stderr when it cannot be
-//! reached (fcgiwrap and Apache put a CGI's stderr in their error log).
+//! Log lines: to syslog over the configured unix socket; when it cannot be reached, to the
+//! configured log file; when neither is usable, warnings and errors to stderr.
+//!
+//! stderr is the last resort because fcgiwrap and Apache put a CGI's stderr in their error
+//! log at `[error]` level: a normal 202 must not write there, or every delivery looks like
+//! a failure. The file is opened for each line (`O_APPEND`), so logrotate can move it away
+//! without a signal: the next line creates a new one.
 //!
 //! Lines are `key=value` pairs so they can be grepped. Nothing that is logged is ever a
 //! secret, a token or an expected signature: callers pass only names, ids and outcomes.
 
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use syslog::{Formatter3164, Logger as SysLogger, LoggerBackend};
 
@@ -12,18 +20,29 @@ use crate::config::LogConfig;
 
 pub struct Log {
     syslog: Option<SysLogger<LoggerBackend, Formatter3164>>,
+    file: Option<PathBuf>,
     ident: String,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Info,
     Warning,
     Error,
 }
 
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
 impl Log {
-    /// Opens the configured socket; an unreachable socket means stderr.
+    /// Opens the configured socket; an unreachable socket means the file, else stderr.
     pub fn open(cfg: &LogConfig) -> Log {
         let syslog = cfg.syslog.as_ref().and_then(|path| {
             let formatter = Formatter3164 {
@@ -36,14 +55,16 @@ impl Log {
         });
         Log {
             syslog,
+            file: cfg.file.clone(),
             ident: cfg.ident.clone(),
         }
     }
 
-    /// A logger that only writes to stderr, for before the config is known.
+    /// A logger for before the config is known: warnings and errors to stderr.
     pub fn stderr() -> Log {
         Log {
             syslog: None,
+            file: None,
             ident: "deploy-hook".into(),
         }
     }
@@ -62,7 +83,35 @@ impl Log {
             }
             self.syslog = None;
         }
-        let _ = writeln!(std::io::stderr(), "{}[{}]: {msg}", self.ident, std::process::id());
+        let pid = std::process::id();
+        if let Some(path) = &self.file {
+            let stamp = crate::time::rfc3339(crate::time::now());
+            // One write of the whole line: O_APPEND keeps lines of concurrent processes whole.
+            let text = format!("{stamp} {}[{pid}]: {}: {msg}\n", self.ident, level.word());
+            let written = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()));
+            match written {
+                Ok(()) => return,
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "{}[{pid}]: cannot write the log file {}: {e}",
+                        self.ident,
+                        path.display()
+                    );
+                    // Tried once per process: a file that cannot be written now will not be
+                    // writable for the next line either.
+                    self.file = None;
+                }
+            }
+        }
+        if level != Level::Info {
+            let _ = writeln!(std::io::stderr(), "{}[{pid}]: {msg}", self.ident);
+        }
     }
 
     pub fn info(&mut self, msg: &str) {

@@ -8,7 +8,7 @@
 //! seen-tokens    Gitee signing tokens already accepted, for the replay check
 //! builds/ID.log  one log per build
 //! home/          HOME of the steps, unless the hook's env sets one
-//! worker.log     stderr of detached workers (log lines when syslog is unreachable)
+//! worker.log     stderr of detached workers (warnings and errors when syslog and log.file fail)
 //! ```
 //!
 //! Every file is replaced with write-to-temp + rename, so a reader never sees half a file.

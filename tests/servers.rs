@@ -659,7 +659,8 @@ fn log_lines_reach_syslog_or_the_servers_error_log_and_never_the_secret() {
         "with syslog up, nothing goes to the error log"
     );
 
-    // No socket: the CGI's lines land in each server's error log.
+    // No socket and no log file: only warnings and errors reach each server's error log
+    // (fcgiwrap and Apache put them at [error]); a normal answer leaves nothing there.
     config(&w.path("no-such.sock"));
     let headers2 = gitee_headers(SECRET);
     assert_eq!(
@@ -668,25 +669,36 @@ fn log_lines_reach_syslog_or_the_servers_error_log_and_never_the_secret() {
             .status,
         200
     );
+    let away = w.path("secret.away");
+    fs::rename(&w.secret_file, &away).unwrap();
+    assert_eq!(nginx.post("/hooks/docs", &gitee_headers(SECRET), PUSH).status, 500);
     wait_for("nginx's error log", Duration::from_secs(10), || {
-        nginx.error_log_text().contains("delivery hook=docs")
+        nginx.error_log_text().contains("error hook=docs")
     });
     assert!(
-        nginx.error_log_text().contains("outcome=ignored"),
+        nginx.error_log_text().contains("cannot read secret_file")
+            && !nginx.error_log_text().contains("outcome=ignored"),
         "{}",
         nginx.error_log_text()
     );
     drop(nginx);
+    fs::rename(&away, &w.secret_file).unwrap();
     let apache = Web::apache(&w);
+    fs::rename(&w.secret_file, &away).unwrap();
     assert_eq!(apache.get("/hooks/docs").status, 405);
+    assert_eq!(
+        apache.post_chunked("/hooks/docs", &gitee_headers(SECRET), PUSH).status,
+        500
+    );
     wait_for("Apache's error log", Duration::from_secs(10), || {
-        apache.error_log_text().contains("delivery hook=docs")
+        apache.error_log_text().contains("error hook=docs")
     });
     assert!(
-        apache.error_log_text().contains("status=405"),
+        !apache.error_log_text().contains("status=405"),
         "{}",
         apache.error_log_text()
     );
+    fs::rename(&away, &w.secret_file).unwrap();
 
     let everything = format!("{all}\n{}", all_text_under(&w.dir));
     for secret in [SECRET, token.as_str(), headers2[2].1.as_str()] {

@@ -16,6 +16,7 @@ mod deliveries;
 mod faults;
 mod hostile;
 mod hosts;
+mod logging;
 mod payloads;
 mod pnpm;
 mod programs;

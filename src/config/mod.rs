@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 
 mod raw;
 
-use raw::{RawHook, RawLog};
+use raw::RawHook;
 
 pub const DEFAULT_CONFIG: &str = "/etc/deploy-hook/config.toml";
 pub const CONFIG_ENV: &str = "DEPLOY_HOOK_CONFIG";
@@ -219,8 +219,10 @@ pub struct Hook {
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// The syslog socket; `None` (`syslog = ""`) logs to stderr only.
+    /// The syslog socket; `None` (`syslog = ""`) when syslog is not to be used.
     pub syslog: Option<PathBuf>,
+    /// An append-only log file, used when syslog cannot be reached.
+    pub file: Option<PathBuf>,
     pub ident: String,
     pub facility: syslog::Facility,
 }
@@ -384,11 +386,7 @@ impl Config {
             ));
         }
 
-        let raw_log = raw.log.unwrap_or(RawLog {
-            syslog: None,
-            ident: None,
-            facility: None,
-        });
+        let raw_log = raw.log.unwrap_or_default();
         let facility_name = raw_log.facility.unwrap_or_else(|| "daemon".into());
         let facility = facility_name.parse::<syslog::Facility>().map_err(|_| {
             Error::config(
@@ -408,6 +406,13 @@ impl Config {
         let syslog = match raw_log.syslog.as_deref() {
             None => Some(PathBuf::from("/dev/log")),
             Some("") => None,
+            Some(p) => Some(ctx.resolve(p)),
+        };
+        let log_file = match raw_log.file.as_deref() {
+            None | Some("") => None,
+            Some(p) if p.ends_with('/') => {
+                return Err(Error::config(file, "log.file", "must name a file, not a folder"))
+            }
             Some(p) => Some(ctx.resolve(p)),
         };
 
@@ -438,6 +443,7 @@ impl Config {
             max_body_bytes,
             log: LogConfig {
                 syslog,
+                file: log_file,
                 ident,
                 facility,
             },

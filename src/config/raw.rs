@@ -105,10 +105,11 @@ pub(super) struct RawConfig {
     pub(super) hooks: BTreeMap<String, Spanned<RawHook>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     pub(super) syslog: Option<String>,
+    pub(super) file: Option<String>,
     pub(super) ident: Option<String>,
     pub(super) facility: Option<String>,
 }
