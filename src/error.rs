@@ -130,13 +130,18 @@ impl fmt::Display for Error {
             Error::Unauthorized(msg) | Error::Forbidden(msg) | Error::BadRequest(msg) => {
                 write!(f, "{msg}")
             }
-            Error::UnknownHook(name) => write!(f, "no hook named {name:?} is configured here"),
+            Error::UnknownHook(name) => write!(
+                f,
+                "no hook named \"{}\" is configured here",
+                crate::text::printable(name, 64)
+            ),
             Error::TooLarge { limit } => {
                 write!(f, "the body is larger than this hook accepts ({limit} bytes)")
             }
             Error::UnsupportedMediaType(ct) => write!(
                 f,
-                "content type {ct:?} is not supported: send application/json or application/x-www-form-urlencoded"
+                "content type \"{}\" is not supported: send application/json or application/x-www-form-urlencoded",
+                crate::text::printable(ct, 80)
             ),
             Error::Busy => write!(
                 f,

@@ -45,10 +45,17 @@ pub fn step_env(hook: &Hook, state: &HookState, p: &Pending, log_path: &Path) ->
 /// A new build id: sortable by time, unique within the hook.
 fn new_build_id(state: &HookState) -> String {
     let base = time::compact(time::now());
-    let mut id = base.clone();
+    next_id(&base, |id| state.builds_dir().join(format!("{id}.log")).exists())
+}
+
+/// The first free id for `base` (a time to the millisecond): `base`, then `base-02`,
+/// `base-03`, ... Ids sort as strings in the order they were made (the number is padded,
+/// and `base` is a prefix of the others), which is the order `prune_logs` removes them in.
+fn next_id(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut id = base.to_string();
     let mut n = 2;
-    while state.builds_dir().join(format!("{id}.log")).exists() {
-        id = format!("{base}-{n}");
+    while taken(&id) {
+        id = format!("{base}-{n:02}");
         n += 1;
     }
     id
@@ -496,9 +503,28 @@ fn prune_logs(state: &HookState, keep: usize) {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
-    logs.sort();
+    // By id, not by file name: `X.log` sorts after `X-02.log` (`.` > `-`).
+    logs.sort_by(|a, b| a.file_stem().cmp(&b.file_stem()));
     let excess = logs.len().saturating_sub(keep);
     for old in &logs[..excess] {
         let _ = fs::remove_file(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_id;
+
+    #[test]
+    fn ids_of_one_millisecond_sort_in_creation_order() {
+        let mut made: Vec<String> = Vec::new();
+        for _ in 0..12 {
+            let id = next_id("20261128-042930-449", |id| made.iter().any(|m| m == id));
+            made.push(id);
+        }
+        assert_eq!(made[1], "20261128-042930-449-02");
+        let mut sorted = made.clone();
+        sorted.sort();
+        assert_eq!(sorted, made);
     }
 }

@@ -16,6 +16,7 @@
 //! So the last build always starts after the last delivery was recorded.
 
 use std::fs::{self, File};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -202,9 +203,11 @@ pub fn work(hook: &Hook, state: &HookState, log: &mut Log) -> Result<()> {
 /// stderr into `worker.log`, and no descriptor of ours (they are all close-on-exec), so the
 /// web server's response completes as soon as this process exits.
 pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result<()> {
+    // 0640 like every other state file: its lines name builds and paths.
     let stderr = fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(state.worker_log_path())
         .map_err(|e| Error::io(format!("cannot open {}", state.worker_log_path().display()), e))?;
     let mut cmd = Command::new("/proc/self/exe");

@@ -133,18 +133,22 @@ pub struct HookState {
 /// Writes `data` to `path` through a temp file and rename(2).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = OpenOptions::new()
+    let written = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o640)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_data()?;
-    drop(f);
-    fs::rename(&tmp, path).inspect_err(|_| {
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_data()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    // A half-written temp (a full disk, a file size limit) is removed, not left behind.
+    if written.is_err() {
         let _ = fs::remove_file(&tmp);
-    })
+    }
+    written
 }
 
 impl HookState {

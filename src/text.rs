@@ -5,8 +5,20 @@
 //! `config` and `verify` can all use them without importing each other.
 
 /// A string safe to show in a message: control characters escaped, length capped.
+///
+/// Only control characters are escaped (`\n`, `\u{1b}`): other text, `é` or the `�` of an
+/// invalid byte, is shown as it is, and a backslash stays one backslash. So applying it
+/// twice changes nothing, and a message that goes through it and then through JSON is
+/// escaped once, by JSON.
 pub fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().take(max).flat_map(char::escape_default).collect();
+    let mut out = String::new();
+    for c in s.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     if s.chars().count() > max {
         out.push('…');
     }
@@ -79,6 +91,8 @@ mod tests {
     fn printable_escapes_and_caps() {
         assert_eq!(printable("a\nb", 10), "a\\nb");
         assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("/\u{fffd}é\\", 10), "/\u{fffd}é\\");
+        assert_eq!(printable(&printable("a\tb\u{1b}", 10), 20), "a\\tb\\u{1b}");
     }
 
     #[test]

@@ -72,3 +72,33 @@ fn sync_failure_names_the_step_by_position_and_program_only() {
         assert!(w.log_text(&w.status()["last"]).contains(TOKEN));
     }
 }
+
+#[test]
+fn answers_escape_text_once() {
+    use std::os::unix::ffi::OsStringExt;
+    let w = World::new("answer-escape");
+    w.config("gitee", "steps = [\"true\"]");
+    // an invalid byte in the hook's name: shown as U+FFFD, not as `\u{fffd}` escaped twice
+    let r = w
+        .gitee_push()
+        .env("PATH_INFO", std::ffi::OsString::from_vec(b"/\xff".to_vec()))
+        .run();
+    assert_eq!(r.status, 404, "{}", r.json);
+    assert_eq!(
+        r.json["message"],
+        "no hook named \"/\u{fffd}\" is configured here",
+        "{}",
+        String::from_utf8_lossy(&r.raw)
+    );
+    // an event name with a tab and a non-ASCII letter: the tab escaped once, the letter kept
+    let r = w.gitee_push().header("X-Gitee-Event", "Note\tHook é").run();
+    assert_eq!(r.word(), "ignored", "{}", r.json);
+    assert_eq!(
+        r.json["message"],
+        "event \"Note\\tHook é\" does not start a build",
+        "{}",
+        String::from_utf8_lossy(&r.raw)
+    );
+    let body = String::from_utf8_lossy(&r.raw);
+    assert!(!body.contains("\\\\\\\\"), "{body}");
+}

@@ -25,4 +25,5 @@ mod root;
 mod secrets;
 mod servers;
 mod site;
+mod state_files;
 mod webhosts;

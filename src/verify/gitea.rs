@@ -45,7 +45,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
     let kind = match event.as_str() {
         "push" => classify_push(&payload.json, &hook.branch)?,
         other => Kind::Ignored(format!(
-            "event {:?} does not start a build",
+            "event \"{}\" does not start a build",
             crate::text::printable(other, 60)
         )),
     };

@@ -99,7 +99,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
             "Push Hook" | "push_hooks" => classify_push(&payload(req)?.json, &hook.branch)?,
             "Tag Push Hook" | "tag_push_hooks" => Kind::Ignored("tag push; this hook builds a branch".into()),
             other => Kind::Ignored(format!(
-                "event {:?} does not start a build",
+                "event \"{}\" does not start a build",
                 crate::text::printable(other, 60)
             )),
         }

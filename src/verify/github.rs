@@ -51,7 +51,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         "ping" => Kind::Ping,
         "push" => classify_push(&payload(req)?.json, &hook.branch)?,
         other => Kind::Ignored(format!(
-            "event {:?} does not start a build",
+            "event \"{}\" does not start a build",
             crate::text::printable(other, 60)
         )),
     };
