@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """deploy-hook benchmarks: figures, not pass/fail. Run as root; what is missing (nginx,
-fcgiwrap, spawn-fcgi, valgrind, GNU time) is installed with apt-get first:
+fcgiwrap, spawn-fcgi, valgrind, GNU time, openssh-server, openssh-client, rsync) is installed
+with apt-get first:
 
     python3 tests/bench/run.py              # everything
     python3 tests/bench/run.py delivery     # 1: per-delivery cost
     python3 tests/bench/run.py burst        # 2 and 3: bursts through nginx + fcgiwrap
     python3 tests/bench/run.py ab OLD NEW   # per-delivery cost of two builds, interleaved
+    python3 tests/bench/run.py hosts        # 4: publish to 1 and 3 web hosts over ssh + rsync
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
@@ -455,12 +457,210 @@ def burst_bench():
     print("exactly as the seed script does, and serves dist/ from the checkout (deleted at each delivery).")
 
 
+# ---------------------------------------------------------------- 4: several web hosts
+
+WEB_USER = "deploy-hook-web"
+
+# 2,000 pages of 25 KiB (about 50 MB), each different; page 0 holds index.md, so a
+# commit that changes index.md changes exactly one page. Every build rewrites every file
+# (new mtimes), as a real static-site build does.
+GEN_PY = r'''
+import os, random
+os.makedirs("dist", exist_ok=True)
+marker = open("index.md").read()
+for i in range(2000):
+    d = os.path.join("dist", "s%02d" % (i % 40))
+    os.makedirs(d, exist_ok=True)
+    rnd = random.Random(i)
+    body = rnd.randbytes(25600) if i else (marker * 25600)[:25600].encode()
+    with open(os.path.join(d, "p%d.html" % i), "wb") as f:
+        f.write(body)
+'''
+
+
+def ensure_web_user():
+    if subprocess.run(["id", "-u", WEB_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/", "--shell", "/bin/sh", WEB_USER],
+                       check=True)
+    # A locked account may not log in, even with a key, when sshd runs without PAM.
+    subprocess.run(["usermod", "-p", "*", WEB_USER], check=True)
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+
+
+def start_sshd(d, name):
+    hd = os.path.join(d, name)
+    os.makedirs(os.path.join(hd, "www"))
+    for key in ("ssh_host_ed25519_key", "client_key"):
+        sh(f"ssh-keygen -q -t ed25519 -N '' -f {hd}/{key}")
+    shutil.copy(f"{hd}/client_key.pub", f"{hd}/authorized_keys")
+    sh(f"chown -R {WEB_USER}: {hd}/www")
+    port = free_port()
+    with open(f"{hd}/sshd_config", "w") as f:
+        f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {hd}/ssh_host_ed25519_key\n"
+                f"AuthorizedKeysFile {hd}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+                f"KbdInteractiveAuthentication no\nPermitRootLogin no\nAllowUsers {WEB_USER}\nPidFile none\n"
+                f"MaxStartups 100\nMaxSessions 50\n")
+    p = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", f"{hd}/sshd_config", "-E", f"{hd}/sshd.log"],
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    t = time.time()
+    while time.time() - t < 20:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    key = open(f"{hd}/ssh_host_ed25519_key.pub").read().split()[:2]
+    known = f"[127.0.0.1]:{port} {' '.join(key)}\n"
+    conf = (f"Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  User {WEB_USER}\n  IdentityFile {hd}/client_key\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  GlobalKnownHostsFile /dev/null\n"
+            f"  StrictHostKeyChecking yes\n  LogLevel ERROR\n\n")
+    return p, known, conf, f"{hd}/www/site"
+
+
+def stop_sshd(p):
+    """Kills sshd and its sessions (they leave its process group: found by parentage)."""
+    pids = {}
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                stat = open(f"/proc/{e}/stat").read()
+                pids[int(e)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    todo, below = [p.pid], []
+    while todo:
+        x = todo.pop()
+        for c, pp in pids.items():
+            if pp == x and c not in below:
+                below.append(c)
+                todo.append(c)
+    for c in below + [p.pid]:
+        try:
+            os.kill(c, 9)
+        except OSError:
+            pass
+    p.wait()
+
+
+def parse_build_log(log):
+    text = open(log).read()
+    num = lambda s: float(s.replace(",", ""))
+    out = {"sent": {}}
+    for line in text.splitlines():
+        if line.startswith("upload phase: "):
+            out["upload"] = num(line.split()[2].rstrip("s"))
+        elif line.startswith("switch phase: "):
+            out["switch"] = num(line.split()[2]) / 1000
+        elif "switch spread" in line:
+            out["spread"] = num(line.split("switch spread ")[1].split()[0]) / 1000
+        elif ": uploaded " in line and "rsync sent" in line:
+            out["sent"][line.split(":")[0]] = int(line.split("rsync sent ")[1].split()[0])
+    if "spread" not in out:
+        raise SystemExit(f"the build did not publish:\n{text[-3000:]}")
+    return out
+
+
+def hosts_bench(changes=5):
+    print("\n## 4. Several web hosts: a 2,000-file site (50 MB) over ssh + rsync, one sshd per host on loopback\n")
+    ensure_web_user()
+    rows, floor = [], None
+    for n in (1, 3):
+        d = world(f"hosts{n}")
+        procs, known, conf, paths = [], "", "", []
+        try:
+            for i in range(1, n + 1):
+                p, k, c, path = start_sshd(d, f"web{i}")
+                procs.append(p)
+                known += k
+                conf += c
+                paths.append(f"web{i}:{path}")
+            open(f"{d}/known_hosts", "w").write(known)
+            open(f"{d}/ssh_config", "w").write(conf)
+            seed = os.path.join(d, "seed")
+            open(os.path.join(seed, "gen.py"), "w").write(GEN_PY)
+            sh("git add -A && git commit -qm gen && git push -q origin main", cwd=seed)
+            hosts = ", ".join(f'"{p}"' for p in paths)
+            open(os.path.join(d, "config.toml"), "w").write(f'''state_dir = "{d}/state"
+[log]
+syslog = ""
+[hooks.docs]
+provider = "gitee"
+secret_file = "{d}/hook.secret"
+repo = "{d}/repo"
+clean = ["dist"]
+steps = [["python3", "gen.py"]]
+[hooks.docs.publish]
+from = "dist"
+hosts = [{hosts}]
+ssh = ["ssh", "-F", "{d}/ssh_config"]
+keep = 3
+''')
+
+            def build():
+                out = subprocess.run([BIN, "--config", f"{d}/config.toml", "run", "docs", "--wait"],
+                                     capture_output=True, text=True)
+                log = next((l.split("log: ", 1)[1] for l in out.stdout.splitlines() if l.startswith("log: ")), None)
+                if out.returncode != 0 or not log:
+                    raise SystemExit(f"build failed: {out.stdout}{out.stderr}" + (open(log).read()[-3000:] if log else ""))
+                return parse_build_log(log)
+
+            first = build()
+            site = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(f"{d}/repo/dist") for f in fs)
+            runs = []
+            for i in range(changes):
+                open(os.path.join(seed, "index.md"), "w").write(f"change {i}\n")
+                sh(f"git commit -qam c{i} && git push -q origin main", cwd=seed)
+                runs.append(build())
+            med = lambda k: statistics.median(r[k] for r in runs)
+            sent = statistics.median(max(r["sent"].values()) for r in runs)
+            rows.append((n, first, med("upload"), med("switch"), med("spread"), sent, site))
+
+            if n == 1:
+                # The floor: plain rsync of the same tree to the same host with its own ssh,
+                # a full copy into an empty folder, then the one-page change onto that copy.
+                e = f"ssh -F {d}/ssh_config -o BatchMode=yes"
+                dest = paths[0].rsplit("/", 1)[0] + "/plain"
+                t = time.time()
+                sh(f"rsync -rl --stats -e '{e}' {d}/repo/dist/ {dest}/")
+                full = time.time() - t
+                times, sents = [], []
+                for i in range(changes):
+                    open(f"{d}/repo/index.md", "w").write(f"floor {i}\n")
+                    sh("python3 gen.py", cwd=f"{d}/repo")
+                    t = time.time()
+                    stats = sh(f"rsync -rl --checksum --stats -e '{e}' {d}/repo/dist/ {dest}/")
+                    times.append(time.time() - t)
+                    sents.append(int(next(l for l in stats.splitlines() if l.startswith("Total bytes sent"))
+                                     .split(":")[1].strip().replace(",", "")))
+                floor = (full, statistics.median(times), statistics.median(sents))
+        finally:
+            for p in procs:
+                stop_sshd(p)
+            shutil.rmtree(d, ignore_errors=True)
+
+    print("| publish | first upload phase (all 50 MB) | one-page change: upload phase | switch phase | switch spread | bytes sent per host |")
+    print("|---|---|---|---|---|---|")
+    for n, first, up, sw, spread, sent, site in rows:
+        print(f"| deploy-hook, {n} host{'s' if n > 1 else ''} | {first['upload']:.2f} s | {up:.2f} s | {sw * 1000:.1f} ms "
+              f"| {spread * 1000:.1f} ms | {sent:,.0f} |")
+    if floor:
+        print(f"| plain rsync, 1 host (the floor) | {floor[0]:.2f} s | {floor[1]:.2f} s | - | - | {floor[2]:,.0f} |")
+    print(f"\nsite: {rows[0][6]:,} bytes in 2,000 files; medians of {changes} one-page changes. The upload phase covers")
+    print("the connections (one ControlMaster per host, opened at the start), the probe, rsync with --checksum and")
+    print("--link-dest against the live release, and the rename into place; the switch phase makes the new symlink")
+    print("on every host and renames it over the served path on all of them at once. Switch spread: from the first")
+    print("rename sent to the last host's answer. The floor is plain `rsync -rl` over ssh into an empty folder,")
+    print("then `rsync -rl --checksum` of the one-page change onto that copy (in place: no release, no switch).")
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: the burst starts nginx and fcgiwrap as www-data")
     missing = [pkg for pkg, path in [("nginx", "/usr/sbin/nginx"), ("fcgiwrap", "/usr/sbin/fcgiwrap"),
                                      ("spawn-fcgi", "/usr/bin/spawn-fcgi"), ("valgrind", "/usr/bin/valgrind"),
-                                     ("time", "/usr/bin/time")] if not os.path.exists(path)]
+                                     ("time", "/usr/bin/time"),
+                                     ("openssh-server", "/usr/sbin/sshd"), ("openssh-client", "/usr/bin/ssh"),
+                                     ("rsync", "/usr/bin/rsync")] if not os.path.exists(path)]
     if missing:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -482,3 +682,5 @@ if __name__ == "__main__":
         delivery_bench()
     if what in ("all", "burst"):
         burst_bench()
+    if what in ("all", "hosts"):
+        hosts_bench()
