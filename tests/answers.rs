@@ -102,3 +102,64 @@ fn answers_escape_text_once() {
     let body = String::from_utf8_lossy(&r.raw);
     assert!(!body.contains("\\\\\\\\"), "{body}");
 }
+
+#[test]
+fn a_gitee_mode_mismatch_says_which_mode_each_side_is_in() {
+    let w = World::new("answer-gitee-mode");
+    let push = |token: &str, ts: Option<&str>| {
+        let mut c = w
+            .cgi()
+            .header("X-Gitee-Token", token)
+            .header("X-Gitee-Event", "Push Hook")
+            .body(br#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#);
+        if let Some(ts) = ts {
+            c = c.header("X-Gitee-Timestamp", ts);
+        }
+        c.run()
+    };
+    let ts = (now_ms() - 1000).to_string();
+    let expects_sign =
+        "this hook expects the signing key (签名密钥) mode; this delivery's token looks like a WebHook password";
+    let expects_password =
+        "this hook expects the WebHook password (WebHook 密码) mode; this delivery's token looks like a signature";
+
+    // a sign-mode hook; Gitee set to password mode: the token is a password, as the README's
+    // recipe makes one (base64 of 24 bytes), or any other text
+    w.config("gitee", "steps = [\"true\"]");
+    for (token, ts, code) in [
+        ("q3Zb2k5V8xHn0pLr7TtYcWfA9sDe1uGi", Some(ts.as_str()), 403),
+        (SECRET, Some(ts.as_str()), 403),
+        (SECRET, None, 401),
+    ] {
+        let r = push(token, ts);
+        assert_eq!(r.status, code, "{}", r.json);
+        let m = r.json["message"].as_str().unwrap();
+        assert!(m.contains(expects_sign), "{token}: {m}");
+        assert!(!String::from_utf8_lossy(&r.raw).contains(SECRET), "{m}");
+    }
+    // signed, but with another key: the mode is right, the key is not
+    let r = push(&gitee_token("another-key", &ts), Some(&ts));
+    assert_eq!(r.status, 403, "{}", r.json);
+    let m = r.json["message"].as_str().unwrap();
+    assert!(
+        m.contains("signed, as this hook expects") && !m.contains(expects_sign),
+        "{m}"
+    );
+
+    // a password-mode hook; Gitee set to signing key mode
+    w.config("gitee", "gitee_mode = \"password\"\nsteps = [\"true\"]");
+    let r = push(&gitee_token(SECRET, &ts), Some(&ts));
+    assert_eq!(r.status, 403, "{}", r.json);
+    let m = r.json["message"].as_str().unwrap();
+    assert!(m.contains(expects_password), "{m}");
+    // a wrong password is just that
+    let r = push("not-the-password", Some(&ts));
+    assert_eq!(r.status, 403, "{}", r.json);
+    let m = r.json["message"].as_str().unwrap();
+    assert!(
+        m.contains("does not match the WebHook password") && !m.contains("expects"),
+        "{m}"
+    );
+    // and the right ones still build
+    assert_eq!(push(SECRET, Some(&ts)).status, 202);
+}

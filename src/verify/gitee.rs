@@ -20,6 +20,27 @@ pub fn sign_token(secret: &[u8], timestamp: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
+/// What a delivery's own headers say about the mode it was sent in: a signing-mode token is
+/// the base64 of a 32-byte HMAC (percent-encoded by some setups) and comes with
+/// X-Gitee-Timestamp; anything else is a WebHook password. Decided from the sent token's
+/// shape only, never by comparing it with the secret, so the hint tells nothing about it.
+fn looks_signed(token: &[u8], timestamp: Option<&[u8]>) -> bool {
+    let decoded = if token.contains(&b'%') {
+        crate::text::percent_decode(token, false)
+    } else {
+        Some(token.to_vec())
+    };
+    timestamp.is_some_and(|t| !t.is_empty())
+        && decoded
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+            .is_some_and(|mac| mac.len() == 32)
+}
+
+/// The hint for a sign-mode hook that got a delivery that looks like password mode.
+const EXPECTS_SIGN: &str = "this hook expects the signing key (签名密钥) mode; this delivery's token looks like a WebHook password (WebHook 密码): choose 签名密钥 in Gitee, or set gitee_mode = \"password\"";
+/// The hint for a password-mode hook that got a signed delivery.
+const EXPECTS_PASSWORD: &str = "this hook expects the WebHook password (WebHook 密码) mode; this delivery's token looks like a signature made with a signing key (签名密钥): choose WebHook 密码 in Gitee, or set gitee_mode = \"sign\"";
+
 /// Checks a signing-mode token; returns the decoded MAC, the identity of this delivery for
 /// the replay check.
 fn check_sign(
@@ -29,9 +50,11 @@ fn check_sign(
     max_age_secs: u64,
     now_ms: u128,
 ) -> Result<Vec<u8>> {
-    let ts = timestamp
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::Unauthorized("X-Gitee-Timestamp is missing: signing mode needs it".into()))?;
+    let ts = timestamp.filter(|t| !t.is_empty()).ok_or_else(|| {
+        Error::Unauthorized(format!(
+            "X-Gitee-Timestamp is missing: signing mode needs it; {EXPECTS_SIGN}"
+        ))
+    })?;
     let ts_str = std::str::from_utf8(ts)
         .ok()
         .filter(|s| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit()))
@@ -46,20 +69,25 @@ fn check_sign(
             age_ms / 1000
         )));
     }
+    if !looks_signed(token, timestamp) {
+        return Err(Error::Forbidden(format!(
+            "X-Gitee-Token does not verify: {EXPECTS_SIGN}"
+        )));
+    }
     let token = if token.contains(&b'%') {
         crate::text::percent_decode(token, false)
             .ok_or_else(|| Error::Forbidden("X-Gitee-Token does not verify".into()))?
     } else {
         token.to_vec()
     };
-    let sent = base64::engine::general_purpose::STANDARD.decode(&token).map_err(|_| {
-        Error::Forbidden("X-Gitee-Token does not verify (not base64: is the hook in password mode?)".into())
-    })?;
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(&token)
+        .map_err(|_| Error::Forbidden(format!("X-Gitee-Token does not verify: {EXPECTS_SIGN}")))?;
     hmac_sha256(secret, &[ts_str.as_bytes(), b"\n", secret])
         .verify_slice(&sent)
         .map_err(|_| {
             Error::Forbidden(
-                "X-Gitee-Token does not verify: check the signing key (签名密钥) in Gitee and in deploy-hook".into(),
+                "X-Gitee-Token does not verify: the delivery is signed, as this hook expects, but not with this hook's signing key (签名密钥): paste the same key in Gitee and in deploy-hook's secret".into(),
             )
         })?;
     Ok(sent)
@@ -79,9 +107,12 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         )?),
         GiteeMode::Password => {
             if !token_matches(secret, token) {
-                return Err(Error::Forbidden(
-                    "X-Gitee-Token does not match the WebHook password".into(),
-                ));
+                let why = if looks_signed(token, req.header("X-Gitee-Timestamp")) {
+                    format!("X-Gitee-Token does not match: {EXPECTS_PASSWORD}")
+                } else {
+                    "X-Gitee-Token does not match the WebHook password (WebHook 密码) of this hook".to_string()
+                };
+                return Err(Error::Forbidden(why));
             }
             None
         }
