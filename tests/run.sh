@@ -26,4 +26,4 @@ fi
 # The default steps are `pnpm install` and `pnpm docs:build`; the tests run real pnpm.
 command -v pnpm >/dev/null 2>&1 || npm install -g pnpm@9
 
-exec cargo test --locked -- "$@"
+exec cargo test --locked --workspace -- "$@"
