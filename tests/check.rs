@@ -352,7 +352,7 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
         .replace("snippets/", &format!("{}/nginx/snippets/", w.dir.display()))
         .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap());
     let good = shipped_snippet
-        .replace("/usr/local/bin/deploy-hook", BIN)
+        .replace("/usr/bin/deploy-hook", BIN)
         .replace("/run/fcgiwrap.socket", socket.to_str().unwrap())
         .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;");
     let sbin = nginx_wrapper(&w, &site, &good);
@@ -414,7 +414,7 @@ fn apache_wrapper(w: &World, user: &str, cgid: bool) -> std::path::PathBuf {
     fs::write(
         d.join("deploy-hook.conf"),
         shipped
-            .replace("/usr/local/bin/deploy-hook", BIN)
+            .replace("/usr/bin/deploy-hook", BIN)
             .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap()),
     )
     .unwrap();

@@ -174,7 +174,7 @@ impl Web {
                 "fcgiwrap.conf",
                 &[
                     ("include fastcgi_params;", "include /etc/nginx/fastcgi_params;".into()),
-                    ("/usr/local/bin/deploy-hook", bin.display().to_string()),
+                    ("/usr/bin/deploy-hook", bin.display().to_string()),
                     ("unix:/run/fcgiwrap.socket", format!("unix:{}", socket.display())),
                 ],
             ),
@@ -254,7 +254,7 @@ impl Web {
             template(
                 "apache/deploy-hook.conf",
                 &[
-                    ("/usr/local/bin/deploy-hook", bin.display().to_string()),
+                    ("/usr/bin/deploy-hook", bin.display().to_string()),
                     ("/etc/deploy-hook/config.toml", w.config.display().to_string()),
                 ],
             ),

@@ -264,7 +264,7 @@ def start_nginx(d):
     shutil.copy(BIN, os.path.join(d, "deploy-hook"))
     snippet = open(os.path.join(ROOT, "fcgiwrap.conf")).read() \
         .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;") \
-        .replace("/usr/local/bin/deploy-hook", os.path.join(d, "deploy-hook")) \
+        .replace("/usr/bin/deploy-hook", os.path.join(d, "deploy-hook")) \
         .replace("unix:/run/fcgiwrap.socket", "unix:" + sock)
     open(os.path.join(nd, "fcgiwrap.conf"), "w").write(snippet)
     site = open(os.path.join(ROOT, "nginx", "deploy-hook.conf")).read() \
