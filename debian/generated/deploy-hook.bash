@@ -22,6 +22,9 @@ _deploy__hook() {
             deploy__hook,help)
                 cmd="deploy__hook__subcmd__help"
                 ;;
+            deploy__hook,init)
+                cmd="deploy__hook__subcmd__init"
+                ;;
             deploy__hook,rollback)
                 cmd="deploy__hook__subcmd__rollback"
                 ;;
@@ -39,6 +42,9 @@ _deploy__hook() {
                 ;;
             deploy__hook__subcmd__help,help)
                 cmd="deploy__hook__subcmd__help__subcmd__help"
+                ;;
+            deploy__hook__subcmd__help,init)
+                cmd="deploy__hook__subcmd__help__subcmd__init"
                 ;;
             deploy__hook__subcmd__help,rollback)
                 cmd="deploy__hook__subcmd__help__subcmd__rollback"
@@ -59,7 +65,7 @@ _deploy__hook() {
 
     case "${cmd}" in
         deploy__hook)
-            opts="-h -V --config --help --version check run status rollback sign help"
+            opts="-h -V --config --help --version check run status rollback sign init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,7 +101,7 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__help)
-            opts="check run status rollback sign help"
+            opts="check run status rollback sign init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -123,6 +129,20 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deploy__hook__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -185,6 +205,52 @@ _deploy__hook() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deploy__hook__subcmd__init)
+            opts="-h --provider --repo-url --branch --dir --publish-from --publish-to --user --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --provider)
+                    COMPREPLY=($(compgen -W "gitee github gitlab gitea gogs" -- "${cur}"))
+                    return 0
+                    ;;
+                --repo-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --branch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --publish-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --publish-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -87,9 +87,56 @@ pub enum Command {
         #[arg(long)]
         show_secret: bool,
     },
+    /// Set up a hook: config, secret, state folder and clone with the right owners, then check
+    #[command(
+        long_about = "Set up a hook in one go, as root: adds [hooks.NAME] to the config (writing \
+        the file from the commented template when it is missing, keeping what is there), makes a \
+        random secret file readable by USER only, the hook's state folder owned by USER, clones \
+        the repo as USER into DIR when it is not there, runs `check` as USER, and prints what to \
+        paste into the forge. Run again for an existing hook, it changes nothing and says so; it \
+        never overwrites a secret."
+    )]
+    Init(InitArgs),
     /// The build worker that an accepted delivery starts; not for people
     #[command(name = "__worker", hide = true)]
     Worker { hook: String },
+}
+
+/// `deploy-hook init`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// The hook's name: letters, digits, - and _ (the URL is https://HOST/hooks/NAME)
+    pub name: String,
+    /// The forge that delivers
+    #[arg(long, value_enum)]
+    pub provider: InitProvider,
+    /// The repository to clone, as USER will fetch it (https://..., git@..., file://...)
+    #[arg(long, value_name = "URL")]
+    pub repo_url: String,
+    /// The branch whose pushes build (default: the repository's default branch)
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Where the checkout lives [default: /srv/deploy-hook/NAME]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The build output to publish, inside the checkout (e.g. docs/.vitepress/dist)
+    #[arg(long, value_name = "PATH", requires = "publish_to")]
+    pub publish_from: Option<PathBuf>,
+    /// The served path: a symlink to the live release, switched atomically by each build
+    #[arg(long, value_name = "DIR", requires = "publish_from")]
+    pub publish_to: Option<PathBuf>,
+    /// The user that builds: the web server's (fcgiwrap's or Apache's) user
+    #[arg(long, value_name = "USER", default_value = "www-data")]
+    pub user: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitProvider {
+    Gitee,
+    Github,
+    Gitlab,
+    Gitea,
+    Gogs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

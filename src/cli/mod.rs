@@ -19,8 +19,9 @@ use crate::time;
 use crate::verify;
 
 mod args;
+mod init;
 
-pub use args::{Cli, Command, SignFormat};
+pub use args::{Cli, Command, InitArgs, InitProvider, SignFormat};
 
 /// Parses the command line and runs the subcommand; returns the exit code. clap's own
 /// answers (help, version, a usage error with its suggestion) are printed here.
@@ -65,6 +66,7 @@ pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> 
             },
             out,
         ),
+        Command::Init(a) => init::run(&a, &config, out),
         Command::Worker { hook } => worker(&config, &hook),
     }
 }

@@ -1,0 +1,528 @@
+//! `deploy-hook init`: from an installed package to a hook that `check` passes, in one
+//! command. New users failed on exactly these steps: who owns the checkout, the state
+//! folder and the secret, and which signature mode the forge is set to.
+//!
+//! Order matters so that a run that stops half way can simply be run again: the secret,
+//! the state folder, the publish folder and the clone come first (each kept when it is
+//! already there), and the `[hooks.NAME]` table is appended to the config last. A hook in
+//! the config is therefore a finished setup, and a second run for it changes nothing.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::args::{InitArgs, InitProvider};
+use crate::config;
+use crate::error::{Error, Result};
+use crate::privilege::{self, User};
+
+/// The commented config with no hook that the package installs; written when the config
+/// file is missing.
+pub const TEMPLATE: &str = include_str!("../../debian/config.toml");
+
+/// Where clones go when `--dir` is not given: `/srv` is the FHS place for served data.
+const DEFAULT_CLONE_PARENT: &str = "/srv/deploy-hook";
+
+/// How long a clone may take before it is given up (a prompt that never comes, say).
+const CLONE_TIMEOUT_SECS: u64 = 600;
+
+pub fn run(a: &InitArgs, config_path: &Path, out: &mut dyn Write) -> Result<i32> {
+    if !config::valid_hook_name(&a.name) {
+        return Err(Error::Usage(format!(
+            "{:?} is not a valid hook name: use letters, digits, - and _ (at most 64), starting with a letter or digit",
+            a.name
+        )));
+    }
+    let user = privilege::user_by_name(&a.user).ok_or_else(|| {
+        Error::Usage(format!(
+            "no user named {:?}: pass --user with the user your web server runs deploy-hook as",
+            a.user
+        ))
+    })?;
+    if privilege::euid() != 0 && privilege::euid() != user.uid {
+        return Err(Error::Usage(format!(
+            "init gives files to {}: run it as root (e.g. sudo deploy-hook init ...)",
+            user.name
+        )));
+    }
+    let name = a.name.as_str();
+
+    // The config as it is now: a hook already there means there is nothing to do.
+    let existing = match fs::read_to_string(config_path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("cannot read {}", config_path.display()), e)),
+    };
+    let text = existing.clone().unwrap_or_else(|| TEMPLATE.to_string());
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        Error::config(
+            config_path,
+            "",
+            format!(
+                "is not valid TOML ({}); fix it first (deploy-hook check shows where)",
+                e.message()
+            ),
+        )
+    })?;
+    if table.get("hooks").and_then(|h| h.get(name)).is_some() {
+        writeln!(
+            out,
+            "{name}: [hooks.{name}] is already in {}; nothing was changed.\n\
+             See it with: deploy-hook status {name}; check it with: deploy-hook check",
+            config_path.display()
+        )
+        .ok();
+        return Ok(0);
+    }
+    let config_dir = config_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let state_dir = match table.get("state_dir").and_then(|v| v.as_str()) {
+        Some(s) => config_dir.join(s),
+        None => PathBuf::from("/var/lib/deploy-hook"),
+    };
+    let dir = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| Path::new(DEFAULT_CLONE_PARENT).join(name));
+    let dir = absolute(&dir)?;
+    let publish_to = a.publish_to.as_deref().map(absolute).transpose()?;
+
+    let mut done: Vec<String> = Vec::new();
+
+    // The secret: random, readable by the user only (root reads anything). Never replaced.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&config_dir)
+        .map_err(|e| Error::io(format!("cannot create {}", config_dir.display()), e))?;
+    let secret_file = config_dir.join(format!("{name}.secret"));
+    let secret = match fs::read(&secret_file) {
+        Ok(s) => {
+            done.push(format!("kept the existing secret file {}", secret_file.display()));
+            String::from_utf8_lossy(&s).trim_end_matches(['\r', '\n']).to_string()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let s = random_secret()?;
+            write_new(&secret_file, format!("{s}\n").as_bytes(), 0o400, Some(&user))?;
+            done.push(format!(
+                "made the secret file {} (owner {}, mode 0400)",
+                secret_file.display(),
+                user.name
+            ));
+            s
+        }
+        Err(e) => return Err(Error::io(format!("cannot read {}", secret_file.display()), e)),
+    };
+
+    // The state folder and the steps' HOME inside it, the user's.
+    let state = state_dir.join(name);
+    let home = state.join("home");
+    for d in [&state_dir, &state, &home] {
+        if make_dir_for(d, &user, 0o750)? {
+            done.push(format!("made {} (owner {})", d.display(), user.name));
+        }
+    }
+
+    // The publish target's folder: a build switches a symlink in it, so the user writes it.
+    if let Some(to) = &publish_to {
+        let parent = to.parent().unwrap_or(Path::new("/"));
+        make_parents(parent)?;
+        if make_dir_for(parent, &user, 0o755)? {
+            done.push(format!("made {} (owner {})", parent.display(), user.name));
+        }
+    }
+
+    // The clone, as the user, so git's ownership check never objects.
+    let branch = if dir.join(".git").exists() {
+        done.push(format!("kept the existing checkout {}", dir.display()));
+        match &a.branch {
+            Some(b) => b.clone(),
+            None => current_branch(&dir, &user, &home)?,
+        }
+    } else {
+        if dir.exists() && fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a git checkout: pass another --dir, or empty it",
+                dir.display()
+            )));
+        }
+        make_parents(&dir)?;
+        make_dir_for(&dir, &user, 0o755)?;
+        let mut git = Command::new("git");
+        git.arg("clone").arg("--quiet");
+        if let Some(b) = &a.branch {
+            git.args(["--branch", b]);
+        }
+        git.arg("--").arg(&a.repo_url).arg(&dir);
+        run_as(&mut git, &user, &home, "git clone", Some(&a.repo_url))?;
+        done.push(format!("cloned {} into {} as {}", a.repo_url, dir.display(), user.name));
+        match &a.branch {
+            Some(b) => b.clone(),
+            None => current_branch(&dir, &user, &home)?,
+        }
+    };
+
+    // Last: the hook's table, appended so that every comment of the admin's stays.
+    let provider = provider_name(a.provider);
+    let mut hook = format!(
+        "\n[hooks.{name}]\nprovider = \"{provider}\"\nsecret_file = {}\n",
+        toml_string(&secret_file.to_string_lossy())
+    );
+    if a.provider == InitProvider::Gitee {
+        hook.push_str("gitee_mode = \"sign\"                     # the forge's 签名密钥 (signing key) mode\n");
+    }
+    hook.push_str(&format!(
+        "repo = {}\nbranch = {}\n",
+        toml_string(&dir.to_string_lossy()),
+        toml_string(&branch)
+    ));
+    if let (Some(from), Some(to)) = (&a.publish_from, &publish_to) {
+        hook.push_str(&format!(
+            "\n[hooks.{name}.publish]\nfrom = {}\nto = {}\n",
+            toml_string(&from.to_string_lossy()),
+            toml_string(&to.to_string_lossy())
+        ));
+    }
+    let mut new_text = text.clone();
+    if !new_text.ends_with('\n') {
+        new_text.push('\n');
+    }
+    new_text.push_str(&hook);
+    // Refuse to write a config that does not parse: better a clear error than a broken server.
+    toml::from_str::<toml::Table>(&new_text).map_err(|e| {
+        Error::config(
+            config_path,
+            format!("hooks.{name}"),
+            format!("the new table would not parse ({}); nothing was written", e.message()),
+        )
+    })?;
+    replace_file(config_path, new_text.as_bytes())?;
+    done.push(if existing.is_some() {
+        format!("added [hooks.{name}] to {}", config_path.display())
+    } else {
+        format!("wrote {} from the template, with [hooks.{name}]", config_path.display())
+    });
+
+    writeln!(out, "{name}: set up").ok();
+    for d in &done {
+        writeln!(out, "  - {d}").ok();
+    }
+    writeln!(
+        out,
+        "\n{name}: deploy-hook check (as {}, the state folder's owner):",
+        user.name
+    )
+    .ok();
+    out.flush().ok();
+    // check started as root reads the web server's config as root, then becomes the state
+    // folder's owner (USER, made above) for everything of the hook; this process has
+    // nothing left to do as root.
+    let checked = crate::check::run(
+        &crate::check::Options {
+            config: Some(config_path.to_path_buf()),
+            json: false,
+        },
+        &crate::cgi::Env::default(),
+        out,
+    )?;
+
+    writeln!(out).ok();
+    paste_instructions(out, name, a.provider, &secret);
+    if checked != 0 {
+        writeln!(
+            out,
+            "\n{name}: the hook is set up, but check found problems (above): fix them, then run deploy-hook check"
+        )
+        .ok();
+        return Ok(1);
+    }
+    writeln!(
+        out,
+        "\nNext: serve it (nginx: cp /usr/share/doc/deploy-hook/examples/nginx-site.conf /etc/nginx/sites-enabled/deploy-hook\n\
+         and set its server_name and root; then nginx -s reload), and push."
+    )
+    .ok();
+    Ok(0)
+}
+
+/// What to type into the forge's webhook form. The secret is printed here, and only here.
+fn paste_instructions(out: &mut dyn Write, name: &str, provider: InitProvider, secret: &str) {
+    let host = hostname().unwrap_or_else(|| "YOUR-HOST".into());
+    let mut t = String::new();
+    t.push_str(&format!(
+        "Paste into the forge's webhook settings ({}):\n",
+        provider_name(provider)
+    ));
+    t.push_str(&format!(
+        "  URL:          https://{host}/hooks/{name}   (the name the forge reaches this server by; http:// works too)\n"
+    ));
+    match provider {
+        InitProvider::Gitee => {
+            t.push_str("  WebHook 密码/签名密钥: choose 签名密钥 (signing key), not WebHook 密码 (password)\n");
+            t.push_str(&format!("  signing key:  {secret}\n"));
+            t.push_str("  events:       Push (推送)\n");
+            t.push_str("  content type: Gitee always sends application/json\n");
+        }
+        InitProvider::Github => {
+            t.push_str("  Content type: application/json\n");
+            t.push_str(&format!("  Secret:       {secret}\n"));
+            t.push_str("  events:       Just the push event\n");
+        }
+        InitProvider::Gitlab => {
+            t.push_str(&format!("  Secret token: {secret}\n"));
+            t.push_str("  Trigger:      Push events (this branch, or all branches: others are ignored)\n");
+            t.push_str("  content type: GitLab always sends application/json\n");
+        }
+        InitProvider::Gitea | InitProvider::Gogs => {
+            t.push_str("  HTTP method:  POST\n");
+            t.push_str("  POST content type: application/json\n");
+            t.push_str(&format!("  Secret:       {secret}\n"));
+            t.push_str("  Trigger on:   Push events\n");
+        }
+    }
+    t.push_str(&format!(
+        "Test it from here with: eval \"curl -sS http://localhost/hooks/{name} --data-binary '{{}}' $(deploy-hook sign {name} --format curl)\"\n"
+    ));
+    out.write_all(t.as_bytes()).ok();
+}
+
+fn provider_name(p: InitProvider) -> &'static str {
+    match p {
+        InitProvider::Gitee => "gitee",
+        InitProvider::Github => "github",
+        InitProvider::Gitlab => "gitlab",
+        InitProvider::Gitea => "gitea",
+        InitProvider::Gogs => "gogs",
+    }
+}
+
+/// A TOML basic string (JSON's escaping is a subset of TOML's).
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .map_err(|e| Error::io("cannot read the current folder", e))
+}
+
+/// 20 random bytes as 40 hex digits: pastes into every forge's form unchanged.
+fn random_secret() -> Result<String> {
+    let mut bytes = [0u8; 20];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("cannot read /dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Creates a new file (never replacing one) with `mode`, owned by `owner`.
+fn write_new(path: &Path, bytes: &[u8], mode: u32, owner: Option<&User>) -> Result<()> {
+    let err = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    if let Some(u) = owner {
+        std::os::unix::fs::fchown(&f, Some(u.uid), Some(u.gid)).map_err(err)?;
+    }
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)
+}
+
+/// Replaces the config by rename, keeping its owner and mode (a new one is 0644: www-data
+/// reads it; secrets live in their own files).
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let err = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let (mode, owner) = match fs::metadata(path) {
+        Ok(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
+        Err(_) => (0o644, None),
+    };
+    let tmp = path.with_extension(format!("toml.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        fs::remove_file(&tmp).ok();
+    }
+    result.map_err(err)
+}
+
+/// Makes the folders above `dir` (as root's, 0755), so that `dir` itself can be the user's.
+fn make_parents(dir: &Path) -> Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Makes `dir` owned by `user` when it is missing; true when it made it. An existing
+/// folder is left as it is (`check` says when its owner is wrong).
+fn make_dir_for(dir: &Path, user: &User, mode: u32) -> Result<bool> {
+    if dir.exists() {
+        return Ok(false);
+    }
+    let err = |e| Error::io(format!("cannot create {}", dir.display()), e);
+    fs::DirBuilder::new().mode(mode).create(dir).map_err(err)?;
+    std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).map_err(err)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(err)?;
+    Ok(true)
+}
+
+/// The branch a fresh clone checked out: the remote's default.
+fn current_branch(dir: &Path, user: &User, home: &Path) -> Result<String> {
+    let mut git = Command::new("git");
+    git.arg("-C").arg(dir).args(["symbolic-ref", "--short", "HEAD"]);
+    let out = run_as(&mut git, user, home, "git symbolic-ref", None)?;
+    let b = out.trim().to_string();
+    if b.is_empty() {
+        return Err(Error::Usage(format!(
+            "cannot tell the branch of {}: pass --branch",
+            dir.display()
+        )));
+    }
+    Ok(b)
+}
+
+/// Runs `cmd` as `user` with the build's kind of environment: HOME in the hook's state
+/// folder (the user's own home, /var/www for www-data, is not theirs to write), no prompt
+/// for credentials. Returns its stdout; its stderr goes into the error when it fails.
+fn run_as(cmd: &mut Command, user: &User, home: &Path, what: &str, url: Option<&str>) -> Result<String> {
+    let name = CString::new(user.name.as_str()).map_err(|_| Error::Usage(format!("bad user name {:?}", user.name)))?;
+    let (uid, gid) = (user.uid, user.gid);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home)
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name)
+        .env("LANG", "C.UTF-8")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if privilege::euid() == 0 {
+        // SAFETY: only async-signal-safe system calls run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::initgroups(name.as_ptr(), gid as _) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("cannot run {what} as {}", user.name), e))?;
+    // Drain both pipes on threads so a chatty git cannot block; give up after the timeout.
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = so.as_mut() {
+            p.read_to_string(&mut s).ok();
+        }
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = se.as_mut() {
+            p.read_to_string(&mut s).ok();
+        }
+        s
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed().as_secs() >= CLONE_TIMEOUT_SECS => {
+                child.kill().ok();
+                child.wait().ok();
+                return Err(Error::Usage(format!(
+                    "{what} as {} did not finish in {CLONE_TIMEOUT_SECS} s (a credential prompt?); nothing was added to the config",
+                    user.name
+                )));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Err(Error::io(format!("cannot wait for {what}"), e)),
+        }
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    if !status.success() {
+        return Err(Error::Usage(format!(
+            "{what} as {} failed: {}\n(it runs with HOME={} and no prompt: credentials must work for {} without one, \
+             e.g. a deploy key or a token in the URL); nothing was added to the config",
+            user.name,
+            // git hides a URL's password itself; this makes sure of it.
+            match url {
+                Some(u) => stderr.trim().replace(u, &crate::check::redact_url(u)),
+                None => stderr.trim().to_string(),
+            },
+            home.display(),
+            user.name
+        )));
+    }
+    Ok(stdout)
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let h = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!h.is_empty()).then_some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_is_valid_toml_with_no_hook() {
+        let t: toml::Table = toml::from_str(TEMPLATE).unwrap();
+        assert!(t.get("hooks").is_none());
+    }
+
+    #[test]
+    fn secrets_are_hex_and_differ() {
+        let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn strings_are_quoted_for_toml() {
+        assert_eq!(toml_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        let t: toml::Table = toml::from_str(&format!("x = {}", toml_string("é \"q\" \\ \n"))).unwrap();
+        assert_eq!(t["x"].as_str(), Some("é \"q\" \\ \n"));
+    }
+}
