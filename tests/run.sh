@@ -10,8 +10,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 need=()
 # sshd, ssh and rsync: the several-web-hosts tests start real sshd servers (tests/webhosts.rs).
+# lintian, dpkg-shlibdeps (dpkg-dev) and curl: the package test (tests/package.rs).
 for pair in git:git nginx:nginx fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi apache2:apache2 \
-    sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client rsync:rsync; do
+    sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client rsync:rsync \
+    lintian:lintian dpkg-shlibdeps:dpkg-dev curl:curl; do
   bin=${pair%%:*}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("${pair##*:}")
 done
@@ -25,5 +27,7 @@ if ((${#need[@]})); then
 fi
 # The default steps are `pnpm install` and `pnpm docs:build`; the tests run real pnpm.
 command -v pnpm >/dev/null 2>&1 || npm install -g pnpm@9
+# The package test builds the .deb with cargo-deb.
+cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 
 exec cargo test --locked --workspace -- "$@"
