@@ -305,9 +305,12 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
         curl(&["-sS", &page_url]).contains("Hello from the package")
     });
     assert!(fs::symlink_metadata(&www).unwrap().file_type().is_symlink());
-    let status = admin("/usr/bin/deploy-hook", &["status", "docs", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-    assert_eq!(v["last"]["result"], "succeeded", "{}", text(&status));
+    // The page can be served a moment before the worker has written the build's result.
+    wait_for("the build recorded as succeeded", Duration::from_secs(60), || {
+        let status = admin("/usr/bin/deploy-hook", &["status", "docs", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        v["state"] == "idle" && v["last"]["result"] == "succeeded"
+    });
 
     // Nothing the deliveries and builds left in the state folder is root's.
     let find = admin("find", &["/var/lib/deploy-hook", "-uid", "0"]);
