@@ -1,0 +1,126 @@
+//! nginx/site.conf, the server block for the published site, through a real nginx: clean
+//! URLs work, an unknown URL is a 404 (the site's 404 page, with status 404), and before
+//! the first publish every URL is a 404, not a 500.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// nginx on a free loopback port serving `nginx/site.conf` with `root` set to `to`; killed
+/// and reaped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // master_process off: this one process is all of nginx
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nginx_serving(w: &World, to: &std::path::Path) -> Nginx {
+    let dir = w.path("site-nginx");
+    fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let site = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nginx/site.conf"))
+        .unwrap()
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("listen [::]:80;", "")
+        .replace("root /var/www/docs;", &format!("root {};", to.display()));
+    assert!(site.contains(&format!("127.0.0.1:{port}")));
+    fs::write(dir.join("site.conf"), site).unwrap();
+    fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "worker_processes 1;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\ndaemon off;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let child = Command::new(nginx)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Nginx { child, port };
+    wait_for("nginx to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    server
+}
+
+/// GET `path`: the status and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: docs.example.com\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {reply}"));
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_site_snippet_answers_404_for_unknown_urls_before_and_after_the_first_publish() {
+    let w = World::new("site-conf");
+    let to = w.path("www/docs");
+    fs::create_dir_all(to.parent().unwrap()).unwrap();
+    w.push("public/index.html", "<h1>home</h1>\n");
+    w.push("public/guide.html", "<h1>guide</h1>\n");
+    w.push("public/404.html", "<h1>the site's own not found page</h1>\n");
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [\"true\"]\n[hooks.docs.publish]\nfrom = \"public\"\nto = {:?}\n",
+            to.to_str().unwrap()
+        ),
+    );
+    let nginx = nginx_serving(&w, &to);
+
+    // before the first publish: no site at all, and no 500
+    for path in ["/", "/guide", "/nope"] {
+        assert_eq!(get(nginx.port, path).0, 404, "{path} before the first publish");
+    }
+
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(get(nginx.port, "/"), (200, "<h1>home</h1>\n".into()));
+    assert_eq!(get(nginx.port, "/guide"), (200, "<h1>guide</h1>\n".into()));
+    assert_eq!(get(nginx.port, "/guide.html").0, 200);
+    let (status, body) = get(nginx.port, "/no/such/page");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("the site's own not found page"), "{body}");
+}
