@@ -28,6 +28,9 @@ struct Seen {
 
 /// Serves one CGI request. Always answers; always returns 0 (the status is in the reply).
 pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
+    // `env` is our copy; the request's headers leave the environment block that other
+    // processes of this user can read in /proc (a GitLab token, a Gitee password).
+    crate::process::scrub_request_environ();
     let mut req = Request::from_env(env);
     let path = config::locate(None, env.get(OsStr::new(config::CONFIG_ENV)).cloned());
     let mut log = Log::stderr();
@@ -90,15 +93,33 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     seen.delivery = delivery.id.clone();
     let answer = |code: u16, status: &str, msg: String| Response::new(code, status, &hook.name, &delivery.id, msg);
 
-    if let Some(token) = &delivery.replay_token {
-        if state.seen_before(token, now_ms, hook.max_age_secs)? {
-            return Ok(answer(
-                200,
-                "duplicate",
-                "this signed delivery was accepted before; nothing new to do".into(),
-            ));
+    // Gitee's signing token is claimed here and recorded as seen only when the delivery is
+    // accepted for a build (`accept` below): a 429, a 500 or a ping gives it back when the
+    // claim is dropped, so that the forge's retry is built, not answered "duplicate".
+    let claim = match &delivery.replay_token {
+        None => None,
+        Some(token) => {
+            let (claim, damaged) = state.claim_token(token, now_ms, hook.max_age_secs)?;
+            if damaged {
+                log.warn(&format!(
+                    "damaged records dropped hook={} file={} (the replay check keeps the rest)",
+                    hook.name,
+                    q(&state.dir.join("seen-tokens").to_string_lossy())
+                ));
+            }
+            match claim {
+                Some(c) => Some(c),
+                None => {
+                    return Ok(answer(
+                        200,
+                        "duplicate",
+                        "this signed delivery was accepted before; nothing new to do".into(),
+                    ))
+                }
+            }
         }
-    }
+    };
+    let accept = |claim: Option<crate::state::TokenClaim>| claim.map(|c| c.accept()).unwrap_or(Ok(()));
 
     let git_ref = match &delivery.kind {
         Kind::Ping => {
@@ -129,8 +150,11 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     match hook.mode {
         Mode::Async => {
             let free = queue::try_lock(&state)?.is_some();
-            let msg = if free {
+            if free {
                 queue::spawn_worker(&cfg.file, &hook.name, &state)?;
+            }
+            accept(claim)?;
+            let msg = if free {
                 format!("build of {} started", hook.branch)
             } else if hook.on_busy == OnBusy::Supersede {
                 format!(
@@ -146,7 +170,9 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             Ok(answer(202, "queued", msg))
         }
         Mode::Sync => {
-            let record = queue::build_now(&cfg.file, hook, &state, log)?;
+            // Accepted once it is recorded: the build runs whatever this process meets.
+            accept(claim)?;
+            let record = queue::build_in_worker(&cfg.file, hook, &state)?;
             let commit = record.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-");
             if record.result == "succeeded" {
                 Ok(answer(

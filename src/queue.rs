@@ -1,74 +1,264 @@
-//! At most one build per hook at a time, and no delivery lost.
+//! At most one build per site at a time, and no delivery lost.
 //!
-//! The protocol, with `build.lock` (flock, held for the whole build; the kernel drops it
-//! when its holder dies) and the `pending` marker (the newest delivery still waiting):
+//! The protocol, with the build lock (flock, held for the whole build; the kernel drops it
+//! when its holder dies) and each hook's `pending` marker (the newest delivery still
+//! waiting):
 //!
 //! 1. A delivery writes `pending` first, then tries the lock without blocking.
 //!    Got it: it starts a worker. Held: it answers at once; the holder will see `pending`.
 //! 2. A worker, holding the lock, takes `pending` and builds; it repeats while `pending`
 //!    is there again after a build. Each build fetches the branch head as it is when the
 //!    build starts, so one follow-up build covers any number of deliveries.
-//! 3. After releasing the lock the worker looks at `pending` once more, and if it is there
+//! 3. After releasing the lock the holder looks at `pending` once more, and if it is there
 //!    tries the lock again. This closes the race with a delivery that wrote `pending` and
 //!    found the lock held just before the release: either that delivery's own try, or the
-//!    worker's second look, sees the other's step.
+//!    holder's second look, sees the other's step. Every holder does this, not only the
+//!    worker: `run --wait`, a sync delivery's build and `rollback` too (`hand_over`).
 //!
 //! So the last build always starts after the last delivery was recorded.
+//!
+//! "The lock" is a set of flocks, taken in one global order (by path) so that two takers
+//! never wait for each other: the hook's own `build.lock`, its working tree (the `repo`
+//! folder itself), and its publish target (the `<to>.releases` folder). Two hooks on one
+//! checkout or one web root (a GitHub hook and a Gitee mirror of one site) therefore
+//! never build at the same time, and step 3 looks at the `pending` of every hook that
+//! shares a lock with the holder. The folders themselves are locked, not files in the
+//! state dir, so that deleting the state dir during a build cannot free the lock; and a
+//! lock taken on a file that was replaced meanwhile is let go and taken again.
 
 use std::fs::{self, File};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use fs2::FileExt;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{Hook, OnBusy};
+use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::pipeline::{self, Build};
-use crate::process;
-use crate::state::{BuildRecord, HookState, Pending};
+use crate::process::{self, Identity};
+use crate::publish;
+use crate::state::{write_atomic, BuildRecord, HookState, Pending};
 use crate::time;
 
-/// The hook's build lock; dropping it releases it.
+/// The build lock of a hook; dropping it releases every flock in it.
 pub struct BuildLock {
-    _file: File,
+    _files: Vec<File>,
 }
 
+/// The hook's own lock (`build.lock`) alone: whether this hook's builder runs. That is
+/// what `status` and an async delivery ask; building takes the whole set (`lock`).
 pub fn try_lock(state: &HookState) -> Result<Option<BuildLock>> {
     let file = state.open_lock_file(&state.build_lock_path())?;
     match file.try_lock_exclusive() {
-        Ok(()) => Ok(Some(BuildLock { _file: file })),
-        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(None),
+        Ok(()) => Ok(Some(BuildLock { _files: vec![file] })),
+        Err(e) if contended(&e) => Ok(None),
         Err(e) => Err(Error::io("cannot lock build.lock", e)),
     }
 }
 
-pub fn wait_lock(state: &HookState) -> Result<BuildLock> {
-    let file = state.open_lock_file(&state.build_lock_path())?;
-    file.lock_exclusive()
-        .map_err(|e| Error::io("cannot lock build.lock", e))?;
-    Ok(BuildLock { _file: file })
-}
-
-/// Whether a build holds the lock right now.
+/// Whether this hook's build runs right now.
 pub fn is_building(state: &HookState) -> Result<bool> {
     Ok(try_lock(state)?.is_none())
 }
 
-/// With the lock held: a status that still says "building" belongs to a worker that died.
-/// Its leftover processes are killed and the build is recorded as interrupted.
+fn contended(e: &std::io::Error) -> bool {
+    e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+}
+
+/// What a build of `hook` must have to itself, in the order they are locked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// `<state_dir>/<hook>/build.lock`, created when missing.
+    HookFile(PathBuf),
+    /// A folder: the working tree, or `<to>.releases`.
+    Folder(PathBuf),
+}
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::HookFile(p) | Target::Folder(p) => p,
+        }
+    }
+}
+
+/// The folders a hook's build changes, canonical (so two spellings of one folder are one
+/// lock): its working tree and its releases folder. Shared with `check`.
+pub fn shared_keys(hook: &Hook) -> Vec<(&'static str, PathBuf)> {
+    let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut keys = vec![("working tree", canonical(&hook.repo))];
+    if let Some(p) = &hook.publish {
+        keys.push(("publish target", canonical(&publish::releases_dir(&p.to))));
+    }
+    keys
+}
+
+fn targets(hook: &Hook, state: &HookState) -> Vec<Target> {
+    if let Some(p) = &hook.publish {
+        // Publishing creates it anyway; made here so that it can be locked from the first
+        // build on. When it cannot be made, no publish can happen, so it needs no lock.
+        let _ = fs::create_dir(publish::releases_dir(&p.to));
+    }
+    let mut t: Vec<Target> = shared_keys(hook).into_iter().map(|(_, p)| Target::Folder(p)).collect();
+    t.push(Target::HookFile(state.build_lock_path()));
+    t.sort_by(|a, b| a.path().cmp(b.path()));
+    t.dedup_by(|a, b| a.path() == b.path());
+    t
+}
+
+/// Takes the hook's whole lock: blocking, or giving up (`None`) when any part is held.
+pub fn lock(hook: &Hook, state: &HookState, wait: bool) -> Result<Option<BuildLock>> {
+    state.ensure()?;
+    'again: loop {
+        let mut files = Vec::new();
+        for t in targets(hook, state) {
+            let file = match &t {
+                Target::HookFile(p) => state.open_lock_file(p)?,
+                Target::Folder(p) => match File::open(p) {
+                    Ok(f) => f,
+                    // A missing working tree fails its build at once; nothing to protect.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("cannot open {} to lock it", p.display()), e)),
+                },
+            };
+            let got = if wait {
+                file.lock_exclusive()
+            } else {
+                file.try_lock_exclusive()
+            };
+            match got {
+                Ok(()) => {}
+                Err(e) if !wait && contended(&e) => return Ok(None),
+                Err(e) => return Err(Error::io(format!("cannot lock {}", t.path().display()), e)),
+            }
+            // The file may have been deleted (the state dir removed) and made again while we
+            // opened or waited: a lock on the old one excludes nobody. Let go, start over.
+            if !same_file(&file, t.path()) {
+                continue 'again;
+            }
+            files.push(file);
+        }
+        return Ok(Some(BuildLock { _files: files }));
+    }
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The hooks whose builds exclude `hook`'s (sharing a working tree or a publish target),
+/// `hook` included.
+fn sharers<'a>(cfg: &'a Config, hook: &Hook) -> Vec<&'a Hook> {
+    let mine: Vec<PathBuf> = shared_keys(hook).into_iter().map(|(_, p)| p).collect();
+    cfg.hooks
+        .values()
+        .filter(|h| h.name == hook.name || shared_keys(h).iter().any(|(_, p)| mine.contains(p)))
+        .collect()
+}
+
+/// Groups of hooks that share a working tree or a publish target: (what, folder, hooks).
+/// `check` shows them.
+pub fn shared(cfg: &Config) -> Vec<(&'static str, PathBuf, Vec<String>)> {
+    let mut groups: Vec<(&'static str, PathBuf, Vec<String>)> = Vec::new();
+    for hook in cfg.hooks.values() {
+        for (what, key) in shared_keys(hook) {
+            match groups.iter_mut().find(|g| g.1 == key) {
+                Some(g) => g.2.push(hook.name.clone()),
+                None => groups.push((what, key, vec![hook.name.clone()])),
+            }
+        }
+    }
+    groups.retain(|g| g.2.len() > 1);
+    groups
+}
+
+/// Step 3 of the protocol for every holder: after releasing the lock, a hook sharing it
+/// (or this one) with a delivery waiting gets a worker, when its lock is free. When it is
+/// not, its holder will do the same.
+pub fn hand_over(cfg: &Config, hook: &Hook, include_self: bool) -> Result<()> {
+    for h in sharers(cfg, hook) {
+        if h.name == hook.name && !include_self {
+            continue;
+        }
+        let state = HookState::new(&cfg.state_dir, &h.name);
+        if state.has_pending() && lock(h, &state, false)?.is_some() {
+            spawn_worker(&cfg.file, &h.name, &state)?;
+        }
+    }
+    Ok(())
+}
+
+/// For a holder of the lock that does not build (`rollback`): waits for the hook's lock,
+/// runs `f`, releases the lock and hands over what waits, as the worker does.
+pub fn while_locked<T>(cfg: &Config, hook: &Hook, state: &HookState, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let held = lock(hook, state, true)?;
+    let out = f();
+    drop(held);
+    hand_over(cfg, hook, true)?;
+    out
+}
+
+/// Who builds now, for cleaning up after it if it dies (`recover`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Builder {
+    process: Identity,
+    boot: String,
+    /// Whether it leads its own session (an async worker, a sync build child): then the
+    /// session is its build's, and what is left of it is found by session.
+    session_leader: bool,
+}
+
+fn builder_path(state: &HookState) -> PathBuf {
+    state.dir.join("builder")
+}
+
+fn note_builder(state: &HookState) {
+    let Some(process) = Identity::me() else { return };
+    // SAFETY: getsid(0) and getpid cannot fail.
+    let session_leader = unsafe { libc::getsid(0) == libc::getpid() };
+    let b = Builder {
+        process,
+        boot: process::boot_id(),
+        session_leader,
+    };
+    if let Ok(json) = serde_json::to_vec(&b) {
+        let _ = write_atomic(&builder_path(state), &json);
+    }
+}
+
+/// With the lock held: a delivery taken by a builder that died before recording its build
+/// waits again; a status that still says "building" belongs to a builder that died: what
+/// is left of its processes is killed and the build is recorded as interrupted.
 pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log) -> Result<()> {
+    if state.untake()? {
+        log.warn(&format!(
+            "delivery put back hook={} (its builder stopped before the build was recorded)",
+            hook.name
+        ));
+    }
     let status = state.read_status()?;
     if status.state != "building" {
         return Ok(());
     }
-    let killed = status
+    let mut killed = status
         .current
         .as_ref()
         .map(|c| process::kill_by_env("DEPLOY_HOOK_LOG", &c.log))
         .unwrap_or(0);
+    let builder: Option<Builder> = fs::read(builder_path(state))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(b) = builder.filter(|b| b.session_leader) {
+        killed += process::kill_session(&b.process, &b.boot);
+    }
     let now = time::now();
     // A worker killed after it switched `to` to its release has published: that build
     // succeeded, it only missed writing so.
@@ -152,6 +342,7 @@ pub fn request_supersede(state: &HookState) -> Result<()> {
 /// With the lock held: builds while a delivery is waiting. Returns the last build.
 pub fn drain(lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log) -> Result<Option<BuildRecord>> {
     recover(lock, hook, state, log)?;
+    note_builder(state);
     let mut last = None;
     while let Some(p) = state.take_pending()? {
         last = Some(build_one(hook, state, log, &p)?);
@@ -175,9 +366,7 @@ fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending) -> Resu
     .inspect_err(|_| {
         // The build could not even be recorded (a full disk, a vanished state dir): put
         // the delivery back, so that the next delivery or `run` builds it.
-        if !state.has_pending() {
-            let _ = state.mark_pending(p);
-        }
+        let _ = state.put_back(p);
     })?;
     if fs::read_to_string(&marker).is_ok_and(|m| m.trim() == record.id) {
         let _ = fs::remove_file(&marker);
@@ -185,24 +374,33 @@ fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending) -> Resu
     Ok(record)
 }
 
-/// The detached worker: build until nothing waits, then exit.
-pub fn work(hook: &Hook, state: &HookState, log: &mut Log) -> Result<()> {
-    loop {
-        let Some(lock) = try_lock(state)? else {
-            return Ok(()); // the holder will see `pending`
+/// The detached worker: build until nothing waits, then hand over to the hooks that share
+/// the lock, and exit.
+pub fn work(cfg: &Config, hook: &Hook, log: &mut Log) -> Result<()> {
+    let state = HookState::new(&cfg.state_dir, &hook.name);
+    // What a step leaves running (a `setsid` child, a daemon) is reparented to us and ended
+    // when the step ends (process::kill_orphans).
+    process::become_subreaper();
+    let built = loop {
+        let Some(lock) = lock(hook, &state, false)? else {
+            break Ok(()); // the holder hands over what waits
         };
-        drain(&lock, hook, state, log)?;
+        let drained = drain(&lock, hook, &state, log);
         drop(lock);
-        if !state.has_pending() {
-            return Ok(());
+        if drained.is_err() || !state.has_pending() {
+            break drained.map(drop);
         }
-    }
+    };
+    // Only after our last release: a worker started here for another hook of this lock is
+    // a child of ours, and is spared by kill_orphans anyway.
+    let handed = hand_over(cfg, hook, false);
+    built.and(handed)
 }
 
-/// Starts a detached worker for `hook`: its own session, stdin and stdout on /dev/null,
-/// stderr into `worker.log`, and no descriptor of ours (they are all close-on-exec), so the
-/// web server's response completes as soon as this process exits.
-pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result<()> {
+/// The command of a worker for `hook`: `deploy-hook __worker` in its own session, with a
+/// cleared environment, stdin on /dev/null, stderr into `worker.log`, and no descriptor of
+/// ours (they are all close-on-exec).
+fn worker_command(config_file: &Path, hook: &str, state: &HookState, wait: bool) -> Result<Command> {
     // 0640 like every other state file: its lines name builds and paths.
     let stderr = fs::OpenOptions::new()
         .create(true)
@@ -211,9 +409,11 @@ pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result
         .open(state.worker_log_path())
         .map_err(|e| Error::io(format!("cannot open {}", state.worker_log_path().display()), e))?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("deploy-hook")
-        .arg("__worker")
-        .arg("--config")
+    cmd.arg0("deploy-hook").arg("__worker");
+    if wait {
+        cmd.arg("--wait");
+    }
+    cmd.arg("--config")
         .arg(config_file)
         .arg(hook)
         .env_clear()
@@ -229,27 +429,69 @@ pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result
             Ok(())
         });
     }
-    // The child is not waited for: when this process exits it is reparented and reaped.
-    cmd.spawn()
-        .map(drop)
-        .map_err(|e| Error::io("cannot start the build worker", e))
+    Ok(cmd)
 }
 
-/// Sync mode and `run --wait`: wait for the lock and build here. When another process
-/// built after this delivery was recorded, its result is this delivery's result.
-pub fn build_now(config_file: &Path, hook: &Hook, state: &HookState, log: &mut Log) -> Result<BuildRecord> {
-    let lock = wait_lock(state)?;
-    recover(&lock, hook, state, log)?;
-    let record = match state.take_pending()? {
-        Some(p) => build_one(hook, state, log, &p)?,
-        None => state
-            .read_status()?
-            .last
-            .ok_or_else(|| Error::io("no build recorded", std::io::Error::from(std::io::ErrorKind::NotFound)))?,
-    };
-    drop(lock);
-    if state.has_pending() && try_lock(state)?.is_some() {
-        spawn_worker(config_file, &hook.name, state)?;
+/// Starts a detached worker for `hook`, so the web server's response completes as soon as
+/// this process exits (stdout and stderr are not the web server's).
+pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result<()> {
+    let mut cmd = worker_command(config_file, hook, state, false)?;
+    // The child is not waited for: when this process exits it is reparented and reaped.
+    let child = cmd.spawn().map_err(|e| Error::io("cannot start the build worker", e))?;
+    process::spare(child.id());
+    Ok(())
+}
+
+/// Sync mode: the build runs in a worker with a cleared environment, as in async mode, and
+/// this process waits for its result. So no step has the request's headers (a GitLab
+/// token, a Gitee password) in an ancestor's environment; and the worker leads its own
+/// session, so that what a dead one leaves behind can be found (`recover`). If the web
+/// server gives up on this request and kills us, the build goes on.
+pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Result<BuildRecord> {
+    let mut cmd = worker_command(config_file, &hook.name, state, true)?;
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::io("cannot start the build worker", e))?;
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io("cannot read the build worker's result", e))?;
     }
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("cannot wait for the build worker", e))?;
+    serde_json::from_slice(&out).map_err(|_| {
+        Error::io(
+            format!(
+                "the build worker ended ({status}) without a result; see {}",
+                state.worker_log_path().display()
+            ),
+            std::io::Error::other("no result"),
+        )
+    })
+}
+
+/// `run --wait` and a sync delivery's worker: wait for the lock and build here, then hand
+/// over what waits. When another process built after this delivery was recorded, its
+/// result is this delivery's result.
+pub fn build_now(cfg: &Config, hook: &Hook, state: &HookState, log: &mut Log) -> Result<BuildRecord> {
+    process::become_subreaper();
+    let held =
+        lock(hook, state, true)?.ok_or_else(|| Error::io("cannot lock the build", std::io::Error::other("no lock")))?;
+    let built = (|| {
+        recover(&held, hook, state, log)?;
+        note_builder(state);
+        match state.take_pending()? {
+            Some(p) => build_one(hook, state, log, &p),
+            None => state
+                .read_status()?
+                .last
+                .ok_or_else(|| Error::io("no build recorded", std::io::Error::from(std::io::ErrorKind::NotFound))),
+        }
+    })();
+    drop(held);
+    let handed = hand_over(cfg, hook, true);
+    let record = built?;
+    handed?;
     Ok(record)
 }

@@ -4,6 +4,8 @@
 //! build.lock     flock(2) held by the one process that builds (see queue.rs)
 //! state.lock     flock(2) held for a moment around every change to the files below
 //! pending        the newest delivery still waiting for a build (JSON)
+//! taking         that delivery once a builder took it, until its build is recorded
+//! builder        who builds now: pid, start time, boot, session (to clean up after it)
 //! status.json    state, pending, the running build, the last builds
 //! seen-tokens    Gitee signing tokens already accepted, for the replay check
 //! builds/ID.log  one log per build
@@ -164,6 +166,10 @@ impl HookState {
     pub fn pending_path(&self) -> PathBuf {
         self.dir.join("pending")
     }
+    /// A taken delivery whose build is not recorded yet: see `take_pending`.
+    pub fn taking_path(&self) -> PathBuf {
+        self.dir.join("taking")
+    }
     pub fn status_path(&self) -> PathBuf {
         self.dir.join("status.json")
     }
@@ -220,7 +226,11 @@ impl HookState {
     }
 
     fn write_status_unlocked(&self, status: &mut Status) -> Result<()> {
-        status.pending = self.pending_path().exists();
+        if status.state == "building" {
+            // The taken delivery's build is recorded now: it can no longer be lost.
+            let _ = fs::remove_file(self.taking_path());
+        }
+        status.pending = self.has_pending();
         let mut json = serde_json::to_vec_pretty(status).unwrap_or_default();
         json.push(b'\n');
         write_atomic(&self.status_path(), &json)
@@ -251,6 +261,11 @@ impl HookState {
 
     /// Takes the waiting delivery, if any. A marker that cannot be parsed (left by an older
     /// version, or damaged) still asks for a build.
+    ///
+    /// The marker is renamed to `taking`, not removed: it is removed only when the build is
+    /// recorded as "building" (`update_status`). A builder that dies in between leaves
+    /// `taking`, which the next holder of the build lock puts back (`untake`), so the
+    /// delivery is built rather than lost.
     pub fn take_pending(&self) -> Result<Option<Pending>> {
         self.locked(|| {
             let path = self.pending_path();
@@ -259,7 +274,8 @@ impl HookState {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
             };
-            fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+            fs::rename(&path, self.taking_path())
+                .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
             let mut status = self.read_status()?;
             self.write_status_unlocked(&mut status)?;
             Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Pending {
@@ -271,44 +287,193 @@ impl HookState {
         })
     }
 
-    pub fn has_pending(&self) -> bool {
-        self.pending_path().exists()
+    /// With the build lock held: a `taking` marker belongs to a builder that stopped
+    /// before its build was recorded. It waits again, unless a newer delivery already
+    /// waits (the build from the newest head covers both). True when one was put back.
+    pub fn untake(&self) -> Result<bool> {
+        if !self.taking_path().exists() {
+            return Ok(false);
+        }
+        self.locked(|| {
+            let taking = self.taking_path();
+            let back = !self.pending_path().exists();
+            let done = if back {
+                fs::rename(&taking, self.pending_path())
+            } else {
+                fs::remove_file(&taking)
+            };
+            match done {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(Error::io(format!("cannot put back {}", taking.display()), e)),
+            }
+            let mut status = self.read_status()?;
+            self.write_status_unlocked(&mut status)?;
+            Ok(back)
+        })
     }
 
-    /// The replay check of Gitee's signing mode: true when this token was accepted before.
+    /// A build that could not even be recorded gives its delivery back, so that the next
+    /// delivery or `run` builds it.
+    pub fn put_back(&self, p: &Pending) -> Result<()> {
+        if self.taking_path().exists() {
+            return self.untake().map(drop);
+        }
+        if !self.pending_path().exists() {
+            self.mark_pending(p)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a delivery waits for a build (or was taken and its build not yet recorded).
+    pub fn has_pending(&self) -> bool {
+        self.pending_path().exists() || self.taking_path().exists()
+    }
+
+    /// The replay check of Gitee's signing mode, first half: claims `token` for this
+    /// delivery, or says it is taken (`None`): accepted before, or claimed right now by
+    /// another live delivery. The claim is only a reservation: `TokenClaim::accept` records
+    /// the token as seen once the delivery is accepted for a build, and dropping the claim
+    /// unaccepted (a 429, a 500, a ping) gives the token back, so that a retry is built.
+    /// Check-and-claim happens under the state lock, so two identical deliveries at once
+    /// never both pass.
+    ///
     /// Tokens are kept (hashed) for twice the allowed clock skew, the longest a replayed
-    /// token could still pass the timestamp check.
-    pub fn seen_before(&self, token: &[u8], now_ms: u128, max_age_secs: u64) -> Result<bool> {
+    /// token could still pass the timestamp check. The second value is true when the file
+    /// held damaged lines (they are dropped, as a damaged state file is treated elsewhere).
+    pub fn claim_token(&self, token: &[u8], now_ms: u128, max_age_secs: u64) -> Result<(Option<TokenClaim<'_>>, bool)> {
         let digest: String = Sha256::digest(token).iter().map(|b| format!("{b:02x}")).collect();
         let horizon = now_ms.saturating_sub(u128::from(max_age_secs) * 2000);
-        let path = self.dir.join("seen-tokens");
+        let me = crate::process::Identity::me();
         self.locked(|| {
-            let text = match fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
-            };
-            let mut kept = String::new();
-            let mut seen = false;
-            for line in text.lines() {
-                let mut parts = line.split(' ');
-                let (Some(h), Some(t)) = (parts.next(), parts.next().and_then(|t| t.parse::<u128>().ok())) else {
-                    continue;
-                };
-                if t < horizon {
-                    continue;
-                }
-                seen |= h == digest;
-                kept.push_str(line);
-                kept.push('\n');
+            let (mut records, damaged) = self.read_tokens()?;
+            records.retain(|r| r.at >= horizon && r.claimant.as_ref().is_none_or(|c| c.alive()));
+            if records.iter().any(|r| r.digest == digest) {
+                self.write_tokens(&records)?;
+                return Ok((None, damaged));
             }
-            if !seen {
-                kept.push_str(&format!("{digest} {now_ms}\n"));
-            }
-            write_atomic(&path, kept.as_bytes())
-                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-            Ok(seen)
+            records.push(TokenRecord {
+                digest: digest.clone(),
+                at: now_ms,
+                claimant: me.clone(),
+            });
+            self.write_tokens(&records)?;
+            Ok((
+                Some(TokenClaim {
+                    state: self,
+                    digest,
+                    claimant: me,
+                    done: false,
+                }),
+                damaged,
+            ))
         })
+    }
+
+    fn tokens_path(&self) -> PathBuf {
+        self.dir.join("seen-tokens")
+    }
+
+    /// The records of `seen-tokens`; a line that is not one (bad bytes, a torn write) is
+    /// dropped and reported, never an error: the file only narrows replays.
+    fn read_tokens(&self) -> Result<(Vec<TokenRecord>, bool)> {
+        let path = self.tokens_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        };
+        let mut damaged = false;
+        let mut records = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match std::str::from_utf8(line).ok().and_then(TokenRecord::parse) {
+                Some(r) => records.push(r),
+                None => damaged = true,
+            }
+        }
+        Ok((records, damaged))
+    }
+
+    fn write_tokens(&self, records: &[TokenRecord]) -> Result<()> {
+        let text: String = records.iter().map(|r| r.line()).collect();
+        let path = self.tokens_path();
+        write_atomic(&path, text.as_bytes()).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    }
+
+    /// Rewrites this claim's record: accepted (`claimant` removed) or given back (gone).
+    fn settle(&self, digest: &str, claimant: &Option<crate::process::Identity>, accept: bool) -> Result<()> {
+        self.locked(|| {
+            let (mut records, _) = self.read_tokens()?;
+            let mine = |r: &TokenRecord| r.digest == digest && r.claimant.is_some() && r.claimant == *claimant;
+            if accept {
+                for r in records.iter_mut().filter(|r| mine(r)) {
+                    r.claimant = None;
+                }
+            } else {
+                records.retain(|r| !mine(r));
+            }
+            self.write_tokens(&records)
+        })
+    }
+}
+
+/// One line of `seen-tokens`: `<sha256 hex> <ms>` for an accepted token, with
+/// ` <pid>:<start>` added while a delivery that is still being answered claims it.
+#[derive(Debug, Clone, PartialEq)]
+struct TokenRecord {
+    digest: String,
+    at: u128,
+    claimant: Option<crate::process::Identity>,
+}
+
+impl TokenRecord {
+    fn parse(line: &str) -> Option<TokenRecord> {
+        let mut parts = line.split(' ');
+        let digest = parts
+            .next()
+            .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        let at = parts.next()?.parse().ok()?;
+        let claimant = match parts.next() {
+            None => None,
+            Some(c) => Some(crate::process::Identity::parse(c)?),
+        };
+        Some(TokenRecord {
+            digest: digest.to_string(),
+            at,
+            claimant,
+        })
+    }
+
+    fn line(&self) -> String {
+        match &self.claimant {
+            None => format!("{} {}\n", self.digest, self.at),
+            Some(c) => format!("{} {} {c}\n", self.digest, self.at),
+        }
+    }
+}
+
+/// A Gitee signing token reserved for the delivery being answered; see `claim_token`.
+/// Dropped without `accept`, it is given back.
+pub struct TokenClaim<'a> {
+    state: &'a HookState,
+    digest: String,
+    claimant: Option<crate::process::Identity>,
+    done: bool,
+}
+
+impl TokenClaim<'_> {
+    /// The delivery was accepted for a build: its token is seen from now on.
+    pub fn accept(mut self) -> Result<()> {
+        self.done = true;
+        self.state.settle(&self.digest, &self.claimant, true)
+    }
+}
+
+impl Drop for TokenClaim<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.state.settle(&self.digest, &self.claimant, false);
+        }
     }
 }
 
@@ -338,6 +503,7 @@ mod tests {
         assert!(s.read_status().unwrap().pending);
         s.mark_pending(&p("b")).unwrap();
         assert_eq!(s.take_pending().unwrap().unwrap().delivery, "b");
+        s.update_status(|st| st.state = "building".into()).unwrap();
         assert!(!s.read_status().unwrap().pending);
         assert_eq!(s.take_pending().unwrap(), None);
         fs::write(s.pending_path(), "garbage").unwrap();
@@ -345,16 +511,85 @@ mod tests {
         fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
     }
 
+    /// Claims `tok` and accepts it; true when it was seen (or claimed) before.
+    fn seen_before(s: &HookState, tok: &[u8], now: u128) -> bool {
+        match s.claim_token(tok, now, 3600).unwrap().0 {
+            Some(c) => {
+                c.accept().unwrap();
+                false
+            }
+            None => true,
+        }
+    }
+
     #[test]
     fn replayed_tokens_are_seen_and_expire() {
         let s = temp_state("tokens");
-        assert!(!s.seen_before(b"tok", 1_000_000_000, 3600).unwrap());
-        assert!(s.seen_before(b"tok", 1_000_000_500, 3600).unwrap());
-        assert!(!s.seen_before(b"other", 1_000_000_600, 3600).unwrap());
+        assert!(!seen_before(&s, b"tok", 1_000_000_000));
+        assert!(seen_before(&s, b"tok", 1_000_000_500));
+        assert!(!seen_before(&s, b"other", 1_000_000_600));
         // far later the first record is pruned
-        assert!(!s.seen_before(b"tok", 1_000_000_000 + 7_200_001, 3600).unwrap());
+        assert!(!seen_before(&s, b"tok", 1_000_000_000 + 7_200_001));
         let text = fs::read_to_string(s.dir.join("seen-tokens")).unwrap();
         assert!(!text.contains("tok"), "tokens are stored hashed");
+        fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_claim_given_back_leaves_the_token_usable_and_a_live_claim_blocks() {
+        let s = temp_state("claims");
+        let c = s.claim_token(b"tok", 1_000, 3600).unwrap().0.unwrap();
+        assert!(
+            s.claim_token(b"tok", 1_001, 3600).unwrap().0.is_none(),
+            "a live claim is taken"
+        );
+        drop(c);
+        let c = s.claim_token(b"tok", 1_002, 3600).unwrap().0.expect("given back");
+        c.accept().unwrap();
+        assert!(s.claim_token(b"tok", 1_003, 3600).unwrap().0.is_none());
+        // a claim of a process that is gone does not hold the token
+        let dead = format!("{} 5 999999999:1\n", "ab".repeat(32));
+        fs::write(s.dir.join("seen-tokens"), dead).unwrap();
+        let fresh = s.claim_token(b"x", 10, 3600).unwrap();
+        assert!(fresh.0.is_some() && !fresh.1);
+        let text = fs::read_to_string(s.dir.join("seen-tokens")).unwrap();
+        assert!(!text.contains(&"ab".repeat(32)), "{text}");
+        fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_token_file_is_read_as_what_still_parses() {
+        let s = temp_state("damaged");
+        fs::write(s.dir.join("seen-tokens"), b"\xff\xfe\x00garbage\nnot a record\n").unwrap();
+        let (claim, damaged) = s.claim_token(b"tok", 1_000, 3600).unwrap();
+        assert!(damaged);
+        claim.unwrap().accept().unwrap();
+        let (claim, damaged) = s.claim_token(b"tok", 1_001, 3600).unwrap();
+        assert!(claim.is_none() && !damaged, "the rewritten file is clean");
+        fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_taken_delivery_stays_until_its_build_is_recorded() {
+        let s = temp_state("taking");
+        let p = Pending {
+            delivery: "d1".into(),
+            event: "push".into(),
+            git_ref: "refs/heads/main".into(),
+            received: String::new(),
+        };
+        s.mark_pending(&p).unwrap();
+        assert_eq!(s.take_pending().unwrap().unwrap().delivery, "d1");
+        assert!(
+            s.has_pending() && s.read_status().unwrap().pending,
+            "taken, not yet building"
+        );
+        // the builder died here: the next holder puts it back
+        assert!(s.untake().unwrap());
+        assert_eq!(s.take_pending().unwrap().unwrap().delivery, "d1");
+        s.update_status(|st| st.state = "building".into()).unwrap();
+        assert!(!s.has_pending() && !s.read_status().unwrap().pending);
+        assert!(!s.untake().unwrap());
         fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
     }
 

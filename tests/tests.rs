@@ -22,6 +22,7 @@ mod package;
 mod payloads;
 mod pnpm;
 mod programs;
+mod queue;
 mod readme;
 mod releases;
 mod root;

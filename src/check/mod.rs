@@ -403,6 +403,8 @@ fn check_config(ctx: &Ctx, r: &mut Report) {
         }
     }
 
+    check_sharing(cfg, r);
+
     for hook in cfg.hooks.values() {
         let mode = match (hook.provider, hook.gitee_mode) {
             (Provider::Gitee, GiteeMode::Sign) => " (signing key)",
@@ -734,5 +736,30 @@ fn check_fleet(hook: &Hook, state: &HookState, home: &Path, fleet: &crate::confi
             crate::hosts::Finding::Warn(m) => r.warn("hosts", m),
             crate::hosts::Finding::Fail(m, fix) => r.fail("hosts", m, fix),
         }
+    }
+}
+
+/// Hooks that share a working tree or a publish target take turns: one lock covers them
+/// (queue.rs). Worth knowing, and a mistake when they build different branches.
+fn check_sharing(cfg: &Config, r: &mut Report) {
+    for (what, folder, hooks) in crate::queue::shared(cfg) {
+        let branches: std::collections::BTreeSet<&str> = hooks
+            .iter()
+            .filter_map(|h| cfg.hooks.get(h))
+            .map(|h| h.branch.as_str())
+            .collect();
+        let also = if branches.len() > 1 {
+            "; they build different branches, so each build replaces the other's"
+        } else {
+            ""
+        };
+        r.warn(
+            "shared",
+            format!(
+                "hooks {} share the {what} {}: their builds take turns (one lock){also}",
+                hooks.join(", "),
+                folder.display()
+            ),
+        );
     }
 }

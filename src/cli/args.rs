@@ -99,7 +99,12 @@ pub enum Command {
     Init(InitArgs),
     /// The build worker that an accepted delivery starts; not for people
     #[command(name = "__worker", hide = true)]
-    Worker { hook: String },
+    Worker {
+        hook: String,
+        /// Build now, waiting for the lock, and print the result as JSON (a sync delivery's build)
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// `deploy-hook init`'s arguments.
@@ -170,7 +175,7 @@ mod tests {
     fn flags_parse_where_they_always_did() {
         let c = Cli::try_parse_from(["deploy-hook", "__worker", "--config", "/x.toml", "docs"]).unwrap();
         assert_eq!(c.config.as_deref(), Some(std::path::Path::new("/x.toml")));
-        assert!(matches!(c.command, Command::Worker { ref hook } if hook == "docs"));
+        assert!(matches!(c.command, Command::Worker { ref hook, wait: false } if hook == "docs"));
         let c = Cli::try_parse_from(["deploy-hook", "run", "docs", "--wait", "--force", "--config=/y"]).unwrap();
         assert!(matches!(
             c.command,

@@ -67,7 +67,7 @@ pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> 
             out,
         ),
         Command::Init(a) => init::run(&a, &config, out),
-        Command::Worker { hook } => worker(&config, &hook),
+        Command::Worker { hook, wait } => worker(&config, &hook, wait, out),
     }
 }
 
@@ -136,7 +136,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         if queue::is_building(&state)? {
             writeln!(out, "{}: a build is running; waiting for it, then building", hook.name).ok();
         }
-        let record = queue::build_now(&cfg.file, hook, &state, &mut log)?;
+        let record = queue::build_now(&cfg, hook, &state, &mut log)?;
         writeln!(
             out,
             "{}: build {} {} (commit {}, {:.1}s)\nlog: {}",
@@ -422,20 +422,22 @@ fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) ->
     if queue::is_building(&state)? {
         writeln!(out, "{}: a build is running; waiting for it to finish", hook.name).ok();
     }
-    let lock = queue::wait_lock(&state)?;
-    let from = publish::live(&publish.to);
-    let target = publish::rollback_target(&publish.to, to).map_err(Error::Usage)?;
-    publish::switch(&publish.to, &target)
-        .map_err(|e| Error::io(format!("cannot switch {}", publish.to.display()), e))?;
-    state.update_status(|s| {
-        s.live_release = Some(target.clone());
-        s.last_rollback = Some(crate::state::Rollback {
-            from: from.clone(),
-            to: target.clone(),
-            at: time::rfc3339(time::now()),
-        });
+    // Like every holder of the build lock, it hands over a delivery that came meanwhile.
+    let (from, target) = queue::while_locked(&cfg, hook, &state, || {
+        let from = publish::live(&publish.to);
+        let target = publish::rollback_target(&publish.to, to).map_err(Error::Usage)?;
+        publish::switch(&publish.to, &target)
+            .map_err(|e| Error::io(format!("cannot switch {}", publish.to.display()), e))?;
+        state.update_status(|s| {
+            s.live_release = Some(target.clone());
+            s.last_rollback = Some(crate::state::Rollback {
+                from: from.clone(),
+                to: target.clone(),
+                at: time::rfc3339(time::now()),
+            });
+        })?;
+        Ok((from, target))
     })?;
-    drop(lock);
     log.info(&format!(
         "rollback hook={} from={} to={}",
         hook.name,
@@ -482,40 +484,42 @@ fn rollback_fleet(
     if queue::is_building(state)? {
         writeln!(out, "{}: a build is running; waiting for it to finish", hook.name).ok();
     }
-    let lock = queue::wait_lock(state)?;
-    let env = hosts::tool_env(hook, &state.home_dir());
-    let null = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| Error::io("cannot open /dev/null", e))?;
-    let tools = hosts::Tools {
-        env: &env,
-        state_dir: &state.dir,
-        upload_timeout: hook.step_timeout,
-        log: &null,
-    };
-    let (from, target) = match hosts::rollback(fleet, to, &tools) {
-        Ok(done) => done,
-        Err(f) if f.target == "all" => return Err(Error::Usage(f.message)),
-        Err(f) => {
-            return Err(Error::io(
-                format!(
-                    "rollback failed at {}; every target serves what it served before",
-                    f.target
-                ),
-                std::io::Error::other(f.message),
-            ))
-        }
-    };
-    state.update_status(|s| {
-        s.live_release = Some(target.clone());
-        s.last_rollback = Some(crate::state::Rollback {
-            from: from.clone(),
-            to: target.clone(),
-            at: time::rfc3339(time::now()),
-        });
+    // Like every holder of the build lock, it hands over a delivery that came meanwhile.
+    let (from, target) = queue::while_locked(cfg, hook, state, || {
+        let env = hosts::tool_env(hook, &state.home_dir());
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| Error::io("cannot open /dev/null", e))?;
+        let tools = hosts::Tools {
+            env: &env,
+            state_dir: &state.dir,
+            upload_timeout: hook.step_timeout,
+            log: &null,
+        };
+        let (from, target) = match hosts::rollback(fleet, to, &tools) {
+            Ok(done) => done,
+            Err(f) if f.target == "all" => return Err(Error::Usage(f.message)),
+            Err(f) => {
+                return Err(Error::io(
+                    format!(
+                        "rollback failed at {}; every target serves what it served before",
+                        f.target
+                    ),
+                    std::io::Error::other(f.message),
+                ))
+            }
+        };
+        state.update_status(|s| {
+            s.live_release = Some(target.clone());
+            s.last_rollback = Some(crate::state::Rollback {
+                from: from.clone(),
+                to: target.clone(),
+                at: time::rfc3339(time::now()),
+            });
+        })?;
+        Ok((from, target))
     })?;
-    drop(lock);
     log.info(&format!(
         "rollback hook={} from={} to={}",
         hook.name,
@@ -534,12 +538,20 @@ fn rollback_fleet(
     Ok(0)
 }
 
-fn worker(config: &Path, name: &str) -> Result<i32> {
+fn worker(config: &Path, name: &str, wait: bool, out: &mut dyn Write) -> Result<i32> {
     let cfg = Config::load(config)?;
     let (hook, state) = hook_and_state(&cfg, name)?;
     become_owner(&cfg, Some(&hook.name), false)?;
     let mut log = Log::open(&cfg.log);
-    if let Err(e) = queue::work(hook, &state, &mut log) {
+    // --wait: a sync delivery's build, whose result goes to the waiting CGI on stdout.
+    let done = if wait {
+        queue::build_now(&cfg, hook, &state, &mut log).and_then(|record| {
+            serde_json::to_writer(&mut *out, &record).map_err(|e| Error::io("cannot hand the result over", e.into()))
+        })
+    } else {
+        queue::work(&cfg, hook, &mut log)
+    };
+    if let Err(e) = done {
         log.error(&format!(
             "worker failed hook={} detail={}",
             hook.name,
