@@ -449,8 +449,16 @@ pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result
 /// server gives up on this request and kills us, the build goes on.
 pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Result<BuildRecord> {
     let mut cmd = worker_command(config_file, &hook.name, state, true)?;
-    cmd.stdout(Stdio::piped());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| Error::io("cannot start the build worker", e))?;
+    // The build's log lines go where ours go (the web server's error log), as long as we
+    // live; through a pipe, not our stderr itself, so that a build that outlives us (the
+    // web server gave up on this request) holds nothing of the web server's open.
+    let relay = child.stderr.take().map(|mut from| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut std::io::stderr());
+        })
+    });
     let mut out = Vec::new();
     if let Some(mut stdout) = child.stdout.take() {
         stdout
@@ -460,12 +468,12 @@ pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Re
     let status = child
         .wait()
         .map_err(|e| Error::io("cannot wait for the build worker", e))?;
+    if let Some(r) = relay {
+        let _ = r.join();
+    }
     serde_json::from_slice(&out).map_err(|_| {
         Error::io(
-            format!(
-                "the build worker ended ({status}) without a result; see {}",
-                state.worker_log_path().display()
-            ),
+            format!("the build worker ended ({status}) without a result; its errors are above"),
             std::io::Error::other("no result"),
         )
     })
