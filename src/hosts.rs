@@ -474,6 +474,8 @@ fn parse_probe(out: &str) -> Probe {
 pub struct Failure {
     pub target: String,
     pub message: String,
+    /// Stopped on purpose (a newer delivery superseded the build), not failed.
+    pub stopped: bool,
 }
 
 impl std::fmt::Display for Failure {
@@ -486,6 +488,7 @@ fn fail(target: &str, message: impl Into<String>) -> Failure {
     Failure {
         target: target.to_string(),
         message: message.into(),
+        stopped: false,
     }
 }
 
@@ -926,14 +929,28 @@ fn link_leaving(root: &Path) -> Option<PathBuf> {
     walk(root, Path::new(""))
 }
 
-/// Publishes `from` as `release` on every target of the fleet, all or none. `ready` is
-/// called once every upload is in place, before the first switch. Returns the release the
-/// first target served before.
+/// Removes an upload that will not be switched to, wherever it got to.
+fn remove_release(fw: &mut Fleetwide, release: &str) {
+    fw.each(|_, t, s| {
+        s.run(&format!(
+            "rm -rf -- {} {}",
+            sq(&format!("{}/.staging-{release}", t.releases())),
+            sq(&format!("{}/{release}", t.releases()))
+        ))
+        .map(|_| ())
+    });
+}
+
+/// Publishes `from` as `release` on every target of the fleet, all or none. Once every
+/// upload is in place, `stopped` is asked (true: a newer delivery superseded the build, and
+/// nothing is switched), then `ready` is called, before the first switch. Returns the
+/// release the first target served before.
 pub fn publish(
     fleet: &Fleet,
     from: &Path,
     release: &str,
     tools: &Tools,
+    stopped: &mut dyn FnMut() -> bool,
     ready: &mut dyn FnMut(&str),
 ) -> Result<Option<String>, Failure> {
     if let Some(link) = link_leaving(from) {
@@ -958,14 +975,7 @@ pub fn publish(
     let uploads = fw.each(|i, t, s| upload(t, s, &probes[i], fleet, tools, from, release));
     if let Some(f) = first_failure(&uploads) {
         tools.note(&format!("upload failed: {f}; no target is switched"));
-        fw.each(|_, t, s| {
-            s.run(&format!(
-                "rm -rf -- {} {}",
-                sq(&format!("{}/.staging-{release}", t.releases())),
-                sq(&format!("{}/{release}", t.releases()))
-            ))
-            .map(|_| ())
-        });
+        remove_release(&mut fw, release);
         return Err(f);
     }
     tools.note(&format!(
@@ -975,6 +985,15 @@ pub fn publish(
         if names.len() == 1 { "" } else { "s" }
     ));
 
+    // A superseded build never publishes: the last moment to stop is before any switch.
+    if stopped() {
+        tools.note("superseded after the upload: no target is switched");
+        remove_release(&mut fw, release);
+        return Err(Failure {
+            stopped: true,
+            ..fail("all", "superseded by a newer delivery")
+        });
+    }
     ready(release);
     let phase2 = Instant::now();
     if let Err(f) = switch_all(&mut fw, &probes, release) {

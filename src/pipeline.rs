@@ -356,7 +356,7 @@ fn stages(
             return Err(Failed::new("publish", "publish", Exit::Cancelled));
         }
         run.set_step(Some("publish".into()));
-        return publish_fleet(run, fleet, commit.as_deref());
+        return publish_fleet(run, fleet, commit.as_deref(), cancel);
     }
     let Some(publish) = &hook.publish else { return Ok(None) };
     if cancel(&run.id) {
@@ -401,6 +401,7 @@ fn publish_fleet(
     run: &mut Run,
     fleet: &Fleet,
     commit: Option<&str>,
+    cancel: &mut dyn FnMut(&str) -> bool,
 ) -> std::result::Result<Option<publish::Published>, Failed> {
     let release = hosts::release_name(commit);
     let state = run.state;
@@ -417,6 +418,7 @@ fn publish_fleet(
         Err(e) => Err(hosts::Failure {
             target: "local".into(),
             message: e.to_string(),
+            stopped: false,
         }),
         Ok(from) => {
             let tools = hosts::Tools {
@@ -425,7 +427,8 @@ fn publish_fleet(
                 upload_timeout: run.hook.step_timeout,
                 log: &run.file,
             };
-            hosts::publish(fleet, &from, &release, &tools, &mut ready)
+            let id = run.id.clone();
+            hosts::publish(fleet, &from, &release, &tools, &mut || cancel(&id), &mut ready)
         }
     };
     match published {
@@ -435,6 +438,7 @@ fn publish_fleet(
             was_live,
             stats: publish::Stats::default(),
         })),
+        Err(f) if f.stopped => Err(Failed::new("publish", "publish", Exit::Cancelled)),
         Err(f) => {
             run.note(&format!("\npublish failed at {}: {}", f.target, f.message));
             // The host's name goes to status.json and the log; the forge's answer and syslog

@@ -292,6 +292,55 @@ fn a_failed_switch_switches_the_others_back() {
 }
 
 #[test]
+fn a_build_superseded_during_its_upload_switches_no_host() {
+    let w = World::new("hosts-supersede");
+    let fleet = Fleet::start(&w, 2);
+    w.config(
+        "gitee",
+        &format!(
+            "on_busy = \"supersede\"\nclean = [\"dist\"]\nsteps = [{}]\n[hooks.docs.publish]\nfrom = \"dist\"\n{}",
+            toml_str(PAGES),
+            fleet.publish_toml()
+        ),
+    );
+    let c1 = w.push("index.md", "one\n");
+    assert_eq!(build(&w)["result"], "succeeded");
+
+    // Build c2 in the background; hold web1's upload; a delivery of c3 supersedes it.
+    let c2 = w.push("index.md", "two\n");
+    fs::write(fleet.hosts[0].fault("hold-upload"), "").unwrap();
+    assert!(w.cmd(&["run", "docs"]).status.success());
+    let uploading = fleet.hosts[0].fault("uploading");
+    wait_for("web1's upload to start", Duration::from_secs(60), || uploading.exists());
+    let c3 = w.push("index.md", "three\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    fs::remove_file(fleet.hosts[0].fault("hold-upload")).unwrap();
+    w.wait_idle();
+
+    let history = w.history();
+    let (newest, stopped) = (&history[0], &history[1]);
+    assert_eq!(
+        (newest["result"].as_str(), newest["commit"].as_str()),
+        (Some("succeeded"), Some(c3.as_str()))
+    );
+    assert_eq!(
+        (stopped["result"].as_str(), stopped["commit"].as_str()),
+        (Some("superseded"), Some(c2.as_str()))
+    );
+    assert!(
+        w.log_text(stopped).contains("no target is switched"),
+        "{}",
+        w.log_text(stopped)
+    );
+    assert_serves(&fleet, &c3);
+    for h in &fleet.hosts {
+        // c1's release and c3's: c2's upload was removed, never switched to.
+        assert_eq!(h.releases().len(), 2, "{}: {:?}", h.name, h.releases());
+    }
+    let _ = c1;
+}
+
+#[test]
 fn rollback_status_and_check_cover_every_host_and_the_local_copy() {
     let w0 = World::new("hosts-rollback-to");
     let to = w0.path("www");
