@@ -92,17 +92,27 @@ impl Target {
 pub fn shared_keys(hook: &Hook) -> Vec<(&'static str, PathBuf)> {
     let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut keys = vec![("working tree", canonical(&hook.repo))];
-    if let Some(p) = &hook.publish {
-        keys.push(("publish target", canonical(&publish::releases_dir(&p.to))));
+    if let Some(to) = local_to(hook) {
+        keys.push(("publish target", canonical(&publish::releases_dir(to))));
     }
     keys
 }
 
+/// The local `to` a hook publishes to: alone, or beside its web hosts (hosts.rs). The
+/// web hosts' own paths cannot be locked from here: one build host per site (README).
+fn local_to(hook: &Hook) -> Option<&Path> {
+    match (&hook.publish, &hook.fleet) {
+        (Some(p), _) => Some(&p.to),
+        (None, Some(f)) => f.to.as_deref(),
+        (None, None) => None,
+    }
+}
+
 fn targets(hook: &Hook, state: &HookState) -> Vec<Target> {
-    if let Some(p) = &hook.publish {
+    if let Some(to) = local_to(hook) {
         // Publishing creates it anyway; made here so that it can be locked from the first
         // build on. When it cannot be made, no publish can happen, so it needs no lock.
-        let _ = fs::create_dir(publish::releases_dir(&p.to));
+        let _ = fs::create_dir(publish::releases_dir(to));
     }
     let mut t: Vec<Target> = shared_keys(hook).into_iter().map(|(_, p)| Target::Folder(p)).collect();
     t.push(Target::HookFile(state.build_lock_path()));
