@@ -33,16 +33,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn nginx_serving(w: &World, to: &std::path::Path) -> Nginx {
-    let dir = w.path("site-nginx");
+fn nginx_serving(w: &World, file: &str, root: &str, to: &std::path::Path) -> Nginx {
+    let dir = w.path(&format!("nginx-{}", file.replace('/', "-")));
     fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let site = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nginx/site.conf"))
+    let snippet = dir.join("fcgiwrap.conf");
+    let fcgiwrap = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fcgiwrap.conf")).unwrap();
+    fs::write(
+        &snippet,
+        fcgiwrap.replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;"),
+    )
+    .unwrap();
+    let site = fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
         .unwrap()
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
         .replace("listen [::]:80;", "")
-        .replace("root /var/www/docs;", &format!("root {};", to.display()));
-    assert!(site.contains(&format!("127.0.0.1:{port}")));
+        .replace("snippets/deploy-hook-fcgiwrap.conf", snippet.to_str().unwrap())
+        .replace(&format!("root {root};"), &format!("root {};", to.display()));
+    assert!(site.contains(&format!("127.0.0.1:{port}")), "{file}: no `listen 80;`");
+    assert!(
+        site.contains(&format!("root {};", to.display())),
+        "{file}: no `root {root};`"
+    );
     fs::write(dir.join("site.conf"), site).unwrap();
     fs::write(
         dir.join("nginx.conf"),
@@ -95,6 +107,15 @@ fn get(port: u16, path: &str) -> (u16, String) {
 
 #[test]
 fn the_site_snippet_answers_404_for_unknown_urls_before_and_after_the_first_publish() {
+    serves_the_site_with_real_404s("nginx/site.conf", "/var/www/docs");
+}
+
+#[test]
+fn the_hooks_server_block_serves_the_site_with_real_404s_too() {
+    serves_the_site_with_real_404s("nginx/deploy-hook.conf", "/var/www/docs/site");
+}
+
+fn serves_the_site_with_real_404s(file: &str, root: &str) {
     let w = World::new("site-conf");
     let to = w.path("www/docs");
     fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -108,11 +129,11 @@ fn the_site_snippet_answers_404_for_unknown_urls_before_and_after_the_first_publ
             to.to_str().unwrap()
         ),
     );
-    let nginx = nginx_serving(&w, &to);
+    let nginx = nginx_serving(&w, file, root, &to);
 
     // before the first publish: no site at all, and no 500
     for path in ["/", "/guide", "/nope"] {
-        assert_eq!(get(nginx.port, path).0, 404, "{path} before the first publish");
+        assert_eq!(get(nginx.port, path).0, 404, "{file}: {path} before the first publish");
     }
 
     let out = w.cmd(&["run", "docs", "--wait"]);
