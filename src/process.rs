@@ -355,6 +355,22 @@ fn processes() -> Vec<(u32, Stat)> {
         .collect()
 }
 
+/// Whether some process holds a flock on the file (`dev`, `ino`), from /proc/locks; `None`
+/// when that table cannot be read.
+pub fn flock_held(dev: u64, ino: u64) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    // The device is printed as hex major:minor (glibc's encoding of dev_t).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
+    Some(table.lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        // "N: FLOCK ADVISORY WRITE pid maj:min:ino 0 EOF"; a blocked request has "->" after
+        // "N:" and holds nothing.
+        fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str())
+    }))
+}
+
 /// This boot's id: a start time means nothing across a reboot.
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -486,5 +502,23 @@ pub fn scrub_request_environ() {
             }
             p = p.add(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_held_flock_is_seen_in_the_kernel_table() {
+        use fs2::FileExt;
+        use std::os::unix::fs::MetadataExt;
+        let path = std::env::temp_dir().join(format!("dh-flock-{}", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!(super::flock_held(m.dev(), m.ino()), Some(false));
+        f.lock_exclusive().unwrap();
+        assert_eq!(super::flock_held(m.dev(), m.ino()), Some(true));
+        FileExt::unlock(&f).unwrap();
+        assert_eq!(super::flock_held(m.dev(), m.ino()), Some(false));
+        std::fs::remove_file(&path).unwrap();
     }
 }

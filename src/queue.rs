@@ -61,9 +61,21 @@ pub fn try_lock(state: &HookState) -> Result<Option<BuildLock>> {
     }
 }
 
-/// Whether this hook's build runs right now.
+/// Whether this hook's build runs right now, asked without taking the lock: a process that
+/// only looks (`status`, the busy check of `on_busy = "reject"`) must not hold the lock
+/// even for a moment, or a delivery that tries it then would count on a holder that never
+/// builds it. The kernel's table of locks (/proc/locks) answers; without it, a try.
 pub fn is_building(state: &HookState) -> Result<bool> {
-    Ok(try_lock(state)?.is_none())
+    let path = state.build_lock_path();
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+    };
+    match process::flock_held(meta.dev(), meta.ino()) {
+        Some(held) => Ok(held),
+        None => Ok(try_lock(state)?.is_none()),
+    }
 }
 
 fn contended(e: &std::io::Error) -> bool {

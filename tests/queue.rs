@@ -552,3 +552,39 @@ fn an_env_i_child_of_a_killed_worker_is_ended_by_the_recovery() {
     assert_eq!(w.history()[1]["result"], "interrupted", "{s}");
     assert!(!pid_alive(orphan), "the env -i child survived the recovery");
 }
+
+#[test]
+fn looking_at_the_status_takes_no_lock() {
+    // A process that takes the build lock even for a moment makes a delivery that tries it
+    // then answer "a build is running", and nothing builds it. `status` only looks, also
+    // when it must tell a running build from one whose worker died.
+    let w = World::new("status-probe");
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    w.config("gitee", &format!("steps = [{}]", toml_str(&gated_step(&record, &gate))));
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for("the build to start", Duration::from_secs(30), || record.exists());
+    let worker = w.status()["current"]["pid"].as_i64().unwrap() as i32;
+    unsafe {
+        libc::kill(worker, libc::SIGKILL);
+    }
+    wait_for("the lock to be free", Duration::from_secs(10), || w.lock_free());
+    fs::write(&gate, "").unwrap();
+    let lock = std::ffi::CString::new(w.hook_dir().join("build.lock").to_str().unwrap()).unwrap();
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK) };
+    assert!(fd >= 0);
+    assert!(unsafe { libc::inotify_add_watch(fd, lock.as_ptr(), libc::IN_OPEN) } >= 0);
+    let mut texts = String::new();
+    for args in [
+        &["status", "docs"][..],
+        &["status", "docs", "--json"],
+        &["status"],
+        &["status", "docs", "--follow"],
+    ] {
+        texts.push_str(&String::from_utf8_lossy(&w.cmd(args).stdout));
+    }
+    let mut buf = [0u8; 4096];
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    unsafe { libc::close(fd) };
+    assert!(texts.contains("interrupted"), "status tells the dead build: {texts}");
+    assert!(n <= 0, "status opened the build lock");
+}
