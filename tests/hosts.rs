@@ -341,6 +341,41 @@ fn a_build_superseded_during_its_upload_switches_no_host() {
 }
 
 #[test]
+fn a_served_path_with_quotes_spaces_and_dollars_is_published_and_rolled_back() {
+    let w = World::new("hosts-quoting");
+    let site = "it's a \"site\" $(touch PWNED) `x` ;";
+    let fleet = Fleet::start_with(&w, 2, site);
+    w.config(
+        "gitee",
+        &format!(
+            "clean = [\"dist\"]\nsteps = [{}]\n[hooks.docs.publish]\nfrom = \"dist\"\n{}",
+            toml_str(PAGES),
+            fleet.publish_toml()
+        ),
+    );
+    let c1 = w.push("index.md", "one\n");
+    let first = build(&w);
+    assert_eq!(first["result"], "succeeded", "{}", w.log_text(&first));
+    let c2 = w.push("index.md", "two\n");
+    let second = build(&w);
+    assert_eq!(second["result"], "succeeded", "{}", w.log_text(&second));
+    let page = |h: &Host| fs::read_to_string(h.path.join("index.html")).unwrap();
+    for h in &fleet.hosts {
+        assert_eq!(page(h).trim(), format!("{c2} index"));
+        assert_eq!(h.releases().len(), 2, "{:?}", h.releases());
+    }
+    let out = w.cmd(&["rollback", "docs"]);
+    assert!(out.status.success(), "{out:?}");
+    for h in &fleet.hosts {
+        assert_eq!(page(h).trim(), format!("{c1} index"));
+        // Nothing in the path ran as a command, here or there.
+        for dir in [h.dir.join("www"), h.dir.clone(), std::path::PathBuf::from("/")] {
+            assert!(!dir.join("PWNED").exists(), "{}", dir.display());
+        }
+    }
+}
+
+#[test]
 fn rollback_status_and_check_cover_every_host_and_the_local_copy() {
     let w0 = World::new("hosts-rollback-to");
     let to = w0.path("www");

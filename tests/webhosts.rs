@@ -179,23 +179,24 @@ pub struct Host {
 }
 
 impl Host {
-    fn start(dir: &Path, name: &str) -> Host {
+    fn start(dir: &Path, name: &str, site: &str) -> Host {
         let dir = dir.join(name);
         for sub in ["www", "bin", "faults", "nginx"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let path = dir.join("www/site");
+        let path = dir.join("www").join(site);
         keygen(&dir.join("ssh_host_ed25519_key"));
         keygen(&dir.join("client_key"));
         fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
         // The fault switches: real mv and rsync unless a flag says otherwise.
         let faults = dir.join("faults");
+        let quoted = format!("'{}'", path.display().to_string().replace('\'', "'\\''"));
         fs::write(
             dir.join("bin/mv"),
             format!(
                 "#!/bin/sh\nif [ -e {f}/fail-switch ]; then for last; do :; done; if [ \"$last\" = {p} ]; then echo \"mv: injected fault on {name}: cannot replace $last\" >&2; exit 1; fi; fi\nexec /bin/mv \"$@\"\n",
                 f = faults.display(),
-                p = path.display()
+                p = quoted
             ),
         )
         .unwrap();
@@ -220,7 +221,8 @@ impl Host {
             format!(
                 "user www-data;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon off;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{http_port};\n    root {root};\n    location / {{ try_files $uri =404; }}\n  }}\n}}\n",
                 d = ngx.display(),
-                root = path.display()
+                // nginx would read `$` and quotes in a root as its own syntax.
+                root = if site == "site" { path.clone() } else { dir.join("www") }.display()
             ),
         )
         .unwrap();
@@ -295,7 +297,9 @@ impl Host {
     }
 
     pub fn releases(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.dir.join("www/site.releases"))
+        let mut name = self.path.file_name().unwrap().to_os_string();
+        name.push(".releases");
+        let mut v: Vec<String> = fs::read_dir(self.path.with_file_name(name))
             .into_iter()
             .flatten()
             .flatten()
@@ -314,10 +318,15 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(w: &World, n: usize) -> Fleet {
+        Fleet::start_with(w, n, "site")
+    }
+
+    /// Hosts whose served path is `<host>/www/<site>`.
+    pub fn start_with(w: &World, n: usize, site: &str) -> Fleet {
         ensure_user();
         let dir = w.path("hosts");
         fs::create_dir_all(&dir).unwrap();
-        let hosts: Vec<Host> = (1..=n).map(|i| Host::start(&dir, &format!("web{i}"))).collect();
+        let hosts: Vec<Host> = (1..=n).map(|i| Host::start(&dir, &format!("web{i}"), site)).collect();
         let known = dir.join("known_hosts");
         let ssh_config = dir.join("ssh_config");
         let (mut k, mut c) = (String::new(), String::new());
