@@ -1,4 +1,6 @@
-//! The README's Config block, pasted as it is with only its paths changed, passes `check`.
+//! The README's Config block, pasted as it is with only its paths changed, passes `check`
+//! and builds and publishes a site whose generator is a devDependency (as VitePress and
+//! VuePress are), with the default steps.
 
 use std::fs;
 use std::process::Command;
@@ -20,12 +22,9 @@ fn the_readme_config_block_with_its_paths_adjusted_passes_check() {
     let logs = w.path("log");
     fs::create_dir_all(&www).unwrap();
     fs::create_dir_all(&logs).unwrap();
-    // a VitePress site, its generator in devDependencies as `npm create vitepress` makes it
-    w.push(
-        "package.json",
-        r#"{"scripts": {"docs:build": "vitepress build docs"}, "devDependencies": {"vitepress": "^1.6.3"}}"#,
-    );
-    crate::util::git(&w.repo, &["pull", "-q", "origin", "main"]);
+    // a site whose generator is in devDependencies, as VuePress and VitePress sites have
+    // it; here a local package, so that `pnpm install` needs no network
+    site_with_a_local_generator(&w);
     let mut text = readme_config_block();
     for (from, to) in [
         ("/var/lib/deploy-hook", w.state.clone()),
@@ -86,4 +85,67 @@ fn the_readme_config_block_with_its_paths_adjusted_passes_check() {
         "check failed on the README's Config block:\n{text}\n{report}"
     );
     assert!(!report.contains("FAIL"), "{report}");
+
+    // and it builds and publishes the site, as the web server's user
+    let out = Command::new("/usr/sbin/runuser")
+        .args(["-u", "www-data", "--"])
+        .arg(&bin)
+        .args(["run", "docs", "--wait"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("DEPLOY_HOOK_CONFIG", &w.config)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let s = w.status();
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        w.log_text(&s["last"])
+    );
+    assert_eq!(
+        fs::read_to_string(www.join("docs/index.html")).unwrap(),
+        "<h1>Hello from the README's config</h1>\n"
+    );
+}
+
+/// package.json with `docs:build` = `vuepress build docs` and `vuepress` in
+/// devDependencies, from a folder in the repo; the generator writes docs/.vuepress/dist.
+fn site_with_a_local_generator(w: &World) {
+    use std::os::unix::fs::PermissionsExt;
+    let files = [
+        (
+            "package.json",
+            r#"{"name": "docs", "private": true, "version": "1.0.0",
+ "scripts": {"docs:build": "vuepress build docs"},
+ "devDependencies": {"vuepress": "file:./tools/vuepress"}}
+"#,
+        ),
+        (
+            "tools/vuepress/package.json",
+            r#"{"name": "vuepress", "version": "0.0.0", "bin": {"vuepress": "cli.js"}}
+"#,
+        ),
+        (
+            "tools/vuepress/cli.js",
+            r#"#!/usr/bin/env node
+const fs = require("fs");
+fs.mkdirSync("docs/.vuepress/dist", { recursive: true });
+const md = fs.readFileSync("docs/README.md", "utf8").trim();
+fs.writeFileSync("docs/.vuepress/dist/index.html", "<h1>" + md + "</h1>\n");
+"#,
+        ),
+        ("docs/README.md", "Hello from the README's config\n"),
+    ];
+    for (rel, text) in files {
+        let p = w.seed.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+    }
+    fs::set_permissions(w.seed.join("tools/vuepress/cli.js"), fs::Permissions::from_mode(0o755)).unwrap();
+    git(&w.seed, &["add", "-A"]);
+    git(&w.seed, &["commit", "-q", "-m", "a site"]);
+    git(&w.seed, &["push", "-q", "origin", "main"]);
 }
