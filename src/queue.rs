@@ -135,8 +135,9 @@ fn targets(hook: &Hook, state: &HookState) -> Vec<Target> {
 
 /// Takes the hook's whole lock: blocking, or giving up (`None`) when any part is held.
 pub fn lock(hook: &Hook, state: &HookState, wait: bool) -> Result<Option<BuildLock>> {
-    state.ensure()?;
     'again: loop {
+        // Inside the loop: the state dir may have been deleted while we waited.
+        state.ensure()?;
         let mut files = Vec::new();
         for t in targets(hook, state) {
             let file = match &t {
