@@ -1208,7 +1208,7 @@ pub fn status_text(targets: &[HostStatus]) -> String {
 }
 
 /// The environment of ssh and rsync outside a build (status, rollback, check): the hook's
-/// PATH and env, and HOME as the steps get it (ssh looks for `~/.ssh` there).
+/// PATH and env, and HOME as the steps get it (ssh itself takes `~` from /etc/passwd).
 pub fn tool_env(hook: &crate::config::Hook, home: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("PATH".into(), hook.path.clone());
