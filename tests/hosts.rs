@@ -376,6 +376,38 @@ fn a_served_path_with_quotes_spaces_and_dollars_is_published_and_rolled_back() {
 }
 
 #[test]
+fn a_site_folder_already_on_a_host_is_kept_as_the_oldest_release() {
+    let (w, fleet) = fleet_world("hosts-folder", 2, "");
+    // web2 already serves a site from a real folder, owned by the ssh user.
+    let old = &fleet.hosts[1];
+    fs::create_dir_all(&old.path).unwrap();
+    fs::write(old.path.join("index.html"), "the site from before\n").unwrap();
+    let out = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:", crate::webhosts::WEB_USER))
+        .arg(&old.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let c1 = w.push("index.md", "one\n");
+    let first = build(&w);
+    assert_eq!(first["result"], "succeeded", "{}", w.log_text(&first));
+    assert_serves(&fleet, &c1);
+    let kept = old.releases();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept[0].starts_with("0000-") && kept[0].ends_with("-before-deploy-hook"),
+        "{kept:?}"
+    );
+
+    // Rolling back to it is explicit: web1 never had that release, so all or none refuses.
+    let out = w.cmd(&["rollback", "docs", "--to", &kept[0]]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web1"), "{out:?}");
+    assert_serves(&fleet, &c1);
+}
+
+#[test]
 fn rollback_status_and_check_cover_every_host_and_the_local_copy() {
     let w0 = World::new("hosts-rollback-to");
     let to = w0.path("www");
