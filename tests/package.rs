@@ -33,6 +33,26 @@ const LAYOUT: &[&str] = &[
     "/usr/share/bash-completion/completions/deploy-hook",
 ];
 
+/// A machine-wide lock, held while this test has the package installed.
+fn machine_lock() -> fs::File {
+    use fs2::FileExt;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/lock/deploy-hook-package-test.lock")
+        .or_else(|_| {
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(std::env::temp_dir().join("deploy-hook-package-test.lock"))
+        })
+        .unwrap();
+    f.lock_exclusive().unwrap();
+    f
+}
+
 fn installed() -> bool {
     let out = admin("dpkg-query", &["-W", "-f=${Status}", "deploy-hook"]);
     String::from_utf8_lossy(&out.stdout).contains("install ok installed")
@@ -46,7 +66,7 @@ impl Drop for Installed {
     fn drop(&mut self) {
         let _ = fs::remove_file("/etc/deploy-hook/docs.secret");
         let out = Command::new("apt-get")
-            .args(["purge", "-y", "-q", "deploy-hook"])
+            .args(["-o", "DPkg::Lock::Timeout=600", "purge", "-y", "-q", "deploy-hook"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(Stdio::null())
             .output();
@@ -111,11 +131,6 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
     if skip_unless_root(name) {
         return;
     }
-    if installed() {
-        eprintln!("\n!!!!!!!!!! SKIPPED {name}: deploy-hook is installed on this machine already; this test installs and purges it. !!!!!!!!!!\n");
-        return;
-    }
-
     // cargo deb: the release build and the package.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
@@ -148,9 +163,17 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
         .collect();
     assert!(errors.is_empty(), "lintian errors:\n{}", errors.join("\n"));
 
-    // apt-get install ./deploy-hook_*.deb
+    // One package test at a time on this machine (several checkouts may run the suite at
+    // once): the lock is held until the package is purged.
+    let _machine = machine_lock();
+    if installed() {
+        eprintln!("\n!!!!!!!!!! SKIPPED {name}: deploy-hook is installed on this machine already; this test installs and purges it. !!!!!!!!!!\n");
+        return;
+    }
+
+    // apt-get install ./deploy-hook_*.deb (waiting for dpkg's lock if another apt runs)
     let install = Command::new("apt-get")
-        .args(["install", "-y", "-q"])
+        .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q"])
         .arg(&deb)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
