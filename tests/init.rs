@@ -23,8 +23,17 @@ pub fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("\n!!!!!!!!!! SKIPPED {test}: it needs root (it gives files to www-data). Run tests/run.sh as root. !!!!!!!!!!\n");
+    loud(&format!(
+        "SKIPPED {test}: it needs root (it gives files to www-data). Run tests/run.sh as root."
+    ));
     true
+}
+
+/// Straight to stderr: the test harness captures eprintln! of a passing test, and a
+/// skipped test passes.
+pub fn loud(msg: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\n!!!!!!!!!! {msg} !!!!!!!!!!\n\n").as_bytes());
 }
 
 pub fn free_port() -> u16 {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::init::{admin, free_port, skip_unless_root, text, uid_of, GitDaemon};
+use crate::init::{admin, free_port, loud, skip_unless_root, text, uid_of, GitDaemon};
 use crate::util::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -167,7 +167,9 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
     // once): the lock is held until the package is purged.
     let _machine = machine_lock();
     if installed() {
-        eprintln!("\n!!!!!!!!!! SKIPPED {name}: deploy-hook is installed on this machine already; this test installs and purges it. !!!!!!!!!!\n");
+        loud(&format!(
+            "SKIPPED {name}: deploy-hook is installed on this machine already; this test installs and purges it."
+        ));
         return;
     }
 
