@@ -91,11 +91,17 @@ pub fn resolve_from(repo: &Path, from: &Path) -> io::Result<PathBuf> {
             ),
         )
     })?;
-    if !real.starts_with(&real_repo) {
+    // Strictly below the repo and never into `.git`: a committed `public -> .` or
+    // `public -> .git` would otherwise publish the repo's config with its credentials.
+    let below = real
+        .strip_prefix(&real_repo)
+        .ok()
+        .filter(|r| r.components().next().is_some() && !r.starts_with(".git"));
+    if below.is_none() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "publish.from {} resolves to {}, outside the repo {}: not published",
+                "publish.from {} resolves to {}, outside the repo {} or not below it (the repo itself and its .git are never published): not published",
                 from.display(),
                 real.display(),
                 real_repo.display()
@@ -141,6 +147,34 @@ fn resolve_inside(root: &Path, mut at: Vec<OsString>, target: &Path, hops: &mut 
         }
     }
     Some(at)
+}
+
+/// The first symlink under `root` whose target leaves `root`, with that target, resolved as
+/// the kernel would (through the other symlinks it meets). Every publish, local or to
+/// other hosts, refuses such an output.
+pub fn link_leaving(root: &Path) -> io::Result<Option<(PathBuf, PathBuf)>> {
+    fn walk(root: &Path, at: &mut Vec<OsString>) -> io::Result<Option<(PathBuf, PathBuf)>> {
+        let rel: PathBuf = at.iter().collect();
+        for entry in fs::read_dir(root.join(&rel))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                let target = fs::read_link(entry.path())?;
+                if resolve_inside(root, at.clone(), &target, &mut 0).is_none() {
+                    return Ok(Some((rel.join(entry.file_name()), target)));
+                }
+            } else if kind.is_dir() {
+                at.push(entry.file_name());
+                let found = walk(root, at)?;
+                at.pop();
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(None)
+    }
+    walk(root, &mut Vec::new())
 }
 
 /// True when the regular file `live` has the same size, mode and content as `new`.
@@ -539,5 +573,27 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(rel(&one.release, "sub/page.html")).unwrap(), "v1");
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn links_leaving_the_output_are_found() {
+        let d = std::env::temp_dir().join(format!("dh-publish-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("../index.html", d.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("../../a/b", d.join("a/b/loop")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), None);
+        std::os::unix::fs::symlink("../../../etc/passwd", d.join("a/b/out")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("a/b/out")));
+        std::fs::remove_file(d.join("a/b/out")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("abs")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("abs")));
+        std::fs::remove_file(d.join("abs")).unwrap();
+        // Read link by link, `s/..` is `a/b`; the kernel goes up from where `s` points.
+        std::os::unix::fs::symlink("../..", d.join("a/b/s")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), None);
+        std::os::unix::fs::symlink("s/../../etc", d.join("a/b/t")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("a/b/t")));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -55,3 +55,40 @@ fn config_errors_never_echo_the_value() {
         }
     }
 }
+
+/// A pasted secret left on a line of its own is not a key: the error names the line only.
+#[test]
+fn a_pasted_secret_is_never_named_as_a_key() {
+    let w = World::new("config-pasted");
+    for line in [
+        "Zm9vYmFyYmF6cXV4aHVudGVyMlNFQ1JFVDEyMzQ1Njc4OTAxMg",
+        "Zm9vYmFyYmF6cXV4aHVudGVyMlNFQ1JFVDEyMzQ1Njc4OTAxMg== = 1",
+        "Zm9vYmFyYmF6cXV4aHVudGVyMlNFQ1JFVDEyMzQ1Njc4OTAxMg = 1",
+        "9f86d081884c7d659a2feaa0c55ad015 = 1",
+    ] {
+        let value = line.split(' ').next().unwrap().trim_end_matches('=');
+        let text = format!(
+            "state_dir = {:?}\n[hooks.docs]\nprovider = \"gitee\"\nrepo = {:?}\n{line}\n",
+            w.state.to_str().unwrap(),
+            w.repo.to_str().unwrap()
+        );
+        fs::write(&w.config, text).unwrap();
+        let r = w.cgi().run();
+        assert_eq!(r.status, 500, "{line}: {}", r.json);
+        let answer = String::from_utf8_lossy(&r.raw);
+        assert!(
+            !answer.contains(value) && !r.stderr.contains(value),
+            "{line}:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("config.toml:5"), "{line}: {}", r.stderr);
+        let out = w.cmd(&["check"]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(value), "{line}:\n{all}");
+        assert!(all.contains("config.toml:5"), "{line}:\n{all}");
+    }
+}

@@ -148,8 +148,31 @@ fn nothing_outside_the_repo_or_the_output_is_ever_published() {
         .log_text(&w.status()["last"])
         .contains("sub/up.txt -> ../../../hook.secret"));
 
-    // 3. Symlinks within the output are fine.
+    // ... and one that climbs out through another link (`s -> ../..`, `t -> s/../..`):
+    // read link by link it stays inside, resolved as the kernel does it does not.
     fs::remove_dir_all(w.seed.join("public/sub")).unwrap();
+    push_symlink(&w, "public/a/b/s", "../..");
+    push_symlink(&w, "public/a/b/t", "s/../../hook.secret");
+    assert_eq!(w.gitee_push().run().word(), "failed");
+    assert!(w.log_text(&w.status()["last"]).contains("a/b/t -> s/../../hook.secret"));
+    fs::remove_dir_all(w.seed.join("public/a")).unwrap();
+
+    // 3. `from` resolving to the repo itself or into its .git (where a remote URL's
+    // credentials live): refused.
+    let public = fs::read_to_string(w.seed.join("public/index.html")).unwrap();
+    for target in [".git", "."] {
+        let _ = fs::remove_dir_all(w.seed.join("public"));
+        push_symlink(&w, "public", target);
+        let r = w.gitee_push().run();
+        assert_eq!(r.word(), "failed", "public -> {target}: {}", r.json);
+        let log = w.log_text(&w.status()["last"]);
+        assert!(log.contains("never published"), "{log}");
+        assert!(fs::symlink_metadata(&www).is_err(), "a release was published");
+    }
+    fs::remove_file(w.seed.join("public")).unwrap();
+    w.push("public/index.html", &public);
+
+    // 4. Symlinks within the output are fine.
     push_symlink(&w, "public/home.html", "index.html");
     let r = w.gitee_push().run();
     assert_eq!(r.word(), "succeeded", "{}", w.log_text(&w.status()["last"]));

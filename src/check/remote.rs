@@ -25,9 +25,24 @@ pub fn redact_url(url: &str) -> String {
     };
     let rest = &url[start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let without_user = match rest[..authority_end].rfind('@') {
         Some(at) => format!("{}{}", &url[..start], &rest[at + 1..]),
         None => url.to_string(),
+    };
+    // `?private_token=...` (GitLab) and the like: keep the names, hide the values.
+    match without_user.split_once('?') {
+        Some((base, query)) => {
+            let query = query.split('#').next().unwrap_or_default();
+            let names: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) => format!("{k}=***"),
+                    None => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", names.join("&"))
+        }
+        None => without_user,
     }
 }
 
@@ -218,7 +233,11 @@ mod tests {
             redact_url("https://user:TOKEN@gitee.com/a/b.git"),
             "https://gitee.com/a/b.git"
         );
-        assert_eq!(redact_url("https://oauth2:x@h:8443/a?b=c@d"), "https://h:8443/a?b=c@d");
+        assert_eq!(redact_url("https://oauth2:x@h:8443/a?b=c@d"), "https://h:8443/a?b=***");
+        assert_eq!(
+            redact_url("https://127.0.0.1:9/x.git?private_token=QSECRET"),
+            "https://127.0.0.1:9/x.git?private_token=***"
+        );
         assert_eq!(redact_url("https://TOKEN@h"), "https://h");
         assert_eq!(redact_url("https://h/a@b"), "https://h/a@b");
         assert_eq!(redact_url("git@github.com:a/b.git"), "git@github.com:a/b.git");

@@ -287,7 +287,9 @@ fn inside_relative(p: &str) -> Option<PathBuf> {
             _ => return None,
         }
     }
-    if clean.as_os_str().is_empty() {
+    // `.git` holds the remote's credentials and the hooks git runs: never published,
+    // never cleaned.
+    if clean.as_os_str().is_empty() || clean.starts_with(".git") {
         None
     } else {
         Some(clean)
@@ -662,7 +664,7 @@ fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hoo
                 return ctx.err(
                     span,
                     &key("publish.from"),
-                    format!("{:?} is not a relative path inside repo", p.from),
+                    format!("{:?} is not a relative path inside repo (and outside .git)", p.from),
                 );
             };
             let hosts = p.hosts.unwrap_or_default();

@@ -57,7 +57,17 @@ fn key_of_line(line: &str) -> Option<String> {
     if inner.is_empty() || key.len() > 80 || !key.chars().all(plain) || inner.trim().contains(' ') {
         return None;
     }
-    Some(key)
+    (key.starts_with('[') || nameable(&key)).then_some(key)
+}
+
+/// Whether a key written in the file may be named in an error. Every key deploy-hook
+/// knows is lower-case words; a line that is a pasted secret (`Zm9vYmFy... = 1`, a hex
+/// token) is not, and naming it would put the secret into the web server's error log.
+fn nameable(key: &str) -> bool {
+    key.split('.').all(|seg| {
+        let seg = seg.trim().trim_matches(|c| c == '"' || c == '\'');
+        !seg.is_empty() && seg.len() <= 32 && seg.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '-')
+    })
 }
 
 /// A TOML/serde error message without the value it quotes: `invalid type: integer
@@ -70,6 +80,16 @@ fn without_values(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
+    // `unknown field `X`, expected one of ...`: X is whatever the line said.
+    if let Some(rest) = one_line.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            return if nameable(field) {
+                one_line
+            } else {
+                format!("unknown key{tail}")
+            };
+        }
+    }
     for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
         if let Some(rest) = one_line.strip_prefix(prefix) {
             // serde's `Unexpected` is a kind, then the value in backticks or quotes.
@@ -213,5 +233,21 @@ mod tests {
         );
         assert_eq!(key_of_line("\"hunter2\","), None);
         assert_eq!(key_of_line("secret hunter2 = 1"), None);
+        // A pasted secret on a line of its own is not a key to name.
+        assert_eq!(key_of_line("Zm9vYmFyYmF6cXV4aHVudGVy = 1"), None);
+        assert_eq!(key_of_line("9f86d081884c7d659a2feaa0c55ad015 = 1"), None);
+        assert_eq!(key_of_line("secert = \"x\"").as_deref(), Some("secert"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_only_when_they_look_like_keys() {
+        assert_eq!(
+            without_values("unknown field `secert`, expected one of `provider`, `secret`"),
+            "unknown field `secert`, expected one of `provider`, `secret`"
+        );
+        assert_eq!(
+            without_values("unknown field `Zm9vYmFyYmF6cXV4aHVudGVy`, expected one of `provider`"),
+            "unknown key, expected one of `provider`"
+        );
     }
 }
