@@ -174,7 +174,16 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             accept(claim)?;
             let record = queue::build_in_worker(&cfg.file, hook, &state)?;
             let commit = record.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-");
-            if record.result == "succeeded" {
+            if record.result == "unchanged" {
+                Ok(answer(
+                    200,
+                    "unchanged",
+                    format!(
+                        "{} is already built and live at {commit}; nothing to do (build {})",
+                        hook.branch, record.id
+                    ),
+                ))
+            } else if record.result == "succeeded" {
                 Ok(answer(
                     200,
                     "succeeded",

@@ -11,13 +11,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::{Cmd, Fleet, Hook};
+use crate::config::{Cmd, Fleet, Hook, Step};
 use crate::error::{Error, Result};
 use crate::hosts;
 use crate::log::{q, Log};
 use crate::process::{self, Exit, Spec};
 use crate::publish;
-use crate::state::{BuildRecord, Current, HookState, Pending};
+use crate::state::{Base, BuildRecord, Current, HookState, Pending};
 use crate::time;
 
 /// The environment of every step: SPEC's list and nothing else. Nothing of the request
@@ -96,6 +96,8 @@ struct Run<'a> {
     env: BTreeMap<String, String>,
     hook: &'a Hook,
     state: &'a HookState,
+    /// An `if_changed` step about to start, to be marked in `dirty_steps`.
+    dirty: Option<usize>,
 }
 
 impl Run<'_> {
@@ -103,11 +105,15 @@ impl Run<'_> {
         process::log_line(&mut self.file, line);
     }
 
-    fn set_step(&self, step: Option<String>) {
+    fn set_step(&mut self, step: Option<String>) {
+        let dirty = self.dirty.take();
         let _ = self.state.update_status(|s| {
             if let Some(c) = s.current.as_mut() {
                 c.step = step;
                 c.step_started = Some(time::rfc3339(time::now()));
+            }
+            if let Some(i) = dirty.filter(|i| !s.dirty_steps.contains(i)) {
+                s.dirty_steps.push(i);
             }
         });
     }
@@ -209,6 +215,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         env,
         hook,
         state,
+        dirty: None,
     };
     if !hook.env.contains_key("HOME") {
         let _ = fs::DirBuilder::new()
@@ -216,7 +223,18 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             .mode(0o700)
             .create(state.home_dir());
     }
+    // One status write both says "building" and reads what this build compares with.
+    let mut plan = Plan {
+        base: None,
+        dirty: Vec::new(),
+        config: config_hash(hook),
+        force: fs::remove_file(state.force_path()).is_ok(),
+        live_release: None,
+    };
     state.update_status(|s| {
+        plan.base = s.base.clone();
+        plan.dirty = s.dirty_steps.clone();
+        plan.live_release = s.live_release.clone();
         s.state = "building".into();
         s.current = Some(Current {
             id: id.clone(),
@@ -245,17 +263,26 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         hook.repo.display()
     ));
 
-    let mut commit = None;
-    let outcome = stages(&mut run, hook, cancel, &mut commit);
+    if plan.force {
+        run.note("forced (deploy-hook run --force): every step runs");
+    }
 
-    let (result, failed_step, failed_at, published) = match outcome {
-        Ok(published) => ("succeeded".to_string(), None, None, published),
-        Err(f) => (result_word(&f.exit).to_string(), Some(f.step), Some(f.at), None),
+    let mut commit = None;
+    let mut timing = Timing::default();
+    let outcome = stages(&mut run, hook, cancel, &mut commit, &plan, &mut timing);
+
+    let (result, failed_step, failed_at, published, release) = match outcome {
+        Ok(Done::Built(published)) => {
+            let release = published.as_ref().map(|p| p.release.clone());
+            ("succeeded".to_string(), None, None, published, release)
+        }
+        Ok(Done::Unchanged(base)) => ("unchanged".to_string(), None, None, None, base.release),
+        Err(f) => (result_word(&f.exit).to_string(), Some(f.step), Some(f.at), None, None),
     };
-    let release = published.as_ref().map(|p| p.release.clone());
     let duration = clock.elapsed().as_secs_f64();
+    run.note(&format!("\ntiming: {timing}"));
     run.note(&format!(
-        "\nresult: {result}{} after {:.1}s",
+        "result: {result}{} after {:.1}s",
         failed_step.as_ref().map(|s| format!(" at {s}")).unwrap_or_default(),
         duration
     ));
@@ -276,6 +303,17 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         if let Some(r) = &release {
             s.live_release = Some(r.clone());
         }
+        if result == "succeeded" {
+            if let Some(c) = &commit {
+                s.base = Some(Base {
+                    id: id.clone(),
+                    commit: c.clone(),
+                    config: plan.config.clone(),
+                    release: release.clone(),
+                });
+                s.dirty_steps.clear();
+            }
+        }
         s.finish(record.clone());
     })?;
     let level_line = format!(
@@ -288,7 +326,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             .unwrap_or_default(),
         duration
     );
-    if result == "succeeded" {
+    if result == "succeeded" || result == "unchanged" {
         log.info(&level_line);
     } else {
         log.warn(&level_line);
@@ -302,21 +340,171 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     Ok(record)
 }
 
+/// What a build compares with, read when it starts.
+struct Plan {
+    /// The hook's last succeeded build.
+    base: Option<Base>,
+    /// Steps started since `base` by builds that did not succeed.
+    dirty: Vec<usize>,
+    /// `config_hash` of the hook now.
+    config: String,
+    /// `run --force`: build even an unchanged commit, run every step.
+    force: bool,
+    /// The live release as status.json has it.
+    live_release: Option<String>,
+}
+
+enum Done {
+    Built(Option<publish::Published>),
+    /// The fetched head is the base's commit, live, with the same config: nothing to do.
+    Unchanged(Base),
+}
+
+/// How long each stage took, for the build log's timing line.
+#[derive(Default)]
+struct Timing {
+    fetch: Option<f64>,
+    clean: Option<f64>,
+    steps: Option<f64>,
+    publish: Option<f64>,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            ("fetch", self.fetch),
+            ("clean", self.clean),
+            ("steps", self.steps),
+            ("publish", self.publish),
+        ];
+        let text: Vec<String> = parts
+            .iter()
+            .filter_map(|(name, t)| t.map(|t| format!("{name} {t:.2}s")))
+            .collect();
+        write!(f, "{}", text.join(", "))
+    }
+}
+
+/// A fingerprint of everything in the hook's config that decides what a build makes: a
+/// change to any of it makes the next build run every step (and never `unchanged`).
+/// Secrets, notifications, modes and timeouts change nothing that is built, so they are
+/// left out. Debug formatting is stable within a version; after an upgrade every step
+/// runs once, which is the safe side.
+pub fn config_hash(hook: &Hook) -> String {
+    use sha2::{Digest, Sha256};
+    let publish = hook.publish.as_ref().map(|p| (&p.from, &p.to));
+    let text = format!(
+        "{:?}",
+        (
+            &hook.repo,
+            &hook.remote,
+            &hook.branch,
+            &hook.clean,
+            &hook.steps,
+            &hook.env,
+            &hook.path,
+            publish,
+            hook.fleet.as_ref().map(|f| (&f.from, &f.to, &f.hosts))
+        )
+    );
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
+
+/// Why step `i` (with `if_changed`) must run, or `Err` with the log line saying why it is
+/// skipped.
+fn must_run(run: &Run, plan: &Plan, i: usize, step: &Step, head: &str) -> std::result::Result<String, String> {
+    if plan.force {
+        return Ok("forced".into());
+    }
+    let Some(base) = &plan.base else {
+        return Ok("no succeeded build yet".into());
+    };
+    if base.config != plan.config {
+        return Ok(format!("the hook's config changed since {}", short(&base.commit)));
+    }
+    let mut argv = vec!["git", "diff", "--name-only", "--no-renames", &base.commit, head, "--"];
+    argv.extend(step.if_changed.iter().map(String::as_str));
+    match process::capture(&argv, &run.hook.repo, &run.env, &run.file) {
+        Ok(Some(changed)) if changed.is_empty() && plan.dirty.contains(&i) => Ok(format!(
+            "a build since {} that did not succeed ran it",
+            short(&base.commit)
+        )),
+        Ok(Some(changed)) if changed.is_empty() => Err(format!(
+            "skipped: {} unchanged since {}",
+            step.if_changed.join(", "),
+            short(&base.commit)
+        )),
+        Ok(Some(changed)) => {
+            let files: Vec<&str> = changed.lines().take(3).collect();
+            let more = changed.lines().count().saturating_sub(3);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            Ok(format!(
+                "{}{more} changed since {}",
+                files.join(", "),
+                short(&base.commit)
+            ))
+        }
+        // The base commit is gone (a force push and a gc) or git failed: run, to be safe.
+        _ => Ok(format!("cannot compare with {}", short(&base.commit))),
+    }
+}
+
 /// Sync, clean, steps, publish. The error names the failed stage and how it ended.
 fn stages(
     run: &mut Run,
     hook: &Hook,
     cancel: &mut dyn FnMut(&str) -> bool,
     commit: &mut Option<String>,
-) -> std::result::Result<Option<publish::Published>, Failed> {
+    plan: &Plan,
+    timing: &mut Timing,
+) -> std::result::Result<Done, Failed> {
+    let clock = Instant::now();
     let fetch = Cmd::Argv(vec![
         "git".into(),
         "fetch".into(),
         hook.remote.clone(),
         hook.branch.clone(),
     ]);
-    let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
     run.command(&fetch, "git fetch", cancel)?;
+    let fetched = process::capture(&["git", "rev-parse", "FETCH_HEAD"], &hook.repo, &run.env, &run.file)
+        .ok()
+        .flatten();
+    // Already built and live, with the same config: a redelivery, or a follow-up build
+    // that finds nothing new. No reset, no step, no publish.
+    if let (Some(base), Some(head), false) = (&plan.base, &fetched, plan.force) {
+        // Several hosts: what status.json recorded (rollback records there too); asking
+        // every host over ssh would cost more than the build saves.
+        let is_live = match (&hook.publish, &hook.fleet) {
+            (Some(p), _) => base.release.is_some() && publish::live(&p.to) == base.release,
+            (None, Some(_)) => base.release.is_some() && plan.live_release == base.release,
+            (None, None) => true,
+        };
+        if base.commit == *head && base.config == plan.config && is_live {
+            timing.fetch = Some(clock.elapsed().as_secs_f64());
+            run.note(&format!(
+                "commit {head}\nunchanged: {} is the commit of build {}{}, with the same config; nothing to do (deploy-hook run {} --force builds anyway)",
+                short(head),
+                base.id,
+                base.release.as_ref().map(|r| format!(", live as {r}")).unwrap_or_default(),
+                hook.name
+            ));
+            *commit = fetched;
+            return Ok(Done::Unchanged(base.clone()));
+        }
+    }
+    let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
     run.command(&reset, "git reset", cancel)?;
     let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, &run.file)
         .ok()
@@ -330,8 +518,10 @@ fn stages(
             }
         });
     }
-    *commit = head;
+    *commit = head.clone();
+    timing.fetch = Some(clock.elapsed().as_secs_f64());
 
+    let clock = Instant::now();
     for rel in &hook.clean {
         match remove_inside(&hook.repo, rel) {
             Ok(true) => run.note(&format!("removed {}", rel.display())),
@@ -346,18 +536,51 @@ fn stages(
             }
         }
     }
+    timing.clean = Some(clock.elapsed().as_secs_f64());
 
+    let clock = Instant::now();
     for (i, step) in hook.steps.iter().enumerate() {
-        run.command(step, &step_label(i + 1, step), cancel)?;
-    }
-
-    if let Some(fleet) = &hook.fleet {
-        if cancel(&run.id) {
-            return Err(Failed::new("publish", "publish", Exit::Cancelled));
+        if !step.if_changed.is_empty() {
+            match must_run(run, plan, i, step, head.as_deref().unwrap_or("HEAD")) {
+                Ok(why) => run.note(&format!("\n{}: runs ({why})", step.run)),
+                Err(skipped) => {
+                    run.note(&format!("\n{}: {skipped}", step.run));
+                    continue;
+                }
+            }
         }
-        run.set_step(Some("publish".into()));
-        return publish_fleet(run, fleet, commit.as_deref(), cancel);
+        // Marked as it starts (in the same status write): if this build does not
+        // succeed, the step's effects may be this commit's, not the base's, and the next
+        // build runs it again.
+        run.dirty = (!step.if_changed.is_empty()).then_some(i);
+        let result = run.command(&step.run, &step_label(i + 1, &step.run), cancel);
+        timing.steps = Some(clock.elapsed().as_secs_f64());
+        result?;
     }
+    timing.steps = Some(clock.elapsed().as_secs_f64());
+
+    let clock = Instant::now();
+    let out = match &hook.fleet {
+        Some(_) if cancel(&run.id) => Err(Failed::new("publish", "publish", Exit::Cancelled)),
+        Some(fleet) => {
+            run.set_step(Some("publish".into()));
+            publish_fleet(run, fleet, commit.as_deref(), cancel)
+        }
+        None => publish_stage(run, hook, cancel, commit),
+    };
+    if hook.publish.is_some() || hook.fleet.is_some() {
+        timing.publish = Some(clock.elapsed().as_secs_f64());
+    }
+    out.map(Done::Built)
+}
+
+/// Publishes the output when the hook has a local `[publish]`.
+fn publish_stage(
+    run: &mut Run,
+    hook: &Hook,
+    cancel: &mut dyn FnMut(&str) -> bool,
+    commit: &Option<String>,
+) -> std::result::Result<Option<publish::Published>, Failed> {
     let Some(publish) = &hook.publish else { return Ok(None) };
     if cancel(&run.id) {
         return Err(Failed::new("publish", "publish", Exit::Cancelled));

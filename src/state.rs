@@ -11,6 +11,7 @@
 //! builds/ID.log  one log per build
 //! home/          HOME of the steps, unless the hook's env sets one
 //! worker.log     stderr of detached workers (warnings and errors when syslog and log.file fail)
+//! force          `run --force` asks the next build to run every step (pipeline.rs)
 //! ```
 //!
 //! Every file is replaced with write-to-temp + rename, so a reader never sees half a file.
@@ -84,6 +85,25 @@ pub struct Status {
     /// The last `deploy-hook rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<Rollback>,
+    /// What the last succeeded build built: the base that `if_changed` steps and
+    /// `unchanged` builds compare with. A build that did not succeed never replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Base>,
+    /// Steps (by index) started by a build since `base` that did not succeed: their effects
+    /// (node_modules) may be another commit's, so they run again whatever changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirty_steps: Vec<usize>,
+}
+
+/// The last succeeded build, as later builds compare with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Base {
+    pub id: String,
+    pub commit: String,
+    /// `pipeline::config_hash` of the hook when it built.
+    pub config: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,6 +123,8 @@ impl Default for Status {
             history: Vec::new(),
             live_release: None,
             last_rollback: None,
+            base: None,
+            dirty_steps: Vec::new(),
         }
     }
 }
@@ -181,6 +203,11 @@ impl HookState {
     }
     pub fn worker_log_path(&self) -> PathBuf {
         self.dir.join("worker.log")
+    }
+    /// Written by `run --force`: the next build runs every step, even for a commit that is
+    /// already live.
+    pub fn force_path(&self) -> PathBuf {
+        self.dir.join("force")
     }
 
     /// Creates the folders; the error says what to do about it.

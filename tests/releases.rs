@@ -229,8 +229,12 @@ fn a_build_killed_after_its_switch_is_recorded_as_published() {
         .unwrap_or_else(|| s["history"][1].clone());
     assert_eq!(killed["result"], "succeeded", "{s}");
     assert!(killed["failed_step"].is_null(), "{s}");
+    // The recovered build is live, so `run` found nothing to do.
+    assert_eq!(s["last"]["result"], "unchanged", "{s}");
     let release = killed["release"].as_str().unwrap();
-    assert!(releases(&www).join(release).is_dir(), "{s}");
+    let live = fs::read_link(&www).unwrap();
+    assert_eq!(release, live.file_name().unwrap().to_str().unwrap(), "{s}");
+    assert_eq!(s["live_release"], killed["release"], "{s}");
     assert!(
         s["history"]
             .as_array()

@@ -290,6 +290,7 @@ fn notifiers_get_the_build_variables_and_their_failure_changes_nothing() {
 
     // a notifier that fails is logged; the build is still a success
     w.config("gitee", &hook("\"true\"", "[\"sh\", \"-c\", \"exit 7\"]"));
+    w.push("index.md", "a new commit: the same one again would be unchanged\n");
     let r = w.gitee_push().run();
     assert_eq!(r.word(), "succeeded");
     assert!(

@@ -8,6 +8,7 @@ mod util;
 
 mod answers;
 mod builds;
+mod changes;
 mod check;
 mod cli;
 mod concurrency;

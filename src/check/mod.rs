@@ -515,7 +515,7 @@ fn check_programs(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     let roles = hook
         .steps
         .iter()
-        .map(|s| ("step", s))
+        .map(|s| ("step", &s.run))
         .chain(hook.on_success.iter().map(|s| ("on_success", s)))
         .chain(hook.on_failure.iter().map(|s| ("on_failure", s)));
     for (role, step) in roles {

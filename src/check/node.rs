@@ -42,6 +42,7 @@ fn managers_used(hook: &Hook) -> Vec<&'static str> {
     for cmd in hook
         .steps
         .iter()
+        .map(|s| &s.run)
         .chain(hook.on_success.iter())
         .chain(hook.on_failure.iter())
     {

@@ -124,6 +124,11 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         git_ref: format!("refs/heads/{}", hook.branch),
         received: time::rfc3339(time::now()),
     };
+    if opts.force {
+        // Before `pending`: the build that takes this delivery sees the marker.
+        crate::state::write_atomic(&state.force_path(), b"")
+            .map_err(|e| Error::io(format!("cannot write {}", state.force_path().display()), e))?;
+    }
     state.mark_pending(&p)?;
     if hook.on_busy == OnBusy::Supersede {
         queue::request_supersede(&state)?;

@@ -100,6 +100,38 @@ impl fmt::Display for Cmd {
     }
 }
 
+/// One step of a build. With `if_changed`, it runs only when one of those paths (git
+/// pathspecs, relative to `repo`) changed since the hook's last succeeded build, when
+/// there is none, or when the hook's config changed since then (pipeline.rs decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub run: Cmd,
+    pub if_changed: Vec<String>,
+}
+
+impl Step {
+    pub fn always(run: Cmd) -> Step {
+        Step {
+            run,
+            if_changed: Vec::new(),
+        }
+    }
+}
+
+/// The lockfiles and settings that decide what `pnpm install` does.
+pub const INSTALL_INPUTS: [&str; 4] = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml", ".npmrc"];
+
+/// SPEC's default steps: install only when its inputs changed, then build.
+pub fn default_steps() -> Vec<Step> {
+    vec![
+        Step {
+            run: Cmd::Argv(vec!["pnpm".into(), "install".into()]),
+            if_changed: INSTALL_INPUTS.map(String::from).to_vec(),
+        },
+        Step::always(Cmd::Argv(vec!["pnpm".into(), "docs:build".into()])),
+    ]
+}
+
 #[derive(Debug, Clone)]
 pub enum Secret {
     Inline(String),
@@ -201,7 +233,7 @@ pub struct Hook {
     pub remote: String,
     pub branch: String,
     pub clean: Vec<PathBuf>,
-    pub steps: Vec<Cmd>,
+    pub steps: Vec<Step>,
     pub env: BTreeMap<String, String>,
     pub path: String,
     pub step_timeout: Duration,
@@ -573,10 +605,7 @@ fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hoo
     }
 
     let steps = match raw.steps {
-        None => vec![
-            Cmd::Argv(vec!["pnpm".into(), "install".into()]),
-            Cmd::Argv(vec!["pnpm".into(), "docs:build".into()]),
-        ],
+        None => default_steps(),
         Some(s) if s.get_ref().is_empty() => {
             return ctx.err(
                 s.span(),
@@ -804,8 +833,13 @@ mod tests {
         assert_eq!(
             h.steps,
             vec![
-                Cmd::Argv(vec!["pnpm".into(), "install".into()]),
-                Cmd::Argv(vec!["pnpm".into(), "docs:build".into()])
+                Step {
+                    run: Cmd::Argv(vec!["pnpm".into(), "install".into()]),
+                    if_changed: ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml", ".npmrc"]
+                        .map(String::from)
+                        .to_vec()
+                },
+                Step::always(Cmd::Argv(vec!["pnpm".into(), "docs:build".into()]))
             ]
         );
         assert_eq!(h.path, "/usr/local/bin:/usr/bin:/bin");
@@ -853,8 +887,8 @@ keep = 5
 "#;
         let c = parse(text).unwrap();
         let h = &c.hooks["docs"];
-        assert_eq!(h.steps[2], Cmd::Shell("echo done > /dev/null".into()));
-        assert_eq!(h.steps[2].argv()[..2], ["/bin/sh".to_string(), "-c".to_string()]);
+        assert_eq!(h.steps[2], Step::always(Cmd::Shell("echo done > /dev/null".into())));
+        assert_eq!(h.steps[2].run.argv()[..2], ["/bin/sh".to_string(), "-c".to_string()]);
         assert_eq!(h.clean, vec![PathBuf::from("docs/.vuepress/dist")]);
         assert_eq!(h.env["NODE_ENV"], "production");
         let p = h.publish.as_ref().unwrap();
@@ -1041,6 +1075,32 @@ keep = 5
             "steps = [\"  \"]",
             "steps = [[\"\", \"x\"]]",
             "on_failure = []",
+        ] {
+            let e = err(&format!("{MINIMAL}{bad}\n"));
+            assert!(e.contains(":5"), "{bad} -> {e}");
+        }
+    }
+
+    #[test]
+    fn steps_may_be_tables_with_if_changed() {
+        let c = parse(&format!(
+            "{MINIMAL}steps = [{{ run = [\"pnpm\", \"install\"], if_changed = [\"package.json\", \"docs/**\"] }}, {{ run = \"make\" }}, [\"pnpm\", \"docs:build\"]]\n"
+        ))
+        .unwrap();
+        let h = &c.hooks["docs"];
+        assert_eq!(h.steps[0].run, Cmd::Argv(vec!["pnpm".into(), "install".into()]));
+        assert_eq!(h.steps[0].if_changed, ["package.json", "docs/**"]);
+        assert_eq!(h.steps[1], Step::always(Cmd::Shell("make".into())));
+        assert_eq!(
+            h.steps[2],
+            Step::always(Cmd::Argv(vec!["pnpm".into(), "docs:build".into()]))
+        );
+        for bad in [
+            "steps = [{ run = [\"x\"], if_changed = [] }]",
+            "steps = [{ run = [\"x\"], if_changed = [\"/etc/passwd\"] }]",
+            "steps = [{ if_changed = [\"a\"] }]",
+            "steps = [{ run = [\"x\"], when = \"a\" }]",
+            "steps = [{ run = [] }]",
         ] {
             let e = err(&format!("{MINIMAL}{bad}\n"));
             assert!(e.contains(":5"), "{bad} -> {e}");

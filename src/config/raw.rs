@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Cmd;
+use super::{Cmd, Step};
 use crate::error::{Error, Result};
 
 /// Reads config text into its raw shape; a syntax or type error names the line and key.
@@ -146,7 +146,7 @@ pub(super) struct RawHook {
     pub(super) remote: Option<Spanned<String>>,
     pub(super) branch: Option<Spanned<String>>,
     pub(super) clean: Option<Spanned<Vec<String>>>,
-    pub(super) steps: Option<Spanned<Vec<Cmd>>>,
+    pub(super) steps: Option<Spanned<Vec<Step>>>,
     pub(super) env: Option<Spanned<BTreeMap<String, String>>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) step_timeout_secs: Option<Spanned<u64>>,
@@ -201,6 +201,49 @@ impl<'de> Deserialize<'de> for Cmd {
             }
         }
         d.deserialize_any(CmdVisitor)
+    }
+}
+
+/// A step: a command as above, or a table `{ run = ..., if_changed = [...] }`.
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Step, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            run: Cmd,
+            if_changed: Option<Vec<String>>,
+        }
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a step: an array like [\"pnpm\", \"install\"], a string run with /bin/sh -c, or a table { run = [...], if_changed = [\"package.json\"] }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Step, E> {
+                Cmd::deserialize(de::value::StrDeserializer::new(v)).map(Step::always)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Step, A::Error> {
+                Cmd::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Step::always)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Step, A::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if t.if_changed.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(de::Error::custom(
+                        "if_changed lists no path: name the files whose change makes the step run, or leave the key out to run it every build",
+                    ));
+                }
+                let if_changed = t.if_changed.unwrap_or_default();
+                for p in &if_changed {
+                    if p.trim().is_empty() || p.starts_with('/') || p.contains('\0') {
+                        return Err(de::Error::custom(
+                            "if_changed paths are git pathspecs relative to repo, like \"package.json\" or \"docs/**\"",
+                        ));
+                    }
+                }
+                Ok(Step { run: t.run, if_changed })
+            }
+        }
+        d.deserialize_any(StepVisitor)
     }
 }
 
