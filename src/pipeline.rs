@@ -596,16 +596,18 @@ fn publish_stage(
             }
         });
     };
+    let clock = Instant::now();
     let published = publish::resolve_from(&hook.repo, &publish.from)
         .and_then(|from| publish::publish(&from, publish, commit.as_deref(), &mut ready));
     match published {
         Ok(p) => {
             run.note(&format!(
-                "\npublished {} as {} -> {}: {}",
+                "\npublished {} as {} -> {}: {}, in {:.1} ms",
                 publish.from.display(),
                 publish.to.display(),
                 p.release,
-                p.stats
+                p.stats,
+                clock.elapsed().as_secs_f64() * 1000.0
             ));
             if let Some(note) = &p.note {
                 run.note(note);

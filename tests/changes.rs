@@ -200,12 +200,37 @@ fn a_redelivery_is_unchanged_and_runs_no_step_until_forced_or_rolled_back() {
     assert_eq!(w.wait_idle()["last"]["result"], "unchanged");
     assert_eq!(runs(), 2);
 
+    // `run --force` builds it anyway, running every step.
+    let out = w.cmd(&["run", "docs", "--wait", "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = w.status();
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(runs(), 3, "run --force ran no step");
+    assert!(w.log_text(&s["last"]).contains("forced (deploy-hook run --force)"));
+    assert!(
+        !w.hook_dir().join("force").exists(),
+        "the force marker outlived its build"
+    );
+    // ... once: the next redelivery is unchanged again.
+    w.gitee_push().run();
+    assert_eq!(w.wait_idle()["last"]["result"], "unchanged");
+    assert_eq!(runs(), 3);
+    // `run --wait` of an unchanged commit exits 0 and says so.
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+
     // After a rollback the commit is not live any more: a redelivery builds it again.
     let out = w.cmd(&["rollback", "docs"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(fs::read_to_string(www.join("index.html")).unwrap(), "one\n");
+    let forced = w.status()["last"]["release"].clone(); // the unchanged record names the live release
+    assert_ne!(
+        w.status()["live_release"],
+        forced,
+        "rollback left the forced release live"
+    );
     w.gitee_push().run();
     assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
-    assert_eq!(runs(), 3);
+    assert_eq!(runs(), 4);
     assert_eq!(fs::read_to_string(www.join("index.html")).unwrap(), "two\n");
 }

@@ -8,6 +8,7 @@ with apt-get first:
     python3 tests/bench/run.py burst        # 2 and 3: bursts through nginx + fcgiwrap
     python3 tests/bench/run.py ab OLD NEW   # per-delivery cost of two builds, interleaved
     python3 tests/bench/run.py hosts        # 4: publish to 1 and 3 web hosts over ssh + rsync
+    python3 tests/bench/run.py site         # 5 and 6: a real VitePress site; publish alone
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
@@ -653,6 +654,257 @@ keep = 3
     print("then `rsync -rl --checksum` of the one-page change onto that copy (in place: no release, no switch).")
 
 
+# ---------------------------------------------------------------- 5: a real VitePress site
+
+# Pinned, so that every run builds the same site; the first run fetches them from the npm
+# registry into pnpm's store.
+SITE_PACKAGE_JSON = """{
+  "name": "bench-docs",
+  "private": true,
+  "version": "1.0.0",
+  "scripts": { "docs:build": "vitepress build docs" },
+  "devDependencies": { "vitepress": "1.6.4", "vue": "3.5.13" }
+}
+"""
+SITE_PAGES = 30
+
+
+def site_world():
+    d = tempfile.mkdtemp(prefix="deploy-hook-bench-site-")
+    os.chmod(d, 0o755)
+    sh("git init -q --bare -b main remote.git && git init -q -b main seed", cwd=d)
+    seed = os.path.join(d, "seed")
+    open(os.path.join(seed, "package.json"), "w").write(SITE_PACKAGE_JSON)
+    open(os.path.join(seed, ".gitignore"), "w").write("node_modules\ndocs/.vitepress/dist\ndocs/.vitepress/cache\n")
+    os.makedirs(os.path.join(seed, "docs", ".vitepress"))
+    open(os.path.join(seed, "docs", ".vitepress", "config.mjs"), "w").write(
+        "export default { title: 'Bench docs', themeConfig: { sidebar: [" +
+        ", ".join(f"{{ text: 'Page {i}', link: '/page{i}' }}" for i in range(SITE_PAGES)) + "] } }\n")
+    open(os.path.join(seed, "docs", "index.md"), "w").write("# Bench docs\n\nA VitePress site.\n")
+    for i in range(SITE_PAGES):
+        text = f"# Page {i}\n\n" + "".join(f"Paragraph {j} of page {i}, with `code` and **bold** text.\n\n" for j in range(40))
+        open(os.path.join(seed, "docs", f"page{i}.md"), "w").write(text)
+    # The lockfile, made once from the registry with the pinned versions.
+    subprocess.run(["pnpm", "install", "--lockfile-only"], cwd=seed, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sh("git add -A && git commit -qm site && git remote add origin ../remote.git && git push -q origin main", cwd=seed)
+    sh("git clone -q remote.git repo", cwd=d)
+    open(os.path.join(d, "hook.secret"), "w").write(SECRET + "\n")
+    path = os.path.dirname(shutil.which("pnpm")) + ":/usr/local/bin:/usr/bin:/bin"
+    open(os.path.join(d, "config.toml"), "w").write(f'''state_dir = "{d}/state"
+[log]
+syslog = ""
+[hooks.docs]
+provider = "gitee"
+secret_file = "{d}/hook.secret"
+repo = "{d}/repo"
+path = "{path}"
+clean = ["docs/.vitepress/dist"]
+[hooks.docs.publish]
+from = "docs/.vitepress/dist"
+to = "{d}/www"
+''')
+    return d, seed
+
+
+def cgi_delivery(d, i):
+    ts = str(int(time.time() * 1000) - 1000 + i % 1000)
+    body = b'{"ref":"refs/heads/main"}'
+    env = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "POST", "PATH_INFO": "/docs",
+           "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+           "DEPLOY_HOOK_CONFIG": os.path.join(d, "config.toml"), "HTTP_X_GITEE_EVENT": "Push Hook",
+           "HTTP_X_GITEE_TIMESTAMP": ts, "HTTP_X_GITEE_TOKEN": token(ts)}
+    out = subprocess.run([BIN], env=env, input=body, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert b"202" in out.stdout.split(b"\r\n")[0], out.stdout
+
+
+def last_log(d):
+    s = json.load(open(os.path.join(d, "state", "docs", "status.json")))
+    return s["last"], open(s["last"]["log"]).read()
+
+
+def timing_of(log, stage):
+    for line in log.splitlines():
+        if line.startswith("timing: "):
+            for part in line[len("timing: "):].split(", "):
+                name, value = part.split(" ")
+                if name == stage:
+                    return float(value.rstrip("s"))
+    return float("nan")
+
+
+def site_bench(rounds=5):
+    print("\n## 5. A real VitePress site: from a push to the live page\n")
+    if not shutil.which("pnpm"):
+        subprocess.run(["npm", "install", "-g", "pnpm"], check=True, stdout=subprocess.DEVNULL)
+    d, seed = site_world()
+    repo, page = os.path.join(d, "repo"), os.path.join(d, "www", "page1.html")
+    counter = [0]
+
+    def deliver_and_wait(marker=None, sid=None):
+        """Delivery -> the first poll (every 5 ms) that sees `marker` in the served page, or,
+        for a redelivery, that sees the build recorded."""
+        counter[0] += 1
+        before = json.load(open(os.path.join(d, "state", "docs", "status.json")))["last"]["id"] \
+            if os.path.exists(os.path.join(d, "state", "docs", "status.json")) else None
+        t = time.perf_counter()
+        cgi_delivery(d, counter[0])
+        while True:
+            if marker is not None:
+                try:
+                    if marker in open(page).read():
+                        break
+                except OSError:
+                    pass
+            else:
+                try:
+                    s = json.load(open(os.path.join(d, "state", "docs", "status.json")))
+                    if s["state"] == "idle" and s["last"]["id"] != before:
+                        break
+                except (OSError, ValueError):
+                    pass
+            if time.perf_counter() - t > 600:
+                raise SystemExit("the site bench's build did not go live: " + last_log(d)[1][-3000:])
+            time.sleep(0.005)
+        el = time.perf_counter() - t
+        wait_idle(d)
+        return el
+
+    def push(path, text, msg):
+        open(os.path.join(seed, path), "w").write(text)
+        sh(f"git add -A && git commit -qm '{msg}' && git push -q origin main", cwd=seed)
+
+    # The first build installs everything (from pnpm's store after the lockfile run).
+    first = deliver_and_wait("Page 1")
+    last, log = last_log(d)
+    assert last["result"] == "succeeded", log[-3000:]
+    print(f"first build (pnpm install from an empty node_modules, then the build): {first:.2f} s")
+
+    page1 = open(os.path.join(seed, "docs", "page1.md")).read()
+    bare, docs, lock, redeliver, overhead = [], [], [], [], {"fetch": [], "publish": [], "steps": []}
+    env = dict(os.environ, PATH=os.path.dirname(shutil.which("pnpm")) + ":/usr/bin:/bin")
+    for r in range(rounds):
+        # 1. the floor: the bare build in the same checkout, nothing else
+        t = time.perf_counter()
+        subprocess.run(["pnpm", "docs:build"], cwd=repo, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bare.append(time.perf_counter() - t)
+        # 2a. a one-page docs change
+        marker = f"docs-change-{r}-{time.time()}"
+        push("docs/page1.md", page1 + f"\n{marker}\n", "docs")
+        docs.append(deliver_and_wait(marker))
+        last, log = last_log(d)
+        assert last["result"] == "succeeded" and "pnpm install: skipped" in log, log[-3000:]
+        for k in overhead:
+            overhead[k].append(timing_of(log, k))
+        # 2b. a lockfile change (a comment: pnpm install runs and finds the store warm)
+        lockfile = open(os.path.join(seed, "pnpm-lock.yaml")).read().split("\n# bench")[0]
+        marker = f"lock-change-{r}-{time.time()}"
+        open(os.path.join(seed, "pnpm-lock.yaml"), "w").write(lockfile + f"\n# bench {r}\n")
+        push("docs/page1.md", page1 + f"\n{marker}\n", "lockfile")
+        lock.append(deliver_and_wait(marker))
+        last, log = last_log(d)
+        assert last["result"] == "succeeded" and "pnpm install: runs" in log, log[-3000:]
+        # 2c. the forge redelivers the same push
+        redeliver.append(deliver_and_wait(None))
+        last, log = last_log(d)
+        assert last["result"] == "unchanged", log[-3000:]
+    m = statistics.median
+    print(f"\n{rounds} rounds, medians; live = from the delivery to the first poll (every 5 ms) that sees the new page\n")
+    print("| case | median | ratio to the bare build |")
+    print("|---|---|---|")
+    print(f"| 1. bare `pnpm docs:build` (the floor) | {m(bare):.2f} s | 1.00 |")
+    print(f"| 2a. one-page docs change, live | {m(docs):.2f} s | {m(docs) / m(bare):.2f} |")
+    print(f"| 2b. lockfile change, live | {m(lock):.2f} s | {m(lock) / m(bare):.2f} |")
+    print(f"| 2c. redelivery of the same commit, recorded `unchanged` | {m(redeliver) * 1000:.0f} ms | {m(redeliver) / m(bare):.3f} |")
+    print(f"\nbuild log timing of 2a (medians): fetch {m(overhead['fetch']):.2f} s, steps {m(overhead['steps']):.2f} s, "
+          f"publish {m(overhead['publish']):.2f} s")
+    print(f"goals: docs change <= 1.1x the bare build: {'met' if m(docs) / m(bare) <= 1.1 else 'MISSED'} "
+          f"({m(docs) / m(bare):.2f}x); redelivery < 0.5 s: {'met' if m(redeliver) < 0.5 else 'MISSED'} "
+          f"({m(redeliver) * 1000:.0f} ms)")
+    shutil.rmtree(d, ignore_errors=True)
+    publish_bench()
+
+
+def publish_ms(log):
+    for line in log.splitlines():
+        if line.startswith("published ") and line.endswith(" ms"):
+            return float(line.rsplit(" in ", 1)[1].split()[0]) / 1000
+    return float("nan")
+
+
+def du_kib(path):
+    return int(subprocess.run(["du", "-sk", path], stdout=subprocess.PIPE, text=True, check=True).stdout.split()[0])
+
+
+def publish_bench(files=5000, size=20_000, rounds=5):
+    print(f"\n## 6. Publish alone: {files} files, {files * size / 1e6:.0f} MB, one file changed\n")
+    d = tempfile.mkdtemp(prefix="deploy-hook-bench-publish-")
+    sh("git init -q --bare -b main remote.git && git init -q -b main seed", cwd=d)
+    seed = os.path.join(d, "seed")
+    open(os.path.join(seed, "rev"), "w").write("0\n")
+    sh("git add -A && git commit -qm 0 && git remote add origin ../remote.git && git push -q origin main", cwd=seed)
+    sh("git clone -q remote.git repo", cwd=d)
+    out = os.path.join(d, "repo", "out")
+    for i in range(files):
+        sub = os.path.join(out, f"d{i // 100:02d}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{i:04d}.html"), "wb") as f:
+            f.write(os.urandom(size))
+    open(os.path.join(d, "hook.secret"), "w").write(SECRET + "\n")
+    # The step changes one file of the (untracked) output; the rest is as the last build left it.
+    open(os.path.join(d, "config.toml"), "w").write(f'''state_dir = "{d}/state"
+[log]
+syslog = ""
+[hooks.docs]
+provider = "gitee"
+secret_file = "{d}/hook.secret"
+repo = "{d}/repo"
+steps = ["head -c {size} /dev/urandom > out/d00/f0000.html"]
+[hooks.docs.publish]
+from = "out"
+to = "{d}/www"
+keep = {rounds + 3}
+''')
+    cfg = os.path.join(d, "config.toml")
+
+    def build(i):
+        open(os.path.join(seed, "rev"), "w").write(f"{i}\n")
+        sh(f"git commit -qam {i} && git push -q origin main", cwd=seed)
+        subprocess.run([BIN, "run", "docs", "--wait", "--config", cfg], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return last_log(d)
+
+    rel = os.path.join(d, "www.releases")
+    t = time.perf_counter()
+    build(1)  # the first release: everything is new
+    first_t = time.perf_counter() - t
+    first_log = last_log(d)[1]
+    dh_t, dh_kib, cp_t, cp_kib = [], [], [], []
+    for r in range(rounds):
+        before = du_kib(rel)
+        last, log = build(r + 2)
+        dh_kib.append(du_kib(rel) - before)
+        dh_t.append(publish_ms(log))
+        target = os.path.join(d, f"cp-{r}")
+        before = du_kib(d)
+        t = time.perf_counter()
+        subprocess.run(["cp", "-a", out, target], check=True)
+        cp_t.append(time.perf_counter() - t)
+        cp_kib.append(du_kib(d) - before)
+        shutil.rmtree(target)
+    m = statistics.median
+    print("| publish of the one-file change | median time | new disk space (du) |")
+    print("|---|---|---|")
+    print(f"| plain `cp -a` of the output | {m(cp_t):.3f} s | {m(cp_kib) / 1024:.1f} MiB |")
+    print(f"| deploy-hook publish (from its build log) | {m(dh_t):.3f} s | {m(dh_kib) / 1024:.2f} MiB |")
+    print(f"| ratio | {m(dh_t) / m(cp_t) * 100:.1f} % | {m(dh_kib) / m(cp_kib) * 100:.2f} % |")
+    print(f"\nfirst publish (every file new): {timing_of(first_log, 'publish'):.2f} s (whole `run --wait`: {first_t:.2f} s)")
+    print(f"goal: under 5 % of the full copy's space and time: space {'met' if m(dh_kib) / m(cp_kib) < 0.05 else 'MISSED'}, "
+          f"time {'met' if m(dh_t) / m(cp_t) < 0.05 else 'MISSED'}")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: the burst starts nginx and fcgiwrap as www-data")
@@ -684,3 +936,7 @@ if __name__ == "__main__":
         burst_bench()
     if what in ("all", "hosts"):
         hosts_bench()
+    if what in ("all", "site"):
+        site_bench()
+    if what == "publish":
+        publish_bench()
