@@ -107,7 +107,7 @@ impl Run<'_> {
 
     fn set_step(&mut self, step: Option<String>) {
         let dirty = self.dirty.take();
-        let _ = self.state.update_status(|s| {
+        let change = |s: &mut crate::state::Status| {
             if let Some(c) = s.current.as_mut() {
                 c.step = step;
                 c.step_started = Some(time::rfc3339(time::now()));
@@ -115,7 +115,12 @@ impl Run<'_> {
             if let Some(i) = dirty.filter(|i| !s.dirty_steps.contains(i)) {
                 s.dirty_steps.push(i);
             }
-        });
+        };
+        // Progress only, unless a step is marked dirty: that must survive a power cut.
+        let _ = match dirty {
+            Some(_) => self.state.update_status(change),
+            None => self.state.update_progress(change),
+        };
     }
 
     /// Runs one command of the build, logged; the error is the command as written, its
@@ -246,6 +251,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             step: None,
             step_started: None,
             release: None,
+            config: Some(plan.config.clone()),
         });
     })?;
     log.info(&format!(
@@ -512,7 +518,7 @@ fn stages(
     if let Some(c) = &head {
         run.env.insert("DEPLOY_HOOK_COMMIT".into(), c.clone());
         run.note(&format!("commit {c}"));
-        let _ = run.state.update_status(|s| {
+        let _ = run.state.update_progress(|s| {
             if let Some(cur) = s.current.as_mut() {
                 cur.commit = Some(c.clone());
             }

@@ -166,7 +166,10 @@ fn wait_or_stop(
 ) -> io::Result<Exit> {
     let pgid = child.id() as i32;
     let deadline = Instant::now() + timeout;
-    let mut tick = Duration::from_millis(5);
+    // Polled, since the timeout and `cancel` need looking at too. The cap is short because
+    // it is added to every step's end: with 50 ms, a build's fetch, reset and two steps
+    // lost up to 0.2 s here; at 10 ms the polling costs no measurable CPU.
+    let mut tick = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Exit::from_status(status));
@@ -183,7 +186,7 @@ fn wait_or_stop(
             return Ok(why);
         }
         std::thread::sleep(tick);
-        tick = (tick * 2).min(Duration::from_millis(50));
+        tick = (tick * 2).min(Duration::from_millis(10));
     }
 }
 

@@ -335,6 +335,17 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
         };
         if record.result == "succeeded" {
             s.live_release = record.release.clone();
+            // It ran every step and published: later builds compare with it.
+            let config = status.current.as_ref().and_then(|c| c.config.clone());
+            if let (Some(commit), Some(config)) = (record.commit.clone(), config) {
+                s.base = Some(crate::state::Base {
+                    id: record.id.clone(),
+                    commit,
+                    config,
+                    release: record.release.clone(),
+                });
+                s.dirty_steps.clear();
+            }
         }
         s.finish(record);
     })?;
