@@ -29,6 +29,18 @@ fn someone_waits_for(path: &Path) -> bool {
     })
 }
 
+/// The pid holding (not waiting for) a lock on `path`, from /proc/locks.
+fn lock_holder(path: &Path) -> Option<u32> {
+    let ino = fs::metadata(path).ok()?.ino().to_string();
+    fs::read_to_string("/proc/locks").ok()?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let on_it = f
+            .iter()
+            .any(|f| f.matches(':').count() == 2 && f.rsplit(':').next() == Some(ino.as_str()));
+        (on_it && !l.contains("->")).then(|| f.get(4)?.parse().ok()).flatten()
+    })
+}
+
 /// The real binary with a subcommand, in the background.
 fn spawn(w: &World, args: &[&str]) -> Child {
     Command::new(BIN)
@@ -457,7 +469,7 @@ fn a_worker_killed_after_taking_the_delivery_loses_nothing() {
     // lock so that it waits in the take, let it take, and hold the lock again before it
     // records the build. What we see under the lock tells whether we caught it there.
     let mut caught = None;
-    for attempt in 0..30 {
+    for attempt in 0..60 {
         let id = format!("lost-{attempt}");
         let p = format!(
             "{{\"delivery\":\"{id}\",\"event\":\"Push Hook\",\"git_ref\":\"refs/heads/main\",\"received\":\"\"}}"
@@ -469,6 +481,17 @@ fn a_worker_killed_after_taking_the_delivery_loses_nothing() {
             someone_waits_for(&state_lock_path)
         });
         FileExt::unlock(&state_lock).unwrap();
+        // Queue behind the worker only once it holds the lock for its take: then the lock
+        // passes to us when the take is done, before the worker wants it back to record
+        // the build (re-locking at once would mostly win the lock before the worker).
+        let pid = worker.id();
+        let since = std::time::Instant::now();
+        while lock_holder(&state_lock_path) != Some(pid)
+            && w.hook_dir().join("pending").exists()
+            && since.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::yield_now();
+        }
         state_lock.lock_exclusive().unwrap();
         let taken = !w.hook_dir().join("pending").exists() && w.status()["state"] != "building";
         if taken {
