@@ -6,14 +6,18 @@
 
 /// A string safe to show in a message: control characters escaped, length capped.
 ///
-/// Only control characters are escaped (`\n`, `\u{1b}`): other text, `é` or the `�` of an
-/// invalid byte, is shown as it is, and a backslash stays one backslash. So applying it
-/// twice changes nothing, and a message that goes through it and then through JSON is
-/// escaped once, by JSON.
+/// Only control characters and invisible formatting ones are escaped (`\n`, `\u{1b}`,
+/// `\u{202e}`): other text, `é` or the `�` of an invalid byte, is shown as it is, and a
+/// backslash stays one backslash. So applying it twice changes nothing, and a message that
+/// goes through it and then through JSON is escaped once, by JSON.
 pub fn printable(s: &str, max: usize) -> String {
     let mut out = String::new();
     for c in s.chars().take(max) {
-        if c.is_control() {
+        // Control characters, and the invisible ones that reorder or hide text (bidi
+        // overrides, zero-width spaces), which could make a log line read as another.
+        let invisible =
+            matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -93,6 +97,7 @@ mod tests {
         assert_eq!(printable("abcdef", 3), "abc…");
         assert_eq!(printable("/\u{fffd}é\\", 10), "/\u{fffd}é\\");
         assert_eq!(printable(&printable("a\tb\u{1b}", 10), 20), "a\\tb\\u{1b}");
+        assert_eq!(printable("main\u{202e}gnp.exe", 20), "main\\u{202e}gnp.exe");
     }
 
     #[test]
