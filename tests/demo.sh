@@ -4,14 +4,30 @@
 #
 #   bash tests/demo.sh            (KEEP=1 keeps the folder afterwards)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building deploy-hook (release)"
-cargo build --release --locked --quiet
-BIN=$PWD/target/release/deploy-hook
-command -v pnpm >/dev/null 2>&1 || { say "installing pnpm"; npm install -g pnpm@9 >/dev/null; }
+if [ -z "${DEMO_BIN:-}" ]; then
+  cd "$(dirname "$0")/.."
+  say "building deploy-hook (release)"
+  cargo build --release --locked --quiet
+  command -v pnpm >/dev/null 2>&1 || { say "installing pnpm"; npm install -g pnpm@9 >/dev/null; }
+  if [ "$(id -u)" = 0 ]; then
+    # As root, deploy-hook's commands become the state folder's owner, and `check` holds
+    # root-owned state to be a mistake (the web server could not write it). So the demo
+    # plays the web server's user for the rest, as a real setup would.
+    say "running the rest as www-data, the web server's user (runuser -u www-data --)"
+    STAGE=$(mktemp -d /tmp/deploy-hook-demo-bin.XXXXXX)
+    trap 'rm -rf "$STAGE"' EXIT
+    cp target/release/deploy-hook tests/demo.sh tests/fixtures/gitee-push.json "$STAGE"/
+    chmod -R a+rX "$STAGE"
+    runuser -u www-data -- env HOME=/tmp KEEP="${KEEP:-0}" PATH="$PATH" \
+      DEMO_BIN="$STAGE/deploy-hook" DEMO_BODY="$STAGE/gitee-push.json" bash "$STAGE/demo.sh"
+    exit
+  fi
+  DEMO_BIN=$PWD/target/release/deploy-hook
+  DEMO_BODY=$PWD/tests/fixtures/gitee-push.json
+fi
+BIN=$DEMO_BIN
 # The steps' PATH: where pnpm and node are, then the usual folders (duplicates dropped).
 STEP_PATH=$(printf '%s\n' "$(dirname "$(command -v pnpm)")" "$(dirname "$(command -v node)")" /usr/local/bin /usr/bin /bin | awk '!seen[$0]++' | paste -sd:)
 
@@ -67,7 +83,7 @@ say "deploy-hook check"
 "$BIN" check
 
 # The body: a real Gitee push delivery (tests/fixtures/gitee-push.json), byte for byte.
-BODY=$ROOT/tests/fixtures/gitee-push.json
+BODY=$DEMO_BODY
 deliver() {
   # Sign exactly as Gitee does (a fresh timestamp each time) and run the CGI as fcgiwrap would.
   ( eval "$("$BIN" sign docs --body "$BODY" --format env)"; exec "$BIN" < "$BODY" )

@@ -230,7 +230,7 @@ pub fn run(a: &InitArgs, config_path: &Path, out: &mut dyn Write) -> Result<i32>
     )?;
 
     writeln!(out).ok();
-    paste_instructions(out, name, a.provider, &secret);
+    paste_instructions(out, name, &branch, a.provider, &secret);
     if checked != 0 {
         writeln!(
             out,
@@ -249,7 +249,7 @@ pub fn run(a: &InitArgs, config_path: &Path, out: &mut dyn Write) -> Result<i32>
 }
 
 /// What to type into the forge's webhook form. The secret is printed here, and only here.
-fn paste_instructions(out: &mut dyn Write, name: &str, provider: InitProvider, secret: &str) {
+fn paste_instructions(out: &mut dyn Write, name: &str, branch: &str, provider: InitProvider, secret: &str) {
     let host = hostname().unwrap_or_else(|| "YOUR-HOST".into());
     let mut t = String::new();
     t.push_str(&format!(
@@ -283,8 +283,11 @@ fn paste_instructions(out: &mut dyn Write, name: &str, provider: InitProvider, s
             t.push_str("  Trigger on:   Push events\n");
         }
     }
+    // The body is the one `sign` signs by default; the host is the nginx site's
+    // server_name, which the README's Quick start sets to `hostname -f`.
     t.push_str(&format!(
-        "Test it from here with: eval \"curl -sS http://localhost/hooks/{name} --data-binary '{{}}' $(deploy-hook sign {name} --format curl)\"\n"
+        "Test it from here, once the web server serves it (a push of {branch}):\n  \
+         eval \"curl -sS http://$(hostname -f)/hooks/{name} --data-binary '{{\\\"ref\\\":\\\"refs/heads/{branch}\\\"}}' $(deploy-hook sign {name} --format curl)\"\n"
     ));
     out.write_all(t.as_bytes()).ok();
 }
