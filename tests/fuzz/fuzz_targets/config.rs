@@ -11,8 +11,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = cfg.hook(None);
             for h in cfg.hooks.values() {
                 for s in &h.steps {
-                    let _ = s.to_string();
-                    let _ = s.argv();
+                    let _ = s.run.to_string();
+                    let _ = s.run.argv();
+                    let _ = s.if_changed.len();
                 }
             }
         }
