@@ -289,36 +289,24 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
     let published = |c: &crate::state::Current| c.release.is_some() && c.release == live;
     state.update_status(|s| {
         let record = match s.current.take() {
-            Some(c) if published(&c) => BuildRecord {
-                duration_secs: time::parse_rfc3339(&c.started)
-                    .map(|t| now.as_secs().saturating_sub(t) as f64)
-                    .unwrap_or(0.0),
-                id: c.id,
-                delivery: c.delivery,
-                started: c.started,
-                finished: time::rfc3339(now),
-                result: "succeeded".into(),
-                commit: c.commit,
-                failed_step: None,
-                failed_at: None,
-                log: c.log,
-                release: c.release.clone(),
-            },
-            Some(c) => BuildRecord {
-                duration_secs: time::parse_rfc3339(&c.started)
-                    .map(|t| now.as_secs().saturating_sub(t) as f64)
-                    .unwrap_or(0.0),
-                id: c.id,
-                delivery: c.delivery,
-                started: c.started,
-                finished: time::rfc3339(now),
-                result: "interrupted".into(),
-                commit: c.commit,
-                failed_step: c.step,
-                failed_at: None,
-                log: c.log,
-                release: None,
-            },
+            Some(c) => {
+                let published = published(&c);
+                BuildRecord {
+                    duration_secs: time::parse_rfc3339(&c.started)
+                        .map(|t| now.as_secs().saturating_sub(t) as f64)
+                        .unwrap_or(0.0),
+                    id: c.id,
+                    delivery: c.delivery,
+                    started: c.started,
+                    finished: time::rfc3339(now),
+                    result: if published { "succeeded" } else { "interrupted" }.into(),
+                    commit: c.commit,
+                    failed_step: if published { None } else { c.step },
+                    failed_at: None,
+                    log: c.log,
+                    release: if published { c.release } else { None },
+                }
+            }
             None => BuildRecord {
                 id: "unknown".into(),
                 delivery: String::new(),

@@ -408,6 +408,27 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
     out.write_all(w.as_bytes()).ok();
 }
 
+/// Records a rollback in status.json: the live release and the `last_rollback` line.
+fn record_rollback(state: &HookState, from: &Option<String>, target: &str) -> Result<()> {
+    state.update_status(|s| {
+        s.live_release = Some(target.to_string());
+        s.last_rollback = Some(crate::state::Rollback {
+            from: from.clone(),
+            to: target.to_string(),
+            at: time::rfc3339(time::now()),
+        });
+    })?;
+    Ok(())
+}
+
+fn log_rollback(log: &mut Log, hook: &str, from: Option<&str>, target: &str) {
+    log.info(&format!(
+        "rollback hook={hook} from={} to={}",
+        q(from.unwrap_or("-")),
+        q(target)
+    ));
+}
+
 fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) -> Result<i32> {
     let cfg = Config::load(config)?;
     let (hook, state) = hook_and_state(&cfg, name)?;
@@ -433,22 +454,10 @@ fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dyn Write) ->
         let target = publish::rollback_target(&publish.to, to).map_err(Error::Usage)?;
         publish::switch(&publish.to, &target)
             .map_err(|e| Error::io(format!("cannot switch {}", publish.to.display()), e))?;
-        state.update_status(|s| {
-            s.live_release = Some(target.clone());
-            s.last_rollback = Some(crate::state::Rollback {
-                from: from.clone(),
-                to: target.clone(),
-                at: time::rfc3339(time::now()),
-            });
-        })?;
+        record_rollback(&state, &from, &target)?;
         Ok((from, target))
     })?;
-    log.info(&format!(
-        "rollback hook={} from={} to={}",
-        hook.name,
-        q(from.as_deref().unwrap_or("-")),
-        q(&target)
-    ));
+    log_rollback(&mut log, &hook.name, from.as_deref(), &target);
     writeln!(
         out,
         "{}: {} now serves release {target} (was {})",
@@ -515,22 +524,10 @@ fn rollback_fleet(
                 ))
             }
         };
-        state.update_status(|s| {
-            s.live_release = Some(target.clone());
-            s.last_rollback = Some(crate::state::Rollback {
-                from: from.clone(),
-                to: target.clone(),
-                at: time::rfc3339(time::now()),
-            });
-        })?;
+        record_rollback(state, &from, &target)?;
         Ok((from, target))
     })?;
-    log.info(&format!(
-        "rollback hook={} from={} to={}",
-        hook.name,
-        q(from.as_deref().unwrap_or("-")),
-        q(&target)
-    ));
+    log_rollback(&mut log, &hook.name, from.as_deref(), &target);
     let names: Vec<String> = hosts::targets(fleet).into_iter().map(|t| t.name).collect();
     writeln!(
         out,
