@@ -30,13 +30,7 @@ pub fn chown(owner: &str, recursive: bool, path: &Path) {
 /// (remote.git) stays root's, trusted through the build HOME's .gitconfig.
 pub fn www_data_world(name: &str) -> World {
     let w = World::new(name);
-    let home = w.hook_dir().join("home");
-    fs::create_dir_all(&home).unwrap();
-    fs::write(
-        home.join(".gitconfig"),
-        format!("[safe]\n\tdirectory = {}\n", w.remote.display()),
-    )
-    .unwrap();
+    w.trust_remote_in_build_home();
     fs::create_dir_all(w.path("www")).unwrap();
     chown("www-data:www-data", false, &w.dir);
     for p in [&w.repo, &w.state, &w.path("www")] {

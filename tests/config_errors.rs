@@ -18,27 +18,31 @@ const CASES: [(&str, &str); 9] = [
     ("token = \"unknown-key-VALUE\"", "unknown-key-VALUE"),
 ];
 
+/// Writes a config whose line 5 is `line`, and sends a delivery: the answer is 500, and
+/// neither it nor the error log line holds `value`, while the log names line 5.
+fn delivery_names_line_5_but_not(w: &World, line: &str, value: &str) {
+    let text = format!(
+        "state_dir = {:?}\n[hooks.docs]\nprovider = \"gitee\"\nrepo = {:?}\n{line}\n",
+        w.state.to_str().unwrap(),
+        w.repo.to_str().unwrap()
+    );
+    fs::write(&w.config, text).unwrap();
+    let r = w.cgi().run();
+    assert_eq!(r.status, 500, "{line}: {}", r.json);
+    let answer = String::from_utf8_lossy(&r.raw);
+    assert!(
+        !answer.contains(value) && !r.stderr.contains(value),
+        "{line}:\n{answer}\n{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("config.toml:5"), "{line}: {}", r.stderr);
+}
+
 #[test]
 fn config_errors_never_echo_the_value() {
     let w = World::new("config-errors");
     for (line, value) in CASES {
-        // line 5 of the file is the broken one
-        let text = format!(
-            "state_dir = {:?}\n[hooks.docs]\nprovider = \"gitee\"\nrepo = {:?}\n{line}\n",
-            w.state.to_str().unwrap(),
-            w.repo.to_str().unwrap()
-        );
-        fs::write(&w.config, text).unwrap();
-
-        let r = w.cgi().run();
-        assert_eq!(r.status, 500, "{line}: {}", r.json);
-        let answer = String::from_utf8_lossy(&r.raw);
-        assert!(
-            !answer.contains(value) && !r.stderr.contains(value),
-            "{line}:\n{answer}\n{}",
-            r.stderr
-        );
-        assert!(r.stderr.contains("config.toml:5"), "{line}: {}", r.stderr);
+        delivery_names_line_5_but_not(&w, line, value);
 
         for args in [&["check"][..], &["status", "docs"], &["run", "docs"], &["sign", "docs"]] {
             let out = w.cmd(args);
@@ -67,21 +71,7 @@ fn a_pasted_secret_is_never_named_as_a_key() {
         "9f86d081884c7d659a2feaa0c55ad015 = 1",
     ] {
         let value = line.split(' ').next().unwrap().trim_end_matches('=');
-        let text = format!(
-            "state_dir = {:?}\n[hooks.docs]\nprovider = \"gitee\"\nrepo = {:?}\n{line}\n",
-            w.state.to_str().unwrap(),
-            w.repo.to_str().unwrap()
-        );
-        fs::write(&w.config, text).unwrap();
-        let r = w.cgi().run();
-        assert_eq!(r.status, 500, "{line}: {}", r.json);
-        let answer = String::from_utf8_lossy(&r.raw);
-        assert!(
-            !answer.contains(value) && !r.stderr.contains(value),
-            "{line}:\n{}",
-            r.stderr
-        );
-        assert!(r.stderr.contains("config.toml:5"), "{line}: {}", r.stderr);
+        delivery_names_line_5_but_not(&w, line, value);
         let out = w.cmd(&["check"]);
         let all = format!(
             "{}{}",

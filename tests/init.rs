@@ -36,14 +36,6 @@ pub fn loud(msg: &str) {
     let _ = std::io::stderr().write_all(format!("\n!!!!!!!!!! {msg} !!!!!!!!!!\n\n").as_bytes());
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub fn uid_of(name: &str) -> u32 {
     let out = Command::new("id").args(["-u", name]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::init::{admin, free_port, loud, skip_unless_root, text, uid_of, GitDaemon};
+use crate::init::{admin, loud, skip_unless_root, text, uid_of, GitDaemon};
 use crate::util::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

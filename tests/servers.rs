@@ -21,21 +21,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const WWW_DATA: u32 = 33;
 
 fn find(name: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: apt-get install nginx fcgiwrap spawn-fcgi apache2 (tests/run.sh does)")
-        })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    system_program(name, "nginx fcgiwrap spawn-fcgi apache2")
 }
 
 /// A server process group, stopped when dropped.
@@ -117,13 +103,7 @@ fn prepare(w: &World) -> PathBuf {
     let bin = w.path("bin/deploy-hook");
     fs::create_dir_all(bin.parent().unwrap()).unwrap();
     fs::copy(BIN, &bin).unwrap();
-    let home = w.hook_dir().join("home");
-    fs::create_dir_all(&home).unwrap();
-    fs::write(
-        home.join(".gitconfig"),
-        format!("[safe]\n\tdirectory = {}\n", w.remote.display()),
-    )
-    .unwrap();
+    w.trust_remote_in_build_home();
     let ok = Command::new("chown")
         .args(["www-data:www-data"])
         .arg(&w.dir)

@@ -25,14 +25,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn nginx_serving(w: &World, file: &str, root: &str, to: &std::path::Path) -> Nginx {
     let dir = w.path(&format!("nginx-{}", file.replace('/', "-")));
     fs::create_dir_all(&dir).unwrap();

@@ -82,6 +82,25 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A free loopback port for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A program of a Debian package the tests need, wherever the package puts it; `packages`
+/// is what to install when it is missing (tests/run.sh does).
+pub fn system_program(name: &str, packages: &str) -> PathBuf {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed: apt-get install {packages} (tests/run.sh does)"))
+}
+
 /// Waits for `cond`, failing the test with `what` after `limit` (a bound, not a timing
 /// assertion: it only keeps a broken build from hanging the suite).
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
@@ -192,6 +211,19 @@ impl World {
 
     pub fn hook_dir(&self) -> PathBuf {
         self.state.join("docs")
+    }
+
+    /// Lets a build user other than root fetch from the root-owned "forge" (remote.git):
+    /// git's ownership check trusts it through the build HOME's .gitconfig, as a user
+    /// would set up for a remote on the same machine.
+    pub fn trust_remote_in_build_home(&self) {
+        let home = self.hook_dir().join("home");
+        fs::create_dir_all(&home).unwrap();
+        fs::write(
+            home.join(".gitconfig"),
+            format!("[safe]\n\tdirectory = {}\n", self.remote.display()),
+        )
+        .unwrap();
     }
 
     pub fn status(&self) -> serde_json::Value {

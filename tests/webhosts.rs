@@ -29,13 +29,7 @@ use crate::util::*;
 pub const WEB_USER: &str = "deploy-hook-web";
 
 fn sbin(name: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: apt-get install openssh-server openssh-client rsync nginx (tests/run.sh does)")
-        })
+    system_program(name, "openssh-server openssh-client rsync nginx")
 }
 
 fn run(cmd: &mut Command) {
@@ -78,14 +72,6 @@ fn ensure_user() {
 
 fn chown_web(path: &Path) {
     run(Command::new("chown").arg("-R").arg(format!("{WEB_USER}:")).arg(path));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn keygen(file: &Path) {
