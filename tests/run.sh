@@ -30,4 +30,14 @@ command -v pnpm >/dev/null 2>&1 || npm install -g pnpm@9
 # The package test builds the .deb with cargo-deb.
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 
+# Several tests run the built binary as www-data (runuser, fcgiwrap, Apache). In a
+# checkout www-data cannot reach (a clone in a mode-0700 `mktemp -d` folder, or under
+# /root), the binary goes to a target folder it can reach instead.
+if [ "$(id -u)" = 0 ] && id www-data >/dev/null 2>&1 && [ -z "${CARGO_TARGET_DIR:-}" ] \
+  && ! runuser -u www-data -- test -x "$PWD"; then
+  export CARGO_TARGET_DIR=/var/tmp/deploy-hook-test-target
+  install -d -m 755 "$CARGO_TARGET_DIR"
+  echo "tests/run.sh: www-data cannot reach $PWD; building the tests in $CARGO_TARGET_DIR" >&2
+fi
+
 exec cargo test --locked --workspace -- "$@"
