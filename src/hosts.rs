@@ -1231,7 +1231,7 @@ pub fn check(fleet: &Fleet, tools: &Tools) -> Vec<Finding> {
                 let host = t.ssh_host.as_deref().unwrap_or("localhost");
                 out.push(Finding::Fail(
                     format!("{label}: cannot run sh there with `{ssh_line} {host}` in batch mode: {}", f.message),
-                    format!("as this user, `{ssh_line} {host} true` must work with no prompt: a key without a passphrase (IdentityFile), the host's key in known_hosts (ssh-keyscan), the right User; see README \"Several web hosts\""),
+                    format!("as this user, `{ssh_line} {host} true` must work with no prompt: a key without a passphrase (IdentityFile), the host's key in known_hosts (ssh-keyscan), the right User; see docs/hosts.md"),
                 ));
                 continue;
             }

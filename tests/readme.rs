@@ -1,43 +1,34 @@
-//! The README's Config block, pasted as it is with only its paths changed, passes `check`
-//! and builds and publishes a site whose generator is a devDependency (as VitePress and
-//! VuePress are), with the default steps.
+//! The config blocks a reader pastes, pasted as they are with only their paths changed, pass
+//! `check` and build and publish a site whose generator is a devDependency (as VitePress and
+//! VuePress are), with the default steps: the full block of the config reference
+//! (docs/config.md, "Every key") and the README's minimal config.
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 use crate::util::*;
 
-/// The first ```toml block under the README's `## Config` heading.
-fn readme_config_block() -> String {
-    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("\n## Config\n").nth(1).expect("a ## Config section");
-    let block = section.split("```toml\n").nth(1).expect("a toml block under ## Config");
+/// The first ```toml block under the `## {heading}` heading of `file` (from the top of the
+/// repository).
+fn toml_block(file: &str, heading: &str) -> String {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let section = text
+        .split(&format!("\n## {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("a ## {heading} section in {file}"));
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a toml block under ## {heading} in {file}"));
     block.split("\n```").next().unwrap().to_string()
 }
 
-#[test]
-fn the_readme_config_block_with_its_paths_adjusted_passes_check() {
-    let w = World::new("readme-config");
-    let www = w.path("www");
-    let logs = w.path("log");
-    fs::create_dir_all(&www).unwrap();
-    fs::create_dir_all(&logs).unwrap();
-    // a site whose generator is in devDependencies, as VuePress and VitePress sites have
-    // it; here a local package, so that `pnpm install` needs no network
-    site_with_a_local_generator(&w);
-    let mut text = readme_config_block();
-    for (from, to) in [
-        ("/var/lib/deploy-hook", w.state.clone()),
-        ("/var/log/deploy-hook/deploy-hook.log", logs.join("deploy-hook.log")),
-        ("/etc/deploy-hook/docs.secret", w.secret_file.clone()),
-        ("/srv/docs", w.repo.clone()),
-        ("/var/www/docs", www.join("docs")),
-    ] {
+/// `text` with each quoted path of `paths` replaced by this world's; every one must be there.
+fn adjust(w: &World, mut text: String, what: &str, paths: &[(&str, &Path)]) -> String {
+    for (from, to) in paths {
         let quoted = format!("\"{from}\"");
-        assert!(
-            text.contains(&quoted),
-            "the README's Config block no longer sets {from}"
-        );
+        assert!(text.contains(&quoted), "{what} no longer sets {from}");
         text = text.replace(&quoted, &format!("{:?}", to.to_str().unwrap()));
     }
     // nothing else of this machine is named, so the test checks what a reader would paste
@@ -46,14 +37,69 @@ fn the_readme_config_block_with_its_paths_adjusted_passes_check() {
         for abs in value.split('"').skip(1).step_by(2).filter(|v| v.starts_with('/')) {
             assert!(
                 abs == "/dev/log" || abs.contains(w.dir.to_str().unwrap()) || abs.starts_with("/usr/local/bin:"),
-                "an unadjusted path in the README's Config block: {abs}"
+                "an unadjusted path in {what}: {abs}"
             );
         }
     }
+    text
+}
+
+#[test]
+fn the_config_reference_block_with_its_paths_adjusted_passes_check_and_publishes() {
+    let w = World::new("readme-config");
+    let www = w.path("www");
+    let logs = w.path("log");
+    fs::create_dir_all(&www).unwrap();
+    fs::create_dir_all(&logs).unwrap();
+    // a site whose generator is in devDependencies, as VuePress and VitePress sites have
+    // it; here a local package, so that `pnpm install` needs no network
+    site_with_a_local_generator(&w, "docs/.vuepress/dist");
+    let block = toml_block("docs/config.md", "Every key");
+    let text = adjust(
+        &w,
+        block,
+        "the config reference's block (docs/config.md)",
+        &[
+            ("/var/lib/deploy-hook", &w.state),
+            ("/var/log/deploy-hook/deploy-hook.log", &logs.join("deploy-hook.log")),
+            ("/etc/deploy-hook/docs.secret", &w.secret_file),
+            ("/srv/docs", &w.repo),
+            ("/var/www/docs", &www.join("docs")),
+        ],
+    );
+    checks_builds_and_publishes(&w, &text, &www.join("docs/index.html"));
+}
+
+#[test]
+fn the_readme_minimal_config_with_its_paths_adjusted_passes_check_and_publishes() {
+    let w = World::new("readme-minimal");
+    let www = w.path("www");
+    fs::create_dir_all(www.join("docs")).unwrap();
+    site_with_a_local_generator(&w, "docs/.vitepress/dist");
+    let block = toml_block("README.md", "A minimal config");
+    let text = adjust(
+        &w,
+        block,
+        "the README's minimal config",
+        &[
+            ("/etc/deploy-hook/docs.secret", &w.secret_file),
+            ("/srv/deploy-hook/docs", &w.repo),
+            ("/var/www/docs/site", &www.join("docs/site")),
+        ],
+    );
+    // The block relies on the default state_dir, /var/lib/deploy-hook: this machine's. The
+    // world's own goes first, outside the block.
+    let text = format!("state_dir = {:?}\n{text}", w.state.to_str().unwrap());
+    checks_builds_and_publishes(&w, &text, &www.join("docs/site/index.html"));
+}
+
+/// Writes `text` as the config, then as the web server's user: `check` passes with no FAIL,
+/// and `run --wait` builds and publishes the page to `index`.
+fn checks_builds_and_publishes(w: &World, text: &str, index: &Path) {
     fs::create_dir_all(&w.state).unwrap();
-    fs::write(&w.config, &text).unwrap();
-    // set up as the README's Install says: the web server's user owns the checkout, the
-    // state dir, the publish folder and the log folder; the secret is root:www-data 0640
+    fs::write(&w.config, text).unwrap();
+    // set up as docs/setup.md says: the web server's user owns the checkout, the state dir,
+    // the publish folder and the log folder; the secret is root:www-data 0640
     let run = |args: &[&str]| {
         let ok = Command::new(args[0]).args(&args[1..]).status().unwrap();
         assert!(ok.success(), "{args:?}");
@@ -80,10 +126,7 @@ fn the_readme_config_block_with_its_paths_adjusted_passes_check() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "check failed on the README's Config block:\n{text}\n{report}"
-    );
+    assert!(out.status.success(), "check failed on the config:\n{text}\n{report}");
     assert!(!report.contains("FAIL"), "{report}");
 
     // and it builds and publishes the site, as the web server's user
@@ -106,15 +149,23 @@ fn the_readme_config_block_with_its_paths_adjusted_passes_check() {
         w.log_text(&s["last"])
     );
     assert_eq!(
-        fs::read_to_string(www.join("docs/index.html")).unwrap(),
+        fs::read_to_string(index).unwrap(),
         "<h1>Hello from the README's config</h1>\n"
     );
 }
 
 /// package.json with `docs:build` = `vuepress build docs` and `vuepress` in
-/// devDependencies, from a folder in the repo; the generator writes docs/.vuepress/dist.
-fn site_with_a_local_generator(w: &World) {
+/// devDependencies, from a folder in the repo; the generator writes `out`.
+fn site_with_a_local_generator(w: &World, out: &str) {
     use std::os::unix::fs::PermissionsExt;
+    let cli = format!(
+        r#"#!/usr/bin/env node
+const fs = require("fs");
+fs.mkdirSync("{out}", {{ recursive: true }});
+const md = fs.readFileSync("docs/README.md", "utf8").trim();
+fs.writeFileSync("{out}/index.html", "<h1>" + md + "</h1>\n");
+"#
+    );
     let files = [
         (
             "package.json",
@@ -128,15 +179,7 @@ fn site_with_a_local_generator(w: &World) {
             r#"{"name": "vuepress", "version": "0.0.0", "bin": {"vuepress": "cli.js"}}
 "#,
         ),
-        (
-            "tools/vuepress/cli.js",
-            r#"#!/usr/bin/env node
-const fs = require("fs");
-fs.mkdirSync("docs/.vuepress/dist", { recursive: true });
-const md = fs.readFileSync("docs/README.md", "utf8").trim();
-fs.writeFileSync("docs/.vuepress/dist/index.html", "<h1>" + md + "</h1>\n");
-"#,
-        ),
+        ("tools/vuepress/cli.js", cli.as_str()),
         ("docs/README.md", "Hello from the README's config\n"),
     ];
     for (rel, text) in files {

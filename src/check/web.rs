@@ -158,7 +158,7 @@ impl Observed {
         if runs_us == 0 && (self.nginx.found.is_some() || self.apache.found.is_some()) {
             r.warn(
                 "web server",
-                "no nginx location or Apache ScriptAlias runs deploy-hook yet: deliveries cannot reach it (README: nginx + fcgiwrap, or Apache)",
+                "no nginx location or Apache ScriptAlias runs deploy-hook yet: deliveries cannot reach it (docs/setup.md: nginx + fcgiwrap, or Apache)",
             );
         }
         // fcgiwrap matters when nginx hands deploy-hook to it.
