@@ -30,7 +30,10 @@ const LAYOUT: &[&str] = &[
     "/usr/share/doc/deploy-hook/examples/apache.conf",
     "/usr/share/doc/deploy-hook/examples/fcgiwrap-deploy-hook.conf",
     "/usr/share/man/man1/deploy-hook.1.gz",
+    "/usr/share/man/man5/deploy-hook.conf.5.gz",
     "/usr/share/bash-completion/completions/deploy-hook",
+    "/usr/share/doc/deploy-hook/README.md",
+    "/usr/share/doc/deploy-hook/docs/config.md",
 ];
 
 /// A machine-wide lock, held while this test has the package installed.
@@ -120,6 +123,30 @@ fn rewrite(file: &str, pairs: &[(&str, String)]) -> String {
     t
 }
 
+/// The README and every page of docs/ under `root`.
+fn doc_pages(root: &str) -> Vec<PathBuf> {
+    let mut pages = vec![Path::new(root).join("README.md")];
+    for e in fs::read_dir(Path::new(root).join("docs")).unwrap() {
+        pages.push(e.unwrap().path());
+    }
+    pages
+}
+
+/// The targets of a Markdown page's links to other .md pages of the documentation
+/// (`[text](docs/setup.md#x)` gives `docs/setup.md`). Links that leave the documentation
+/// (`../nginx/site.conf`, the source's own files, web addresses) are not shipped as docs.
+fn relative_doc_links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in text.split("](").skip(1) {
+        let target = part.split(')').next().unwrap_or("");
+        let file = target.split('#').next().unwrap_or("");
+        if file.ends_with(".md") && !file.contains("://") && !file.starts_with("../") && file != "ARCHITECTURE.md" {
+            out.push(file.to_string());
+        }
+    }
+    out
+}
+
 fn curl(args: &[&str]) -> String {
     let out = admin("curl", args);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -202,6 +229,30 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
         "{}",
         text(&man)
     );
+    let man5 = admin("zcat", &["/usr/share/man/man5/deploy-hook.conf.5.gz"]);
+    assert!(
+        text(&man5).contains(".SH \"EVERY KEY\"") && text(&man5).contains("step_timeout_secs"),
+        "{}",
+        text(&man5)
+    );
+    // Every page of docs/ is installed, and every link of the installed README and docs to
+    // a file of the documentation leads to an installed file.
+    for page in fs::read_dir(Path::new(ROOT).join("docs")).unwrap() {
+        let page = page.unwrap().file_name();
+        let installed = Path::new("/usr/share/doc/deploy-hook/docs").join(&page);
+        assert!(installed.exists(), "{} is not installed", installed.display());
+    }
+    for page in doc_pages("/usr/share/doc/deploy-hook") {
+        let text = fs::read_to_string(&page).unwrap();
+        for target in relative_doc_links(&text) {
+            let to = page.parent().unwrap().join(&target);
+            assert!(
+                to.exists(),
+                "{} links to {target}, which is not installed",
+                page.display()
+            );
+        }
+    }
 
     // A remote with a tiny site, owned by nobody and served over git://.
     let w = World::new("package");

@@ -3,8 +3,11 @@
 //!
 //! `cargo xtask generate [DIR]` writes the man page (`deploy-hook.1`) and the bash completion
 //! (`deploy-hook.bash`) into DIR (default `debian/generated`), from the same clap definition
-//! that `deploy-hook --help` prints. The Debian package ships those files; a test here fails
-//! when the committed copies drift from the definition.
+//! that `deploy-hook --help` prints, and the config's man page (`deploy-hook.conf.5`) from
+//! docs/config.md. The Debian package ships those files; a test here fails when the
+//! committed copies drift from their sources.
+
+mod config_page;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,14 +49,24 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The generated files, by name.
-pub fn generate() -> Vec<(&'static str, Vec<u8>)> {
-    vec![("deploy-hook.1", man_page()), ("deploy-hook.bash", bash_completion())]
+pub fn generate() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    let cmd = deploy_hook::cli::Cli::command();
+    let version = cmd.get_version().unwrap_or_default();
+    Ok(vec![
+        ("deploy-hook.1", man_page()),
+        ("deploy-hook.bash", bash_completion()),
+        (
+            "deploy-hook.conf.5",
+            config_page::man_page(config_page::SOURCE, version)?,
+        ),
+    ])
 }
 
-fn write_all(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (name, bytes) in generate() {
-        std::fs::write(dir.join(name), bytes)?;
+fn write_all(dir: &Path) -> Result<(), String> {
+    let files = generate()?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
 }
@@ -202,13 +215,17 @@ fn man_page() -> Vec<u8> {
             "/usr/share/doc/deploy-hook/examples",
             "An nginx site, the Apache conf and a systemd drop-in for fcgiwrap.",
         ),
+        (
+            "/usr/share/doc/deploy-hook/docs",
+            "The documentation: setup, TLS, the config, builds, publishing, several web hosts, troubleshooting.",
+        ),
     ] {
         roff.control("TP", []);
         roff.text([italic(file)]);
         roff.text([roman(what)]);
     }
     roff.control("SH", ["SEE ALSO"]);
-    roff.text([roman("nginx(8), fcgiwrap(8), apache2(8), git(1)")]);
+    roff.text([roman("deploy-hook.conf(5), nginx(8), fcgiwrap(8), apache2(8), git(1)")]);
     out.extend_from_slice(roff.to_roff().as_bytes());
     let _ = man.render_version_section(&mut out);
     out
@@ -222,11 +239,11 @@ mod tests {
     #[test]
     fn committed_man_page_and_completion_match_the_definition() {
         let dir = workspace_root().join(GENERATED);
-        for (name, bytes) in generate() {
+        for (name, bytes) in generate().unwrap() {
             let committed = std::fs::read(dir.join(name)).unwrap_or_default();
             assert!(
                 committed == bytes,
-                "{GENERATED}/{name} differs from what the clap definition gives: run `cargo xtask generate` and commit it"
+                "{GENERATED}/{name} differs from what its source (the clap definition, docs/config.md) gives: run `cargo xtask generate` and commit it"
             );
         }
     }
