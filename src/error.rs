@@ -37,6 +37,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     /// `on_busy = "reject"` and a build is running.
     Busy,
+    /// Started as root, a command will not stay root, nor become anyone, on the say of what
+    /// others can change (privilege.rs): why, and what to do.
+    Refused { why: String, fix: String },
 }
 
 impl Error {
@@ -59,7 +62,7 @@ impl Error {
     /// The HTTP status a delivery gets for this error.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Usage(_) | Error::Config { .. } | Error::Io { .. } => 500,
+            Error::Usage(_) | Error::Config { .. } | Error::Io { .. } | Error::Refused { .. } => 500,
             Error::MethodNotAllowed(_) => 405,
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
@@ -85,9 +88,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Config { .. } => 78, // EX_CONFIG
-            Error::Io { .. } => 74,     // EX_IOERR
-            Error::Busy => 75,          // EX_TEMPFAIL
+            Error::Config { .. } => 78,  // EX_CONFIG
+            Error::Io { .. } => 74,      // EX_IOERR
+            Error::Busy => 75,           // EX_TEMPFAIL
+            Error::Refused { .. } => 77, // EX_NOPERM
             _ => 1,
         }
     }
@@ -95,7 +99,7 @@ impl Error {
     /// What the caller of a CGI request may read: short, and without server paths.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Config { .. } | Error::Io { .. } | Error::Usage(_) => {
+            Error::Config { .. } | Error::Io { .. } | Error::Usage(_) | Error::Refused { .. } => {
                 "the server could not handle this delivery; its log has the details".to_string()
             }
             other => other.to_string(),
@@ -147,6 +151,7 @@ impl fmt::Display for Error {
                 f,
                 "a build is running and this hook rejects deliveries while it builds; retry later"
             ),
+            Error::Refused { why, fix } => write!(f, "refusing to run as root: {why}\nfix: {fix}"),
         }
     }
 }

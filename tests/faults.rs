@@ -154,8 +154,10 @@ fn a_stale_pending_marker_is_built_by_the_next_delivery_or_run() {
 fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
     let w = World::new("disk-full");
     fs::create_dir_all(&w.state).unwrap();
+    // mode 0755: a tmpfs is 1777 by default, and root's commands refuse a state dir that
+    // others can write.
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs"])
         .arg(&w.state)
         .status()
         .map(|s| s.success())

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -25,7 +26,7 @@ fn root_owned(paths: &[&Path]) -> Vec<String> {
 
 /// A signed GitLab push delivered to the real binary as the web server runs it: as
 /// www-data, from `/`, with the CGI environment.
-fn delivery_as_www_data(w: &World) -> Reply {
+pub fn delivery_as_www_data(w: &World) -> Reply {
     let body = br#"{"ref":"refs/heads/main"}"#;
     let mut child = Command::new("/usr/sbin/runuser")
         .args(["-u", "www-data", "--", BIN])
@@ -185,4 +186,117 @@ fn status_says_how_a_build_ended_and_shows_a_rollback() {
         t.contains("rollback: to 20261128-005900-000-1dd2afc from 20261128-010001-000-9f8e7d6 at 2026-11-28T01:00:06Z"),
         "{t}"
     );
+}
+
+/// `sh -c SCRIPT` as www-data, from `/`: what a build step (or anything www-data runs) can do.
+fn as_www_data_sh(script: &str) {
+    let out = Command::new("/usr/sbin/runuser")
+        .args(["-u", "www-data", "--", "sh", "-c", script])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "as www-data: {script}: {}", text(&out));
+}
+
+#[test]
+fn a_state_folder_www_data_swapped_for_a_symlink_to_roots_folder_never_makes_a_root_command_root() {
+    if crate::init::skip_unless_root(
+        "a_state_folder_www_data_swapped_for_a_symlink_to_roots_folder_never_makes_a_root_command_root",
+    ) {
+        return;
+    }
+    let w = www_data_world("root-symlink");
+    // Each build records who ran its step.
+    let who = w.path("who-built");
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"id -u >> {} && mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\n",
+            who.display(),
+            w.path("www/site").to_str().unwrap()
+        ),
+    );
+    let www = w.path("www");
+    let site = www.join("site");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fs::read_to_string(&who).unwrap(),
+        "33\n",
+        "root's run built as www-data"
+    );
+    let live = fs::read_link(&site).unwrap();
+
+    // A root-owned folder anyone may write (as /tmp is), and a build step as www-data: it
+    // puts a HOME there whose .gitconfig trusts every repository, and swaps the hook's
+    // state folder (www-data's, in www-data's state dir) for a symlink to it.
+    let evil = w.path("evil");
+    fs::create_dir(&evil).unwrap();
+    fs::set_permissions(&evil, fs::Permissions::from_mode(0o1777)).unwrap();
+    let hook = w.hook_dir();
+    as_www_data_sh(&format!(
+        "mkdir {evil}/home && printf '[safe]\\n\\tdirectory = *\\n' > {evil}/home/.gitconfig && mv {hook} {hook}.old && ln -s {evil} {hook}",
+        evil = evil.display(),
+        hook = hook.display()
+    ));
+    fs::remove_file(&who).unwrap();
+    w.push("index.md", "pushed after the swap\n");
+
+    // The admin runs the README's commands as root: each refuses, says why and what to do,
+    // and no step runs (before the fix, this one ran the step as uid 0).
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(
+        !who.exists(),
+        "a step ran, as uid {:?}: {}",
+        fs::read_to_string(&who).unwrap_or_default().trim(),
+        text(&out)
+    );
+    for args in [
+        &["run", "docs", "--wait"][..],
+        &["run", "docs"],
+        &["rollback", "docs"],
+        &["status", "docs"],
+        &["status"],
+        &["status", "docs", "--follow"],
+        &["__worker", "docs"],
+    ] {
+        let out = w.cmd(args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(77), "{args:?} as root: {t}");
+        assert!(
+            t.contains(&format!("{} is a symbolic link", hook.display())),
+            "{args:?}: {t}"
+        );
+        assert!(t.contains(&format!("rm {}", hook.display())), "{args:?}: {t}");
+    }
+    // check reports it (as www-data, the state dir's owner) and says what to do.
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("{} is a symbolic link", hook.display())), "{t}");
+
+    // Nothing was built, as root or at all; nothing root's appeared; the site is unchanged.
+    assert!(!who.exists(), "a step ran: {:?}", fs::read_to_string(&who));
+    assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new());
+    let in_evil = Command::new("find")
+        .arg(&evil)
+        .args(["-mindepth", "1", "-user", "root"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&in_evil.stdout),
+        "",
+        "root wrote into {}",
+        evil.display()
+    );
+    assert_eq!(fs::read_link(&site).unwrap(), live);
+
+    // The printed fix (remove the symlink; here the real folder goes back too) makes root's
+    // run build, as www-data, again.
+    fs::remove_file(&hook).unwrap();
+    fs::rename(hook.with_extension("old"), &hook).unwrap();
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "33\n");
+    assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new());
 }

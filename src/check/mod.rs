@@ -202,23 +202,44 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
     let web = web::Observed::gather(&admin_path);
     let mut who = format!("as user {started}");
     let mut as_root = privilege::euid() == 0;
+    // Refused: the state folders do not say whom to check as, and checking as root would
+    // run git with a HOME and a checkout others may have prepared. Nothing more is checked.
+    let mut refused = false;
     if let Ok(cfg) = &cfg {
         if as_root {
-            match privilege::become_owner(&cfg.state_dir, None) {
+            // The decision `run` makes, for every hook at once: check sees what they see.
+            let hooks: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
+            match privilege::become_owner(&cfg.state_dir, &hooks) {
                 Ok(Some(u)) => {
                     who = format!(
-                        "as user {}, the owner of {}; started as {started}",
+                        "as user {}, the owner of {}{}; started as {started}",
                         u.name,
+                        if cfg.state_dir.exists() {
+                            ""
+                        } else {
+                            "the folder that will hold "
+                        },
                         cfg.state_dir.display()
                     );
                     as_root = false;
                 }
                 Ok(None) => {}
-                Err(e) => r.fail(
-                    "user",
-                    format!("{e}"),
-                    format!("chown -R {DEFAULT_WEB_USER}: {}", cfg.state_dir.display()),
-                ),
+                Err(Error::Refused { why, fix }) => {
+                    r.fail(
+                        "user",
+                        format!("a command started as root would refuse to run: {why}"),
+                        fix,
+                    );
+                    refused = true;
+                }
+                Err(e) => {
+                    r.fail(
+                        "user",
+                        format!("{e}"),
+                        format!("chown -R {DEFAULT_WEB_USER}: {}", cfg.state_dir.display()),
+                    );
+                    refused = true;
+                }
             }
         }
     }
@@ -236,6 +257,10 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
             "config",
             format!("config: {e}"),
             "correct the config file; deploy-hook --help shows where it is looked for",
+        ),
+        Ok(_) if refused => r.skip(
+            "checks",
+            format!("nothing else was checked as root; apply the fix, or run: runuser -u {user} -- deploy-hook check"),
         ),
         Ok(cfg) => {
             let ctx = Ctx {

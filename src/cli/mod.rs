@@ -306,9 +306,14 @@ fn ended_in(result: &str) -> &'static str {
 }
 
 /// Started as root on a hook whose state folder is another user's: become that user
-/// before touching anything of the hook (see privilege.rs). `say`: tell the person.
+/// before touching anything of the hook (see privilege.rs); no hook named means every
+/// hook of the config. `say`: tell the person.
 fn become_owner(cfg: &Config, hook: Option<&str>, say: bool) -> Result<()> {
-    if let Some(u) = crate::privilege::become_owner(&cfg.state_dir, hook)? {
+    let hooks: Vec<&str> = match hook {
+        Some(h) => vec![h],
+        None => cfg.hooks.keys().map(String::as_str).collect(),
+    };
+    if let Some(u) = crate::privilege::become_owner(&cfg.state_dir, &hooks)? {
         if say {
             eprintln!(
                 "deploy-hook: started as root; running as {}, the owner of the hook's state folder",

@@ -178,6 +178,10 @@ fn man_page() -> Vec<u8> {
         ("2", "Usage error (also: nothing to roll back to)."),
         ("74", "I/O error."),
         ("75", "Busy: on_busy = \"reject\" and a build is running."),
+        (
+            "77",
+            "Refused to run as root: the state folders do not say for sure whom to become (a symlink, another user's folder); the message says what to do.",
+        ),
         ("78", "Config error."),
     ] {
         roff.control("TP", []);
