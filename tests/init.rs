@@ -334,3 +334,71 @@ fn init_refuses_what_it_cannot_set_up_and_writes_nothing() {
         "a failed init adds nothing to the config"
     );
 }
+
+#[test]
+fn init_refuses_a_state_folder_planted_as_a_symlink_and_gives_root_nothing() {
+    if skip_unless_root("init_refuses_a_state_folder_planted_as_a_symlink_and_gives_root_nothing") {
+        return;
+    }
+    let s = setup("init-symlink");
+    // The packaged state dir, www-data's; a build step of another hook (www-data) plants
+    // the new hook's state folder as a symlink to a root-owned folder anyone may write.
+    let state = &s.w.state;
+    let ok = admin(
+        "install",
+        &[
+            "-d",
+            "-o",
+            "www-data",
+            "-g",
+            "www-data",
+            "-m",
+            "750",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+    let evil = s.w.path("evil");
+    fs::create_dir(&evil).unwrap();
+    fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let planted = state.join("docs");
+    let ln = admin(
+        "runuser",
+        &[
+            "-u",
+            "www-data",
+            "--",
+            "ln",
+            "-s",
+            evil.to_str().unwrap(),
+            planted.to_str().unwrap(),
+        ],
+    );
+    assert!(ln.status.success(), "{}", text(&ln));
+    let config = fs::read(&s.config).unwrap();
+
+    let out = init(&s, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(77), "{t}");
+    assert!(t.contains(&format!("{} is a symbolic link", planted.display())), "{t}");
+    assert!(t.contains(&format!("rm {}", planted.display())), "{t}");
+    assert!(
+        fs::read(&s.config).unwrap() == config,
+        "no hook was added to the config"
+    );
+    assert_eq!(
+        fs::read_dir(&evil).unwrap().count(),
+        0,
+        "init made nothing in the folder the symlink points to"
+    );
+
+    // The printed fix: remove it; init then makes the folder, www-data's. (Its check may
+    // still fail on a machine whose own web server runs an installed deploy-hook.)
+    fs::remove_file(&planted).unwrap();
+    let out = init(&s, &[]);
+    let t = text(&out);
+    assert!(t.contains("docs: set up"), "{t}");
+    assert!(fs::read_to_string(&s.config).unwrap().contains("[hooks.docs]"), "{t}");
+    let m = fs::symlink_metadata(&planted).unwrap();
+    assert!(m.is_dir() && m.uid() == uid_of("www-data"), "{m:?}");
+}

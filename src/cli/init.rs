@@ -117,12 +117,47 @@ pub fn run(a: &InitArgs, config_path: &Path, out: &mut dyn Write) -> Result<i32>
         Err(e) => return Err(Error::io(format!("cannot read {}", secret_file.display()), e)),
     };
 
-    // The state folder and the steps' HOME inside it, the user's.
+    // The state folder and the steps' HOME inside it, the user's. The state dir may be the
+    // user's already (the package makes it www-data's), so each folder is made and opened
+    // relative to the one above it, never through a symlink: the user could have planted
+    // one (a build step of another hook can) to have root make the new hook's state in a
+    // folder of root's, or hand it a file of root's.
     let state = state_dir.join(name);
     let home = state.join("home");
-    for d in [&state_dir, &state, &home] {
-        if make_dir_for(d, &user, 0o750)? {
-            done.push(format!("made {} (owner {})", d.display(), user.name));
+    let above = open_dir(state_dir.parent().unwrap_or(Path::new("/")))?;
+    if make_dir_at(&above, &state_dir, &user, 0o750)? {
+        done.push(format!("made {} (owner {})", state_dir.display(), user.name));
+    }
+    let sd = open_dir_at(
+        &above,
+        &state_dir,
+        "set state_dir in the config to the folder itself (readlink -f shows it)",
+    )?;
+    if make_dir_at(&sd, &state, &user, 0o750)? {
+        done.push(format!("made {} (owner {})", state.display(), user.name));
+    }
+    let st = open_dir_at(&sd, &state, &format!("rm {}, then run init again", state.display()))?;
+    if make_dir_at(&st, &home, &user, 0o750)? {
+        done.push(format!("made {} (owner {})", home.display(), user.name));
+    }
+    // What a command started as root will decide for this hook: it must be the user.
+    match privilege::decide(&state_dir, &[name])? {
+        privilege::Whom::User(u) if u.uid == user.uid => {}
+        privilege::Whom::Root if user.uid == 0 => {}
+        other => {
+            let who = match other {
+                privilege::Whom::User(u) => u.name,
+                privilege::Whom::Root => "root".into(),
+            };
+            return Err(Error::Refused {
+                why: format!(
+                    "commands started as root would run this hook as {who}, not {}: {} is not {}'s",
+                    user.name,
+                    state.display(),
+                    user.name
+                ),
+                fix: format!("chown -R {}: {}, then run init again", user.name, state.display()),
+            });
         }
     }
 
@@ -382,16 +417,88 @@ fn make_parents(dir: &Path) -> Result<()> {
 }
 
 /// Makes `dir` owned by `user` when it is missing; true when it made it. An existing
-/// folder is left as it is (`check` says when its owner is wrong).
+/// folder (or symlink) is left as it is (`check` says when its owner is wrong).
 fn make_dir_for(dir: &Path, user: &User, mode: u32) -> Result<bool> {
-    if dir.exists() {
-        return Ok(false);
+    make_dir_at(&open_dir(dir.parent().unwrap_or(Path::new("/")))?, dir, user, mode)
+}
+
+/// A folder opened for the `*at` calls below.
+fn open_dir(dir: &Path) -> Result<fs::File> {
+    fs::File::open(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))
+}
+
+/// Makes `path` (its last part, in the open folder `parent`) owned by `user` with `mode`,
+/// when nothing is there; true when it made it. The chown and chmod go to the folder made,
+/// through a descriptor opened without following a symlink: a path looked up again could
+/// have been swapped for a symlink to any file of root's in between.
+fn make_dir_at(parent: &fs::File, path: &Path, user: &User, mode: u32) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let err = |e| Error::io(format!("cannot create {}", path.display()), e);
+    let name = c_name(path)?;
+    // SAFETY: mkdirat with a valid descriptor and a NUL-terminated name; the result is checked.
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Ok(false);
+        }
+        return Err(err(e));
     }
-    let err = |e| Error::io(format!("cannot create {}", dir.display()), e);
-    fs::DirBuilder::new().mode(mode).create(dir).map_err(err)?;
-    std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).map_err(err)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(err)?;
+    let dir = openat_dir(parent, &name).map_err(err)?;
+    let meta = dir.metadata().map_err(err)?;
+    if meta.uid() != privilege::euid() {
+        return Err(Error::io(
+            format!("{} was replaced while it was being made", path.display()),
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ));
+    }
+    std::os::unix::fs::fchown(&dir, Some(user.uid), Some(user.gid)).map_err(err)?;
+    dir.set_permissions(fs::Permissions::from_mode(mode)).map_err(err)?;
     Ok(true)
+}
+
+/// Opens the folder `path` (its last part, in the open folder `parent`), refusing a
+/// symlink or anything else that is not a folder; `fix` says what to do then.
+fn open_dir_at(parent: &fs::File, path: &Path, fix: &str) -> Result<fs::File> {
+    let name = c_name(path)?;
+    openat_dir(parent, &name).map_err(|e| match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Error::Refused {
+            why: format!(
+                "{} is a symbolic link{}, not a folder: whoever can write {} can put one there to have root make the hook's state where it points",
+                path.display(),
+                fs::read_link(path)
+                    .map(|t| format!(" (to {})", t.display()))
+                    .unwrap_or_default(),
+                path.parent().unwrap_or(Path::new("/")).display()
+            ),
+            fix: fix.to_string(),
+        },
+        Ok(m) if !m.is_dir() => Error::Refused {
+            why: format!("{} is not a folder", path.display()),
+            fix: fix.to_string(),
+        },
+        _ => Error::io(format!("cannot open {}", path.display()), e),
+    })
+}
+
+/// openat(2) of a folder, not following a symlink at `name`.
+fn openat_dir(parent: &fs::File, name: &CString) -> std::io::Result<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: openat with a valid descriptor and a NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    Ok(unsafe { fs::File::from_raw_fd(fd) })
+}
+
+/// The last part of `path`, for the `*at` calls.
+fn c_name(path: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    path.file_name()
+        .and_then(|n| CString::new(n.as_bytes()).ok())
+        .ok_or_else(|| Error::Usage(format!("{} does not name a folder", path.display())))
 }
 
 /// The branch a fresh clone checked out: the remote's default.
