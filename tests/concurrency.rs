@@ -84,6 +84,8 @@ fn deliveries_racing_the_end_of_a_build_are_never_lost() {
                 s.spawn(|| assert_eq!(w.gitee_push().run().status, 202));
             }
         });
+        // Not a wait for anything: rounds land at varying points of the builds (start,
+        // middle, end); what is asserted holds for every timing.
         std::thread::sleep(Duration::from_millis(20 * (round % 4)));
     }
     let s = w.wait_idle();

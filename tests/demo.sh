@@ -28,6 +28,28 @@ if [ -z "${DEMO_BIN:-}" ]; then
   DEMO_BODY=$PWD/tests/fixtures/gitee-push.json
 fi
 BIN=$DEMO_BIN
+
+# Waits for `deploy-hook status docs --json` to show what a grep -E pattern says, polling
+# with a deadline (never a guessed sleep); gives up loudly after two minutes.
+await_status() {  # $1: what is awaited, for the message; $2: the pattern
+  for _ in $(seq 1200); do
+    "$BIN" status docs --json | grep -Eq "$2" && return
+    sleep 0.1
+  done
+  echo "demo: gave up waiting for $1" >&2
+  "$BIN" status docs >&2
+  exit 1
+}
+# No build running, none waiting.
+await_idle() {
+  for _ in $(seq 1200); do
+    "$BIN" status docs --json | grep -q '"state": "idle"' && [ ! -e state/docs/pending ] && return
+    sleep 0.1
+  done
+  echo "demo: gave up waiting for the builds to finish" >&2
+  "$BIN" status docs >&2
+  exit 1
+}
 # The steps' PATH: where pnpm and node are, then the usual folders (duplicates dropped).
 STEP_PATH=$(printf '%s\n' "$(dirname "$(command -v pnpm)")" "$(dirname "$(command -v node)")" /usr/local/bin /usr/bin /bin | awk '!seen[$0]++' | paste -sd:)
 
@@ -97,11 +119,9 @@ echo
 echo "    (answered in $(( ($(date +%s%N) - start) / 1000000 )) ms; the build goes on in a detached worker)"
 
 say "deploy-hook status, while it builds"
-sleep 0.5; "$BIN" status docs
-for _ in $(seq 600); do
-  "$BIN" status docs --json | grep -q '"state": "idle"' && [ ! -e state/docs/pending ] && break
-  sleep 0.2
-done
+await_status "the build to start" '"state": "building"|"result": '
+"$BIN" status docs
+await_idle
 
 say "the live site"
 ls -l www | sed 's/^/    /'
@@ -110,14 +130,12 @@ cat www/index.html
 say "two more pushes and a burst of 5 deliveries while the next build runs: they collapse"
 cd author && echo "Hello from the second push" > docs/README.md && git commit -qam second && git push -q origin release
 cd .. && deliver >/dev/null 2>&1
-sleep 0.3
+second=$(git -C author rev-parse HEAD)
+await_status "the second push's build to start" "\"commit\": \"$second\""
 cd author && echo "Hello from the newest push" > docs/README.md && git commit -qam newest && git push -q origin release
 newest=$(git rev-parse HEAD); cd ..
 for _ in 1 2 3 4 5; do deliver 2>/dev/null | tail -1; echo; done
-for _ in $(seq 600); do
-  "$BIN" status docs --json | grep -q '"state": "idle"' && [ ! -e state/docs/pending ] && break
-  sleep 0.2
-done
+await_idle
 "$BIN" status docs
 cat www/index.html
 grep -q "$newest" www/index.html

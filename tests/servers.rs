@@ -740,7 +740,15 @@ fn nginx_load_two_hundred_deliveries_twenty_at_a_time_none_lost() {
             replies.extend(batch);
         }
         w.wait_idle();
-        std::thread::sleep(Duration::from_millis(600));
+        // The drain stops once every delivery's line is in, not after a guessed while.
+        let ids: Vec<String> = replies
+            .iter()
+            .map(|r| format!("id={} status=", r.json()["delivery"].as_str().unwrap()))
+            .collect();
+        wait_for("a log line for every delivery", Duration::from_secs(60), || {
+            let l = lines.lock().unwrap();
+            ids.iter().all(|id| l.contains(id))
+        });
         done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     assert_eq!(replies.len(), 200);

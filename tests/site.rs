@@ -104,7 +104,11 @@ fn the_live_page_is_never_missing_and_never_from_a_build_that_did_not_succeed() 
         let s = w.wait_idle();
         assert_eq!(s["last"]["result"], "succeeded", "{s}");
         assert_eq!(s["last"]["commit"], ok2.as_str());
-        std::thread::sleep(Duration::from_millis(50));
+        // The poller stops once it has seen the last page, not after a guessed while.
+        let last_page = format!("ok {ok2}\n");
+        wait_for("the poller to see the last page", Duration::from_secs(30), || {
+            seen.lock().unwrap().last() == Some(&last_page)
+        });
         stop.store(true, Ordering::SeqCst);
 
         let results: Vec<String> = w
@@ -227,18 +231,24 @@ fn status_shows_building_step_pending_and_follow_ends_with_the_build() {
     assert_eq!(j["pending"], true);
     assert!(j["current"]["step"].as_str().unwrap().contains("gate"));
 
-    let follower = std::process::Command::new(BIN)
+    let mut follower = std::process::Command::new(BIN)
         .args(["status", "docs", "--follow"])
         .env_clear()
         .env("DEPLOY_HOOK_CONFIG", &w.config)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The gate opens once the follower has printed the log so far: it follows the build.
+    let mut out = Watched::new(follower.stdout.take().unwrap());
+    out.wait_for(
+        "status --follow to print the first step's output",
+        "step-one-output",
+        Duration::from_secs(30),
+    );
     fs::write(&gate, "").unwrap();
-    let out = follower.wait_with_output().unwrap();
-    let t = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{t}");
+    let t = out.rest();
+    let status = follower.wait().unwrap();
+    assert!(status.success(), "{t}");
     assert!(
         t.contains("step-one-output") && t.contains("result: succeeded"),
         "the log was streamed: {t}"

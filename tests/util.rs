@@ -111,6 +111,52 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A child's output, read on its own thread, so a test can wait for a line to appear with
+/// a deadline (a blocking read has none) and then read the rest.
+pub struct Watched {
+    text: String,
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Watched {
+    pub fn new(mut from: impl std::io::Read + Send + 'static) -> Watched {
+        let (tx, chunks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            text: String::new(),
+            chunks,
+        }
+    }
+
+    /// Waits until the output holds `needle`; fails the test with `what` and the output so
+    /// far after `limit` or at the end of the output.
+    pub fn wait_for(&mut self, what: &str, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.text.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(e) => panic!("gave up waiting for {what} ({e:?}); the output so far:\n{}", self.text),
+            }
+        }
+    }
+
+    /// Everything, once the output has ended.
+    pub fn rest(mut self) -> String {
+        while let Ok(chunk) = self.chunks.recv() {
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        self.text
+    }
+}
+
 pub fn pid_alive(pid: i32) -> bool {
     // A zombie (reparented to a PID 1 that does not reap) counts as dead.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
