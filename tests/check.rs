@@ -41,13 +41,13 @@ pub fn www_data_world(name: &str) -> World {
     w
 }
 
-/// `cmd` as www-data, with the world's config.
+/// `cmd` as www-data, with the world's config and its own web servers (`World::cmd`).
 pub fn as_www_data(w: &World, args: &[&str]) -> std::process::Output {
     Command::new("/usr/sbin/runuser")
         .args(["-u", "www-data", "--", BIN])
         .args(args)
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PATH", w.web.path("/usr/local/bin:/usr/bin:/bin"))
         .env("DEPLOY_HOOK_CONFIG", &w.config)
         .current_dir("/")
         .output()
@@ -304,35 +304,6 @@ fn check_json_lists_every_item_with_its_fix() {
     assert!(bad[0]["fix"].as_str().unwrap().contains("add its folder"), "{bad:?}");
 }
 
-/// An `nginx` first on check's PATH that is the real nginx with a test config.
-fn nginx_wrapper(w: &World, site: &str, snippet: &str) -> std::path::PathBuf {
-    let d = w.path("nginx");
-    fs::create_dir_all(d.join("snippets")).unwrap();
-    fs::write(d.join("snippets/deploy-hook-fcgiwrap.conf"), snippet).unwrap();
-    fs::write(d.join("site.conf"), site).unwrap();
-    fs::write(
-        d.join("nginx.conf"),
-        format!(
-            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  include {d}/site.conf;\n}}\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    let bin = w.path("sbin");
-    fs::create_dir_all(&bin).unwrap();
-    let wrapper = bin.join("nginx");
-    fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/sbin/nginx -p {d} -c {d}/nginx.conf \"$@\"\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    bin
-}
-
 #[test]
 fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
     let w = www_data_world("check-nginx");
@@ -340,28 +311,23 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
     let socket = w.path("fcgiwrap.socket");
     let shipped_site = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nginx/deploy-hook.conf")).unwrap();
     let shipped_snippet = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fcgiwrap.conf")).unwrap();
+    // The shipped site and snippet, changed only for a port and this world's paths; the
+    // site's `include snippets/...` and the snippet's `include fastcgi_params;` find the
+    // files next to the world's nginx.conf.
     let site = shipped_site
         .replace("listen 80;", "listen 127.0.0.1:1;")
         .replace("listen [::]:80;", "")
-        .replace("snippets/", &format!("{}/nginx/snippets/", w.dir.display()))
         .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap());
     let good = shipped_snippet
         .replace("/usr/bin/deploy-hook", BIN)
-        .replace("/run/fcgiwrap.socket", socket.to_str().unwrap())
-        .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;");
-    let sbin = nginx_wrapper(&w, &site, &good);
-    let check = |extra_path: &Path| {
-        let out = Command::new(BIN)
-            .arg("check")
-            .env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", extra_path.display()))
-            .env("DEPLOY_HOOK_CONFIG", &w.config)
-            .output()
-            .unwrap();
+        .replace("/run/fcgiwrap.socket", socket.to_str().unwrap());
+    w.web.nginx_site_with_snippet(&site, &good);
+    let check = || {
+        let out = w.cmd(&["check"]);
         (out.status.code(), text(&out))
     };
     // No fcgiwrap listening: nginx would answer 502.
-    let (code, t) = check(&sbin);
+    let (code, t) = check();
     assert_eq!(code, Some(1), "{t}");
     assert!(
         t.contains("(this binary); /hooks/NAME reaches it with PATH_INFO"),
@@ -377,11 +343,11 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
     );
     // A socket owned by root (as if fcgiwrap ran as root): not the state folder's owner.
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let (code, t) = check(&sbin);
+    let (code, t) = check();
     assert_eq!(code, Some(1), "{t}");
     assert!(t.contains("is root, but www-data owns the state folder"), "{t}");
     chown("www-data:www-data", false, &socket);
-    let (code, t) = check(&sbin);
+    let (code, t) = check();
     assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("is www-data, the owner of the state folder"), "{t}");
     // A location that runs another copy of the binary.
@@ -389,8 +355,8 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
     fs::create_dir_all(other.parent().unwrap()).unwrap();
     fs::copy(BIN, &other).unwrap();
     let stale = good.replace(BIN, other.to_str().unwrap());
-    let sbin = nginx_wrapper(&w, &site, &stale);
-    let (code, t) = check(&sbin);
+    w.web.nginx_site_with_snippet(&site, &stale);
+    let (code, t) = check();
     assert_eq!(code, Some(1), "{t}");
     assert!(
         t.contains(&format!("runs {}, not this deploy-hook", other.display())),
@@ -399,65 +365,24 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
     drop(listener);
 }
 
-/// An `apache2ctl` first on check's PATH that is the real apache2 with a test config:
-/// the shipped conf for ScriptAlias, `user` as Apache's User, mod_cgid when `cgid`.
-fn apache_wrapper(w: &World, user: &str, cgid: bool) -> std::path::PathBuf {
-    let d = w.path("apache");
-    fs::create_dir_all(&d).unwrap();
-    let shipped = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/apache/deploy-hook.conf")).unwrap();
-    fs::write(
-        d.join("deploy-hook.conf"),
-        shipped
-            .replace("/usr/bin/deploy-hook", BIN)
-            .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap()),
-    )
-    .unwrap();
-    let m = "/usr/lib/apache2/modules";
-    let cgid = if cgid {
-        format!("LoadModule cgid_module {m}/mod_cgid.so\n")
-    } else {
-        String::new()
-    };
-    fs::write(
-        d.join("httpd.conf"),
-        format!(
-            "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:1\nPidFile {d}/httpd.pid\nDefaultRuntimeDir {d}\nErrorLog {d}/error.log\nUser {user}\nGroup {user}\n\
-             LoadModule mpm_event_module {m}/mod_mpm_event.so\nLoadModule authz_core_module {m}/mod_authz_core.so\nLoadModule alias_module {m}/mod_alias.so\n{cgid}LoadModule env_module {m}/mod_env.so\n\
-             Include {d}/deploy-hook.conf\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    let bin = w.path("apache-sbin");
-    fs::create_dir_all(&bin).unwrap();
-    let wrapper = bin.join("apache2ctl");
-    fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/sbin/apache2 -f {}/httpd.conf \"$@\"\n",
-            d.display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    bin
+/// The shipped Apache conf, running this binary with this world's config.
+fn apache_site(w: &World) -> String {
+    fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/apache/deploy-hook.conf"))
+        .unwrap()
+        .replace("/usr/bin/deploy-hook", BIN)
+        .replace("/etc/deploy-hook/config.toml", w.config.to_str().unwrap())
 }
 
 #[test]
 fn check_reads_the_apache_config_in_use() {
     let w = www_data_world("check-apache");
     w.config("gitlab", "steps = [\"true\"]");
-    let check = |sbin: &Path| {
-        let out = Command::new(BIN)
-            .arg("check")
-            .env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", sbin.display()))
-            .env("DEPLOY_HOOK_CONFIG", &w.config)
-            .output()
-            .unwrap();
+    let check = || {
+        let out = w.cmd(&["check"]);
         (out.status.code(), text(&out))
     };
-    let (code, t) = check(&apache_wrapper(&w, "www-data", true));
+    w.web.apache_site("www-data", &apache_site(&w));
+    let (code, t) = check();
     assert_eq!(code, Some(0), "{t}");
     assert!(
         t.contains("apache2: ScriptAlias /hooks") && t.contains(&format!("runs {BIN} (this binary)")),
@@ -468,7 +393,8 @@ fn check_reads_the_apache_config_in_use() {
         "{t}"
     );
 
-    let (code, t) = check(&apache_wrapper(&w, "daemon", false));
+    w.web.apache_with("daemon", false, &apache_site(&w));
+    let (code, t) = check();
     assert_eq!(code, Some(1), "{t}");
     assert!(
         t.contains("neither mod_cgid nor mod_cgi is loaded") && t.contains("a2enmod cgid"),

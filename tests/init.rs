@@ -107,12 +107,24 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+const ADMIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Runs `program` with a clean environment, as an admin's shell would (PATH only).
 pub fn admin(program: &str, args: &[&str]) -> Output {
+    admin_with_path(ADMIN_PATH, program, args)
+}
+
+/// `admin`, for a command that runs check (init does): the world's own web servers first
+/// on the PATH, so check reads them and not the machine's.
+pub fn admin_seeing(web: &OwnWeb, program: &str, args: &[&str]) -> Output {
+    admin_with_path(&web.path(ADMIN_PATH), program, args)
+}
+
+fn admin_with_path(path: &str, program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PATH", path)
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -171,7 +183,7 @@ fn init(s: &Setup, extra: &[&str]) -> Output {
         s.config.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    admin(BIN, &args)
+    admin_seeing(&s.w.web, BIN, &args)
 }
 
 #[test]
@@ -181,10 +193,31 @@ fn init_sets_up_a_hook_that_check_passes_and_a_second_run_changes_nothing() {
     }
     let s = setup("init");
     let www_data = uid_of("www-data");
+    // The web server the admin has set up (the shipped site, running this binary with this
+    // config) is where init's check looks: on the PATH init was started with.
+    let socket = s.w.path("fcgiwrap.socket");
+    let shipped = |file: &str| fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    s.w.web.nginx_site_with_snippet(
+        &shipped("nginx/deploy-hook.conf")
+            .replace("listen 80;", "listen 127.0.0.1:1;")
+            .replace("listen [::]:80;", "")
+            .replace("/etc/deploy-hook/config.toml", s.config.to_str().unwrap()),
+        &shipped("fcgiwrap.conf")
+            .replace("/usr/bin/deploy-hook", BIN)
+            .replace("/run/fcgiwrap.socket", socket.to_str().unwrap()),
+    );
+    let _fcgiwrap_socket = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    crate::check::chown("www-data:www-data", false, &socket);
 
     let out = init(&s, &[]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "runs {BIN} (this binary); /hooks/NAME reaches it with PATH_INFO"
+        )),
+        "init's check reads the web server on init's PATH: {t}"
+    );
 
     // The secret: random, the user's alone, and printed exactly once.
     let secret_file = s.config.parent().unwrap().join("docs.secret");
@@ -240,7 +273,7 @@ fn init_sets_up_a_hook_that_check_passes_and_a_second_run_changes_nothing() {
     );
 
     // The config it wrote passes check on its own, run as root (check becomes www-data).
-    let check = admin(BIN, &["check", "--config", s.config.to_str().unwrap()]);
+    let check = admin_seeing(&s.w.web, BIN, &["check", "--config", s.config.to_str().unwrap()]);
     assert!(check.status.success(), "{}", text(&check));
     assert!(!text(&check).contains(&secret));
 
@@ -273,7 +306,8 @@ fn init_refuses_what_it_cannot_set_up_and_writes_nothing() {
     let s = setup("init-refuses");
     let config = fs::read(&s.config).unwrap();
 
-    let bad = admin(
+    let bad = admin_seeing(
+        &s.w.web,
         BIN,
         &[
             "init",
@@ -312,7 +346,8 @@ fn init_refuses_what_it_cannot_set_up_and_writes_nothing() {
     // message says why without a prompt.
     fs::remove_dir_all(&s.dir).unwrap();
     let wrong_url = s.url.replace("remote.git", "nothing-here.git");
-    let out = admin(
+    let out = admin_seeing(
+        &s.w.web,
         BIN,
         &[
             "init",

@@ -6,7 +6,9 @@
 //! served by that nginx. Then `apt-get purge`. Everything runs from the installed package.
 //!
 //! It installs a system package, so it needs root, and it leaves an existing install of
-//! deploy-hook alone; in either case it says so loudly and skips.
+//! deploy-hook alone; in either case it says so loudly and skips. `init` and `check` see
+//! the nginx this test starts (with the package's own snippet and site), never the
+//! machine's.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::init::{admin, loud, skip_unless_root, text, uid_of, GitDaemon};
+use crate::init::{admin, admin_seeing, loud, skip_unless_root, text, uid_of, GitDaemon};
 use crate::util::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -262,7 +264,8 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
     let www = w.path("www/docs/site");
 
     // deploy-hook init, with the package's config and the default user (www-data).
-    let out = admin(
+    let out = admin_seeing(
+        &w.web,
         "/usr/bin/deploy-hook",
         &[
             "init",
@@ -300,32 +303,35 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
         rewrite(
             "/etc/nginx/snippets/deploy-hook-fcgiwrap.conf",
             &[
-                ("include fastcgi_params;", "include /etc/nginx/fastcgi_params;".into()),
+                (
+                    "include fastcgi_params;",
+                    format!("include {}/fastcgi_params;", nd.display()),
+                ),
                 ("unix:/run/fcgiwrap.socket", format!("unix:{}", socket.display())),
             ],
         ),
     )
     .unwrap();
+    crate::own_web::write_fastcgi_params(&nd);
     let site = nd.join("site.conf");
-    fs::write(
-        &site,
-        rewrite(
-            "/usr/share/doc/deploy-hook/examples/nginx-site.conf",
-            &[
-                ("listen 80;", format!("listen 127.0.0.1:{port};")),
-                ("listen [::]:80;", String::new()),
-                ("snippets/deploy-hook-fcgiwrap.conf", snippet.display().to_string()),
-                ("root /var/www/docs/site;", format!("root {};", www.display())),
-            ],
-        ),
-    )
-    .unwrap();
+    let site_text = rewrite(
+        "/usr/share/doc/deploy-hook/examples/nginx-site.conf",
+        &[
+            ("listen 80;", format!("listen 127.0.0.1:{port};")),
+            ("listen [::]:80;", String::new()),
+            ("snippets/deploy-hook-fcgiwrap.conf", snippet.display().to_string()),
+            ("root /var/www/docs/site;", format!("root {};", www.display())),
+        ],
+    );
+    fs::write(&site, &site_text).unwrap();
+    // check sees this same site, in the world's own nginx config.
+    w.web.nginx_site(&site_text);
     let conf = nd.join("nginx.conf");
     fs::write(
         &conf,
         format!(
             "user www-data;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\ndaemon off;\n\
-             events {{ worker_connections 64; }}\nhttp {{\n  include /etc/nginx/mime.types;\n  access_log {d}/access.log;\n\
+             events {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n\
              client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n\
              uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {site};\n}}\n",
             d = nd.display(),
@@ -396,9 +402,16 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
         "root-owned files in the state folder"
     );
 
-    // The config init wrote passes check, now with the hook built.
-    let check = admin("/usr/bin/deploy-hook", &["check"]);
+    // The config init wrote passes check, now with the hook built, and check finds the
+    // package's site running the installed binary and fcgiwrap running as www-data.
+    let check = admin_seeing(&w.web, "/usr/bin/deploy-hook", &["check"]);
     assert!(check.status.success(), "{}", text(&check));
+    assert!(
+        text(&check).contains("runs /usr/bin/deploy-hook (this binary)")
+            && text(&check).contains("runs as www-data, the owner of the state folder"),
+        "{}",
+        text(&check)
+    );
     assert!(!text(&check).contains(&secret));
 
     drop(_nginx);

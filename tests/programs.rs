@@ -51,7 +51,7 @@ fn relative_programs_run_from_the_repo_through_the_cgi_and_check_finds_them() {
     let out = Command::new(BIN)
         .arg("check")
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+        .env("PATH", w.web.path("/usr/bin:/bin"))
         .env("DEPLOY_HOOK_CONFIG", &w.config)
         .current_dir("/")
         .stdin(Stdio::null())

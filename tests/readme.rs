@@ -116,7 +116,7 @@ fn checks_builds_and_publishes(w: &World, text: &str, index: &Path) {
         .arg(&bin)
         .arg("check")
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PATH", w.web.path("/usr/local/bin:/usr/bin:/bin"))
         .env("DEPLOY_HOOK_CONFIG", &w.config)
         .current_dir("/")
         .output()

@@ -148,12 +148,16 @@ impl Web {
         let socket = dir.join("fcgiwrap.sock");
         let error_log = dir.join("error.log");
         let snippet = dir.join("fcgiwrap.conf");
+        crate::own_web::write_fastcgi_params(&dir);
         fs::write(
             &snippet,
             template(
                 "fcgiwrap.conf",
                 &[
-                    ("include fastcgi_params;", "include /etc/nginx/fastcgi_params;".into()),
+                    (
+                        "include fastcgi_params;",
+                        format!("include {}/fastcgi_params;", dir.display()),
+                    ),
                     ("/usr/bin/deploy-hook", bin.display().to_string()),
                     ("unix:/run/fcgiwrap.socket", format!("unix:{}", socket.display())),
                 ],
@@ -551,7 +555,7 @@ fn default_pipeline_with_real_pnpm_as_www_data() {
     let out = Command::new(BIN)
         .arg("check")
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+        .env("PATH", w.web.path("/usr/bin:/bin"))
         .env("DEPLOY_HOOK_CONFIG", &w.config)
         .uid(WWW_DATA)
         .gid(WWW_DATA)

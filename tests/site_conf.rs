@@ -31,11 +31,9 @@ fn nginx_serving(w: &World, file: &str, root: &str, to: &std::path::Path) -> Ngi
     let port = free_port();
     let snippet = dir.join("fcgiwrap.conf");
     let fcgiwrap = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fcgiwrap.conf")).unwrap();
-    fs::write(
-        &snippet,
-        fcgiwrap.replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;"),
-    )
-    .unwrap();
+    // The snippet's `include fastcgi_params;` finds the copy next to nginx.conf.
+    crate::own_web::write_fastcgi_params(&dir);
+    fs::write(&snippet, fcgiwrap).unwrap();
     let site = fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
         .unwrap()
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))

@@ -4,6 +4,7 @@
 // Tests may read the real environment (the PATH to hand to the binary).
 #![allow(clippy::disallowed_methods)]
 
+mod own_web;
 mod util;
 
 mod answers;

@@ -15,6 +15,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use crate::own_web::OwnWeb;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_deploy-hook");
 pub const SECRET: &str = "SECabc123-test-secret";
 /// Every provider and mode, as (provider, extra hook TOML).
@@ -178,6 +180,8 @@ pub struct World {
     pub state: PathBuf,
     pub config: PathBuf,
     pub secret_file: PathBuf,
+    /// The web servers `check` sees: this world's own, never the machine's.
+    pub web: OwnWeb,
 }
 
 impl World {
@@ -195,6 +199,7 @@ impl World {
             state: dir.join("state"),
             config: dir.join("config.toml"),
             secret_file: dir.join("hook.secret"),
+            web: OwnWeb::new(dir.join("own-web")),
             dir,
         };
         git(&w.dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
@@ -324,11 +329,13 @@ impl World {
             .body(br#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#)
     }
 
+    /// The binary with `args`, this world's config, the test's PATH after the world's own
+    /// web servers (`check` sees them, not the machine's).
     pub fn cmd(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", self.web.path(&std::env::var("PATH").unwrap_or_default()))
             .env("DEPLOY_HOOK_CONFIG", &self.config)
             .stdin(Stdio::null())
             .output()

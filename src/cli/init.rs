@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::args::{InitArgs, InitProvider};
+use crate::cgi::Env;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::privilege::{self, User};
@@ -30,7 +31,9 @@ const DEFAULT_CLONE_PARENT: &str = "/srv/deploy-hook";
 /// How long a clone may take before it is given up (a prompt that never comes, say).
 const CLONE_TIMEOUT_SECS: u64 = 600;
 
-pub fn run(a: &InitArgs, config_path: &Path, out: &mut dyn Write) -> Result<i32> {
+/// `env` is the environment init was started with: its check looks for the web server on
+/// the same PATH as a `deploy-hook check` the admin runs next.
+pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> Result<i32> {
     if !config::valid_hook_name(&a.name) {
         return Err(Error::Usage(format!(
             "{:?} is not a valid hook name: use letters, digits, - and _ (at most 64), starting with a letter or digit",
@@ -254,13 +257,14 @@ pub fn run(a: &InitArgs, config_path: &Path, out: &mut dyn Write) -> Result<i32>
     out.flush().ok();
     // check started as root reads the web server's config as root, then becomes the state
     // folder's owner (USER, made above) for everything of the hook; this process has
-    // nothing left to do as root.
+    // nothing left to do as root. It finds nginx and apache2ctl on init's own PATH, as the
+    // admin's `deploy-hook check` would: the two must not disagree.
     let checked = crate::check::run(
         &crate::check::Options {
             config: Some(config_path.to_path_buf()),
             json: false,
         },
-        &crate::cgi::Env::default(),
+        env,
         out,
     )?;
 

@@ -66,7 +66,7 @@ pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> 
             },
             out,
         ),
-        Command::Init(a) => init::run(&a, &config, out),
+        Command::Init(a) => init::run(&a, &config, env, out),
         Command::Worker { hook, wait } => worker(&config, &hook, wait, out),
     }
 }
