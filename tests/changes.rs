@@ -41,6 +41,7 @@ fn installed(log: &str) -> bool {
 
 #[test]
 fn the_install_step_runs_only_when_its_inputs_changed_since_the_last_succeeded_build() {
+    requires!(Pnpm);
     let w = pnpm_world("if-changed", "");
     let (word, log) = build(&w);
     assert_eq!(word, "succeeded", "{log}");

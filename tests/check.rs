@@ -74,6 +74,7 @@ fn publish_config(w: &World) -> String {
 
 #[test]
 fn check_as_root_checks_as_the_state_folders_owner_and_sees_what_root_left() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-root-left");
     w.config("gitlab", &publish_config(&w));
     let out = as_www_data(&w, &["run", "docs", "--wait"]);
@@ -133,6 +134,7 @@ fn check_as_root_checks_as_the_state_folders_owner_and_sees_what_root_left() {
 
 #[test]
 fn check_as_root_sees_a_config_the_web_servers_user_cannot_read() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-config-mode");
     w.config("gitlab", "steps = [\"true\"]");
     fs::set_permissions(&w.config, fs::Permissions::from_mode(0o600)).unwrap();
@@ -155,6 +157,7 @@ fn check_as_root_sees_a_config_the_web_servers_user_cannot_read() {
 
 #[test]
 fn check_never_prints_a_remotes_credentials_and_reaches_it_as_the_build_does() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-remote");
     w.config("gitlab", "steps = [\"true\"]");
     // Nothing listens on a freshly freed loopback port: a remote that cannot be reached.
@@ -202,6 +205,7 @@ fn check_never_prints_a_remotes_credentials_and_reaches_it_as_the_build_does() {
 
 #[test]
 fn check_finds_pnpm_without_node_once_and_labels_notifications() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-node");
     let bin = w.path("bin");
     fs::create_dir_all(&bin).unwrap();
@@ -244,6 +248,7 @@ fn check_finds_pnpm_without_node_once_and_labels_notifications() {
 
 #[test]
 fn check_sees_node_env_production_skipping_the_site_generator() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-node-env");
     fs::write(
         w.repo.join("package.json"),
@@ -265,6 +270,7 @@ fn check_sees_node_env_production_skipping_the_site_generator() {
 
 #[test]
 fn check_as_root_before_any_state_folder_names_the_web_servers_user_in_fixes() {
+    requires!(Root, WwwData);
     // A www-data checkout, and no state folder yet: root cannot become anyone, and git
     // (as root) calls the checkout dubious. The fix must not hand the repo to root.
     let w = World::new("check-root-fix");
@@ -280,6 +286,7 @@ fn check_as_root_before_any_state_folder_names_the_web_servers_user_in_fixes() {
 
 #[test]
 fn check_json_lists_every_item_with_its_fix() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-json");
     w.config("gitlab", "steps = [[\"no-such-program-here\"]]");
     let out = w.cmd(&["check", "--json"]);
@@ -306,6 +313,7 @@ fn check_json_lists_every_item_with_its_fix() {
 
 #[test]
 fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
+    requires!(Root, WwwData, Nginx);
     let w = www_data_world("check-nginx");
     w.config("gitlab", "steps = [\"true\"]");
     let socket = w.path("fcgiwrap.socket");
@@ -375,6 +383,7 @@ fn apache_site(w: &World) -> String {
 
 #[test]
 fn check_reads_the_apache_config_in_use() {
+    requires!(Root, WwwData, Apache);
     let w = www_data_world("check-apache");
     w.config("gitlab", "steps = [\"true\"]");
     let check = || {
@@ -459,6 +468,7 @@ impl Drop for FakeForge {
 
 #[test]
 fn check_sees_a_remote_that_refuses_the_credentials_or_never_answers() {
+    requires!(Root, WwwData);
     let w = www_data_world("check-refused");
     w.config("gitlab", "steps = [\"true\"]");
     let forge = FakeForge::start(true);

@@ -124,6 +124,7 @@ fn bytes_sent(log: &str, target: &str) -> u64 {
 
 #[test]
 fn three_hosts_switch_together_and_never_miss_a_page() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let (w, fleet) = fleet_world("hosts-switch", 3, "");
     let c1 = w.push("index.md", "one\n");
     let first = build(&w);
@@ -195,6 +196,7 @@ fn three_hosts_switch_together_and_never_miss_a_page() {
 
 #[test]
 fn an_unwritable_host_switches_no_host_until_fixed() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let (w, fleet) = fleet_world("hosts-unwritable", 3, "");
     let c1 = w.push("index.md", "one\n");
     assert_eq!(build(&w)["result"], "succeeded");
@@ -226,6 +228,7 @@ fn an_unwritable_host_switches_no_host_until_fixed() {
 
 #[test]
 fn a_host_lost_mid_upload_switches_no_host_until_it_is_back() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let (w, mut fleet) = fleet_world("hosts-lost", 3, "");
     let c1 = w.push("index.md", "one\n");
     assert_eq!(build(&w)["result"], "succeeded");
@@ -254,6 +257,7 @@ fn a_host_lost_mid_upload_switches_no_host_until_it_is_back() {
 
 #[test]
 fn a_failed_switch_switches_the_others_back() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let (w, fleet) = fleet_world("hosts-switchback", 3, "");
     let c1 = w.push("index.md", "one\n");
     assert_eq!(build(&w)["result"], "succeeded");
@@ -293,6 +297,7 @@ fn a_failed_switch_switches_the_others_back() {
 
 #[test]
 fn a_build_superseded_during_its_upload_switches_no_host() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let w = World::new("hosts-supersede");
     let fleet = Fleet::start(&w, 2);
     w.config(
@@ -342,6 +347,7 @@ fn a_build_superseded_during_its_upload_switches_no_host() {
 
 #[test]
 fn a_served_path_with_quotes_spaces_and_dollars_is_published_and_rolled_back() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let w = World::new("hosts-quoting");
     let site = "it's a \"site\" $(touch PWNED) `x` ;";
     let fleet = Fleet::start_with(&w, 2, site);
@@ -377,6 +383,7 @@ fn a_served_path_with_quotes_spaces_and_dollars_is_published_and_rolled_back() {
 
 #[test]
 fn a_site_folder_already_on_a_host_is_kept_as_the_oldest_release() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let (w, fleet) = fleet_world("hosts-folder", 2, "");
     // web2 already serves a site from a real folder, owned by the ssh user.
     let old = &fleet.hosts[1];
@@ -409,6 +416,7 @@ fn a_site_folder_already_on_a_host_is_kept_as_the_oldest_release() {
 
 #[test]
 fn rollback_status_and_check_cover_every_host_and_the_local_copy() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let w0 = World::new("hosts-rollback-to");
     let to = w0.path("www");
     let (w, fleet) = fleet_world("hosts-rollback", 3, &format!("to = {:?}\n", to.to_str().unwrap()));
@@ -498,6 +506,7 @@ fn rollback_status_and_check_cover_every_host_and_the_local_copy() {
 
 #[test]
 fn one_changed_page_of_two_thousand_sends_only_that_page() {
+    requires!(Root, WwwData, Sshd, Nginx);
     let w = World::new("hosts-bytes");
     let fleet = Fleet::start(&w, 3);
     // 2,000 pages of 4 KiB, each different, committed as the site itself.

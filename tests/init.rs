@@ -2,8 +2,7 @@
 //! file owned by the web server's user, against a remote served by `git daemon` on
 //! loopback and owned by another user (nobody), as a real forge's would be.
 //!
-//! init gives files to www-data, so these tests need root; they say so loudly and skip
-//! otherwise.
+//! init gives files to www-data, so these tests are in the system tier (root).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -13,28 +12,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::util::*;
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    loud(&format!(
-        "SKIPPED {test}: it needs root (it gives files to www-data). Run tests/run.sh as root."
-    ));
-    true
-}
-
-/// Straight to stderr: the test harness captures eprintln! of a passing test, and a
-/// skipped test passes.
-pub fn loud(msg: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(format!("\n!!!!!!!!!! {msg} !!!!!!!!!!\n\n").as_bytes());
-}
 
 pub fn uid_of(name: &str) -> u32 {
     let out = Command::new("id").args(["-u", name]).output().unwrap();
@@ -188,9 +165,7 @@ fn init(s: &Setup, extra: &[&str]) -> Output {
 
 #[test]
 fn init_sets_up_a_hook_that_check_passes_and_a_second_run_changes_nothing() {
-    if skip_unless_root("init_sets_up_a_hook_that_check_passes_and_a_second_run_changes_nothing") {
-        return;
-    }
+    requires!(Root, WwwData, Pnpm);
     let s = setup("init");
     let www_data = uid_of("www-data");
     // The web server the admin has set up (the shipped site, running this binary with this
@@ -300,9 +275,7 @@ fn init_sets_up_a_hook_that_check_passes_and_a_second_run_changes_nothing() {
 
 #[test]
 fn init_refuses_what_it_cannot_set_up_and_writes_nothing() {
-    if skip_unless_root("init_refuses_what_it_cannot_set_up_and_writes_nothing") {
-        return;
-    }
+    requires!(Root, WwwData);
     let s = setup("init-refuses");
     let config = fs::read(&s.config).unwrap();
 
@@ -372,9 +345,7 @@ fn init_refuses_what_it_cannot_set_up_and_writes_nothing() {
 
 #[test]
 fn init_refuses_a_state_folder_planted_as_a_symlink_and_gives_root_nothing() {
-    if skip_unless_root("init_refuses_a_state_folder_planted_as_a_symlink_and_gives_root_nothing") {
-        return;
-    }
+    requires!(Root, WwwData);
     let s = setup("init-symlink");
     // The packaged state dir, www-data's; a build step of another hook (www-data) plants
     // the new hook's state folder as a symlink to a root-owned folder anyone may write.

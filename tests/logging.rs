@@ -19,6 +19,7 @@ fn our_lines(error_log: &str) -> Vec<&str> {
 
 #[test]
 fn nginx_202_without_syslog_or_file_leaves_no_line_in_the_error_log() {
+    requires!(Root, WwwData, Nginx);
     let w = World::new("log-quiet");
     w.config("gitee", "steps = [\"true\"]");
     let web = Web::nginx(&w);
@@ -49,6 +50,7 @@ fn nginx_202_without_syslog_or_file_leaves_no_line_in_the_error_log() {
 
 #[test]
 fn nginx_with_a_log_file_writes_every_line_there_and_survives_rotation() {
+    requires!(Root, WwwData, Nginx);
     let w = World::new("log-file");
     w.config("gitee", "steps = [\"true\"]");
     let dir = w.path("logs");

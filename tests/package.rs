@@ -5,10 +5,10 @@
 //! delivery signed with the installed `deploy-hook sign` and sent with curl, and the page
 //! served by that nginx. Then `apt-get purge`. Everything runs from the installed package.
 //!
-//! It installs a system package, so it needs root, and it leaves an existing install of
-//! deploy-hook alone; in either case it says so loudly and skips. `init` and `check` see
-//! the nginx this test starts (with the package's own snippet and site), never the
-//! machine's.
+//! It installs a system package, so it is in the system tier (root), and it leaves an
+//! existing install of deploy-hook alone: on a machine where deploy-hook is installed for
+//! real it says so on stderr and skips. `init` and `check` see the nginx this test starts
+//! (with the package's own snippet and site), never the machine's.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::init::{admin, admin_seeing, loud, skip_unless_root, text, uid_of, GitDaemon};
+use crate::init::{admin, admin_seeing, text, uid_of, GitDaemon};
 use crate::util::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -156,10 +156,7 @@ fn curl(args: &[&str]) -> String {
 
 #[test]
 fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
-    let name = "the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx";
-    if skip_unless_root(name) {
-        return;
-    }
+    requires!(Root, WwwData, Nginx, Pnpm, Packaging);
     // cargo deb: the release build and the package.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
@@ -196,8 +193,9 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
     // once): the lock is held until the package is purged.
     let _machine = machine_lock();
     if installed() {
-        loud(&format!(
-            "SKIPPED {name}: deploy-hook is installed on this machine already; this test installs and purges it."
+        crate::tier::say(&format!(
+            "SKIPPED {}: deploy-hook is installed on this machine already, and this test installs and purges it; run it where deploy-hook is not installed",
+            crate::tier::test_name()
         ));
         return;
     }

@@ -30,6 +30,7 @@ pub fn tiny_site(w: &World, readme: &str) -> String {
 
 #[test]
 fn default_steps_build_a_tiny_site_with_real_pnpm() {
+    requires!(Root, WwwData, Pnpm);
     let pnpm = ["/usr/local/bin/pnpm", "/usr/bin/pnpm"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());

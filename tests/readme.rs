@@ -46,6 +46,7 @@ fn adjust(w: &World, mut text: String, what: &str, paths: &[(&str, &Path)]) -> S
 
 #[test]
 fn the_config_reference_block_with_its_paths_adjusted_passes_check_and_publishes() {
+    requires!(Root, WwwData, Pnpm);
     let w = World::new("readme-config");
     let www = w.path("www");
     let logs = w.path("log");
@@ -72,6 +73,7 @@ fn the_config_reference_block_with_its_paths_adjusted_passes_check_and_publishes
 
 #[test]
 fn the_readme_minimal_config_with_its_paths_adjusted_passes_check_and_publishes() {
+    requires!(Root, WwwData, Pnpm);
     let w = World::new("readme-minimal");
     let www = w.path("www");
     fs::create_dir_all(www.join("docs")).unwrap();

@@ -64,6 +64,7 @@ fn publishing_www_data_world(name: &str) -> World {
 
 #[test]
 fn run_rollback_and_status_as_root_leave_nothing_roots_and_deliveries_still_build() {
+    requires!(Root, WwwData);
     let w = publishing_www_data_world("root-safe");
     let www = w.path("www");
     let site = www.join("site");
@@ -118,6 +119,7 @@ fn run_rollback_and_status_as_root_leave_nothing_roots_and_deliveries_still_buil
 
 #[test]
 fn status_follow_exits_0_only_for_a_build_that_succeeded() {
+    requires!(Root, WwwData);
     let w = www_data_world("follow-exit");
     w.config("gitlab", "steps = [\"test -e ok\"]");
     let follow = |w: &World| {
@@ -200,11 +202,7 @@ fn as_www_data_sh(script: &str) {
 
 #[test]
 fn a_state_folder_www_data_swapped_for_a_symlink_to_roots_folder_never_makes_a_root_command_root() {
-    if crate::init::skip_unless_root(
-        "a_state_folder_www_data_swapped_for_a_symlink_to_roots_folder_never_makes_a_root_command_root",
-    ) {
-        return;
-    }
+    requires!(Root, WwwData);
     let w = www_data_world("root-symlink");
     // Each build records who ran its step.
     let who = w.path("who-built");

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Runs all the tests: installs what they need when it is missing (as root, from Debian's
-# packages and the npm registry), then `cargo test`. Extra arguments go to cargo test.
+# Runs all the tests, the system tier too: installs what they need when it is missing (as
+# root, from Debian's packages and the npm registry), then `cargo test` with
+# DEPLOY_HOOK_TEST_SYSTEM=1. Extra arguments go to cargo test.
 #
 #   bash tests/run.sh                 # everything
 #   bash tests/run.sh servers::       # only the nginx/Apache end-to-end tests
+#
+# A plain `cargo test` runs only the tests that need nothing of the machine and skips the
+# system tier (root, www-data, nginx, Apache, sshd, pnpm), one line each on stderr. Here the
+# tier is on: a test of it whose need is missing fails instead of skipping (tests/tier.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/run.sh: the system tier needs root (its tests chown to www-data, start servers as other users, install the .deb): sudo bash tests/run.sh; or cargo test for the tests that need nothing of the machine" >&2
+  exit 1
+fi
 
 need=()
 # sshd, ssh and rsync: the several-web-hosts tests start real sshd servers (tests/webhosts.rs).
@@ -18,10 +28,6 @@ for pair in git:git nginx:nginx fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi apache2:
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("${pair##*:}")
 done
 if ((${#need[@]})); then
-  if [ "$(id -u)" != 0 ]; then
-    echo "tests/run.sh: missing ${need[*]}; install them: sudo apt-get install ${need[*]}" >&2
-    exit 1
-  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
@@ -33,11 +39,13 @@ cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 # Several tests run the built binary as www-data (runuser, fcgiwrap, Apache). In a
 # checkout www-data cannot reach (a clone in a mode-0700 `mktemp -d` folder, or under
 # /root), the binary goes to a target folder it can reach instead.
-if [ "$(id -u)" = 0 ] && id www-data >/dev/null 2>&1 && [ -z "${CARGO_TARGET_DIR:-}" ] \
+if id www-data >/dev/null 2>&1 && [ -z "${CARGO_TARGET_DIR:-}" ] \
   && ! runuser -u www-data -- test -x "$PWD"; then
   export CARGO_TARGET_DIR=/var/tmp/deploy-hook-test-target
   install -d -m 755 "$CARGO_TARGET_DIR"
   echo "tests/run.sh: www-data cannot reach $PWD; building the tests in $CARGO_TARGET_DIR" >&2
 fi
 
+# The system tier on: its tests run, and fail (never skip) when something they need is missing.
+export DEPLOY_HOOK_TEST_SYSTEM=1
 exec cargo test --locked --workspace -- "$@"

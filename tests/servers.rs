@@ -441,16 +441,19 @@ fn answered_before_the_build_ends(kind: Kind) {
 
 #[test]
 fn nginx_answers_202_at_once_and_the_build_completes() {
+    requires!(Root, WwwData, Nginx);
     answered_before_the_build_ends(Kind::Nginx);
 }
 
 #[test]
 fn apache_with_a_chunked_body_answers_202_at_once_and_builds() {
+    requires!(Root, WwwData, Apache);
     answered_before_the_build_ends(Kind::Apache);
 }
 
 #[test]
 fn nginx_twenty_concurrent_deliveries_during_a_build() {
+    requires!(Root, WwwData, Nginx);
     let (w, record, gate) = gated_world("nginx-burst");
     let web = Web::nginx(&w);
     let first = w.push("index.md", "first build\n");
@@ -519,16 +522,19 @@ fn refusals(kind: Kind) {
 
 #[test]
 fn nginx_refuses_get_oversize_and_bad_signatures() {
+    requires!(Root, WwwData, Nginx);
     refusals(Kind::Nginx);
 }
 
 #[test]
 fn apache_refuses_get_oversize_and_bad_signatures() {
+    requires!(Root, WwwData, Apache);
     refusals(Kind::Apache);
 }
 
 #[test]
 fn nginx_hook_by_query_string() {
+    requires!(Root, WwwData, Nginx);
     let w = World::new("nginx-query");
     w.config("gitee", "steps = [\"true\"]");
     let web = Web::nginx(&w);
@@ -540,6 +546,7 @@ fn nginx_hook_by_query_string() {
 
 #[test]
 fn default_pipeline_with_real_pnpm_as_www_data() {
+    requires!(Root, WwwData, Nginx, Pnpm);
     let w = World::new("nginx-pnpm");
     let head = crate::pnpm::tiny_site(&w, "Served by nginx\n");
     let www = w.path("www");
@@ -595,6 +602,7 @@ fn all_text_under(dir: &Path) -> String {
 
 #[test]
 fn log_lines_reach_syslog_or_the_servers_error_log_and_never_the_secret() {
+    requires!(Root, WwwData, Nginx, Apache);
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixDatagram;
     let w = World::new("server-logs");
@@ -692,6 +700,7 @@ fn log_lines_reach_syslog_or_the_servers_error_log_and_never_the_secret() {
 
 #[test]
 fn nginx_load_two_hundred_deliveries_twenty_at_a_time_none_lost() {
+    requires!(Root, WwwData, Nginx);
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixDatagram;
     let w = World::new("nginx-load");

@@ -97,11 +97,13 @@ fn get(port: u16, path: &str) -> (u16, String) {
 
 #[test]
 fn the_site_snippet_answers_404_for_unknown_urls_before_and_after_the_first_publish() {
+    requires!(Nginx);
     serves_the_site_with_real_404s("nginx/site.conf", "/var/www/docs");
 }
 
 #[test]
 fn the_hooks_server_block_serves_the_site_with_real_404s_too() {
+    requires!(Nginx);
     serves_the_site_with_real_404s("nginx/deploy-hook.conf", "/var/www/docs/site");
 }
 

@@ -4,6 +4,8 @@
 // Tests may read the real environment (the PATH to hand to the binary).
 #![allow(clippy::disallowed_methods)]
 
+#[macro_use]
+mod tier;
 mod own_web;
 mod util;
 

@@ -94,12 +94,10 @@ pub fn free_port() -> u16 {
 }
 
 /// A program of a Debian package the tests need, wherever the package puts it; `packages`
-/// is what to install when it is missing (tests/run.sh does).
+/// is what to install when it is missing (tests/run.sh does). Only for a test that
+/// declares the need with `requires!`.
 pub fn system_program(name: &str, packages: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
+    crate::tier::find_system_program(name)
         .unwrap_or_else(|| panic!("{name} is not installed: apt-get install {packages} (tests/run.sh does)"))
 }
 
