@@ -137,7 +137,7 @@ impl fmt::Display for Error {
             Error::UnknownHook(name) => write!(
                 f,
                 "no hook named \"{}\" is configured here",
-                crate::text::printable(name, 64)
+                crate::sys::text::printable(name, 64)
             ),
             Error::TooLarge { limit } => {
                 write!(f, "the body is larger than this hook accepts ({limit} bytes)")
@@ -145,7 +145,7 @@ impl fmt::Display for Error {
             Error::UnsupportedMediaType(ct) => write!(
                 f,
                 "content type \"{}\" is not supported: send application/json or application/x-www-form-urlencoded",
-                crate::text::printable(ct, 80)
+                crate::sys::text::printable(ct, 80)
             ),
             Error::Busy => write!(
                 f,

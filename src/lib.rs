@@ -6,36 +6,27 @@
 //! Data flows one way: `cgi` (request) -> `verify` (delivery) -> `queue` (lock and pending
 //! marker) -> `pipeline` (git, steps, `publish`) -> response and `state` (status.json).
 
-pub mod cgi;
+pub mod build;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod error;
-pub mod handler;
-pub mod hosts;
-pub mod log;
-pub mod pipeline;
-pub mod privilege;
-pub mod process;
 pub mod publish;
-pub mod queue;
-pub mod state;
-pub mod text;
-pub mod time;
-pub mod verify;
+pub mod sys;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 
-pub use cgi::Env;
+pub use delivery::cgi::Env;
 
 /// The whole program: CGI mode when there are no arguments and `REQUEST_METHOD` is set,
 /// else a subcommand. Returns the exit code.
 pub fn run(args: Vec<OsString>, env: Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     // Nothing we were handed (fcgiwrap's socket on fd 3, say) may reach a child.
-    process::cloexec_inherited_fds();
+    sys::process::cloexec_inherited_fds();
     if args.is_empty() && env.contains_key(OsStr::new("REQUEST_METHOD")) {
-        return handler::serve(&env, stdin, stdout);
+        return delivery::serve(&env, stdin, stdout);
     }
     // Only here is the clap Command built: CGI mode above never pays for it.
     let result = cli::main(args, &env, stdout);

@@ -6,10 +6,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{Ctx, Report};
+use crate::build::state::HookState;
 use crate::config::Publish;
-use crate::privilege;
 use crate::publish;
-use crate::state::HookState;
+use crate::sys::privilege;
 
 /// Enough to walk a pnpm store; a bigger tree is reported as not fully walked.
 const MAX_ENTRIES: usize = 200_000;

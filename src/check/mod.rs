@@ -24,13 +24,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::cgi::Env;
+use crate::build::state::HookState;
 use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
+use crate::delivery::cgi::Env;
 use crate::error::{Error, Result};
-use crate::privilege;
-use crate::process::which;
 use crate::publish;
-use crate::state::HookState;
+use crate::sys::privilege;
+use crate::sys::process::which;
 
 pub use remote::redact_url;
 
@@ -531,7 +531,7 @@ fn git(hook: &Hook, home: &Path, args: &[&str]) -> Option<(bool, String, String)
 /// Where a step's program is: the pipeline's own rule (`process::find_program`), so that
 /// check and the build never disagree.
 fn resolve_program(program: &str, hook: &Hook) -> Option<PathBuf> {
-    crate::process::find_program(program, &hook.path, &hook.repo)
+    crate::sys::process::find_program(program, &hook.path, &hook.repo)
 }
 
 fn check_programs(ctx: &Ctx, hook: &Hook, r: &mut Report) {
@@ -744,22 +744,22 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
 /// The web hosts of `publish.hosts` (hosts.rs): each reachable with the ssh command in
 /// batch mode, rsync on both ends, the served path's folder writable there.
 fn check_fleet(hook: &Hook, state: &HookState, home: &Path, fleet: &crate::config::Fleet, r: &mut Report) {
-    let env = crate::hosts::tool_env(hook, home);
+    let env = crate::publish::hosts::tool_env(hook, home);
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
         return r.fail("hosts", "cannot open /dev/null", "this machine is broken");
     };
-    let tools = crate::hosts::Tools {
+    let tools = crate::publish::hosts::Tools {
         env: &env,
         // Where control sockets would go; check opens none.
         state_dir: &state.dir,
         upload_timeout: hook.step_timeout,
         log: &null,
     };
-    for finding in crate::hosts::check(fleet, &tools) {
+    for finding in crate::publish::hosts::check(fleet, &tools) {
         match finding {
-            crate::hosts::Finding::Ok(m) => r.ok("hosts", m),
-            crate::hosts::Finding::Warn(m) => r.warn("hosts", m),
-            crate::hosts::Finding::Fail(m, fix) => r.fail("hosts", m, fix),
+            crate::publish::hosts::Finding::Ok(m) => r.ok("hosts", m),
+            crate::publish::hosts::Finding::Warn(m) => r.warn("hosts", m),
+            crate::publish::hosts::Finding::Fail(m, fix) => r.fail("hosts", m, fix),
         }
     }
 }
@@ -767,7 +767,7 @@ fn check_fleet(hook: &Hook, state: &HookState, home: &Path, fleet: &crate::confi
 /// Hooks that share a working tree or a publish target take turns: one lock covers them
 /// (queue.rs). Worth knowing, and a mistake when they build different branches.
 fn check_sharing(cfg: &Config, r: &mut Report) {
-    for (what, folder, hooks) in crate::queue::shared(cfg) {
+    for (what, folder, hooks) in crate::build::queue::shared(cfg) {
         let branches: std::collections::BTreeSet<&str> = hooks
             .iter()
             .filter_map(|h| cfg.hooks.get(h))

@@ -6,7 +6,7 @@
 
 use super::{Ctx, Report};
 use crate::config::Hook;
-use crate::process::which;
+use crate::sys::process::which;
 
 const PACKAGE_MANAGERS: &[&str] = &["pnpm", "npm", "yarn", "npx", "pnpx", "corepack"];
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{build_env, Ctx, Report};
 use crate::config::Hook;
-use crate::process::which;
+use crate::sys::process::which;
 
 /// How long the remote gets to answer; a build's fetch has `step_timeout_secs`, but a
 /// remote that needs more than this just to list its branches is a problem worth seeing.
@@ -175,7 +175,7 @@ pub(super) fn check_reachable(ctx: &Ctx, hook: &Hook, home: &Path, r: &mut Repor
                 format!(
                     "remote {} answers (as {}); {} is at {}",
                     hook.remote,
-                    crate::privilege::current_user_name(),
+                    crate::sys::privilege::current_user_name(),
                     hook.branch,
                     &commit[..commit.len().min(10)]
                 ),

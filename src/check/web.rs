@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{Ctx, Report};
-use crate::privilege;
-use crate::process::which;
+use crate::sys::privilege;
+use crate::sys::process::which;
 
 /// Debian's fcgiwrap.socket unit listens here.
 const DEFAULT_FCGIWRAP_SOCKET: &str = "/run/fcgiwrap.socket";

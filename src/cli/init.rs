@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::args::{InitArgs, InitProvider};
-use crate::cgi::Env;
 use crate::config;
+use crate::delivery::cgi::Env;
 use crate::error::{Error, Result};
-use crate::privilege::{self, User};
+use crate::sys::privilege::{self, User};
 
 /// The commented config with no hook that the package installs; written when the config
 /// file is missing.

@@ -7,16 +7,16 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cgi::Env;
+use crate::build::queue;
+use crate::build::state::{HookState, Pending, Status};
 use crate::config::{self, Config, GiteeMode, Hook, OnBusy, Provider, Secret};
+use crate::delivery::cgi::Env;
+use crate::delivery::verify;
 use crate::error::{Error, Result};
-use crate::hosts;
-use crate::log::{q, Log};
 use crate::publish;
-use crate::queue;
-use crate::state::{HookState, Pending, Status};
-use crate::time;
-use crate::verify;
+use crate::publish::hosts;
+use crate::sys::log::{q, Log};
+use crate::sys::time;
 
 mod args;
 mod init;
@@ -126,7 +126,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
     };
     if opts.force {
         // Before `pending`: the build that takes this delivery sees the marker.
-        crate::state::write_atomic(&state.force_path(), b"")
+        crate::build::state::write_atomic(&state.force_path(), b"")
             .map_err(|e| Error::io(format!("cannot write {}", state.force_path().display()), e))?;
     }
     state.mark_pending(&p)?;
@@ -313,7 +313,7 @@ fn become_owner(cfg: &Config, hook: Option<&str>, say: bool) -> Result<()> {
         Some(h) => vec![h],
         None => cfg.hooks.keys().map(String::as_str).collect(),
     };
-    if let Some(u) = crate::privilege::become_owner(&cfg.state_dir, &hooks)? {
+    if let Some(u) = crate::sys::privilege::become_owner(&cfg.state_dir, &hooks)? {
         if say {
             eprintln!(
                 "deploy-hook: started as root; running as {}, the owner of the hook's state folder",
@@ -417,7 +417,7 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
 fn record_rollback(state: &HookState, from: &Option<String>, target: &str) -> Result<()> {
     state.update_status(|s| {
         s.live_release = Some(target.to_string());
-        s.last_rollback = Some(crate::state::Rollback {
+        s.last_rollback = Some(crate::build::state::Rollback {
             from: from.clone(),
             to: target.to_string(),
             at: time::rfc3339(time::now()),
@@ -579,16 +579,17 @@ fn signed_headers(
 ) -> Result<Vec<(String, String)>> {
     let h = |k: &str, v: String| (k.to_string(), v);
     // A password-style token is the secret itself: point at the file instead of printing it.
-    let password = || -> Result<String> {
-        match (secret, show_secret) {
-            (Secret::File(f), false) => Ok(format!("$(cat {})", crate::text::shell_quote(&f.to_string_lossy()))),
+    let password =
+        || -> Result<String> {
+            match (secret, show_secret) {
+            (Secret::File(f), false) => Ok(format!("$(cat {})", crate::sys::text::shell_quote(&f.to_string_lossy()))),
             (Secret::Inline(_), false) => Err(Error::Usage(
                 "this hook's token is the secret itself, which is inline in the config; pass --show-secret to print it"
                     .into(),
             )),
             (_, true) => Ok(String::from_utf8_lossy(&secret.load()?).into_owned()),
         }
-    };
+        };
     let delivery = format!("manual-{}", time::now_ms());
     Ok(match hook.provider {
         Provider::Gitee => {
@@ -632,7 +633,7 @@ fn shell_value(v: &str) -> String {
     if v.starts_with("$(cat ") && v.ends_with(')') {
         format!("\"{v}\"")
     } else {
-        crate::text::shell_quote(v)
+        crate::sys::text::shell_quote(v)
     }
 }
 
@@ -715,6 +716,6 @@ fn shell_value_header(line: &str, value: &str) -> String {
     if value.starts_with("$(cat ") {
         format!("\"{line}\"")
     } else {
-        crate::text::shell_quote(line)
+        crate::sys::text::shell_quote(line)
     }
 }

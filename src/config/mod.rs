@@ -92,7 +92,7 @@ impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cmd::Argv(v) => {
-                let words: Vec<String> = v.iter().map(|w| crate::text::shell_quote(w)).collect();
+                let words: Vec<String> = v.iter().map(|w| crate::sys::text::shell_quote(w)).collect();
                 write!(f, "{}", words.join(" "))
             }
             Cmd::Shell(s) => write!(f, "{s}"),

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use deploy_hook::cgi::{Env, Request};
+use deploy_hook::delivery::cgi::{Env, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,8 +26,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = req.hook_name();
     let _ = req.content_length();
     if req.read_body(&mut &body[..], 1 << 16).is_ok() {
-        if let Ok(p) = deploy_hook::verify::payload(&req) {
-            let _ = deploy_hook::verify::classify_push(&p.json, "main");
+        if let Ok(p) = deploy_hook::delivery::verify::payload(&req) {
+            let _ = deploy_hook::delivery::verify::classify_push(&p.json, "main");
         }
     }
 });

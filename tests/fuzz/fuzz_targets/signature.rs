@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use deploy_hook::cgi::{Env, Request};
+use deploy_hook::delivery::cgi::{Env, Request};
 use deploy_hook::config::Config;
 use libfuzzer_sys::fuzz_target;
 
@@ -48,5 +48,5 @@ fuzz_target!(|data: &[u8]| {
     let mut req = Request::from_env(&env);
     let body: Vec<u8> = parts.flatten().copied().collect();
     req.body = body;
-    let _ = deploy_hook::verify::verify(hook, b"fuzz-secret", &req, 1_700_000_000_000);
+    let _ = deploy_hook::delivery::verify::verify(hook, b"fuzz-secret", &req, 1_700_000_000_000);
 });

@@ -11,14 +11,14 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::build::state::{Base, BuildRecord, Current, HookState, Pending};
 use crate::config::{Cmd, Fleet, Hook, Step};
 use crate::error::{Error, Result};
-use crate::hosts;
-use crate::log::{q, Log};
-use crate::process::{self, Exit, Spec};
 use crate::publish;
-use crate::state::{Base, BuildRecord, Current, HookState, Pending};
-use crate::time;
+use crate::publish::hosts;
+use crate::sys::log::{q, Log};
+use crate::sys::process::{self, Exit, Spec};
+use crate::sys::time;
 
 /// The environment of every step: SPEC's list and nothing else. Nothing of the request
 /// (no `HTTP_*` variable) and no secret is in it.
@@ -107,7 +107,7 @@ impl Run<'_> {
 
     fn set_step(&mut self, step: Option<String>) {
         let dirty = self.dirty.take();
-        let change = |s: &mut crate::state::Status| {
+        let change = |s: &mut crate::build::state::Status| {
             if let Some(c) = s.current.as_mut() {
                 c.step = step;
                 c.step_started = Some(time::rfc3339(time::now()));

@@ -399,7 +399,7 @@ impl HookState {
     pub fn claim_token(&self, token: &[u8], now_ms: u128, max_age_secs: u64) -> Result<(Option<TokenClaim<'_>>, bool)> {
         let digest: String = Sha256::digest(token).iter().map(|b| format!("{b:02x}")).collect();
         let horizon = now_ms.saturating_sub(u128::from(max_age_secs) * 2000);
-        let me = crate::process::Identity::me();
+        let me = crate::sys::process::Identity::me();
         self.locked(|| {
             let (mut records, damaged) = self.read_tokens()?;
             records.retain(|r| r.at >= horizon && r.claimant.as_ref().is_none_or(|c| c.alive()));
@@ -456,7 +456,7 @@ impl HookState {
     }
 
     /// Rewrites this claim's record: accepted (`claimant` removed) or given back (gone).
-    fn settle(&self, digest: &str, claimant: &Option<crate::process::Identity>, accept: bool) -> Result<()> {
+    fn settle(&self, digest: &str, claimant: &Option<crate::sys::process::Identity>, accept: bool) -> Result<()> {
         self.locked(|| {
             let (mut records, _) = self.read_tokens()?;
             let mine = |r: &TokenRecord| r.digest == digest && r.claimant.is_some() && r.claimant == *claimant;
@@ -478,7 +478,7 @@ impl HookState {
 struct TokenRecord {
     digest: String,
     at: u128,
-    claimant: Option<crate::process::Identity>,
+    claimant: Option<crate::sys::process::Identity>,
 }
 
 impl TokenRecord {
@@ -490,7 +490,7 @@ impl TokenRecord {
         let at = parts.next()?.parse().ok()?;
         let claimant = match parts.next() {
             None => None,
-            Some(c) => Some(crate::process::Identity::parse(c)?),
+            Some(c) => Some(crate::sys::process::Identity::parse(c)?),
         };
         Some(TokenRecord {
             digest: digest.to_string(),
@@ -512,7 +512,7 @@ impl TokenRecord {
 pub struct TokenClaim<'a> {
     state: &'a HookState,
     digest: String,
-    claimant: Option<crate::process::Identity>,
+    claimant: Option<crate::sys::process::Identity>,
     done: bool,
 }
 

@@ -4,21 +4,21 @@
 //! signed, not the form body.
 
 use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, Delivery, Kind};
-use crate::cgi::Request;
 use crate::config::{Hook, Provider};
+use crate::delivery::cgi::Request;
 use crate::error::{Error, Result};
 use hmac::Mac;
 
 /// The header value Gitea sends for a JSON payload.
 pub fn signature(secret: &[u8], json: &[u8]) -> String {
-    crate::text::hex_encode(&hmac_sha256(secret, &[json]).finalize().into_bytes())
+    crate::sys::text::hex_encode(&hmac_sha256(secret, &[json]).finalize().into_bytes())
 }
 
 fn check(secret: &[u8], name: &str, header: &[u8], json: &[u8]) -> Result<()> {
     let sent = std::str::from_utf8(header)
         .ok()
         .filter(|h| h.len() == 64)
-        .and_then(crate::text::hex_decode)
+        .and_then(crate::sys::text::hex_decode)
         .ok_or_else(|| Error::Forbidden(format!("{name} is malformed: expected 64 hex digits")))?;
     hmac_sha256(secret, &[json])
         .verify_slice(&sent)
@@ -46,7 +46,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         "push" => classify_push(&payload.json, &hook.branch)?,
         other => Kind::Ignored(format!(
             "event \"{}\" does not start a build",
-            crate::text::printable(other, 60)
+            crate::sys::text::printable(other, 60)
         )),
     };
     Ok(Delivery {

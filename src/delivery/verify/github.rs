@@ -4,8 +4,8 @@
 //! one is answered 401 with a message saying so.
 
 use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, Delivery, Kind};
-use crate::cgi::Request;
 use crate::config::Hook;
+use crate::delivery::cgi::Request;
 use crate::error::{Error, Result};
 use hmac::Mac;
 
@@ -13,7 +13,7 @@ use hmac::Mac;
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!(
         "sha256={}",
-        crate::text::hex_encode(&hmac_sha256(secret, &[body]).finalize().into_bytes())
+        crate::sys::text::hex_encode(&hmac_sha256(secret, &[body]).finalize().into_bytes())
     )
 }
 
@@ -29,7 +29,7 @@ fn check(secret: &[u8], header: Option<&[u8]>, sha1_present: bool, body: &[u8]) 
         .ok()
         .and_then(|s| s.strip_prefix("sha256="))
         .filter(|h| h.len() == 64)
-        .and_then(crate::text::hex_decode)
+        .and_then(crate::sys::text::hex_decode)
         .ok_or_else(|| {
             Error::Forbidden("X-Hub-Signature-256 is malformed: expected sha256= and 64 hex digits".into())
         })?;
@@ -52,7 +52,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         "push" => classify_push(&payload(req)?.json, &hook.branch)?,
         other => Kind::Ignored(format!(
             "event \"{}\" does not start a build",
-            crate::text::printable(other, 60)
+            crate::sys::text::printable(other, 60)
         )),
     };
     Ok(Delivery {

@@ -1,8 +1,8 @@
 //! GitLab: `X-Gitlab-Token` is the secret itself, compared in constant time.
 
 use super::{classify_push, delivery_id, event_header, payload, token_matches, Delivery, Kind};
-use crate::cgi::Request;
 use crate::config::Hook;
+use crate::delivery::cgi::Request;
 use crate::error::{Error, Result};
 
 pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result<Delivery> {
@@ -22,7 +22,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         "Tag Push Hook" => Kind::Ignored("tag push; this hook builds a branch".into()),
         other => Kind::Ignored(format!(
             "event \"{}\" does not start a build",
-            crate::text::printable(other, 60)
+            crate::sys::text::printable(other, 60)
         )),
     };
     Ok(Delivery {

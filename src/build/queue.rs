@@ -36,14 +36,14 @@ use std::process::{Command, Stdio};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
+use crate::build::pipeline::{self, Build};
+use crate::build::state::{write_atomic, BuildRecord, HookState, Pending};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
-use crate::log::Log;
-use crate::pipeline::{self, Build};
-use crate::process::{self, Identity};
 use crate::publish;
-use crate::state::{write_atomic, BuildRecord, HookState, Pending};
-use crate::time;
+use crate::sys::log::Log;
+use crate::sys::process::{self, Identity};
+use crate::sys::time;
 
 /// The build lock of a hook; dropping it releases every flock in it.
 pub struct BuildLock {
@@ -286,7 +286,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
     // A worker killed after it switched `to` to its release has published: that build
     // succeeded, it only missed writing so.
     let live = hook.publish.as_ref().and_then(|p| crate::publish::live(&p.to));
-    let published = |c: &crate::state::Current| c.release.is_some() && c.release == live;
+    let published = |c: &crate::build::state::Current| c.release.is_some() && c.release == live;
     state.update_status(|s| {
         let record = match s.current.take() {
             Some(c) => {
@@ -326,7 +326,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
             // It ran every step and published: later builds compare with it.
             let config = status.current.as_ref().and_then(|c| c.config.clone());
             if let (Some(commit), Some(config)) = (record.commit.clone(), config) {
-                s.base = Some(crate::state::Base {
+                s.base = Some(crate::build::state::Base {
                     id: record.id.clone(),
                     commit,
                     config,
@@ -355,7 +355,7 @@ fn supersede_path(state: &HookState) -> std::path::PathBuf {
 /// Asks the running build to stop so that a new one starts from the newest head.
 pub fn request_supersede(state: &HookState) -> Result<()> {
     if let Some(cur) = state.read_status()?.current {
-        crate::state::write_atomic(&supersede_path(state), cur.id.as_bytes())
+        crate::build::state::write_atomic(&supersede_path(state), cur.id.as_bytes())
             .map_err(|e| Error::io("cannot write the supersede marker", e))?;
     }
     Ok(())

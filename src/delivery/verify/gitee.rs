@@ -8,8 +8,8 @@ use base64::Engine;
 use hmac::Mac;
 
 use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, token_matches, Delivery, Kind};
-use crate::cgi::Request;
 use crate::config::{GiteeMode, Hook};
+use crate::delivery::cgi::Request;
 use crate::error::{Error, Result};
 
 /// The token Gitee sends for `timestamp` (ms, as a decimal string) in signing mode.
@@ -26,7 +26,7 @@ pub fn sign_token(secret: &[u8], timestamp: &str) -> String {
 /// shape only, never by comparing it with the secret, so the hint tells nothing about it.
 fn looks_signed(token: &[u8], timestamp: Option<&[u8]>) -> bool {
     let decoded = if token.contains(&b'%') {
-        crate::text::percent_decode(token, false)
+        crate::sys::text::percent_decode(token, false)
     } else {
         Some(token.to_vec())
     };
@@ -75,7 +75,7 @@ fn check_sign(
         )));
     }
     let token = if token.contains(&b'%') {
-        crate::text::percent_decode(token, false)
+        crate::sys::text::percent_decode(token, false)
             .ok_or_else(|| Error::Forbidden("X-Gitee-Token does not verify".into()))?
     } else {
         token.to_vec()
@@ -131,7 +131,7 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
             "Tag Push Hook" | "tag_push_hooks" => Kind::Ignored("tag push; this hook builds a branch".into()),
             other => Kind::Ignored(format!(
                 "event \"{}\" does not start a build",
-                crate::text::printable(other, 60)
+                crate::sys::text::printable(other, 60)
             )),
         }
     };

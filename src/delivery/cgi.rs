@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::valid_hook_name;
 use crate::error::{Error, Result};
-use crate::text::{percent_decode, printable};
+use crate::sys::text::{percent_decode, printable};
 
 /// The process environment, captured once in `main`.
 pub type Env = BTreeMap<OsString, OsString>;

@@ -14,10 +14,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::cgi::Request;
 use crate::config::{Hook, Provider};
+use crate::delivery::cgi::Request;
 use crate::error::{Error, Result};
-use crate::text::{percent_decode, printable};
+use crate::sys::text::{percent_decode, printable};
 
 pub use gitea::signature as gitea_signature;
 pub use gitee::sign_token as gitee_sign_token;

@@ -85,7 +85,7 @@ impl Log {
         }
         let pid = std::process::id();
         if let Some(path) = &self.file {
-            let stamp = crate::time::rfc3339(crate::time::now());
+            let stamp = crate::sys::time::rfc3339(crate::sys::time::now());
             // One write of the whole line: O_APPEND keeps lines of concurrent processes whole.
             let text = format!("{stamp} {}[{pid}]: {}: {msg}\n", self.ident, level.word());
             let written = OpenOptions::new()

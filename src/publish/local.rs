@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::Publish;
-use crate::time;
+use crate::sys::time;
 
 pub struct Published {
     pub release: String,

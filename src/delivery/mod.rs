@@ -4,18 +4,21 @@
 //! Whatever fails inside, the caller gets a complete JSON answer; a failure on our side is
 //! a 500 whose detail goes to the log, never into the answer.
 
+pub mod cgi;
+pub mod verify;
+
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::cgi::{Env, Request, Response};
+use self::cgi::{Env, Request, Response};
+use self::verify::Kind;
+use crate::build::queue;
+use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Mode, OnBusy, Provider};
 use crate::error::{Error, Result};
-use crate::log::{q, Log};
-use crate::queue;
-use crate::state::{HookState, Pending};
-use crate::time;
-use crate::verify::{self, Kind};
+use crate::sys::log::{q, Log};
+use crate::sys::time;
 
 /// What the delivery's log line says, filled in as the request is understood.
 #[derive(Default)]
@@ -30,7 +33,7 @@ struct Seen {
 pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     // `env` is our copy; the request's headers leave the environment block that other
     // processes of this user can read in /proc (a GitLab token, a Gitee password).
-    crate::process::scrub_request_environ();
+    crate::sys::process::scrub_request_environ();
     let mut req = Request::from_env(env);
     let path = config::locate(None, env.get(OsStr::new(config::CONFIG_ENV)).cloned());
     let mut log = Log::stderr();
@@ -79,7 +82,7 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         seen.provider.push_str("/password");
     }
     if req.method != "POST" {
-        return Err(Error::MethodNotAllowed(crate::text::printable(&req.method, 16)));
+        return Err(Error::MethodNotAllowed(crate::sys::text::printable(&req.method, 16)));
     }
     let state = HookState::new(&cfg.state_dir, &hook.name);
     state.ensure()?;
@@ -119,7 +122,7 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             }
         }
     };
-    let accept = |claim: Option<crate::state::TokenClaim>| claim.map(|c| c.accept()).unwrap_or(Ok(()));
+    let accept = |claim: Option<crate::build::state::TokenClaim>| claim.map(|c| c.accept()).unwrap_or(Ok(()));
 
     let git_ref = match &delivery.kind {
         Kind::Ping => {

@@ -37,8 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Fleet;
-use crate::process::which;
-use crate::time;
+use crate::sys::process::which;
+use crate::sys::time;
 
 /// How long one command on a host may take (a probe, a rename, a prune).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,9 @@
+//! The build engine: what happens to a delivery once it is accepted.
+//!
+//! `queue` is the lock and pending-marker protocol (at most one build per site, none lost)
+//! and the workers; `pipeline` is one build (sync, clean, steps, publish, record); `state`
+//! is the per-hook state folder those two share with `status`.
+
+pub mod pipeline;
+pub mod queue;
+pub mod state;
