@@ -1,0 +1,242 @@
+//! `deploy-hook status`: the state and the last builds of each hook as a person or a script
+//! reads them, what each web host serves, and `--follow`, which streams a running build's
+//! log until it ends.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{become_owner, hook_and_state, succeeded};
+use crate::build::queue;
+use crate::build::state::{HookState, Status};
+use crate::config::{self, Config, Hook};
+use crate::error::{Error, Result};
+use crate::publish;
+use crate::publish::hosts;
+use crate::sys::time;
+
+/// The status as a person or a script should see it: a "building" status whose lock is
+/// free belongs to a worker that died.
+fn live_status(state: &HookState) -> Result<(Status, bool)> {
+    let status = state.read_status()?;
+    let stale = status.state == "building" && state.dir.exists() && !queue::is_building(state).unwrap_or(true);
+    Ok((status, stale))
+}
+
+pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut dyn Write) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let names: Vec<String> = match one {
+        Some(n) => vec![hook_and_state(&cfg, n)?.0.name.clone()],
+        None => cfg.hooks.keys().cloned().collect(),
+    };
+    become_owner(&cfg, one, false)?;
+    let mut json = serde_json::Map::new();
+    for name in &names {
+        let (hook, state) = hook_and_state(&cfg, name)?;
+        let (status, stale) = live_status(&state)?;
+        let live = hook.publish.as_ref().and_then(|p| publish::live(&p.to));
+        let fleet = hook.fleet.as_ref().map(|f| fleet_status(hook, &state, f));
+        let live = live.or_else(|| fleet.as_ref().and_then(|_| status.live_release.clone()));
+        if json_out {
+            let mut v = serde_json::to_value(&status).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("hook".into(), name.clone().into());
+                o.insert("interrupted".into(), stale.into());
+                if let Some(l) = &live {
+                    o.insert("live_release".into(), l.clone().into());
+                }
+                if let Some(f) = &fleet {
+                    o.insert("hosts".into(), serde_json::to_value(f).unwrap_or_default());
+                }
+            }
+            json.insert(name.clone(), v);
+        } else {
+            print_status(out, hook, &status, stale, live.as_deref());
+            if let Some(f) = &fleet {
+                out.write_all(hosts::status_text(f).as_bytes()).ok();
+            }
+        }
+    }
+    if json_out {
+        let v = if one.is_some() {
+            json.into_iter().next().map(|(_, v)| v).unwrap_or_default()
+        } else {
+            serde_json::Value::Object(json)
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default()).ok();
+    }
+    Ok(0)
+}
+
+/// Streams the running build's log until that build ends; exit 0 when it succeeded.
+pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> Result<i32> {
+    use std::io::{Read, Seek, SeekFrom};
+    let cfg = Config::load(config)?;
+    let name = match one {
+        Some(n) => n.to_string(),
+        None => cfg
+            .hook(None)
+            .map_err(|_| Error::Usage("status --follow needs a HOOK name".into()))?
+            .name
+            .clone(),
+    };
+    let (_, state) = hook_and_state(&cfg, &name)?;
+    become_owner(&cfg, Some(&name), false)?;
+    let (status, stale) = live_status(&state)?;
+    let current = match status.current {
+        Some(c) if status.state == "building" && !stale => c,
+        _ => {
+            // Nothing to follow: the verdict is the last build's, so that a script waiting
+            // on `--follow` never takes a failed build for a good one.
+            let Some(l) = status.last.as_ref() else {
+                writeln!(out, "{name}: no build is running, and none has run yet").ok();
+                return Ok(1);
+            };
+            writeln!(
+                out,
+                "{name}: no build is running; the last build, {}, {}: {}",
+                l.id, l.result, l.log
+            )
+            .ok();
+            return Ok(if succeeded(&l.result) { 0 } else { 1 });
+        }
+    };
+    writeln!(out, "{name}: following build {} ({})", current.id, current.log).ok();
+    let mut file =
+        std::fs::File::open(&current.log).map_err(|e| Error::io(format!("cannot open {}", current.log), e))?;
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        // Read the verdict before the last read, so no line written before the end is missed.
+        let st = state.read_status()?;
+        let finished = st.current.as_ref().is_none_or(|c| c.id != current.id) || !queue::is_building(&state)?;
+        file.seek(SeekFrom::Start(pos))
+            .map_err(|e| Error::io("cannot read the build log", e))?;
+        buf.clear();
+        file.read_to_end(&mut buf)
+            .map_err(|e| Error::io("cannot read the build log", e))?;
+        pos += buf.len() as u64;
+        out.write_all(&buf).ok();
+        out.flush().ok();
+        if finished {
+            let record = st.history.iter().find(|b| b.id == current.id);
+            let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
+            writeln!(out, "{name}: build {} {result}", current.id).ok();
+            return Ok(if succeeded(result) { 0 } else { 1 });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// How a build that did not succeed relates to the step it names.
+fn ended_in(result: &str) -> &'static str {
+    match result {
+        "interrupted" => "interrupted at",
+        "superseded" => "superseded during",
+        "timed_out" => "timed out",
+        _ => "failed",
+    }
+}
+
+fn since(ts: &str) -> String {
+    time::parse_rfc3339(ts)
+        .map(|t| time::human_duration(time::now().as_secs().saturating_sub(t) as f64))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn short(commit: Option<&str>) -> &str {
+    commit.map(|c| &c[..c.len().min(10)]).unwrap_or("-")
+}
+
+fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live: Option<&str>) {
+    let mut w = String::new();
+    w.push_str(&format!(
+        "{} ({} push to {}, repo {})\n",
+        hook.name,
+        hook.provider.name(),
+        hook.branch,
+        hook.repo.display()
+    ));
+    match (&s.current, stale) {
+        (Some(c), false) if s.state == "building" => {
+            w.push_str(&format!(
+                "  state:   building {} for {} (commit {}, delivery {})\n",
+                c.id,
+                since(&c.started),
+                short(c.commit.as_deref()),
+                c.delivery
+            ));
+            if let Some(step) = &c.step {
+                w.push_str(&format!(
+                    "  step:    {step} (for {})\n",
+                    c.step_started.as_deref().map(since).unwrap_or_default()
+                ));
+            }
+            w.push_str(&format!("  log:     {}\n", c.log));
+        }
+        (Some(c), true) => {
+            w.push_str(&format!(
+                "  state:   interrupted: build {} lost its worker; the next build records it and cleans up\n",
+                c.id
+            ));
+        }
+        _ => w.push_str("  state:   idle\n"),
+    }
+    w.push_str(&format!(
+        "  pending: {}\n",
+        if s.pending {
+            "yes, a build from the newest commit follows"
+        } else {
+            "no"
+        }
+    ));
+    if let Some(l) = live {
+        w.push_str(&format!("  live:    {l}\n"));
+    }
+    if let Some(rb) = &s.last_rollback {
+        w.push_str(&format!(
+            "  rollback: to {} from {} at {}\n",
+            rb.to,
+            rb.from.as_deref().unwrap_or("-"),
+            rb.at
+        ));
+    }
+    match &s.last {
+        None => w.push_str("  last:    no build yet\n"),
+        Some(_) => {
+            w.push_str("  recent builds (newest first):\n");
+            for b in &s.history {
+                w.push_str(&format!(
+                    "    {:<24} {:<11} commit {:<10} {:>7}  {}{}\n",
+                    b.id,
+                    b.result,
+                    short(b.commit.as_deref()),
+                    time::human_duration(b.duration_secs),
+                    b.finished,
+                    b.failed_step
+                        .as_ref()
+                        .map(|f| format!("  {}: {f}", ended_in(&b.result)))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(last) = &s.last {
+                w.push_str(&format!("  last log: {}\n", last.log));
+            }
+        }
+    }
+    out.write_all(w.as_bytes()).ok();
+}
+
+/// What every target of a fleet serves, asked over ssh now (a host changed by hand shows).
+fn fleet_status(hook: &Hook, state: &HookState, fleet: &config::Fleet) -> Vec<hosts::HostStatus> {
+    let env = hosts::tool_env(hook, &state.home_dir());
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return Vec::new();
+    };
+    let tools = hosts::Tools {
+        env: &env,
+        state_dir: &state.dir,
+        upload_timeout: hook.step_timeout,
+        log: &null,
+    };
+    hosts::status(fleet, &tools)
+}
