@@ -1,8 +1,9 @@
 //! The config file, read into a checked `Config` before anything else runs.
 //!
-//! Raw TOML is deserialized (`raw`) with unknown keys denied, then every value is validated and
-//! every relative path is resolved against the config file's folder (under fcgiwrap and
-//! Apache the working directory is the script's folder, which means nothing to the config).
+//! Raw TOML is deserialized (`raw`) with unknown keys denied, then every value is validated
+//! (`hook` for a `[hooks.NAME]` table, `publish` for its publish table) and every relative
+//! path is resolved against the config file's folder (under fcgiwrap and Apache the working
+//! directory is the script's folder, which means nothing to the config).
 //! Secrets are not read here: `Secret::load` reads them when a delivery needs them, so that
 //! `status` works for a user who may not read the secret file.
 
@@ -15,10 +16,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::error::{Error, Result};
+pub use crate::sys::log::LogConfig;
 
+mod hook;
+mod publish;
 mod raw;
-
-use raw::RawHook;
 
 pub const DEFAULT_CONFIG: &str = "/etc/deploy-hook/config.toml";
 pub const CONFIG_ENV: &str = "DEPLOY_HOOK_CONFIG";
@@ -177,38 +179,6 @@ pub struct RemoteHost {
     pub path: String,
 }
 
-impl RemoteHost {
-    /// `web1:/var/www/docs`. The host is one word that ssh cannot take for an option; the
-    /// path is absolute and holds no newline (it travels in sh scripts, quoted).
-    pub fn parse(s: &str) -> std::result::Result<RemoteHost, String> {
-        let Some((host, path)) = s.split_once(':') else {
-            return Err(format!(
-                "{s:?} is not HOST:/PATH (an ssh host alias, a colon, the served path there)"
-            ));
-        };
-        if host.is_empty()
-            || host.starts_with('-')
-            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-        {
-            return Err(format!(
-                "{host:?} is not an ssh host: letters, digits, '-', '_', '.', '@' (user@host), not starting with '-'"
-            ));
-        }
-        if !path.starts_with('/') || path.contains(['\n', '\0']) {
-            return Err(format!("{path:?} must be an absolute path on {host}"));
-        }
-        let path = path.trim_end_matches('/');
-        let base = path.rsplit('/').next().unwrap_or("");
-        if base.is_empty() || base == "." || base == ".." {
-            return Err(format!("{s:?} must name a path below a folder"));
-        }
-        Ok(RemoteHost {
-            host: host.to_string(),
-            path: path.to_string(),
-        })
-    }
-}
-
 /// A publish to several web hosts over ssh (hosts.rs), and to the local `to` when set.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -247,16 +217,6 @@ pub struct Hook {
     pub publish: Option<Publish>,
     /// The publish to web hosts, when `publish.hosts` is set (with the local `to` if any).
     pub fleet: Option<Fleet>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// The syslog socket; `None` (`syslog = ""`) when syslog is not to be used.
-    pub syslog: Option<PathBuf>,
-    /// An append-only log file, used when syslog cannot be reached.
-    pub file: Option<PathBuf>,
-    pub ident: String,
-    pub facility: syslog::Facility,
 }
 
 #[derive(Debug, Clone)]
@@ -467,7 +427,7 @@ impl Config {
                     "a hook name may hold only letters, digits, '-' and '_' (at most 64), and starts with a letter or digit",
                 );
             }
-            let hook = validate_hook(&ctx, &name, line, spanned.into_inner())?;
+            let hook = hook::validate_hook(&ctx, &name, line, spanned.into_inner())?;
             hooks.insert(name, hook);
         }
 
@@ -495,330 +455,19 @@ impl Config {
     }
 }
 
-fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hook> {
-    let key = |k: &str| format!("hooks.{name}.{k}");
-    let at_hook = |key: String, message: &str| Error::Config {
-        file: ctx.file.to_path_buf(),
-        line: Some(line),
-        key,
-        message: message.to_string(),
-    };
-
-    let provider = choose(
-        ctx,
-        &key("provider"),
-        &Some(raw.provider.clone()),
-        Provider::Gitee,
-        &[
-            ("gitee", Provider::Gitee),
-            ("github", Provider::Github),
-            ("gitlab", Provider::Gitlab),
-            ("gitea", Provider::Gitea),
-            ("gogs", Provider::Gogs),
-        ],
-    )?;
-
-    let secret = match (raw.secret, raw.secret_file) {
-        (Some(_), Some(_)) => {
-            return Err(at_hook(format!("hooks.{name}"), "set secret or secret_file, not both"))
-        }
-        (None, None) => {
-            return Err(at_hook(format!("hooks.{name}"), "no secret: set secret_file = \"/etc/deploy-hook/NAME.secret\" (or secret = \"...\"); a hook without a secret would accept anyone's delivery"))
-        }
-        (Some(s), None) if s.is_empty() => {
-            return Err(at_hook(format!("hooks.{name}"), "secret is empty"))
-        }
-        (Some(s), None) => Secret::Inline(s),
-        (None, Some(f)) if f.is_empty() => {
-            return Err(at_hook(format!("hooks.{name}"), "secret_file is empty"))
-        }
-        (None, Some(f)) => Secret::File(ctx.resolve(&f)),
-    };
-
-    if provider != Provider::Gitee {
-        if let Some(m) = &raw.gitee_mode {
-            return ctx.err(m.span(), &key("gitee_mode"), "applies only to provider = \"gitee\"");
-        }
-        if raw.max_age_secs.is_some() {
-            return Err(at_hook(key("max_age_secs"), "applies only to provider = \"gitee\""));
-        }
-    }
-    let gitee_mode = choose(
-        ctx,
-        &key("gitee_mode"),
-        &raw.gitee_mode,
-        GiteeMode::Sign,
-        &[("sign", GiteeMode::Sign), ("password", GiteeMode::Password)],
-    )?;
-    let max_age_secs = raw.max_age_secs.unwrap_or(3600);
-    if max_age_secs == 0 || max_age_secs > 7 * 86_400 {
-        return Err(at_hook(key("max_age_secs"), "must be between 1 and 604800 seconds"));
-    }
-
-    if raw.repo.get_ref().is_empty() {
-        return ctx.err(raw.repo.span(), &key("repo"), "must name the git working tree to build");
-    }
-    let repo = ctx.resolve(raw.repo.get_ref());
-
-    let remote = match raw.remote {
-        None => "origin".to_string(),
-        Some(r) if valid_git_name(r.get_ref()) => r.into_inner(),
-        Some(r) => {
-            return ctx.err(
-                r.span(),
-                &key("remote"),
-                format!("{:?} is not a valid remote name", r.get_ref()),
-            )
-        }
-    };
-    let branch = match raw.branch {
-        None => "main".to_string(),
-        Some(b) => {
-            let b_name = b.get_ref().strip_prefix("refs/heads/").unwrap_or(b.get_ref());
-            if !valid_git_name(b_name) {
-                return ctx.err(
-                    b.span(),
-                    &key("branch"),
-                    format!("{:?} is not a valid branch name", b.get_ref()),
-                );
-            }
-            b_name.to_string()
-        }
-    };
-
-    let mut clean = Vec::new();
-    if let Some(c) = raw.clean {
-        for p in c.get_ref() {
-            match inside_relative(p) {
-                Some(rel) => clean.push(rel),
-                None => {
-                    return ctx.err(
-                        c.span(),
-                        &key("clean"),
-                        format!(
-                            "{p:?} is not a relative path inside repo; clean never removes anything outside the repo"
-                        ),
-                    )
-                }
-            }
-        }
-    }
-
-    let steps = match raw.steps {
-        None => default_steps(),
-        Some(s) if s.get_ref().is_empty() => {
-            return ctx.err(
-                s.span(),
-                &key("steps"),
-                "no steps: leave the key out for the default (pnpm install, pnpm docs:build)",
-            )
-        }
-        Some(s) => s.into_inner(),
-    };
-
-    let mut env = BTreeMap::new();
-    if let Some(e) = raw.env {
-        let span = e.span();
-        for (k, v) in e.into_inner() {
-            if !valid_env_name(&k) {
-                return ctx.err(span, &key("env"), format!("{k:?} is not a valid variable name"));
-            }
-            if k == "PATH" {
-                return ctx.err(span, &key("env"), "set PATH with the hook's `path` key, not in env");
-            }
-            if k.starts_with("DEPLOY_HOOK_") || k.starts_with("HTTP_") {
-                return ctx.err(span, &key("env"), format!("{k} is reserved"));
-            }
-            if v.contains('\0') {
-                return ctx.err(span, &key("env"), format!("{k} holds a NUL byte"));
-            }
-            env.insert(k, v);
-        }
-    }
-
-    let path = match raw.path {
-        None => "/usr/local/bin:/usr/bin:/bin".to_string(),
-        Some(p) => {
-            if p.get_ref().is_empty() || !p.get_ref().split(':').all(|d| d.starts_with('/')) {
-                return ctx.err(
-                    p.span(),
-                    &key("path"),
-                    "must be a ':'-separated list of absolute folders",
-                );
-            }
-            p.into_inner()
-        }
-    };
-
-    let step_timeout = match raw.step_timeout_secs {
-        None => Duration::from_secs(1800),
-        Some(t) if *t.get_ref() == 0 => return ctx.err(t.span(), &key("step_timeout_secs"), "must be at least 1"),
-        Some(t) => Duration::from_secs(*t.get_ref()),
-    };
-    let nice = match raw.nice {
-        None => 10,
-        Some(n) if (0..=19).contains(n.get_ref()) => *n.get_ref() as i32,
-        Some(n) => return ctx.err(n.span(), &key("nice"), "must be between 0 and 19"),
-    };
-    let mode = choose(
-        ctx,
-        &key("mode"),
-        &raw.mode,
-        Mode::Async,
-        &[("async", Mode::Async), ("sync", Mode::Sync)],
-    )?;
-    let on_busy = choose(
-        ctx,
-        &key("on_busy"),
-        &raw.on_busy,
-        OnBusy::Queue,
-        &[
-            ("queue", OnBusy::Queue),
-            ("reject", OnBusy::Reject),
-            ("supersede", OnBusy::Supersede),
-        ],
-    )?;
-    let keep_logs = match raw.keep_logs {
-        None => 30,
-        Some(k) if *k.get_ref() == 0 => return ctx.err(k.span(), &key("keep_logs"), "must be at least 1"),
-        Some(k) => *k.get_ref() as usize,
-    };
-
-    let (publish, fleet) = match raw.publish {
-        None => (None, None),
-        Some(p) => {
-            let span = p.span();
-            let p = p.into_inner();
-            let Some(from) = inside_relative(&p.from) else {
-                return ctx.err(
-                    span,
-                    &key("publish.from"),
-                    format!("{:?} is not a relative path inside repo (and outside .git)", p.from),
-                );
-            };
-            let hosts = p.hosts.unwrap_or_default();
-            let to = match p.to.as_deref() {
-                None if hosts.is_empty() => {
-                    return ctx.err(
-                        span,
-                        &key("publish.to"),
-                        "must name the symlink the web server serves (or set publish.hosts)",
-                    )
-                }
-                None => None,
-                Some("") => return ctx.err(span, &key("publish.to"), "must name the symlink the web server serves"),
-                Some(t) => {
-                    let to = ctx.resolve(t);
-                    if to.parent().is_none() || to.file_name().is_none() {
-                        return ctx.err(span, &key("publish.to"), "must name a path below a folder");
-                    }
-                    if to.starts_with(&repo) || repo.starts_with(&to) {
-                        return ctx.err(span, &key("publish.to"), "must be outside repo");
-                    }
-                    Some(to)
-                }
-            };
-            let keep = p.keep.unwrap_or(5);
-            if keep < 2 {
-                return ctx.err(
-                    span,
-                    &key("publish.keep"),
-                    "must be at least 2 (the live release and the one to roll back to)",
-                );
-            }
-            let mut remote = Vec::new();
-            for h in &hosts {
-                let parsed = RemoteHost::parse(h).or_else(|m| ctx.err(span.clone(), &key("publish.hosts"), m))?;
-                if remote.contains(&parsed) {
-                    return ctx.err(span, &key("publish.hosts"), format!("{h:?} is named twice"));
-                }
-                remote.push(parsed);
-            }
-            let ssh = match p.ssh {
-                None => vec!["ssh".to_string()],
-                Some(_) if hosts.is_empty() => {
-                    return ctx.err(span, &key("publish.ssh"), "is used only with publish.hosts")
-                }
-                Some(argv) => {
-                    if argv.first().is_none_or(|p| p.is_empty()) {
-                        return ctx.err(
-                            span,
-                            &key("publish.ssh"),
-                            "must name the ssh program, like [\"ssh\", \"-F\", \"/etc/deploy-hook/ssh_config\"]",
-                        );
-                    }
-                    // rsync's -e takes one string it splits itself: quotes, no backslashes.
-                    if let Some(w) = argv
-                        .iter()
-                        .find(|w| (w.contains('\'') && w.contains('"')) || w.contains(['\0', '\n']))
-                    {
-                        return ctx.err(
-                            span,
-                            &key("publish.ssh"),
-                            format!("{w:?} holds both quote kinds or a newline, which rsync's -e cannot carry"),
-                        );
-                    }
-                    argv
-                }
-            };
-            let keep = keep as usize;
-            if remote.is_empty() {
-                let to = to.unwrap_or_default();
-                (Some(Publish { from, to, keep }), None)
-            } else {
-                (
-                    None,
-                    Some(Fleet {
-                        from,
-                        to,
-                        keep,
-                        hosts: remote,
-                        ssh,
-                    }),
-                )
-            }
-        }
-    };
-
-    Ok(Hook {
-        name: name.to_string(),
-        line,
-        provider,
-        secret,
-        gitee_mode,
-        max_age_secs,
-        repo,
-        remote,
-        branch,
-        clean,
-        steps,
-        env,
-        path,
-        step_timeout,
-        nice,
-        mode,
-        on_busy,
-        keep_logs,
-        on_failure: raw.on_failure,
-        on_success: raw.on_success,
-        publish,
-        fleet,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config> {
+    pub(super) fn parse(text: &str) -> Result<Config> {
         Config::parse(Path::new("/etc/deploy-hook/config.toml"), text)
     }
 
-    fn err(text: &str) -> String {
+    pub(super) fn err(text: &str) -> String {
         parse(text).expect_err("config should be refused").to_string()
     }
 
-    const MINIMAL: &str = "[hooks.docs]\nprovider = \"gitee\"\nsecret = \"s3cret\"\nrepo = \"/srv/docs\"\n";
+    pub(super) const MINIMAL: &str = "[hooks.docs]\nprovider = \"gitee\"\nsecret = \"s3cret\"\nrepo = \"/srv/docs\"\n";
 
     #[test]
     fn minimal_config_gets_the_spec_defaults() {
@@ -898,51 +547,6 @@ keep = 5
     }
 
     #[test]
-    fn publish_to_several_hosts() {
-        let base = format!("{MINIMAL}[hooks.docs.publish]\nfrom = \"dist\"\n");
-        let c = parse(&format!(
-            "{base}hosts = [\"web1:/var/www/docs\", \"deploy@web2:/var/www/docs/\"]\nssh = [\"ssh\", \"-F\", \"/etc/deploy-hook/ssh_config\"]\n"
-        ))
-        .unwrap();
-        let h = &c.hooks["docs"];
-        assert!(h.publish.is_none(), "no local publish without `to`");
-        let f = h.fleet.as_ref().unwrap();
-        assert_eq!(f.to, None);
-        assert_eq!(
-            f.hosts[1],
-            RemoteHost {
-                host: "deploy@web2".into(),
-                path: "/var/www/docs".into()
-            }
-        );
-        assert_eq!(f.ssh, ["ssh", "-F", "/etc/deploy-hook/ssh_config"]);
-        let c = parse(&format!("{base}to = \"/var/www/docs\"\nhosts = [\"web1:/srv/www\"]\n")).unwrap();
-        let f = c.hooks["docs"].fleet.as_ref().unwrap();
-        assert_eq!(
-            (f.to.as_deref(), f.ssh.as_slice()),
-            (Some(Path::new("/var/www/docs")), &["ssh".to_string()][..])
-        );
-        for (bad, why) in [
-            ("hosts = [\"web1\"]", "HOST:/PATH"),
-            ("hosts = [\"web1:docs\"]", "absolute"),
-            ("hosts = [\"-oProxyCommand=x:/a\"]", "not an ssh host"),
-            ("hosts = [\"web 1:/a\"]", "not an ssh host"),
-            ("hosts = [\"web1:/\"]", "below a folder"),
-            ("hosts = [\"web1:/a\", \"web1:/a/\"]", "twice"),
-            ("hosts = [\"web1:/a\"]\nssh = []", "ssh program"),
-            (
-                "hosts = [\"web1:/a\"]\nssh = [\"ssh\", \"-o\", \"X='a\\\"b'\"]",
-                "quote",
-            ),
-            ("to = \"/var/www/x\"\nssh = [\"ssh\"]", "only with publish.hosts"),
-            ("", "or set publish.hosts"),
-        ] {
-            let e = err(&format!("{base}{bad}\n"));
-            assert!(e.contains("hooks.docs.publish.") && e.contains(why), "{bad} -> {e}");
-        }
-    }
-
-    #[test]
     fn relative_paths_resolve_against_the_config_folder() {
         let c = parse(
             "state_dir = \"state\"\n[hooks.a]\nprovider = \"github\"\nsecret_file = \"a.secret\"\nrepo = \"site\"\n",
@@ -958,167 +562,6 @@ keep = 5
         assert!(e.contains(":5") && e.contains("brnach"), "{e}");
         let e = err("stat_dir = \"/x\"\n");
         assert!(e.contains(":1") && e.contains("stat_dir"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        let cases = [
-            (
-                "provider = \"gitee\"",
-                "provider = \"bitbucket\"",
-                "hooks.docs.provider",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nmode = \"later\"",
-                "hooks.docs.mode",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\non_busy = \"drop\"",
-                "hooks.docs.on_busy",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nnice = 25",
-                "hooks.docs.nice",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nbranch = \"-x\"",
-                "hooks.docs.branch",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nremote = \"a b\"",
-                "hooks.docs.remote",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nclean = [\"../etc\"]",
-                "hooks.docs.clean",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nclean = [\"/etc\"]",
-                "hooks.docs.clean",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nsteps = []",
-                "hooks.docs.steps",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nenv = { PATH = \"/x\" }",
-                "hooks.docs.env",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nenv = { DEPLOY_HOOK_NAME = \"x\" }",
-                "hooks.docs.env",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\npath = \"bin\"",
-                "hooks.docs.path",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nstep_timeout_secs = 0",
-                "hooks.docs.step_timeout_secs",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nkeep_logs = 0",
-                "hooks.docs.keep_logs",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\nmax_age_secs = 0",
-                "hooks.docs.max_age_secs",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\ngitee_mode = \"hmac\"",
-                "hooks.docs.gitee_mode",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\n[hooks.docs.publish]\nfrom = \"/abs\"\nto = \"/var/www/x\"",
-                "hooks.docs.publish.from",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\n[hooks.docs.publish]\nfrom = \"dist\"\nto = \"/var/www/x\"\nkeep = 1",
-                "hooks.docs.publish.keep",
-            ),
-            (
-                "repo = \"/srv/docs\"",
-                "repo = \"/srv/docs\"\n[hooks.docs.publish]\nfrom = \"dist\"\nto = \"/srv/docs/out\"",
-                "hooks.docs.publish.to",
-            ),
-        ];
-        for (from, to, key) in cases {
-            let text = MINIMAL.replace(from, to);
-            let e = err(&text);
-            assert!(e.contains(key), "{text}\n-> {e}");
-            assert!(e.starts_with("/etc/deploy-hook/config.toml:"), "{e}");
-        }
-    }
-
-    #[test]
-    fn steps_must_be_commands() {
-        for bad in [
-            "steps = [[]]",
-            "steps = [42]",
-            "steps = [\"  \"]",
-            "steps = [[\"\", \"x\"]]",
-            "on_failure = []",
-        ] {
-            let e = err(&format!("{MINIMAL}{bad}\n"));
-            assert!(e.contains(":5"), "{bad} -> {e}");
-        }
-    }
-
-    #[test]
-    fn steps_may_be_tables_with_if_changed() {
-        let c = parse(&format!(
-            "{MINIMAL}steps = [{{ run = [\"pnpm\", \"install\"], if_changed = [\"package.json\", \"docs/**\"] }}, {{ run = \"make\" }}, [\"pnpm\", \"docs:build\"]]\n"
-        ))
-        .unwrap();
-        let h = &c.hooks["docs"];
-        assert_eq!(h.steps[0].run, Cmd::Argv(vec!["pnpm".into(), "install".into()]));
-        assert_eq!(h.steps[0].if_changed, ["package.json", "docs/**"]);
-        assert_eq!(h.steps[1], Step::always(Cmd::Shell("make".into())));
-        assert_eq!(
-            h.steps[2],
-            Step::always(Cmd::Argv(vec!["pnpm".into(), "docs:build".into()]))
-        );
-        for bad in [
-            "steps = [{ run = [\"x\"], if_changed = [] }]",
-            "steps = [{ run = [\"x\"], if_changed = [\"/etc/passwd\"] }]",
-            "steps = [{ if_changed = [\"a\"] }]",
-            "steps = [{ run = [\"x\"], when = \"a\" }]",
-            "steps = [{ run = [] }]",
-        ] {
-            let e = err(&format!("{MINIMAL}{bad}\n"));
-            assert!(e.contains(":5"), "{bad} -> {e}");
-        }
-    }
-
-    #[test]
-    fn secrets_exactly_one_and_never_empty() {
-        let none = MINIMAL.replace("secret = \"s3cret\"\n", "");
-        assert!(err(&none).contains("no secret"));
-        let both = MINIMAL.replace("secret = \"s3cret\"", "secret = \"a\"\nsecret_file = \"/x\"");
-        assert!(err(&both).contains("not both"));
-        let empty = MINIMAL.replace("s3cret", "");
-        assert!(err(&empty).contains("secret is empty"));
-        let e = err(&MINIMAL
-            .replace("\"gitee\"", "\"github\"")
-            .replace("repo =", "gitee_mode = \"sign\"\nrepo ="));
-        assert!(e.contains("gitee_mode") && e.contains("only"), "{e}");
     }
 
     #[test]

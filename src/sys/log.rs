@@ -16,7 +16,16 @@ use std::path::PathBuf;
 
 use syslog::{Formatter3164, Logger as SysLogger, LoggerBackend};
 
-use crate::config::LogConfig;
+/// Where log lines go, as the config's `[log]` table says (checked in `config`).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The syslog socket; `None` (`syslog = ""`) when syslog is not to be used.
+    pub syslog: Option<PathBuf>,
+    /// An append-only log file, used when syslog cannot be reached.
+    pub file: Option<PathBuf>,
+    pub ident: String,
+    pub facility: syslog::Facility,
+}
 
 pub struct Log {
     syslog: Option<SysLogger<LoggerBackend, Formatter3164>>,
