@@ -8,9 +8,11 @@
 //!
 //! The pieces: `files` (owners and modes of what the build writes), `remote` (reaching
 //! the remote as the build does, and never printing its credentials), `node` (what a
-//! Node.js site needs), `web` (the web server that starts us).
+//! Node.js site needs), `web` (the web server that starts us), `hosts` (the web hosts a
+//! hook publishes to).
 
 mod files;
+mod hosts;
 mod node;
 mod remote;
 mod web;
@@ -699,7 +701,7 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     files::check_state(ctx, &state, r);
 
     if let Some(fleet) = &hook.fleet {
-        check_fleet(hook, &state, &home, fleet, r);
+        hosts::check(hook, &state, &home, fleet, r);
     }
     if let Some(p) = &hook.publish {
         let parent = p.to.parent().unwrap_or(Path::new("/"));
@@ -737,29 +739,6 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
                 ),
             }
             files::check_publish(ctx, p, r);
-        }
-    }
-}
-
-/// The web hosts of `publish.hosts` (hosts.rs): each reachable with the ssh command in
-/// batch mode, rsync on both ends, the served path's folder writable there.
-fn check_fleet(hook: &Hook, state: &HookState, home: &Path, fleet: &crate::config::Fleet, r: &mut Report) {
-    let env = crate::publish::hosts::tool_env(hook, home);
-    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
-        return r.fail("hosts", "cannot open /dev/null", "this machine is broken");
-    };
-    let tools = crate::publish::hosts::Tools {
-        env: &env,
-        // Where control sockets would go; check opens none.
-        state_dir: &state.dir,
-        upload_timeout: hook.step_timeout,
-        log: &null,
-    };
-    for finding in crate::publish::hosts::check(fleet, &tools) {
-        match finding {
-            crate::publish::hosts::Finding::Ok(m) => r.ok("hosts", m),
-            crate::publish::hosts::Finding::Warn(m) => r.warn("hosts", m),
-            crate::publish::hosts::Finding::Fail(m, fix) => r.fail("hosts", m, fix),
         }
     }
 }

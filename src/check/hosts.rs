@@ -1,0 +1,102 @@
+//! `check` for a hook with `publish.hosts`: rsync here, and for every target the ssh command
+//! reaches it in batch mode (no prompt), rsync is there, the served path's folder is
+//! writable, and what it serves now. Asked over the same connection a publish uses
+//! (`publish::hosts`), so a target that passes here is one a build can reach.
+
+use std::path::Path;
+
+use super::Report;
+use crate::build::state::HookState;
+use crate::config::{Fleet, Hook};
+use crate::publish::hosts::{self, Served, Tools};
+use crate::sys::process::which;
+
+/// The web hosts of `publish.hosts`, as the build's user sees them.
+pub(super) fn check(hook: &Hook, state: &HookState, home: &Path, fleet: &Fleet, r: &mut Report) {
+    let env = hosts::tool_env(hook, home);
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return r.fail("hosts", "cannot open /dev/null", "this machine is broken");
+    };
+    let tools = Tools {
+        env: &env,
+        // Where control sockets would go; check opens none.
+        state_dir: &state.dir,
+        upload_timeout: hook.step_timeout,
+        log: &null,
+    };
+    check_fleet(fleet, &tools, r);
+}
+
+fn check_fleet(fleet: &Fleet, tools: &Tools, r: &mut Report) {
+    let path = tools.env.get("PATH").cloned().unwrap_or_default();
+    match which("rsync", &path) {
+        Some(p) => r.ok("hosts", format!("rsync found here: {}", p.display())),
+        None => r.fail(
+            "hosts",
+            format!("rsync is not found on path {path}"),
+            "apt-get install rsync".to_string(),
+        ),
+    }
+    let ssh_line = fleet.ssh.join(" ");
+    if which(&fleet.ssh[0], &path).is_none() {
+        r.fail(
+            "hosts",
+            format!("{} (publish.ssh) is not found on path {path}", fleet.ssh[0]),
+            "apt-get install openssh-client, or name ssh by its full path in publish.ssh".to_string(),
+        );
+        return;
+    }
+    for (t, p) in hosts::probe_each(fleet, tools) {
+        let (dir, _) = t.split();
+        // What a line calls the target, and where its fix is made.
+        let (label, on) = match &t.ssh_host {
+            Some(h) => (format!("host {h}"), format!("on {h}: ")),
+            None => ("local".to_string(), String::new()),
+        };
+        let p = match p {
+            Ok(p) => p,
+            Err(f) => {
+                let host = t.ssh_host.as_deref().unwrap_or("localhost");
+                r.fail("hosts", 
+                    format!("{label}: cannot run sh there with `{ssh_line} {host}` in batch mode: {}", f.message),
+                    format!("as this user, `{ssh_line} {host} true` must work with no prompt: a key without a passphrase (IdentityFile), the host's key in known_hosts (ssh-keyscan), the right User; see docs/hosts.md"),
+                );
+                continue;
+            }
+        };
+        if t.ssh_host.is_some() {
+            r.ok("hosts", format!("{label}: reachable with {ssh_line}"));
+            match &p.rsync {
+                Some(found) => r.ok("hosts", format!("{label}: rsync found: {found}")),
+                None => r.fail(
+                    "hosts",
+                    format!("{label}: rsync is not installed"),
+                    format!("{on}apt-get install rsync"),
+                ),
+            }
+        }
+        if p.folder_writable && (!p.releases_dir || p.releases_writable) {
+            r.ok("hosts", format!("{label}: {dir} is writable"));
+        } else if !p.folder_writable {
+            r.fail(
+                "hosts",
+                format!("{label}: {dir} does not exist or is not writable by the user that publishes"),
+                format!("{on}install -d -o <that user> {dir}"),
+            );
+        } else {
+            r.fail(
+                "hosts",
+                format!("{label}: {} is not writable by the user that publishes", t.releases()),
+                format!("{on}chown -R <that user> {}", t.releases()),
+            );
+        }
+        let path = &t.path;
+        match &p.served {
+            Served::Release(Some(rel)) => r.ok("hosts", format!("{label}: {path} serves release {rel}")),
+            Served::Release(None) => r.warn("hosts", format!("{label}: {path} is a symlink that leads nowhere; the next publish replaces it")),
+            Served::Folder => r.warn("hosts", format!("{label}: {path} is a folder; the first publish keeps it as the oldest release and puts a symlink in its place")),
+            Served::Missing => r.ok("hosts", format!("{label}: {path} will be created by the first publish")),
+            Served::Other => r.fail("hosts", format!("{label}: {path} is a file"), format!("{on}remove it, or publish to another path")),
+        }
+    }
+}

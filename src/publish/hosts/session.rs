@@ -1,0 +1,324 @@
+//! One open connection per target, for the whole of a publish or a rollback: `ssh ... host
+//! sh` (a ControlMaster that rsync's ssh reuses) or a local `sh`, reading commands on stdin
+//! and answering on stdout. A command's answer ends with a marker line that carries its exit
+//! status, so many commands share one connection and one round trip each.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::scripts::{parse_probe, probe_script, Probe};
+use super::{fail, targets, Failure, Target, Tools};
+use crate::config::Fleet;
+use crate::sys::process::which;
+
+/// How long one command on a host may take (a probe, a rename, a prune).
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The marker that ends a command's answer on a host's `sh`; never in our own output.
+pub(super) const MARK: &str = "__deploy_hook_done_";
+
+/// One open connection to a target: `ssh ... host sh` (a ControlMaster that rsync reuses),
+/// or a local `sh`, reading commands on stdin and answering on stdout.
+pub(super) struct Session {
+    pub(super) name: String,
+    pub(super) child: Child,
+    pub(super) stdin: Option<ChildStdin>,
+    /// stdout lines, with the instant each arrived (for the switch spread).
+    pub(super) lines: Receiver<(Instant, String)>,
+    /// The last lines ssh printed on stderr: why a connection failed.
+    pub(super) err_tail: Arc<Mutex<Vec<String>>>,
+    /// The ControlMaster's socket, for rsync's `-e`.
+    pub(super) control: Option<PathBuf>,
+    pub(super) seq: u64,
+}
+
+pub(super) fn ssh_base(fleet: &Fleet, connect_timeout: u32) -> Vec<String> {
+    let mut argv = fleet.ssh.clone();
+    for o in [
+        "BatchMode=yes".to_string(),
+        format!("ConnectTimeout={connect_timeout}"),
+        "ServerAliveInterval=10".into(),
+        "ServerAliveCountMax=3".into(),
+    ] {
+        argv.push("-o".into());
+        argv.push(o);
+    }
+    argv
+}
+
+impl Session {
+    /// Starts the connection; `control` makes it a ControlMaster on that socket. Called on
+    /// the thread that lives for the whole publish: the child dies with its spawning thread.
+    pub(super) fn open(
+        target: &Target,
+        fleet: &Fleet,
+        tools: &Tools,
+        control: Option<PathBuf>,
+        connect_timeout: u32,
+    ) -> Result<Session, String> {
+        let argv = match &target.ssh_host {
+            None => vec!["sh".to_string()],
+            Some(host) => {
+                let mut a = ssh_base(fleet, connect_timeout);
+                if let Some(c) = &control {
+                    let _ = std::fs::remove_file(c); // a socket left by a killed build
+                    a.extend([
+                        "-o".into(),
+                        "ControlMaster=yes".into(),
+                        "-o".into(),
+                        format!("ControlPath={}", c.to_string_lossy().replace('%', "%%")),
+                        "-o".into(),
+                        "ControlPersist=no".into(),
+                    ]);
+                }
+                a.extend(["-T".into(), "--".into(), host.clone(), "sh".into()]);
+                a
+            }
+        };
+        let path = tools.env.get("PATH").map(String::as_str).unwrap_or("/usr/bin:/bin");
+        let program = which(&argv[0], path).ok_or_else(|| format!("{} is not found on PATH {path}", argv[0]))?;
+        let mut cmd = Command::new(program);
+        cmd.arg0(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .envs(tools.env)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: prctl only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // The connection must not outlive the build that opened it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        std::thread::spawn(move || {
+            let Some(out) = stdout else { return };
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        let err_tail = Arc::new(Mutex::new(Vec::new()));
+        let tail = Arc::clone(&err_tail);
+        let mut log = tools.log.try_clone().ok();
+        let name = target.name.clone();
+        std::thread::spawn(move || {
+            let Some(err) = stderr else { return };
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "[{name}] {line}");
+                }
+                if let Ok(mut t) = tail.lock() {
+                    t.push(line);
+                    let excess = t.len().saturating_sub(3);
+                    t.drain(..excess);
+                }
+            }
+        });
+        Ok(Session {
+            name: target.name.clone(),
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            err_tail,
+            control,
+            seq: 0,
+        })
+    }
+
+    /// Sends a script; its answer is read by `wait`. The script's stdin is /dev/null (it
+    /// must never eat the commands that follow it) and its stderr joins its stdout.
+    pub(super) fn send(&mut self, script: &str) -> Result<u64, String> {
+        self.seq += 1;
+        let seq = self.seq;
+        let text = format!("{{\n{script}\n}} </dev/null 2>&1\nprintf '\\n{MARK}{seq} %s\\n' \"$?\"\n");
+        let stdin = self.stdin.as_mut().ok_or("the connection is closed")?;
+        match stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush()) {
+            Ok(()) => Ok(seq),
+            Err(_) => Err(self.lost()),
+        }
+    }
+
+    /// The answer to command `seq`: its exit status, its output, and when it arrived.
+    pub(super) fn wait(&mut self, seq: u64, timeout: Duration) -> Result<(i32, String, Instant), String> {
+        let marker = format!("{MARK}{seq} ");
+        let deadline = Instant::now() + timeout;
+        let mut output = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) => match line.strip_prefix(&marker) {
+                    Some(code) => {
+                        return Ok((code.trim().parse().unwrap_or(-1), output.trim().to_string(), at));
+                    }
+                    None => {
+                        output.push_str(&line);
+                        output.push('\n');
+                    }
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("no answer within {}s", timeout.as_secs()));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(self.lost()),
+            }
+        }
+    }
+
+    pub(super) fn run(&mut self, script: &str) -> Result<(i32, String), String> {
+        let seq = self.send(script)?;
+        self.wait(seq, COMMAND_TIMEOUT).map(|(c, o, _)| (c, o))
+    }
+
+    /// Runs a script that must succeed; the error holds what it printed.
+    pub(super) fn run_ok(&mut self, what: &str, script: &str) -> Result<String, String> {
+        match self.run(script)? {
+            (0, out) => Ok(out),
+            (code, out) => Err(format!(
+                "{what} failed (exit status {code}){}",
+                if out.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", out.replace('\n', " / "))
+                }
+            )),
+        }
+    }
+
+    /// Why the connection ended, from ssh's exit status and its last words.
+    pub(super) fn lost(&mut self) -> String {
+        self.stdin = None;
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut status = None;
+        while Instant::now() < until {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The stderr reader may still be on the last line.
+        std::thread::sleep(Duration::from_millis(20));
+        let tail = self.err_tail.lock().map(|t| t.join(" / ")).unwrap_or_default();
+        format!(
+            "the connection to {} ended{}{}",
+            self.name,
+            status.map(|s| format!(" ({s})")).unwrap_or_default(),
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        )
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // EOF ends the remote sh, and with it the ControlMaster; a kill covers a hung one.
+        self.stdin = None;
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) on the session's own process group.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        if let Some(c) = &self.control {
+            let _ = std::fs::remove_file(c);
+        }
+    }
+}
+
+/// The connections of one publish or rollback, opened at once, in the targets' order.
+pub(super) struct Fleetwide<'a> {
+    pub(super) targets: Vec<Target>,
+    pub(super) sessions: Vec<Result<Session, String>>,
+    pub(super) tools: &'a Tools<'a>,
+}
+
+impl<'a> Fleetwide<'a> {
+    pub(super) fn open(fleet: &Fleet, tools: &'a Tools<'a>, mux: bool, connect_timeout: u32) -> Fleetwide<'a> {
+        let targets = targets(fleet);
+        let sessions = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let control = tools.state_dir.join(format!("ssh-{i}.sock"));
+                // A unix socket's path holds at most 107 bytes; without one rsync makes
+                // its own connection, and the switch still goes over the open sh.
+                let control = (mux && control.as_os_str().len() < 100).then_some(control);
+                Session::open(t, fleet, tools, control, connect_timeout)
+            })
+            .collect();
+        Fleetwide {
+            targets,
+            sessions,
+            tools,
+        }
+    }
+
+    /// Runs `f` for every target at once; `f` gets the target, its session and its index.
+    pub(super) fn each<T: Send>(
+        &mut self,
+        f: impl Fn(usize, &Target, &mut Session) -> Result<T, String> + Sync,
+    ) -> Vec<Result<T, Failure>> {
+        let targets = &self.targets;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .sessions
+                .iter_mut()
+                .enumerate()
+                .map(|(i, session)| {
+                    let f = &f;
+                    let t = &targets[i];
+                    s.spawn(move || match session {
+                        Ok(session) => f(i, t, session).map_err(|m| fail(&t.name, m)),
+                        Err(e) => Err(fail(&t.name, e.clone())),
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(fail(&targets[i].name, "internal error: a publish thread panicked")))
+                })
+                .collect()
+        })
+    }
+
+    pub(super) fn probe_all(&mut self) -> Vec<Result<Probe, Failure>> {
+        self.each(|_, t, s| Ok(parse_probe(&s.run_ok("probing", &probe_script(t))?)))
+    }
+
+    pub(super) fn session(&mut self, i: usize) -> Option<&mut Session> {
+        self.sessions[i].as_mut().ok()
+    }
+}
+
+/// The first failure, in the targets' order, of a fleet-wide step.
+pub(super) fn first_failure<T>(results: &[Result<T, Failure>]) -> Option<Failure> {
+    results.iter().find_map(|r| r.as_ref().err().cloned())
+}
