@@ -21,6 +21,10 @@ pub enum Error {
     },
     /// An I/O failure on the server side (state dir, repo, spawning a child).
     Io { context: String, source: io::Error },
+    /// Another failure on the server's side that is not an OS error: a web host that failed
+    /// a rollback, a build worker that gave no result, a broken invariant. The message says
+    /// what happened; like `Io`, it goes to the log and a terminal, never into an answer.
+    Internal(String),
     /// The CGI request used another method than POST.
     MethodNotAllowed(String),
     /// No signature or token was sent.
@@ -62,7 +66,9 @@ impl Error {
     /// The HTTP status a delivery gets for this error.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Usage(_) | Error::Config { .. } | Error::Io { .. } | Error::Refused { .. } => 500,
+            Error::Usage(_) | Error::Config { .. } | Error::Io { .. } | Error::Internal(_) | Error::Refused { .. } => {
+                500
+            }
             Error::MethodNotAllowed(_) => 405,
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
@@ -88,10 +94,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Config { .. } => 78,  // EX_CONFIG
-            Error::Io { .. } => 74,      // EX_IOERR
-            Error::Busy => 75,           // EX_TEMPFAIL
-            Error::Refused { .. } => 77, // EX_NOPERM
+            Error::Config { .. } => 78,                  // EX_CONFIG
+            Error::Io { .. } | Error::Internal(_) => 74, // EX_IOERR
+            Error::Busy => 75,                           // EX_TEMPFAIL
+            Error::Refused { .. } => 77,                 // EX_NOPERM
             _ => 1,
         }
     }
@@ -99,7 +105,7 @@ impl Error {
     /// What the caller of a CGI request may read: short, and without server paths.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Config { .. } | Error::Io { .. } | Error::Usage(_) | Error::Refused { .. } => {
+            Error::Config { .. } | Error::Io { .. } | Error::Internal(_) | Error::Usage(_) | Error::Refused { .. } => {
                 "the server could not handle this delivery; its log has the details".to_string()
             }
             other => other.to_string(),
@@ -110,7 +116,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(msg) => write!(f, "{msg}"),
+            Error::Usage(msg) | Error::Internal(msg) => write!(f, "{msg}"),
             Error::Config {
                 file,
                 line,

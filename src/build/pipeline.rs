@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::state::{Base, BuildRecord, Current, HookState, Pending};
-use crate::config::{Cmd, Fleet, Hook, Step};
+use crate::config::{Cmd, Destinations, Hook, Step};
 use crate::error::{Error, Result};
-use crate::publish;
-use crate::publish::hosts;
+use crate::publish::{self, FailureKind};
 use crate::sys::log::{q, Log};
 use crate::sys::process::{self, Exit, Spec};
 use crate::sys::time;
@@ -340,7 +339,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     notify(&mut run, log, &record);
     // After the record: a build killed while pruning has still published and succeeded.
     if let (Some(cfg), Some(p)) = (&hook.publish, &published) {
-        publish::prune(&cfg.to, cfg.keep, p.was_live.as_deref());
+        publish::prune(cfg, p);
     }
     prune_logs(state, hook.keep_logs);
     Ok(record)
@@ -398,7 +397,13 @@ impl std::fmt::Display for Timing {
 /// runs once, which is the safe side.
 pub fn config_hash(hook: &Hook) -> String {
     use sha2::{Digest, Sha256};
-    let publish = hook.publish.as_ref().map(|p| (&p.from, &p.to));
+    // Spelled as before the publish type had destinations, so that an upgrade does not make
+    // every hook's next build run every step: the local publish, and the one to web hosts.
+    let (publish, hosts) = match hook.publish.as_ref().map(|p| (p, &p.to)) {
+        None => (None, None),
+        Some((p, Destinations::Local(to))) => (Some((&p.from, to)), None),
+        Some((p, Destinations::Hosts(h))) => (None, Some((&p.from, &h.local, &h.hosts))),
+    };
     let text = format!(
         "{:?}",
         (
@@ -410,7 +415,7 @@ pub fn config_hash(hook: &Hook) -> String {
             &hook.env,
             &hook.path,
             publish,
-            hook.fleet.as_ref().map(|f| (&f.from, &f.to, &f.hosts))
+            hosts
         )
     );
     Sha256::digest(text.as_bytes())
@@ -490,12 +495,10 @@ fn stages(
     // Already built and live, with the same config: a redelivery, or a follow-up build
     // that finds nothing new. No reset, no step, no publish.
     if let (Some(base), Some(head), false) = (&plan.base, &fetched, plan.force) {
-        // Several hosts: what status.json recorded (rollback records there too); asking
-        // every host over ssh would cost more than the build saves.
-        let is_live = match (&hook.publish, &hook.fleet) {
-            (Some(p), _) => base.release.is_some() && publish::live(&p.to) == base.release,
-            (None, Some(_)) => base.release.is_some() && plan.live_release == base.release,
-            (None, None) => true,
+        // Several hosts: what status.json recorded (rollback records there too).
+        let is_live = match &hook.publish {
+            Some(p) => base.release.is_some() && publish::live(p, plan.live_release.as_deref()) == base.release,
+            None => true,
         };
         if base.commit == *head && base.config == plan.config && is_live {
             timing.fetch = Some(clock.elapsed().as_secs_f64());
@@ -566,28 +569,22 @@ fn stages(
     timing.steps = Some(clock.elapsed().as_secs_f64());
 
     let clock = Instant::now();
-    let out = match &hook.fleet {
-        Some(_) if cancel(&run.id) => Err(Failed::new("publish", "publish", Exit::Cancelled)),
-        Some(fleet) => {
-            run.set_step(Some("publish".into()));
-            publish_fleet(run, fleet, commit.as_deref(), cancel)
-        }
-        None => publish_stage(run, hook, cancel, commit),
-    };
-    if hook.publish.is_some() || hook.fleet.is_some() {
+    let out = publish_stage(run, hook, cancel, commit.as_deref());
+    if hook.publish.is_some() {
         timing.publish = Some(clock.elapsed().as_secs_f64());
     }
     out.map(Done::Built)
 }
 
-/// Publishes the output when the hook has a local `[publish]`.
+/// Publishes the output when the hook has a `[publish]`, to every destination or none; a
+/// failure names the destination that failed when there are several.
 fn publish_stage(
     run: &mut Run,
     hook: &Hook,
     cancel: &mut dyn FnMut(&str) -> bool,
-    commit: &Option<String>,
+    commit: Option<&str>,
 ) -> std::result::Result<Option<publish::Published>, Failed> {
-    let Some(publish) = &hook.publish else { return Ok(None) };
+    let Some(p) = &hook.publish else { return Ok(None) };
     if cancel(&run.id) {
         return Err(Failed::new("publish", "publish", Exit::Cancelled));
     }
@@ -602,83 +599,27 @@ fn publish_stage(
             }
         });
     };
-    let clock = Instant::now();
-    let published = publish::resolve_from(&hook.repo, &publish.from)
-        .and_then(|from| publish::publish(&from, publish, commit.as_deref(), &mut ready));
-    match published {
-        Ok(p) => {
-            run.note(&format!(
-                "\npublished {} as {} -> {}: {}, in {:.1} ms",
-                publish.from.display(),
-                publish.to.display(),
-                p.release,
-                p.stats,
-                clock.elapsed().as_secs_f64() * 1000.0
-            ));
-            if let Some(note) = &p.note {
-                run.note(note);
-            }
-            Ok(Some(p))
-        }
-        Err(e) => {
-            run.note(&format!("\npublish failed: {e}"));
-            Err(Failed::new("publish", "publish", Exit::NotStarted(e.to_string())))
-        }
-    }
-}
-
-/// Publishes to the web hosts (hosts.rs), all or none; a failure names the host.
-fn publish_fleet(
-    run: &mut Run,
-    fleet: &Fleet,
-    commit: Option<&str>,
-    cancel: &mut dyn FnMut(&str) -> bool,
-) -> std::result::Result<Option<publish::Published>, Failed> {
-    let release = hosts::release_name(commit);
-    let state = run.state;
-    // As for a local publish: recorded before the switch, so a worker killed after it is
-    // recovered as the succeeded build it was.
-    let mut ready = |release: &str| {
-        let _ = state.update_status(|s| {
-            if let Some(c) = s.current.as_mut() {
-                c.release = Some(release.to_string());
-            }
-        });
+    let tools = publish::Tools {
+        env: &run.env,
+        state_dir: &run.state.dir,
+        upload_timeout: hook.step_timeout,
+        log: &run.file,
     };
-    let published = match publish::resolve_from(&run.hook.repo, &fleet.from) {
-        Err(e) => Err(hosts::Failure {
-            target: "local".into(),
-            message: e.to_string(),
-            stopped: false,
-        }),
-        Ok(from) => {
-            let tools = hosts::Tools {
-                env: &run.env,
-                state_dir: &run.state.dir,
-                upload_timeout: run.hook.step_timeout,
-                log: &run.file,
-            };
-            let id = run.id.clone();
-            hosts::publish(fleet, &from, &release, &tools, &mut || cancel(&id), &mut ready)
-        }
-    };
+    let id = run.id.clone();
+    let published = publish::publish(p, &hook.repo, commit, &tools, &mut || cancel(&id), &mut ready);
     match published {
-        Ok(was_live) => Ok(Some(publish::Published {
-            release,
-            note: None,
-            was_live,
-            stats: publish::Stats::default(),
-        })),
-        Err(f) if f.stopped => Err(Failed::new("publish", "publish", Exit::Cancelled)),
+        Ok(p) => Ok(Some(p)),
+        Err(f) if f.kind == FailureKind::Stopped => Err(Failed::new("publish", "publish", Exit::Cancelled)),
         Err(f) => {
-            run.note(&format!("\npublish failed at {}: {}", f.target, f.message));
+            let at = f.target.as_ref().map(|t| format!(" at {t}")).unwrap_or_default();
+            run.note(&format!("\npublish failed{at}: {}", f.message));
             // The host's name goes to status.json and the log; the forge's answer and syslog
             // say only "publish" (a host name may be an internal address).
-            Err(Failed::new(
-                format!("publish {}", f.target),
-                "publish",
-                Exit::NotStarted(f.message),
-            ))
+            let step = match &f.target {
+                Some(t) => format!("publish {t}"),
+                None => "publish".into(),
+            };
+            Err(Failed::new(step, "publish", Exit::NotStarted(f.message)))
         }
     }
 }

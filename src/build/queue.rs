@@ -40,7 +40,7 @@ use crate::build::pipeline::{self, Build};
 use crate::build::state::{write_atomic, BuildRecord, HookState, Pending};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
-use crate::publish;
+use crate::publish::{self, local};
 use crate::sys::log::Log;
 use crate::sys::process::{self, Identity};
 use crate::sys::time;
@@ -82,19 +82,20 @@ fn contended(e: &std::io::Error) -> bool {
     e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
 }
 
-/// What a build of `hook` must have to itself, in the order they are locked.
+/// A part of the lock: something a build of `hook` must have to itself. Taken in the order
+/// of their paths.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
+enum LockPart {
     /// `<state_dir>/<hook>/build.lock`, created when missing.
     HookFile(PathBuf),
     /// A folder: the working tree, or `<to>.releases`.
     Folder(PathBuf),
 }
 
-impl Target {
+impl LockPart {
     fn path(&self) -> &Path {
         match self {
-            Target::HookFile(p) | Target::Folder(p) => p,
+            LockPart::HookFile(p) | LockPart::Folder(p) => p,
         }
     }
 }
@@ -105,29 +106,28 @@ pub fn shared_keys(hook: &Hook) -> Vec<(&'static str, PathBuf)> {
     let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut keys = vec![("working tree", canonical(&hook.repo))];
     if let Some(to) = local_to(hook) {
-        keys.push(("publish target", canonical(&publish::releases_dir(to))));
+        keys.push(("publish target", canonical(&local::releases_dir(to))));
     }
     keys
 }
 
-/// The local `to` a hook publishes to: alone, or beside its web hosts (hosts.rs). The
-/// web hosts' own paths cannot be locked from here: one build host per site (README).
+/// The local `to` a hook publishes to: alone, or beside its web hosts. The web hosts' own
+/// paths cannot be locked from here: one build host per site (README).
 fn local_to(hook: &Hook) -> Option<&Path> {
-    match (&hook.publish, &hook.fleet) {
-        (Some(p), _) => Some(&p.to),
-        (None, Some(f)) => f.to.as_deref(),
-        (None, None) => None,
-    }
+    hook.publish.as_ref().and_then(|p| p.local_to())
 }
 
-fn targets(hook: &Hook, state: &HookState) -> Vec<Target> {
+fn lock_parts(hook: &Hook, state: &HookState) -> Vec<LockPart> {
     if let Some(to) = local_to(hook) {
         // Publishing creates it anyway; made here so that it can be locked from the first
         // build on. When it cannot be made, no publish can happen, so it needs no lock.
-        let _ = fs::create_dir(publish::releases_dir(to));
+        let _ = fs::create_dir(local::releases_dir(to));
     }
-    let mut t: Vec<Target> = shared_keys(hook).into_iter().map(|(_, p)| Target::Folder(p)).collect();
-    t.push(Target::HookFile(state.build_lock_path()));
+    let mut t: Vec<LockPart> = shared_keys(hook)
+        .into_iter()
+        .map(|(_, p)| LockPart::Folder(p))
+        .collect();
+    t.push(LockPart::HookFile(state.build_lock_path()));
     t.sort_by(|a, b| a.path().cmp(b.path()));
     t.dedup_by(|a, b| a.path() == b.path());
     t
@@ -139,10 +139,10 @@ pub fn lock(hook: &Hook, state: &HookState, wait: bool) -> Result<Option<BuildLo
         // Inside the loop: the state dir may have been deleted while we waited.
         state.ensure()?;
         let mut files = Vec::new();
-        for t in targets(hook, state) {
+        for t in lock_parts(hook, state) {
             let file = match &t {
-                Target::HookFile(p) => state.open_lock_file(p)?,
-                Target::Folder(p) => match File::open(p) {
+                LockPart::HookFile(p) => state.open_lock_file(p)?,
+                LockPart::Folder(p) => match File::open(p) {
                     Ok(f) => f,
                     // A missing working tree fails its build at once; nothing to protect.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -285,7 +285,9 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
     let now = time::now();
     // A worker killed after it switched `to` to its release has published: that build
     // succeeded, it only missed writing so.
-    let live = hook.publish.as_ref().and_then(|p| crate::publish::live(&p.to));
+    // Web hosts are not asked (recovery must not wait on ssh): such a build is recorded
+    // as interrupted, and the next build publishes again.
+    let live = hook.publish.as_ref().and_then(|p| publish::live(p, None));
     let published = |c: &crate::build::state::Current| c.release.is_some() && c.release == live;
     state.update_status(|s| {
         let record = match s.current.take() {

@@ -5,10 +5,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{Ctx, Report};
+use super::{writable, Ctx, Report};
 use crate::build::state::HookState;
-use crate::config::Publish;
-use crate::publish;
+use crate::publish::local;
 use crate::sys::privilege;
 
 /// Enough to walk a pnpm store; a bigger tree is reported as not fully walked.
@@ -176,23 +175,66 @@ pub(super) fn check_state(ctx: &Ctx, state: &HookState, r: &mut Report) {
     );
 }
 
-pub(super) fn check_publish(ctx: &Ctx, p: &Publish, r: &mut Report) {
-    let releases = publish::releases_dir(&p.to);
-    if std::fs::symlink_metadata(&p.to).is_err() && !releases.exists() {
+/// The local served path of a hook that publishes to it alone: its folder is writable by
+/// the build's user, what it is now, and the owners of what is already published.
+pub(super) fn check_publish(ctx: &Ctx, to: &Path, r: &mut Report) {
+    let user = &ctx.user;
+    let parent = to.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() || (!ctx.as_root && !writable(parent)) {
+        r.fail(
+            "publish",
+            format!("publish: {} is not a folder {user} can write", parent.display()),
+            format!("install -d -o {user} -g {user} {}", parent.display()),
+        );
+    } else {
+        match std::fs::symlink_metadata(to) {
+            Ok(m) if m.file_type().is_symlink() => r.ok(
+                "publish",
+                format!(
+                    "publish: {} is a symlink to release {}",
+                    to.display(),
+                    local::live(to).unwrap_or_default()
+                ),
+            ),
+            Ok(m) if m.is_dir() => r.warn(
+                "publish",
+                format!(
+                    "publish: {} is a directory; the first publish keeps it as the oldest release and puts a symlink in its place",
+                    to.display()
+                ),
+            ),
+            Ok(_) => r.fail(
+                "publish",
+                format!("publish: {} is a file", to.display()),
+                "remove it, or point publish.to elsewhere",
+            ),
+            Err(_) => r.ok(
+                "publish",
+                format!("publish: {} will be created by the first build", to.display()),
+            ),
+        }
+        check_publish_files(ctx, to, r);
+    }
+}
+
+/// Owners and modes of the served path and its releases.
+fn check_publish_files(ctx: &Ctx, to: &Path, r: &mut Report) {
+    let releases = local::releases_dir(to);
+    if std::fs::symlink_metadata(to).is_err() && !releases.exists() {
         return;
     }
     let Some(uid) = expected_uid(ctx) else {
         return;
     };
     let mut walk = Walk::default();
-    walk.visit(&p.to, uid);
+    walk.visit(to, uid);
     walk.visit(&releases, uid);
     // `chown -R` does not follow the symlink, so it changes the link itself: -h is implied.
     walk.report(
         r,
         "publish files",
-        &format!("publish target {} and its releases", p.to.display()),
-        &[&p.to, &releases],
+        &format!("publish target {} and its releases", to.display()),
+        &[to, &releases],
         &ctx.user,
     );
 }

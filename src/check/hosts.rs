@@ -7,13 +7,14 @@ use std::path::Path;
 
 use super::Report;
 use crate::build::state::HookState;
-use crate::config::{Fleet, Hook};
-use crate::publish::hosts::{self, Served, Tools};
+use crate::config::{Hook, Hosts};
+use crate::publish::hosts::{self, Served};
+use crate::publish::{tool_env, Tools};
 use crate::sys::process::which;
 
 /// The web hosts of `publish.hosts`, as the build's user sees them.
-pub(super) fn check(hook: &Hook, state: &HookState, home: &Path, fleet: &Fleet, r: &mut Report) {
-    let env = hosts::tool_env(hook, home);
+pub(super) fn check(hook: &Hook, state: &HookState, home: &Path, cfg: &Hosts, r: &mut Report) {
+    let env = tool_env(hook, home);
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
         return r.fail("hosts", "cannot open /dev/null", "this machine is broken");
     };
@@ -24,10 +25,10 @@ pub(super) fn check(hook: &Hook, state: &HookState, home: &Path, fleet: &Fleet, 
         upload_timeout: hook.step_timeout,
         log: &null,
     };
-    check_fleet(fleet, &tools, r);
+    check_hosts(cfg, &tools, r);
 }
 
-fn check_fleet(fleet: &Fleet, tools: &Tools, r: &mut Report) {
+fn check_hosts(cfg: &Hosts, tools: &Tools, r: &mut Report) {
     let path = tools.env.get("PATH").cloned().unwrap_or_default();
     match which("rsync", &path) {
         Some(p) => r.ok("hosts", format!("rsync found here: {}", p.display())),
@@ -37,16 +38,16 @@ fn check_fleet(fleet: &Fleet, tools: &Tools, r: &mut Report) {
             "apt-get install rsync".to_string(),
         ),
     }
-    let ssh_line = fleet.ssh.join(" ");
-    if which(&fleet.ssh[0], &path).is_none() {
+    let ssh_line = cfg.ssh.join(" ");
+    if which(&cfg.ssh[0], &path).is_none() {
         r.fail(
             "hosts",
-            format!("{} (publish.ssh) is not found on path {path}", fleet.ssh[0]),
+            format!("{} (publish.ssh) is not found on path {path}", cfg.ssh[0]),
             "apt-get install openssh-client, or name ssh by its full path in publish.ssh".to_string(),
         );
         return;
     }
-    for (t, p) in hosts::probe_each(fleet, tools) {
+    for (t, p) in hosts::probe_each(cfg, tools) {
         let (dir, _) = t.split();
         // What a line calls the target, and where its fix is made.
         let (label, on) = match &t.ssh_host {

@@ -27,10 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::build::state::HookState;
-use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
+use crate::config::{Config, Destinations, GiteeMode, Hook, Provider, Secret};
 use crate::delivery::cgi::Env;
 use crate::error::{Error, Result};
-use crate::publish;
 use crate::sys::privilege;
 use crate::sys::process::which;
 
@@ -700,46 +699,10 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
 
     files::check_state(ctx, &state, r);
 
-    if let Some(fleet) = &hook.fleet {
-        hosts::check(hook, &state, &home, fleet, r);
-    }
-    if let Some(p) = &hook.publish {
-        let parent = p.to.parent().unwrap_or(Path::new("/"));
-        if !parent.is_dir() || (!ctx.as_root && !writable(parent)) {
-            r.fail(
-                "publish",
-                format!("publish: {} is not a folder {user} can write", parent.display()),
-                format!("install -d -o {user} -g {user} {}", parent.display()),
-            );
-        } else {
-            match std::fs::symlink_metadata(&p.to) {
-                Ok(m) if m.file_type().is_symlink() => r.ok(
-                    "publish",
-                    format!(
-                        "publish: {} is a symlink to release {}",
-                        p.to.display(),
-                        publish::live(&p.to).unwrap_or_default()
-                    ),
-                ),
-                Ok(m) if m.is_dir() => r.warn(
-                    "publish",
-                    format!(
-                        "publish: {} is a directory; the first publish keeps it as the oldest release and puts a symlink in its place",
-                        p.to.display()
-                    ),
-                ),
-                Ok(_) => r.fail(
-                    "publish",
-                    format!("publish: {} is a file", p.to.display()),
-                    "remove it, or point publish.to elsewhere",
-                ),
-                Err(_) => r.ok(
-                    "publish",
-                    format!("publish: {} will be created by the first build", p.to.display()),
-                ),
-            }
-            files::check_publish(ctx, p, r);
-        }
+    match hook.publish.as_ref().map(|p| &p.to) {
+        Some(Destinations::Local(to)) => files::check_publish(ctx, to, r),
+        Some(Destinations::Hosts(h)) => hosts::check(hook, &state, &home, h, r),
+        None => {}
     }
 }
 

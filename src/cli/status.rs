@@ -8,10 +8,9 @@ use std::path::Path;
 use super::{become_owner, hook_and_state, succeeded};
 use crate::build::queue;
 use crate::build::state::{HookState, Status};
-use crate::config::{self, Config, Hook};
+use crate::config::{self, Config, Destinations, Hook};
 use crate::error::{Error, Result};
-use crate::publish;
-use crate::publish::hosts;
+use crate::publish::{self, hosts};
 use crate::sys::time;
 
 /// The status as a person or a script should see it: a "building" status whose lock is
@@ -33,9 +32,14 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
     for name in &names {
         let (hook, state) = hook_and_state(&cfg, name)?;
         let (status, stale) = live_status(&state)?;
-        let live = hook.publish.as_ref().and_then(|p| publish::live(&p.to));
-        let fleet = hook.fleet.as_ref().map(|f| fleet_status(hook, &state, f));
-        let live = live.or_else(|| fleet.as_ref().and_then(|_| status.live_release.clone()));
+        let live = hook
+            .publish
+            .as_ref()
+            .and_then(|p| publish::live(p, status.live_release.as_deref()));
+        let hosts = match hook.publish.as_ref().map(|p| &p.to) {
+            Some(Destinations::Hosts(h)) => Some(hosts_status(hook, &state, h)),
+            Some(Destinations::Local(_)) | None => None,
+        };
         if json_out {
             let mut v = serde_json::to_value(&status).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
@@ -44,15 +48,15 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
                 if let Some(l) = &live {
                     o.insert("live_release".into(), l.clone().into());
                 }
-                if let Some(f) = &fleet {
-                    o.insert("hosts".into(), serde_json::to_value(f).unwrap_or_default());
+                if let Some(h) = &hosts {
+                    o.insert("hosts".into(), serde_json::to_value(h).unwrap_or_default());
                 }
             }
             json.insert(name.clone(), v);
         } else {
             print_status(out, hook, &status, stale, live.as_deref());
-            if let Some(f) = &fleet {
-                out.write_all(hosts::status_text(f).as_bytes()).ok();
+            if let Some(h) = &hosts {
+                out.write_all(hosts::status_text(h).as_bytes()).ok();
             }
         }
     }
@@ -226,17 +230,17 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
     out.write_all(w.as_bytes()).ok();
 }
 
-/// What every target of a fleet serves, asked over ssh now (a host changed by hand shows).
-fn fleet_status(hook: &Hook, state: &HookState, fleet: &config::Fleet) -> Vec<hosts::HostStatus> {
-    let env = hosts::tool_env(hook, &state.home_dir());
+/// What every web host serves, asked over ssh now (a host changed by hand shows).
+fn hosts_status(hook: &Hook, state: &HookState, cfg: &config::Hosts) -> Vec<hosts::HostStatus> {
+    let env = publish::tool_env(hook, &state.home_dir());
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
         return Vec::new();
     };
-    let tools = hosts::Tools {
+    let tools = publish::Tools {
         env: &env,
         state_dir: &state.dir,
         upload_timeout: hook.step_timeout,
         log: &null,
     };
-    hosts::status(fleet, &tools)
+    hosts::status(cfg, &tools)
 }

@@ -74,7 +74,7 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
         ],
     )?;
     let keep_logs = keep_logs(&at, raw.keep_logs)?;
-    let (publish, fleet) = super::publish::validate(&at, &repo, raw.publish)?;
+    let publish = super::publish::validate(&at, &repo, raw.publish)?;
 
     Ok(Hook {
         name: name.to_string(),
@@ -98,7 +98,6 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
         on_failure: raw.on_failure,
         on_success: raw.on_success,
         publish,
-        fleet,
     })
 }
 

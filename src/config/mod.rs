@@ -164,11 +164,32 @@ impl Secret {
     }
 }
 
+/// `[hooks.NAME.publish]`: the build output, how many releases each destination keeps, and
+/// where they go. `publish/` carries it out; every operation on it (publish, prune, what is
+/// live, rollback, status, check) matches on `to` once, in `publish/mod.rs`.
 #[derive(Debug, Clone)]
 pub struct Publish {
+    /// The output folder, relative to `repo`.
     pub from: PathBuf,
-    pub to: PathBuf,
+    /// Releases kept per destination (at least 2: the live one and one to roll back to).
     pub keep: usize,
+    pub to: Destinations,
+}
+
+/// Where releases go. A variant per way of publishing, so that no combination the config
+/// refuses can be built: a hook publishes to its local `to` alone, or to its web hosts with
+/// the local `to` as one more of them.
+///
+/// A third destination (the bucket of `publish.bucket`) joins the all-or-none of `Hosts`:
+/// it becomes a field beside `hosts` there, and `publish/mod.rs` gains its arm in each match.
+#[derive(Debug, Clone)]
+pub enum Destinations {
+    /// `publish.to` alone: a release is staged on this machine with hard links and switched
+    /// with one rename(2) (`publish/local.rs`).
+    Local(PathBuf),
+    /// `publish.hosts`: every web host, and the local `to` when set, all or none
+    /// (`publish/hosts`).
+    Hosts(Hosts),
 }
 
 /// A web host a release is published to: an ssh destination (an ssh_config host alias,
@@ -179,15 +200,24 @@ pub struct RemoteHost {
     pub path: String,
 }
 
-/// A publish to several web hosts over ssh (hosts.rs), and to the local `to` when set.
+/// The web hosts of a publish (never empty), and the local `to` that switches with them.
 #[derive(Debug, Clone)]
-pub struct Fleet {
-    pub from: PathBuf,
-    pub to: Option<PathBuf>,
-    pub keep: usize,
+pub struct Hosts {
+    /// `publish.to`, driven like one more host (through a local `sh`) when set.
+    pub local: Option<PathBuf>,
     pub hosts: Vec<RemoteHost>,
     /// The ssh command, an argv.
     pub ssh: Vec<String>,
+}
+
+impl Publish {
+    /// The local served path, whichever way the hook publishes.
+    pub fn local_to(&self) -> Option<&Path> {
+        match &self.to {
+            Destinations::Local(to) => Some(to),
+            Destinations::Hosts(h) => h.local.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -213,10 +243,8 @@ pub struct Hook {
     pub keep_logs: usize,
     pub on_failure: Option<Cmd>,
     pub on_success: Option<Cmd>,
-    /// The local publish, when `publish.to` is set and `publish.hosts` is not.
+    /// `[hooks.NAME.publish]`, when the hook publishes its output.
     pub publish: Option<Publish>,
-    /// The publish to web hosts, when `publish.hosts` is set (with the local `to` if any).
-    pub fleet: Option<Fleet>,
 }
 
 #[derive(Debug, Clone)]
@@ -541,7 +569,8 @@ keep = 5
         assert_eq!(h.clean, vec![PathBuf::from("docs/.vuepress/dist")]);
         assert_eq!(h.env["NODE_ENV"], "production");
         let p = h.publish.as_ref().unwrap();
-        assert_eq!((p.to.as_path(), p.keep), (Path::new("/var/www/docs"), 5));
+        assert!(matches!(&p.to, Destinations::Local(to) if to == Path::new("/var/www/docs")));
+        assert_eq!(p.keep, 5);
         assert!(matches!(&h.secret, Secret::File(f) if f == Path::new("/etc/deploy-hook/docs.secret")));
         assert_eq!(h.line, 8);
     }

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::hook::At;
 use super::raw::RawPublish;
-use super::{inside_relative, Fleet, Publish, RemoteHost};
+use super::{inside_relative, Destinations, Hosts, Publish, RemoteHost};
 use crate::error::Result;
 
 impl RemoteHost {
@@ -44,15 +44,10 @@ impl RemoteHost {
     }
 }
 
-/// The checked publish of a hook: a local one, or one to web hosts (with the local `to` if
-/// set), or none.
-pub(super) fn validate(
-    at: &At,
-    repo: &Path,
-    raw: Option<Spanned<RawPublish>>,
-) -> Result<(Option<Publish>, Option<Fleet>)> {
+/// The checked publish of a hook, when it has a publish table.
+pub(super) fn validate(at: &At, repo: &Path, raw: Option<Spanned<RawPublish>>) -> Result<Option<Publish>> {
     let Some(p) = raw else {
-        return Ok((None, None));
+        return Ok(None);
     };
     let span = p.span();
     let p = p.into_inner();
@@ -84,22 +79,20 @@ pub(super) fn validate(
         remote.push(parsed);
     }
     let ssh = ssh(at, p.ssh, hosts.is_empty(), &span)?;
-    let keep = keep as usize;
-    if remote.is_empty() {
-        let to = to.unwrap_or_default();
-        Ok((Some(Publish { from, to, keep }), None))
-    } else {
-        Ok((
-            None,
-            Some(Fleet {
-                from,
-                to,
-                keep,
-                hosts: remote,
-                ssh,
-            }),
-        ))
-    }
+    let to = match to {
+        // `to` is required when there are no hosts (checked above).
+        Some(to) if remote.is_empty() => Destinations::Local(to),
+        local => Destinations::Hosts(Hosts {
+            local,
+            hosts: remote,
+            ssh,
+        }),
+    };
+    Ok(Some(Publish {
+        from,
+        keep: keep as usize,
+        to,
+    }))
 }
 
 /// The local served path: required unless there are web hosts, below a folder, outside
@@ -158,7 +151,7 @@ mod tests {
     use std::path::Path;
 
     use super::super::tests::{err, parse, MINIMAL};
-    use super::RemoteHost;
+    use super::{Destinations, RemoteHost};
 
     #[test]
     fn publish_to_several_hosts() {
@@ -167,10 +160,12 @@ mod tests {
             "{base}hosts = [\"web1:/var/www/docs\", \"deploy@web2:/var/www/docs/\"]\nssh = [\"ssh\", \"-F\", \"/etc/deploy-hook/ssh_config\"]\n"
         ))
         .unwrap();
-        let h = &c.hooks["docs"];
-        assert!(h.publish.is_none(), "no local publish without `to`");
-        let f = h.fleet.as_ref().unwrap();
-        assert_eq!(f.to, None);
+        let hosts = |c: &super::super::Config| match &c.hooks["docs"].publish.as_ref().unwrap().to {
+            Destinations::Hosts(h) => h.clone(),
+            Destinations::Local(_) => panic!("a publish with hosts is a publish to hosts"),
+        };
+        let f = hosts(&c);
+        assert_eq!(f.local, None, "no local publish without `to`");
         assert_eq!(
             f.hosts[1],
             RemoteHost {
@@ -180,9 +175,9 @@ mod tests {
         );
         assert_eq!(f.ssh, ["ssh", "-F", "/etc/deploy-hook/ssh_config"]);
         let c = parse(&format!("{base}to = \"/var/www/docs\"\nhosts = [\"web1:/srv/www\"]\n")).unwrap();
-        let f = c.hooks["docs"].fleet.as_ref().unwrap();
+        let f = hosts(&c);
         assert_eq!(
-            (f.to.as_deref(), f.ssh.as_slice()),
+            (f.local.as_deref(), f.ssh.as_slice()),
             (Some(Path::new("/var/www/docs")), &["ssh".to_string()][..])
         );
         for (bad, why) in [

@@ -16,12 +16,14 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use crate::config::Publish;
+use super::releases;
+use super::resolve_inside;
 use crate::sys::time;
 
-pub struct Published {
+/// A release made and switched to.
+pub struct Switched {
     pub release: String,
     /// Something the log should say (a first publish over a real directory).
     pub note: Option<String>,
@@ -76,105 +78,6 @@ pub fn list(to: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// `repo/from`, resolved, when it is a folder inside `repo`. A committed symlink
-/// `public -> /somewhere/else` would otherwise publish whatever it points at.
-pub fn resolve_from(repo: &Path, from: &Path) -> io::Result<PathBuf> {
-    let real_repo = repo.canonicalize()?;
-    let real = repo.join(from).canonicalize().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} is not a folder after the steps: is publish.from right?",
-                repo.join(from).display()
-            ),
-        )
-    })?;
-    // Strictly below the repo and never into `.git`: a committed `public -> .` or
-    // `public -> .git` would otherwise publish the repo's config with its credentials.
-    let below = real
-        .strip_prefix(&real_repo)
-        .ok()
-        .filter(|r| r.components().next().is_some() && !r.starts_with(".git"));
-    if below.is_none() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "publish.from {} resolves to {}, outside the repo {} or not below it (the repo itself and its .git are never published): not published",
-                from.display(),
-                real.display(),
-                real_repo.display()
-            ),
-        ));
-    }
-    if !real.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} is not a folder after the steps: is publish.from right?",
-                real.display()
-            ),
-        ));
-    }
-    Ok(real)
-}
-
-/// Where a symlink found at `at` (path components under `root`) with `target` ends,
-/// following the symlinks it meets inside `root` as the kernel would; `None` when it
-/// leaves `root` (an absolute target, too many `..`, or a loop). Releases are never
-/// changed after they are made, so this answer holds for as long as the release lives.
-fn resolve_inside(root: &Path, mut at: Vec<OsString>, target: &Path, hops: &mut u32) -> Option<Vec<OsString>> {
-    for c in target.components() {
-        match c {
-            Component::RootDir | Component::Prefix(_) => return None,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                at.pop()?;
-            }
-            Component::Normal(n) => {
-                at.push(n.to_owned());
-                let here: PathBuf = at.iter().collect();
-                if let Ok(next) = fs::read_link(root.join(here)) {
-                    *hops += 1;
-                    if *hops > 40 {
-                        return None;
-                    }
-                    at.pop();
-                    at = resolve_inside(root, at, &next, hops)?;
-                }
-            }
-        }
-    }
-    Some(at)
-}
-
-/// The first symlink under `root` whose target leaves `root`, with that target, resolved as
-/// the kernel would (through the other symlinks it meets). Every publish, local or to
-/// other hosts, refuses such an output.
-pub fn link_leaving(root: &Path) -> io::Result<Option<(PathBuf, PathBuf)>> {
-    fn walk(root: &Path, at: &mut Vec<OsString>) -> io::Result<Option<(PathBuf, PathBuf)>> {
-        let rel: PathBuf = at.iter().collect();
-        for entry in fs::read_dir(root.join(&rel))? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_symlink() {
-                let target = fs::read_link(entry.path())?;
-                if resolve_inside(root, at.clone(), &target, &mut 0).is_none() {
-                    return Ok(Some((rel.join(entry.file_name()), target)));
-                }
-            } else if kind.is_dir() {
-                at.push(entry.file_name());
-                let found = walk(root, at)?;
-                at.pop();
-                if found.is_some() {
-                    return Ok(found);
-                }
-            }
-        }
-        Ok(None)
-    }
-    walk(root, &mut Vec::new())
 }
 
 /// True when the regular file `live` has the same size, mode and content as `new`.
@@ -350,11 +253,11 @@ pub fn switch(to: &Path, release: &str) -> io::Result<Option<String>> {
     }
 }
 
-/// Makes a new release of `from` (already resolved inside the repo, see `resolve_from`)
-/// that shares every unchanged file with the live one, calls `ready` with its name, and
-/// switches `to` to it. Pruning is left to the caller, after the build is recorded: a
-/// build killed while pruning is then still a published, succeeded build.
-pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>, ready: &mut dyn FnMut(&str)) -> io::Result<Published> {
+/// Makes release `release` of `from` (already resolved inside the repo, see
+/// `super::resolve_from`) that shares every unchanged file with the live one, calls `ready`
+/// with its name, and switches `to` to it. Pruning is left to the caller, after the build is
+/// recorded: a build killed while pruning is then still a published, succeeded build.
+pub fn publish(from: &Path, to: &Path, release: &str, ready: &mut dyn FnMut(&str)) -> io::Result<Switched> {
     if !from.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -364,7 +267,7 @@ pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>, ready: &mut dyn
             ),
         ));
     }
-    let dir = releases_dir(&cfg.to);
+    let dir = releases_dir(to);
     fs::create_dir_all(&dir)?;
     // A build killed while copying leaves its staging folder; the lock says none is copying now.
     for e in fs::read_dir(&dir)?.flatten() {
@@ -372,11 +275,9 @@ pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>, ready: &mut dyn
             let _ = fs::remove_dir_all(e.path());
         }
     }
-    let short = commit.map(|c| &c[..c.len().min(7)]).unwrap_or("nocommit");
-    let release = format!("{}-{short}", time::compact(time::now()));
     let staging = dir.join(format!(".staging-{release}"));
     let _ = fs::remove_dir_all(&staging);
-    let was_live = live(&cfg.to);
+    let was_live = live(to);
     let live_dir = was_live.as_ref().map(|l| dir.join(l)).filter(|d| d.is_dir());
     let mut stats = Stats::default();
     let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
@@ -391,37 +292,22 @@ pub fn publish(from: &Path, cfg: &Publish, commit: Option<&str>, ready: &mut dyn
     .inspect_err(|_| {
         let _ = fs::remove_dir_all(&staging);
     })?;
-    fs::rename(&staging, dir.join(&release))?;
-    ready(&release);
-    let note = switch(&cfg.to, &release)?;
-    Ok(Published {
-        release,
+    fs::rename(&staging, dir.join(release))?;
+    ready(release);
+    let note = switch(to, release)?;
+    Ok(Switched {
+        release: release.to_string(),
         note,
         was_live,
         stats,
     })
 }
 
-/// Removes the oldest releases beyond `keep`, never the live one, nor the one before it,
-/// nor `was_live` (the release live before this publish: after a rollback to an old
-/// release, that is the known-good one to go back to).
+/// Removes the releases `keep` lets go (`releases::to_prune`).
 pub fn prune(to: &Path, keep: usize, was_live: Option<&str>) {
-    let all = list(to);
-    let live = live(to);
-    let live_idx = live.as_ref().and_then(|l| all.iter().position(|r| r == l));
-    let protected = |i: usize| live_idx.is_some_and(|l| i == l || i + 1 == l) || was_live == Some(all[i].as_str());
-    let mut excess = all.len().saturating_sub(keep);
     let dir = releases_dir(to);
-    for (i, name) in all.iter().enumerate() {
-        if excess == 0 {
-            break;
-        }
-        if protected(i) {
-            continue;
-        }
-        if fs::remove_dir_all(dir.join(name)).is_ok() {
-            excess -= 1;
-        }
+    for name in releases::to_prune(&list(to), live(to).as_deref(), was_live, keep) {
+        let _ = fs::remove_dir_all(dir.join(name));
     }
 }
 
@@ -436,21 +322,30 @@ pub fn rollback_target(to: &Path, named: Option<&str>) -> Result<String, String>
         };
     }
     let live = live(to).ok_or_else(|| format!("{} is not a published release yet", to.display()))?;
-    let idx = all
-        .iter()
-        .position(|r| *r == live)
-        .ok_or_else(|| format!("the live release {live} is not in {}", releases_dir(to).display()))?;
-    if idx == 0 {
-        return Err(format!(
+    match releases::before(&all, &live) {
+        Ok(r) => Ok(r.to_string()),
+        Err(releases::NoneBefore::NotListed) => Err(format!(
+            "the live release {live} is not in {}",
+            releases_dir(to).display()
+        )),
+        Err(releases::NoneBefore::Oldest) => Err(format!(
             "{live} is the oldest release; there is nothing to roll back to"
-        ));
+        )),
     }
-    Ok(all[idx - 1].clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Cfg {
+        to: PathBuf,
+        keep: usize,
+    }
+
+    fn publish_as(from: &Path, cfg: &Cfg, commit: Option<&str>, ready: &mut dyn FnMut(&str)) -> io::Result<Switched> {
+        publish(from, &cfg.to, &releases::name(commit), ready)
+    }
 
     fn temp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("dh-publish-{name}-{}", std::process::id()));
@@ -464,8 +359,7 @@ mod tests {
         let d = temp("keep");
         let from = d.join("dist");
         fs::create_dir_all(from.join("sub")).unwrap();
-        let cfg = Publish {
-            from: "dist".into(),
+        let cfg = Cfg {
             to: d.join("www"),
             keep: 2,
         };
@@ -473,7 +367,7 @@ mod tests {
         for i in 0..4 {
             fs::write(from.join("index.html"), format!("v{i}")).unwrap();
             fs::write(from.join("sub/a.txt"), "a").unwrap();
-            let p = publish(&from, &cfg, Some(&format!("abcdef{i}0000")), &mut |_| {}).unwrap();
+            let p = publish_as(&from, &cfg, Some(&format!("abcdef{i}0000")), &mut |_| {}).unwrap();
             prune(&cfg.to, cfg.keep, p.was_live.as_deref());
             assert_eq!(fs::read_to_string(cfg.to.join("index.html")).unwrap(), format!("v{i}"));
             assert_eq!(live(&cfg.to).unwrap(), p.release);
@@ -497,12 +391,11 @@ mod tests {
         fs::write(d.join("www/index.html"), "old site").unwrap();
         fs::create_dir_all(d.join("dist")).unwrap();
         fs::write(d.join("dist/index.html"), "new site").unwrap();
-        let cfg = Publish {
-            from: "dist".into(),
+        let cfg = Cfg {
             to: d.join("www"),
             keep: 5,
         };
-        let p = publish(&d.join("dist"), &cfg, None, &mut |_| {}).unwrap();
+        let p = publish_as(&d.join("dist"), &cfg, None, &mut |_| {}).unwrap();
         assert!(p.note.unwrap().contains("kept as release"));
         assert_eq!(fs::read_to_string(d.join("www/index.html")).unwrap(), "new site");
         let prev = rollback_target(&cfg.to, None).unwrap();
@@ -514,35 +407,12 @@ mod tests {
     #[test]
     fn missing_output_is_an_error_and_changes_nothing() {
         let d = temp("missing");
-        let cfg = Publish {
-            from: "dist".into(),
+        let cfg = Cfg {
             to: d.join("www"),
             keep: 5,
         };
-        assert!(publish(&d.join("dist"), &cfg, None, &mut |_| {}).is_err());
+        assert!(publish_as(&d.join("dist"), &cfg, None, &mut |_| {}).is_err());
         assert!(fs::symlink_metadata(d.join("www")).is_err());
-        fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn symlinks_that_leave_the_output_are_found() {
-        let d = temp("links");
-        let root = d.join("out");
-        fs::create_dir_all(root.join("a/b")).unwrap();
-        std::os::unix::fs::symlink("../..", root.join("a/b/up")).unwrap();
-        std::os::unix::fs::symlink("b", root.join("a/down")).unwrap();
-        let at = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
-        let inside = |dir: &[&str], t: &str| resolve_inside(&root, at(dir), Path::new(t), &mut 0).is_some();
-        assert!(inside(&[], "a/b"));
-        assert!(inside(&["a"], "../a/b/c.txt"));
-        assert!(inside(&["a", "b"], "up/x"), "a/b/up is the root itself");
-        assert!(!inside(&[], "/etc/passwd"));
-        assert!(!inside(&[], "../x"));
-        assert!(!inside(&["a"], "../../x"));
-        assert!(!inside(&["a", "b"], "up/../x"), "up is the root, so up/.. leaves it");
-        assert!(!inside(&["a"], "down/up/../x"), "followed through two symlinks");
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        assert!(!inside(&[], "loop"), "a loop never resolves");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -554,15 +424,14 @@ mod tests {
         fs::create_dir_all(from.join("sub")).unwrap();
         fs::write(from.join("same.txt"), "same").unwrap();
         fs::write(from.join("sub/page.html"), "v1").unwrap();
-        let cfg = Publish {
-            from: "dist".into(),
+        let cfg = Cfg {
             to: d.join("www"),
             keep: 5,
         };
-        let one = publish(&from, &cfg, Some("aaaaaaa"), &mut |_| {}).unwrap();
+        let one = publish_as(&from, &cfg, Some("aaaaaaa"), &mut |_| {}).unwrap();
         assert_eq!(one.stats.copied, 2);
         fs::write(from.join("sub/page.html"), "v2").unwrap();
-        let two = publish(&from, &cfg, Some("bbbbbbb"), &mut |_| {}).unwrap();
+        let two = publish_as(&from, &cfg, Some("bbbbbbb"), &mut |_| {}).unwrap();
         assert_eq!((two.stats.linked, two.stats.copied), (1, 1), "{}", two.stats);
         let rel = |r: &str, f: &str| releases_dir(&cfg.to).join(r).join(f);
         let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
@@ -573,27 +442,5 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(rel(&one.release, "sub/page.html")).unwrap(), "v1");
         fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn links_leaving_the_output_are_found() {
-        let d = std::env::temp_dir().join(format!("dh-publish-links-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(d.join("a/b")).unwrap();
-        std::os::unix::fs::symlink("../index.html", d.join("a/up")).unwrap();
-        std::os::unix::fs::symlink("../../a/b", d.join("a/b/loop")).unwrap();
-        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), None);
-        std::os::unix::fs::symlink("../../../etc/passwd", d.join("a/b/out")).unwrap();
-        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("a/b/out")));
-        std::fs::remove_file(d.join("a/b/out")).unwrap();
-        std::os::unix::fs::symlink("/etc", d.join("abs")).unwrap();
-        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("abs")));
-        std::fs::remove_file(d.join("abs")).unwrap();
-        // Read link by link, `s/..` is `a/b`; the kernel goes up from where `s` points.
-        std::os::unix::fs::symlink("../..", d.join("a/b/s")).unwrap();
-        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), None);
-        std::os::unix::fs::symlink("s/../../etc", d.join("a/b/t")).unwrap();
-        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("a/b/t")));
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

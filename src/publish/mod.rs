@@ -1,7 +1,348 @@
-//! Publishing a build's output: to the local served path (`local`), and to web hosts over
-//! ssh and rsync (`hosts`).
+//! Publishing a build's output: one release, made from `publish.from` and switched to on
+//! every destination at once, or on none.
+//!
+//! `config::Publish` says where releases go (`Destinations`); this file is the one place
+//! that matches on it, for each thing done with a publish: publish, prune, what is live,
+//! roll back. `local` publishes to the local served path alone, `hosts` to web hosts over
+//! ssh and rsync (with the local path as one more target), `releases` holds what they share
+//! (names, pruning, the release a rollback goes to). What every publish checks of the
+//! output (it is inside the repo, and no symlink in it leads out) is here too.
+//!
+//! A new destination (a bucket) is a new arm in each `match` below and a module beside
+//! `local` and `hosts`; `Failure` names which destination failed whatever its kind.
 
 pub mod hosts;
 pub mod local;
+pub mod releases;
 
-pub use local::*;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::{Destinations, Hook, Publish};
+
+/// A release made and switched to on every destination.
+pub struct Published {
+    pub release: String,
+    /// The release that was live before (on the first destination): pruning never
+    /// removes it.
+    pub was_live: Option<String>,
+}
+
+/// What a publish needs besides the config: the programs' environment, where the ssh
+/// control sockets live, the build log.
+pub struct Tools<'a> {
+    /// The environment of ssh and rsync: the build's (PATH, HOME, LANG, the hook's env).
+    pub env: &'a BTreeMap<String, String>,
+    /// The hook's state folder: the ssh control sockets and an empty folder live there.
+    pub state_dir: &'a Path,
+    /// How long one upload may take (the hook's step timeout).
+    pub upload_timeout: Duration,
+    pub log: &'a File,
+}
+
+impl Tools<'_> {
+    /// A line in the build log.
+    pub(crate) fn note(&self, line: &str) {
+        let mut f = self.log;
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The environment of ssh and rsync outside a build (status, rollback, check): the hook's
+/// PATH and env, and HOME as the steps get it (ssh itself takes `~` from /etc/passwd).
+pub fn tool_env(hook: &Hook, home: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".into(), hook.path.clone());
+    env.insert("HOME".into(), home.to_string_lossy().into_owned());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// A publish or rollback that did not happen: where, and why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The destination that failed, as the log, `status` and `failed_step` name it (`web1`,
+    /// `local`); `None` for a hook that publishes to its local `to` alone, where there is
+    /// nothing to tell apart.
+    pub target: Option<String>,
+    pub message: String,
+    pub kind: FailureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Something went wrong on a destination.
+    Failed,
+    /// Stopped on purpose: a newer delivery superseded the build.
+    Stopped,
+    /// Nothing was tried: what was asked cannot be done (nothing to roll back to, the
+    /// destinations serve different releases). The person asking can change that.
+    Refused,
+}
+
+impl Failure {
+    pub(crate) fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            target: None,
+            message: message.into(),
+            kind: FailureKind::Refused,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Some(t) => write!(f, "{t}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Publishes the output of the build of `commit` in `repo` to every destination, all or
+/// none. `stopped` is asked before anything is switched (true: a newer delivery superseded
+/// the build); `ready` gets the release's name just before the first switch.
+pub fn publish(
+    p: &Publish,
+    repo: &Path,
+    commit: Option<&str>,
+    tools: &Tools,
+    stopped: &mut dyn FnMut() -> bool,
+    ready: &mut dyn FnMut(&str),
+) -> Result<Published, Failure> {
+    let release = releases::name(commit);
+    match &p.to {
+        Destinations::Local(to) => {
+            let clock = Instant::now();
+            let done = resolve_from(repo, &p.from)
+                .and_then(|from| local::publish(&from, to, &release, ready))
+                .map_err(|e| Failure {
+                    target: None,
+                    message: e.to_string(),
+                    kind: FailureKind::Failed,
+                })?;
+            tools.note(&format!(
+                "\npublished {} as {} -> {}: {}, in {:.1} ms",
+                p.from.display(),
+                to.display(),
+                done.release,
+                done.stats,
+                clock.elapsed().as_secs_f64() * 1000.0
+            ));
+            if let Some(note) = &done.note {
+                tools.note(note);
+            }
+            Ok(Published {
+                release: done.release,
+                was_live: done.was_live,
+            })
+        }
+        Destinations::Hosts(h) => {
+            let from = resolve_from(repo, &p.from).map_err(|e| Failure {
+                target: Some("local".into()),
+                message: e.to_string(),
+                kind: FailureKind::Failed,
+            })?;
+            let was_live = hosts::publish(h, p.keep, &from, &release, tools, stopped, ready)?;
+            Ok(Published { release, was_live })
+        }
+    }
+}
+
+/// Removes the releases `keep` lets go, after the build is recorded (a build killed while
+/// pruning is still a published, succeeded build). The web hosts prune within their
+/// publish, over the connections it already has.
+pub fn prune(p: &Publish, published: &Published) {
+    match &p.to {
+        Destinations::Local(to) => local::prune(to, p.keep, published.was_live.as_deref()),
+        Destinations::Hosts(_) => {}
+    }
+}
+
+/// The release served now, as far as it can be known without a round trip: the local
+/// symlink, or for web hosts `recorded`, what status.json says (asking every host over ssh
+/// would cost more than the callers save).
+pub fn live(p: &Publish, recorded: Option<&str>) -> Option<String> {
+    match &p.to {
+        Destinations::Local(to) => local::live(to),
+        Destinations::Hosts(_) => recorded.map(String::from),
+    }
+}
+
+/// Switches every destination to `named`, or to the release before the live one, all or
+/// none. Returns (the release served before, the release served now).
+pub fn rollback(p: &Publish, named: Option<&str>, tools: &Tools) -> Result<(Option<String>, String), Failure> {
+    match &p.to {
+        Destinations::Local(to) => {
+            let from = local::live(to);
+            let target = local::rollback_target(to, named).map_err(Failure::refused)?;
+            local::switch(to, &target).map_err(|e| Failure {
+                target: None,
+                message: format!("cannot switch {}: {e}", to.display()),
+                kind: FailureKind::Failed,
+            })?;
+            Ok((from, target))
+        }
+        Destinations::Hosts(h) => hosts::rollback(h, named, tools),
+    }
+}
+
+/// `repo/from`, resolved, when it is a folder inside `repo`. A committed symlink
+/// `public -> /somewhere/else` would otherwise publish whatever it points at.
+pub fn resolve_from(repo: &Path, from: &Path) -> io::Result<PathBuf> {
+    let real_repo = repo.canonicalize()?;
+    let real = repo.join(from).canonicalize().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is not a folder after the steps: is publish.from right?",
+                repo.join(from).display()
+            ),
+        )
+    })?;
+    // Strictly below the repo and never into `.git`: a committed `public -> .` or
+    // `public -> .git` would otherwise publish the repo's config with its credentials.
+    let below = real
+        .strip_prefix(&real_repo)
+        .ok()
+        .filter(|r| r.components().next().is_some() && !r.starts_with(".git"));
+    if below.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "publish.from {} resolves to {}, outside the repo {} or not below it (the repo itself and its .git are never published): not published",
+                from.display(),
+                real.display(),
+                real_repo.display()
+            ),
+        ));
+    }
+    if !real.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is not a folder after the steps: is publish.from right?",
+                real.display()
+            ),
+        ));
+    }
+    Ok(real)
+}
+
+/// Where a symlink found at `at` (path components under `root`) with `target` ends,
+/// following the symlinks it meets inside `root` as the kernel would; `None` when it
+/// leaves `root` (an absolute target, too many `..`, or a loop). Releases are never
+/// changed after they are made, so this answer holds for as long as the release lives.
+fn resolve_inside(root: &Path, mut at: Vec<OsString>, target: &Path, hops: &mut u32) -> Option<Vec<OsString>> {
+    for c in target.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => return None,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                at.pop()?;
+            }
+            Component::Normal(n) => {
+                at.push(n.to_owned());
+                let here: PathBuf = at.iter().collect();
+                if let Ok(next) = fs::read_link(root.join(here)) {
+                    *hops += 1;
+                    if *hops > 40 {
+                        return None;
+                    }
+                    at.pop();
+                    at = resolve_inside(root, at, &next, hops)?;
+                }
+            }
+        }
+    }
+    Some(at)
+}
+
+/// The first symlink under `root` whose target leaves `root`, with that target, resolved as
+/// the kernel would (through the other symlinks it meets). Every publish, local or to
+/// other hosts, refuses such an output.
+pub fn link_leaving(root: &Path) -> io::Result<Option<(PathBuf, PathBuf)>> {
+    fn walk(root: &Path, at: &mut Vec<OsString>) -> io::Result<Option<(PathBuf, PathBuf)>> {
+        let rel: PathBuf = at.iter().collect();
+        for entry in fs::read_dir(root.join(&rel))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                let target = fs::read_link(entry.path())?;
+                if resolve_inside(root, at.clone(), &target, &mut 0).is_none() {
+                    return Ok(Some((rel.join(entry.file_name()), target)));
+                }
+            } else if kind.is_dir() {
+                at.push(entry.file_name());
+                let found = walk(root, at)?;
+                at.pop();
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(None)
+    }
+    walk(root, &mut Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dh-publish-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn symlinks_that_leave_the_output_are_found() {
+        let d = temp("links");
+        let root = d.join("out");
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/down")).unwrap();
+        let at = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let inside = |dir: &[&str], t: &str| resolve_inside(&root, at(dir), Path::new(t), &mut 0).is_some();
+        assert!(inside(&[], "a/b"));
+        assert!(inside(&["a"], "../a/b/c.txt"));
+        assert!(inside(&["a", "b"], "up/x"), "a/b/up is the root itself");
+        assert!(!inside(&[], "/etc/passwd"));
+        assert!(!inside(&[], "../x"));
+        assert!(!inside(&["a"], "../../x"));
+        assert!(!inside(&["a", "b"], "up/../x"), "up is the root, so up/.. leaves it");
+        assert!(!inside(&["a"], "down/up/../x"), "followed through two symlinks");
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(!inside(&[], "loop"), "a loop never resolves");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn links_leaving_the_output_are_found() {
+        let d = std::env::temp_dir().join(format!("dh-publish-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("../index.html", d.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("../../a/b", d.join("a/b/loop")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), None);
+        std::os::unix::fs::symlink("../../../etc/passwd", d.join("a/b/out")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("a/b/out")));
+        std::fs::remove_file(d.join("a/b/out")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("abs")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("abs")));
+        std::fs::remove_file(d.join("abs")).unwrap();
+        // Read link by link, `s/..` is `a/b`; the kernel goes up from where `s` points.
+        std::os::unix::fs::symlink("../..", d.join("a/b/s")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), None);
+        std::os::unix::fs::symlink("s/../../etc", d.join("a/b/t")).unwrap();
+        assert_eq!(link_leaving(&d).unwrap().map(|l| l.0), Some(PathBuf::from("a/b/t")));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -35,21 +35,20 @@ mod session;
 mod status;
 mod switch;
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::Fleet;
+use super::releases::{self, NoneBefore};
+use super::{Failure, FailureKind, Tools};
+use crate::config::Hosts;
 use crate::sys::process::which;
-use crate::sys::time;
 
 pub use scripts::Served;
 use scripts::{rsync_e_word, sq, Probe};
-use session::{first_failure, ssh_base, Fleetwide, Session};
+use session::{first_failure, ssh_base, Connections, Session};
 pub use status::{probe_each, status, status_text, HostStatus};
 use switch::switch_all;
 
@@ -98,18 +97,18 @@ impl Target {
     }
 }
 
-/// The targets of a fleet, the local `to` first.
-pub fn targets(fleet: &Fleet) -> Vec<Target> {
+/// The targets of a publish to web hosts, the local `to` first.
+pub fn targets(cfg: &Hosts) -> Vec<Target> {
     let mut out = Vec::new();
-    if let Some(to) = &fleet.to {
+    if let Some(to) = &cfg.local {
         out.push(Target {
             name: "local".into(),
             ssh_host: None,
             path: to.to_string_lossy().into_owned(),
         });
     }
-    for h in &fleet.hosts {
-        let twice = fleet.hosts.iter().filter(|o| o.host == h.host).count() > 1;
+    for h in &cfg.hosts {
+        let twice = cfg.hosts.iter().filter(|o| o.host == h.host).count() > 1;
         out.push(Target {
             name: if twice {
                 format!("{}:{}", h.host, h.path)
@@ -123,71 +122,13 @@ pub fn targets(fleet: &Fleet) -> Vec<Target> {
     out
 }
 
-/// What the publish needs besides the fleet: the programs' environment, where the ssh
-/// control sockets live, the build log.
-pub struct Tools<'a> {
-    /// The environment of ssh and rsync: the build's (PATH, HOME, LANG, the hook's env).
-    pub env: &'a BTreeMap<String, String>,
-    /// The hook's state folder: the ssh control sockets and an empty folder live there.
-    pub state_dir: &'a Path,
-    /// How long one upload may take (the hook's step timeout).
-    pub upload_timeout: Duration,
-    pub log: &'a File,
-}
-
-impl Tools<'_> {
-    fn note(&self, line: &str) {
-        let mut f = self.log;
-        let _ = writeln!(f, "{line}");
-    }
-}
-
-/// A failed publish or rollback: which target, and why.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub target: String,
-    pub message: String,
-    /// Stopped on purpose (a newer delivery superseded the build), not failed.
-    pub stopped: bool,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.target, self.message)
-    }
-}
-
+/// `target` failed.
 fn fail(target: &str, message: impl Into<String>) -> Failure {
     Failure {
-        target: target.to_string(),
+        target: Some(target.to_string()),
         message: message.into(),
-        stopped: false,
+        kind: FailureKind::Failed,
     }
-}
-
-/// The releases `keep` lets go: the oldest beyond `keep`, never the live one, the one
-/// before it, nor `was_live` (what served before this publish: the known-good one).
-pub fn to_prune(all: &[String], live: Option<&str>, was_live: Option<&str>, keep: usize) -> Vec<String> {
-    let live_idx = live.and_then(|l| all.iter().position(|r| r == l));
-    let protected = |i: usize| live_idx.is_some_and(|l| i == l || i + 1 == l) || was_live == Some(all[i].as_str());
-    let mut excess = all.len().saturating_sub(keep);
-    let mut out = Vec::new();
-    for (i, name) in all.iter().enumerate() {
-        if excess == 0 {
-            break;
-        }
-        if !protected(i) {
-            out.push(name.clone());
-            excess -= 1;
-        }
-    }
-    out
-}
-
-/// The release name of a build: its time and short commit, as the local publish names it.
-pub fn release_name(commit: Option<&str>) -> String {
-    let short = commit.map(|c| &c[..c.len().min(7)]).unwrap_or("nocommit");
-    format!("{}-{short}", time::compact(time::now()))
 }
 
 /// The bytes rsync sent, from its `--stats` (`Total bytes sent: 1,234`).
@@ -203,10 +144,10 @@ fn stat(out: &str, label: &str) -> Option<u64> {
 }
 
 /// Runs rsync into `dest` over the session's connection; returns its `--stats` output.
-fn rsync(t: &Target, session: &Session, fleet: &Fleet, tools: &Tools, args: &[String]) -> Result<String, String> {
+fn rsync(t: &Target, session: &Session, cfg: &Hosts, tools: &Tools, args: &[String]) -> Result<String, String> {
     let mut argv: Vec<String> = vec!["rsync".into()];
     if t.ssh_host.is_some() {
-        let mut e = ssh_base(fleet, 10);
+        let mut e = ssh_base(cfg, 10);
         if let Some(c) = &session.control {
             e.push("-o".into());
             e.push(format!("ControlPath={}", c.to_string_lossy().replace('%', "%%")));
@@ -282,7 +223,7 @@ fn upload(
     t: &Target,
     s: &mut Session,
     probe: &Probe,
-    fleet: &Fleet,
+    cfg: &Hosts,
     tools: &Tools,
     from: &Path,
     release: &str,
@@ -309,7 +250,7 @@ fn upload(
         rsync(
             t,
             s,
-            fleet,
+            cfg,
             tools,
             &[
                 "-d".into(),
@@ -341,7 +282,7 @@ fn upload(
     args.push(format!("{}/", from.display()));
     args.push(t.rsync_dest(&staging));
     let started = Instant::now();
-    let out = rsync(t, s, fleet, tools, &args)?;
+    let out = rsync(t, s, cfg, tools, &args)?;
     let sent = stat(&out, "Total bytes sent").unwrap_or(0);
     let files = stat(&out, "Number of regular files transferred").unwrap_or(0);
     let size = stat(&out, "Total file size").unwrap_or(0);
@@ -359,7 +300,7 @@ fn upload(
 }
 
 /// Removes an upload that will not be switched to, wherever it got to.
-fn remove_release(fw: &mut Fleetwide, release: &str) {
+fn remove_release(fw: &mut Connections, release: &str) {
     fw.each(|_, t, s| {
         s.run(&format!(
             "rm -rf -- {} {}",
@@ -370,19 +311,20 @@ fn remove_release(fw: &mut Fleetwide, release: &str) {
     });
 }
 
-/// Publishes `from` as `release` on every target of the fleet, all or none. Once every
+/// Publishes `from` as `release` on every target, all or none. Once every
 /// upload is in place, `stopped` is asked (true: a newer delivery superseded the build, and
 /// nothing is switched), then `ready` is called, before the first switch. Returns the
 /// release the first target served before.
 pub fn publish(
-    fleet: &Fleet,
+    cfg: &Hosts,
+    keep: usize,
     from: &Path,
     release: &str,
     tools: &Tools,
     stopped: &mut dyn FnMut() -> bool,
     ready: &mut dyn FnMut(&str),
 ) -> Result<Option<String>, Failure> {
-    match crate::publish::link_leaving(from) {
+    match super::link_leaving(from) {
         Ok(None) => {}
         Ok(Some((link, target))) => {
             return Err(fail(
@@ -396,17 +338,17 @@ pub fn publish(
         }
         Err(e) => return Err(fail("local", format!("cannot read the build output: {e}"))),
     }
-    let names: Vec<String> = targets(fleet).iter().map(|t| t.name.clone()).collect();
+    let names: Vec<String> = targets(cfg).iter().map(|t| t.name.clone()).collect();
     tools.note(&format!("\npublishing {release} to {}", names.join(", ")));
     let phase1 = Instant::now();
-    let mut fw = Fleetwide::open(fleet, tools, true, 10);
+    let mut fw = Connections::open(cfg, tools, true, 10);
     let probes = fw.probe_all();
     if let Some(f) = first_failure(&probes) {
         tools.note(&format!("{f}; nothing was uploaded or switched"));
         return Err(f);
     }
     let probes: Vec<Probe> = probes.into_iter().flatten().collect();
-    let uploads = fw.each(|i, t, s| upload(t, s, &probes[i], fleet, tools, from, release));
+    let uploads = fw.each(|i, t, s| upload(t, s, &probes[i], cfg, tools, from, release));
     if let Some(f) = first_failure(&uploads) {
         tools.note(&format!("upload failed: {f}; no target is switched"));
         remove_release(&mut fw, release);
@@ -424,8 +366,9 @@ pub fn publish(
         tools.note("superseded after the upload: no target is switched");
         remove_release(&mut fw, release);
         return Err(Failure {
-            stopped: true,
-            ..fail("all", "superseded by a newer delivery")
+            target: None,
+            message: "superseded by a newer delivery".into(),
+            kind: FailureKind::Stopped,
         });
     }
     ready(release);
@@ -450,12 +393,11 @@ pub fn publish(
     ));
 
     // keep: per target, never the live release, the one before it, or the one replaced.
-    let keep = fleet.keep;
     fw.each(|i, t, s| {
         let mut all = probes[i].releases.clone();
         all.push(release.to_string());
         all.sort();
-        let gone = to_prune(&all, Some(release), probes[i].live(), keep);
+        let gone = releases::to_prune(&all, Some(release), probes[i].live(), keep);
         if gone.is_empty() {
             return Ok(());
         }
@@ -471,8 +413,8 @@ pub fn publish(
 
 /// A rollback of every target to one release, all or none: `named`, else the release
 /// before the one they all serve. Returns (what they served, the release now served).
-pub fn rollback(fleet: &Fleet, named: Option<&str>, tools: &Tools) -> Result<(Option<String>, String), Failure> {
-    let mut fw = Fleetwide::open(fleet, tools, false, 10);
+pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Option<String>, String), Failure> {
+    let mut fw = Connections::open(cfg, tools, false, 10);
     let probes = fw.probe_all();
     if let Some(f) = first_failure(&probes) {
         return Err(f);
@@ -490,30 +432,24 @@ pub fn rollback(fleet: &Fleet, named: Option<&str>, tools: &Tools) -> Result<(Op
                     .zip(&lives)
                     .map(|(t, l)| format!("{} serves {}", t.name, l.unwrap_or("no release")))
                     .collect();
-                return Err(fail(
-                    "all",
-                    format!(
-                        "the targets serve different releases ({}): name the one to serve with --to RELEASE",
-                        each.join(", ")
-                    ),
-                ));
+                return Err(Failure::refused(format!(
+                    "the targets serve different releases ({}): name the one to serve with --to RELEASE",
+                    each.join(", ")
+                )));
             }
             let Some(live) = lives[0] else {
-                return Err(fail(
-                    "all",
+                return Err(Failure::refused(
                     "nothing is published yet: there is nothing to roll back to",
                 ));
             };
-            let all = &probes[0].releases;
-            match all.iter().position(|r| r == live) {
-                Some(i) if i > 0 => all[i - 1].clone(),
-                Some(_) => {
-                    return Err(fail(
-                        "all",
-                        format!("{live} is the oldest release; there is nothing to roll back to"),
-                    ))
+            match releases::before(&probes[0].releases, live) {
+                Ok(r) => r.to_string(),
+                Err(NoneBefore::Oldest) => {
+                    return Err(Failure::refused(format!(
+                        "{live} is the oldest release; there is nothing to roll back to"
+                    )))
                 }
-                None => {
+                Err(NoneBefore::NotListed) => {
                     return Err(fail(
                         &fw.targets[0].name,
                         format!("the live release {live} is not among the releases"),
@@ -543,30 +479,9 @@ pub fn rollback(fleet: &Fleet, named: Option<&str>, tools: &Tools) -> Result<(Op
     Ok((from, target))
 }
 
-/// The environment of ssh and rsync outside a build (status, rollback, check): the hook's
-/// PATH and env, and HOME as the steps get it (ssh itself takes `~` from /etc/passwd).
-pub fn tool_env(hook: &crate::config::Hook, home: &Path) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    env.insert("PATH".into(), hook.path.clone());
-    env.insert("HOME".into(), home.to_string_lossy().into_owned());
-    env.insert("LANG".into(), "C.UTF-8".into());
-    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pruning_keeps_live_previous_and_replaced() {
-        let all: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
-        assert_eq!(to_prune(&all, Some("e"), Some("d"), 3), vec!["a", "b"]);
-        // after a rollback to b, a publish of e keeps b (replaced), d and e
-        assert_eq!(to_prune(&all, Some("e"), Some("b"), 3), vec!["a", "c"]);
-        assert_eq!(to_prune(&all, Some("c"), None, 2), vec!["a", "d", "e"]);
-        assert!(to_prune(&all, Some("e"), None, 5).is_empty());
-    }
 
     #[test]
     fn rsync_stats_are_read() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::scripts::{parse_probe, probe_script, Probe};
 use super::{fail, targets, Failure, Target, Tools};
-use crate::config::Fleet;
+use crate::config::Hosts;
 use crate::sys::process::which;
 
 /// How long one command on a host may take (a probe, a rename, a prune).
@@ -37,8 +37,8 @@ pub(super) struct Session {
     pub(super) seq: u64,
 }
 
-pub(super) fn ssh_base(fleet: &Fleet, connect_timeout: u32) -> Vec<String> {
-    let mut argv = fleet.ssh.clone();
+pub(super) fn ssh_base(cfg: &Hosts, connect_timeout: u32) -> Vec<String> {
+    let mut argv = cfg.ssh.clone();
     for o in [
         "BatchMode=yes".to_string(),
         format!("ConnectTimeout={connect_timeout}"),
@@ -56,7 +56,7 @@ impl Session {
     /// the thread that lives for the whole publish: the child dies with its spawning thread.
     pub(super) fn open(
         target: &Target,
-        fleet: &Fleet,
+        cfg: &Hosts,
         tools: &Tools,
         control: Option<PathBuf>,
         connect_timeout: u32,
@@ -64,7 +64,7 @@ impl Session {
         let argv = match &target.ssh_host {
             None => vec!["sh".to_string()],
             Some(host) => {
-                let mut a = ssh_base(fleet, connect_timeout);
+                let mut a = ssh_base(cfg, connect_timeout);
                 if let Some(c) = &control {
                     let _ = std::fs::remove_file(c); // a socket left by a killed build
                     a.extend([
@@ -251,15 +251,15 @@ impl Drop for Session {
 }
 
 /// The connections of one publish or rollback, opened at once, in the targets' order.
-pub(super) struct Fleetwide<'a> {
+pub(super) struct Connections<'a> {
     pub(super) targets: Vec<Target>,
     pub(super) sessions: Vec<Result<Session, String>>,
     pub(super) tools: &'a Tools<'a>,
 }
 
-impl<'a> Fleetwide<'a> {
-    pub(super) fn open(fleet: &Fleet, tools: &'a Tools<'a>, mux: bool, connect_timeout: u32) -> Fleetwide<'a> {
-        let targets = targets(fleet);
+impl<'a> Connections<'a> {
+    pub(super) fn open(cfg: &Hosts, tools: &'a Tools<'a>, mux: bool, connect_timeout: u32) -> Connections<'a> {
+        let targets = targets(cfg);
         let sessions = targets
             .iter()
             .enumerate()
@@ -268,10 +268,10 @@ impl<'a> Fleetwide<'a> {
                 // A unix socket's path holds at most 107 bytes; without one rsync makes
                 // its own connection, and the switch still goes over the open sh.
                 let control = (mux && control.as_os_str().len() < 100).then_some(control);
-                Session::open(t, fleet, tools, control, connect_timeout)
+                Session::open(t, cfg, tools, control, connect_timeout)
             })
             .collect();
-        Fleetwide {
+        Connections {
             targets,
             sessions,
             tools,
@@ -318,7 +318,7 @@ impl<'a> Fleetwide<'a> {
     }
 }
 
-/// The first failure, in the targets' order, of a fleet-wide step.
+/// The first failure, in the targets' order, of a step run on every target.
 pub(super) fn first_failure<T>(results: &[Result<T, Failure>]) -> Option<Failure> {
     results.iter().find_map(|r| r.as_ref().err().cloned())
 }

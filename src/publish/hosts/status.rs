@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::scripts::{Probe, Served};
-use super::session::Fleetwide;
+use super::session::Connections;
 use super::{Failure, Target, Tools};
-use crate::config::Fleet;
+use crate::config::Hosts;
 
 /// Every target with what the probe found there, asked with a short connect timeout:
 /// `status` and `check` must answer even when a host is down.
-pub fn probe_each(fleet: &Fleet, tools: &Tools) -> Vec<(Target, Result<Probe, Failure>)> {
-    let mut fw = Fleetwide::open(fleet, tools, false, 5);
+pub fn probe_each(cfg: &Hosts, tools: &Tools) -> Vec<(Target, Result<Probe, Failure>)> {
+    let mut fw = Connections::open(cfg, tools, false, 5);
     let probes = fw.probe_all();
     fw.targets.iter().cloned().zip(probes).collect()
 }
@@ -23,8 +23,8 @@ pub struct Live {
 }
 
 /// Asks every target what it serves (short connect timeout: `status` must answer).
-pub fn live_all(fleet: &Fleet, tools: &Tools) -> Vec<Live> {
-    probe_each(fleet, tools)
+pub fn live_all(cfg: &Hosts, tools: &Tools) -> Vec<Live> {
+    probe_each(cfg, tools)
         .into_iter()
         .map(|(target, p)| Live {
             target,
@@ -65,8 +65,8 @@ pub struct HostStatus {
 }
 
 /// Every target's live release, for `status`.
-pub fn status(fleet: &Fleet, tools: &Tools) -> Vec<HostStatus> {
-    let lives = live_all(fleet, tools);
+pub fn status(cfg: &Hosts, tools: &Tools) -> Vec<HostStatus> {
+    let lives = live_all(cfg, tools);
     let most = majority(&lives);
     lives
         .into_iter()

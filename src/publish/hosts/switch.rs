@@ -4,7 +4,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::scripts::{sq, switch_back_script, Probe, Served};
-use super::session::{first_failure, Fleetwide, COMMAND_TIMEOUT};
+use super::session::{first_failure, Connections, COMMAND_TIMEOUT};
 use super::{fail, Failure};
 use crate::sys::time;
 
@@ -18,7 +18,7 @@ pub(super) fn unix_ms(at: Instant) -> f64 {
 /// The switch of every target to `release`, both steps: the new symlinks beside `path`
 /// everywhere, then the renames everywhere at once. On a failure the targets that switched
 /// are switched back and the error names the first target that failed.
-pub(super) fn switch_all(fw: &mut Fleetwide, probes: &[Probe], release: &str) -> Result<(), Failure> {
+pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) -> Result<(), Failure> {
     let kept = format!("0000-{}-before-deploy-hook", time::compact(time::now()));
     let made = fw.each(|_, t, s| {
         s.run_ok(
