@@ -9,6 +9,7 @@ use super::{hook_and_state, SignFormat};
 use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
 use crate::delivery::verify;
 use crate::error::{Error, Result};
+use crate::sys::text::shell_quote;
 use crate::sys::time;
 
 /// What `sign` was asked for besides the hook.
@@ -29,17 +30,16 @@ fn signed_headers(
 ) -> Result<Vec<(String, String)>> {
     let h = |k: &str, v: String| (k.to_string(), v);
     // A password-style token is the secret itself: point at the file instead of printing it.
-    let password =
-        || -> Result<String> {
-            match (secret, show_secret) {
-            (Secret::File(f), false) => Ok(format!("$(cat {})", crate::sys::text::shell_quote(&f.to_string_lossy()))),
+    let password = || -> Result<String> {
+        match (secret, show_secret) {
+            (Secret::File(f), false) => Ok(format!("$(cat {})", shell_quote(&f.to_string_lossy()))),
             (Secret::Inline(_), false) => Err(Error::Usage(
                 "this hook's token is the secret itself, which is inline in the config; pass --show-secret to print it"
                     .into(),
             )),
             (_, true) => Ok(String::from_utf8_lossy(&secret.load()?).into_owned()),
         }
-        };
+    };
     let delivery = format!("manual-{}", time::now_ms());
     Ok(match hook.provider {
         Provider::Gitee => {
@@ -77,13 +77,18 @@ fn signed_headers(
     })
 }
 
-/// A value for a shell line: `$(cat FILE)` stays live inside double quotes; anything else
-/// is single-quoted.
-fn shell_value(v: &str) -> String {
-    if v.starts_with("$(cat ") && v.ends_with(')') {
-        format!("\"{v}\"")
+/// Whether a header value is the `$(cat SECRET_FILE)` printed instead of a token.
+fn reads_secret_file(v: &str) -> bool {
+    v.starts_with("$(cat ") && v.ends_with(')')
+}
+
+/// `word` for a shell line: in double quotes when it holds `$(cat SECRET_FILE)`, which must
+/// stay live (the file is read when the line runs), else quoted by `shell_quote`.
+fn shell_word(word: &str, reads_file: bool) -> String {
+    if reads_file {
+        format!("\"{word}\"")
     } else {
-        crate::sys::text::shell_quote(v)
+        shell_quote(word)
     }
 }
 
@@ -143,29 +148,21 @@ pub(super) fn sign(config: &Path, name: &str, opts: &SignOptions, out: &mut dyn 
     }
     if format != "curl" {
         for (k, v) in &env_lines {
-            text.push_str(&format!("export {k}={}\n", shell_value(v)));
+            text.push_str(&format!("export {k}={}\n", shell_word(v, reads_secret_file(v))));
         }
     }
     if format == "both" {
         text.push_str("# For curl (add --data-binary @BODY_FILE and the hook's URL):\n");
     }
     if format != "env" {
-        let mut flags = vec![format!("-H {}", shell_value("Content-Type: application/json"))];
+        let mut flags = vec![format!("-H {}", shell_word("Content-Type: application/json", false))];
         for (k, v) in &headers {
             let line = format!("{k}: {v}");
-            flags.push(format!("-H {}", shell_value_header(&line, v)));
+            flags.push(format!("-H {}", shell_word(&line, reads_secret_file(v))));
         }
         text.push_str(&flags.join(" "));
         text.push('\n');
     }
     out.write_all(text.as_bytes()).ok();
     Ok(0)
-}
-
-fn shell_value_header(line: &str, value: &str) -> String {
-    if value.starts_with("$(cat ") {
-        format!("\"{line}\"")
-    } else {
-        crate::sys::text::shell_quote(line)
-    }
 }

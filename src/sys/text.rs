@@ -1,5 +1,6 @@
 //! Small text helpers that several layers need: making a string safe to show, percent and
-//! hex decoding, shell quoting.
+//! hex decoding, shell quoting (the one quoting for `sh`; rsync's `-e` has its own syntax,
+//! see `publish::hosts::scripts`).
 //!
 //! They sit at the bottom of the module graph and use nothing of ours, so that `cgi`,
 //! `config` and `verify` can all use them without importing each other.
@@ -75,12 +76,21 @@ pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Shell-quotes one word so a person can paste a logged command line back into a shell.
-pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
+/// Whether a word means itself to a POSIX shell (and to rsync's `-e` splitting) unquoted:
+/// letters, digits and `-_./:=@%+,` only. None of those is special in an argument.
+pub fn plain_word(s: &str) -> bool {
+    !s.is_empty()
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+}
+
+/// Quotes one word for a POSIX shell: as it is when plain, else in single quotes, a quote
+/// inside as `'\''`. The one shell quoting of the program: for command lines a person can
+/// paste back into a shell (the build log, `sign`), and for the scripts a web host's `sh`
+/// runs. A plain `a=b` stays bare, so a quoted word must not be the first word of a command,
+/// where that is an assignment; none of our scripts puts one there.
+pub fn shell_quote(s: &str) -> String {
+    if plain_word(s) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -124,5 +134,6 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("/var/www/it's here"), r"'/var/www/it'\''s here'");
     }
 }

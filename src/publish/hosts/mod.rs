@@ -46,8 +46,9 @@ use super::{Failure, FailureKind, Tools};
 use crate::config::Hosts;
 use crate::sys::process::which;
 
+use crate::sys::text::shell_quote;
 pub use scripts::Served;
-use scripts::{rsync_e_word, sq, Probe};
+use scripts::{rsync_e_word, Probe};
 use session::{first_failure, ssh_base, Connections, Session};
 pub use status::{probe_each, status, status_text, HostStatus};
 use switch::switch_all;
@@ -240,7 +241,7 @@ fn upload(
         // uploading now.
         s.run_ok(
             "removing an old staging folder",
-            &format!("rm -rf -- {}/.staging-*", sq(&r)),
+            &format!("rm -rf -- {}/.staging-*", shell_quote(&r)),
         )?;
     } else {
         // Only sh, ln, mv, rm and rsync are asked of a host: rsync of an empty folder makes
@@ -288,7 +289,11 @@ fn upload(
     let size = stat(&out, "Total file size").unwrap_or(0);
     s.run_ok(
         "renaming the upload into place",
-        &format!("mv -T -- {} {}", sq(&staging), sq(&format!("{r}/{release}"))),
+        &format!(
+            "mv -T -- {} {}",
+            shell_quote(&staging),
+            shell_quote(&format!("{r}/{release}"))
+        ),
     )?;
     tools.note(&format!(
         "{}: uploaded {release} in {:.2}s: {files} changed file{} of {size} bytes in all; rsync sent {sent} bytes",
@@ -304,8 +309,8 @@ fn remove_release(fw: &mut Connections, release: &str) {
     fw.each(|_, t, s| {
         s.run(&format!(
             "rm -rf -- {} {}",
-            sq(&format!("{}/.staging-{release}", t.releases())),
-            sq(&format!("{}/{release}", t.releases()))
+            shell_quote(&format!("{}/.staging-{release}", t.releases())),
+            shell_quote(&format!("{}/{release}", t.releases()))
         ))
         .map(|_| ())
     });
@@ -380,8 +385,8 @@ pub fn publish(
         fw.each(|_, t, s| {
             s.run(&format!(
                 "[ \"$(cd -P -- {p} 2>/dev/null && pwd -P)\" = \"$(cd -P -- {d} 2>/dev/null && pwd -P)\" ] || rm -rf -- {d}",
-                p = sq(&t.path),
-                d = sq(&format!("{}/{release}", t.releases()))
+                p = shell_quote(&t.path),
+                d = shell_quote(&format!("{}/{release}", t.releases()))
             ))
             .map(|_| ())
         });
@@ -401,7 +406,10 @@ pub fn publish(
         if gone.is_empty() {
             return Ok(());
         }
-        let words: Vec<String> = gone.iter().map(|g| sq(&format!("{}/{g}", t.releases()))).collect();
+        let words: Vec<String> = gone
+            .iter()
+            .map(|g| shell_quote(&format!("{}/{g}", t.releases())))
+            .collect();
         let r = s.run(&format!("rm -rf -- {}", words.join(" ")));
         if let Ok((0, _)) = r {
             tools.note(&format!("{}: pruned {}", t.name, gone.join(", ")));

@@ -1,21 +1,17 @@
 //! What runs on a host's `sh`, and how its answers are read: only `sh`, `ln`, `mv`, `rm` and
-//! `rsync` are asked of a web host. Every word from the config or a release name is quoted.
+//! `rsync` are asked of a web host. Every word from the config or a release name is quoted
+//! for `sh` with `shell_quote`, the one quoting of the program.
 
 use super::Target;
+use crate::sys::text::{plain_word, shell_quote};
 
-/// A word for a host's `sh`, always single-quoted.
-pub fn sq(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// A word for rsync's `-e` string. rsync splits it at spaces and honours single and double
-/// quotes but not backslashes, so a word may hold one kind of quote, not both (config.rs
-/// refuses the rest).
+/// A word for rsync's `-e` string, which is not a shell's syntax: rsync splits the string
+/// at spaces itself and honours single and double quotes but no backslash, so `'\''` (how
+/// `shell_quote` puts a quote inside quotes) would reach ssh as three words. A word may
+/// therefore hold one kind of quote, not both (config/publish.rs refuses the rest), and is
+/// wrapped in the other kind.
 pub(super) fn rsync_e_word(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain {
+    if plain_word(s) {
         s.to_string()
     } else if !s.contains('\'') {
         format!("'{s}'")
@@ -76,9 +72,9 @@ fi
 [ -d \"$d\" ] && [ -w \"$d\" ] && echo folder-writable
 printf 'rsync %s\\n' \"$(command -v rsync)\"
 true",
-        p = sq(&t.path),
-        r = sq(&t.releases()),
-        d = sq(&dir)
+        p = shell_quote(&t.path),
+        r = shell_quote(&t.releases()),
+        d = shell_quote(&dir)
     )
 }
 
@@ -112,15 +108,15 @@ pub(super) fn parse_probe(out: &str) -> Probe {
 
 /// How a switched target is put back as it was.
 pub(super) fn switch_back_script(t: &Target, before: &Served, kept: &str) -> String {
-    let (p, l) = (sq(&t.path), sq(&t.switch_link()));
+    let (p, l) = (shell_quote(&t.path), shell_quote(&t.switch_link()));
     match before {
         Served::Release(Some(old)) => format!(
             "rm -f -- {l} && ln -s -- {v} {l} && mv -T -- {l} {p}",
-            v = sq(&t.link_value(old))
+            v = shell_quote(&t.link_value(old))
         ),
         Served::Folder => format!(
             "if [ -L {p} ] || [ ! -e {p} ]; then rm -f -- {p} && mv -T -- {k} {p}; fi",
-            k = sq(&format!("{}/{kept}", t.releases()))
+            k = shell_quote(&format!("{}/{kept}", t.releases()))
         ),
         _ => format!("rm -f -- {p}"),
     }
@@ -143,8 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn quoting_for_sh_and_rsync() {
-        assert_eq!(sq("/var/www/it's here"), r"'/var/www/it'\''s here'");
+    fn quoting_for_rsync_e() {
         assert_eq!(rsync_e_word("ssh"), "ssh");
         assert_eq!(rsync_e_word("/etc/my config"), "'/etc/my config'");
         assert_eq!(rsync_e_word("it's"), "\"it's\"");

@@ -3,9 +3,10 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::scripts::{sq, switch_back_script, Probe, Served};
+use super::scripts::{switch_back_script, Probe, Served};
 use super::session::{first_failure, Connections, COMMAND_TIMEOUT};
 use super::{fail, Failure};
+use crate::sys::text::shell_quote;
 use crate::sys::time;
 
 pub(super) fn unix_ms(at: Instant) -> f64 {
@@ -25,14 +26,17 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
             "making the new symlink",
             &format!(
                 "rm -f -- {l} && ln -s -- {v} {l}",
-                l = sq(&t.switch_link()),
-                v = sq(&t.link_value(release))
+                l = shell_quote(&t.switch_link()),
+                v = shell_quote(&t.link_value(release))
             ),
         )
         .map(|_| ())
     });
     if let Some(f) = first_failure(&made) {
-        fw.each(|_, t, s| s.run(&format!("rm -f -- {}", sq(&t.switch_link()))).map(|_| ()));
+        fw.each(|_, t, s| {
+            s.run(&format!("rm -f -- {}", shell_quote(&t.switch_link())))
+                .map(|_| ())
+        });
         return Err(f);
     }
 
@@ -43,11 +47,11 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
     let first_send = Instant::now();
     for (i, probe) in probes.iter().enumerate().take(n) {
         let t = fw.targets[i].clone();
-        let (p, l) = (sq(&t.path), sq(&t.switch_link()));
+        let (p, l) = (shell_quote(&t.path), shell_quote(&t.switch_link()));
         let script = match probe.served {
             Served::Folder => format!(
                 "mv -T -- {p} {k} && mv -T -- {l} {p}",
-                k = sq(&format!("{}/{kept}", t.releases()))
+                k = shell_quote(&format!("{}/{kept}", t.releases()))
             ),
             _ => format!("mv -T -- {l} {p}"),
         };
@@ -120,7 +124,10 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
             (Err(_), _) => {}
         }
     }
-    fw.each(|_, t, s| s.run(&format!("rm -f -- {}", sq(&t.switch_link()))).map(|_| ()));
+    fw.each(|_, t, s| {
+        s.run(&format!("rm -f -- {}", shell_quote(&t.switch_link())))
+            .map(|_| ())
+    });
     let i = failed[0];
     let msg = match &answers[i] {
         Err(e) => e.clone(),
