@@ -1,12 +1,39 @@
-//! The one error type, and the one place that maps errors to HTTP statuses and exit codes.
+//! The one error type, the answers of a handled delivery (`Outcome`) and the exit codes:
+//! the one place that maps errors and answers to HTTP statuses, `status` words and exit
+//! codes. The README's table of answers is `Error::http_status` and `Outcome::http_status`;
+//! the man page's EXIT STATUS and `--help`'s are `EXIT_CODES`.
 //!
 //! Every message here may reach a forge's delivery log or a terminal, so none of them holds a
 //! secret, a token or an expected signature. Detail that only the server's owner should see
-//! (paths, OS errors) is kept apart in `detail()` and goes to the log.
+//! (paths, OS errors) is in the `Display` of the server-side errors, which goes to the log
+//! and the terminal; a delivery's answer gets `public_message()` instead.
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+
+/// Declares the exit codes once: a constant for each, and the table that `--help` and the
+/// man page are generated from.
+macro_rules! exit_codes {
+    ($($name:ident = $code:literal: $what:literal,)*) => {
+        /// The exit codes of the subcommands, with what each means.
+        pub mod exit {
+            $(#[doc = $what] pub const $name: i32 = $code;)*
+        }
+        /// Every exit code and its meaning, in order: `--help`'s and the man page's.
+        pub const EXIT_CODES: &[(i32, &str)] = &[$(($code, $what)),*];
+    };
+}
+
+exit_codes! {
+    OK = 0: "Success.",
+    FAILED = 1: "A check failed, or the build that run --wait or status --follow waited for did not succeed (an unchanged build counts as success).",
+    USAGE = 2: "Usage error (also: nothing to roll back to).",
+    IO = 74: "I/O error, or another failure on the server's side; the message says which.",
+    BUSY = 75: "Busy: on_busy = \"reject\" and a build is running.",
+    REFUSED = 77: "Refused to run as root: the state folders do not say for sure whom to become (a symlink, another user's folder); the message says what to do.",
+    CONFIG = 78: "Config error.",
+}
 
 #[derive(Debug)]
 pub enum Error {
@@ -90,15 +117,16 @@ impl Error {
         }
     }
 
-    /// The exit code of a subcommand that failed with this error (sysexits.h where one fits).
+    /// The exit code of a subcommand that failed with this error (sysexits.h where one fits:
+    /// EX_IOERR, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
-            Error::Config { .. } => 78,                  // EX_CONFIG
-            Error::Io { .. } | Error::Internal(_) => 74, // EX_IOERR
-            Error::Busy => 75,                           // EX_TEMPFAIL
-            Error::Refused { .. } => 77,                 // EX_NOPERM
-            _ => 1,
+            Error::Usage(_) => exit::USAGE,
+            Error::Config { .. } => exit::CONFIG,
+            Error::Io { .. } | Error::Internal(_) => exit::IO,
+            Error::Busy => exit::BUSY,
+            Error::Refused { .. } => exit::REFUSED,
+            _ => exit::FAILED,
         }
     }
 
@@ -172,3 +200,181 @@ impl std::error::Error for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a delivery that was handled is answered: every answer that is not an `Error`. A sync
+/// delivery whose build failed is one of them (`Failed`): the delivery was fine, the build
+/// was not.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Async: a build of `branch` was started, or will run after the one running now.
+    Queued { branch: String, behind: Behind },
+    /// Sync: the build succeeded.
+    Succeeded {
+        branch: String,
+        commit: String,
+        secs: f64,
+        build: String,
+    },
+    /// Sync: the head is already built and live with the same config.
+    Unchanged {
+        branch: String,
+        commit: String,
+        build: String,
+    },
+    /// Sync: the build did not succeed. `result` is its result word (`failed`, `timed_out`,
+    /// ...), `at` the stage by position and program name only: a step's arguments may hold
+    /// a token, and this answer goes to the forge.
+    Failed {
+        build: String,
+        result: String,
+        at: Option<String>,
+    },
+    /// A ping or test delivery.
+    Pong { hook: String, branch: String },
+    /// Another branch, a tag, a deletion, another event: why it builds nothing.
+    Ignored(String),
+    /// A Gitee signing token accepted before: a replay.
+    Duplicate,
+}
+
+/// What a queued build waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind {
+    /// Nothing: it was started now.
+    Nothing,
+    /// The running build; it follows it.
+    Running,
+    /// The running build, which is being stopped (`on_busy = "supersede"`).
+    Superseded,
+}
+
+impl Outcome {
+    /// The HTTP status of the answer.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Outcome::Queued { .. } => 202,
+            Outcome::Failed { .. } => 500,
+            Outcome::Succeeded { .. }
+            | Outcome::Unchanged { .. }
+            | Outcome::Pong { .. }
+            | Outcome::Ignored(_)
+            | Outcome::Duplicate => 200,
+        }
+    }
+
+    /// The `status` word of the JSON answer.
+    pub fn status_word(&self) -> &'static str {
+        match self {
+            Outcome::Queued { .. } => "queued",
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Unchanged { .. } => "unchanged",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Pong { .. } => "pong",
+            Outcome::Ignored(_) => "ignored",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// The answer's message, for the person reading the forge's delivery log.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Queued {
+                branch,
+                behind: Behind::Nothing,
+            } => write!(f, "build of {branch} started"),
+            Outcome::Queued {
+                branch,
+                behind: Behind::Superseded,
+            } => write!(
+                f,
+                "the running build is being stopped; {branch} will be built from its newest commit next"
+            ),
+            Outcome::Queued {
+                branch,
+                behind: Behind::Running,
+            } => write!(
+                f,
+                "a build is running; {branch} will be built again from its newest commit right after it"
+            ),
+            Outcome::Succeeded {
+                branch,
+                commit,
+                secs,
+                build,
+            } => write!(f, "built {branch} at {commit} in {secs:.1}s (build {build})"),
+            Outcome::Unchanged { branch, commit, build } => write!(
+                f,
+                "{branch} is already built and live at {commit}; nothing to do (build {build})"
+            ),
+            Outcome::Failed { build, result, at } => {
+                write!(f, "build {build} {}", result.replace('_', " "))?;
+                if let Some(at) = at {
+                    write!(f, " at {at}")?;
+                }
+                write!(f, "; the server's build log has the output")
+            }
+            Outcome::Pong { hook, branch } => {
+                write!(f, "hook {hook} is set up; pushes to {branch} will be built")
+            }
+            Outcome::Ignored(why) => write!(f, "{why}"),
+            Outcome::Duplicate => write!(f, "this signed delivery was accepted before; nothing new to do"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exit_code_is_in_the_table() {
+        let errors = [
+            Error::Usage("x".into()),
+            Error::config("/c", "k", "m"),
+            Error::io("x", io::Error::from(io::ErrorKind::NotFound)),
+            Error::Internal("x".into()),
+            Error::Busy,
+            Error::Refused {
+                why: "w".into(),
+                fix: "f".into(),
+            },
+            Error::Forbidden("x".into()),
+        ];
+        for e in errors {
+            assert!(EXIT_CODES.iter().any(|(c, _)| *c == e.exit_code()), "{e:?}");
+        }
+        assert_eq!(EXIT_CODES[0], (exit::OK, "Success."));
+    }
+
+    #[test]
+    fn answers_say_what_happened() {
+        let queued = |behind| Outcome::Queued {
+            branch: "main".into(),
+            behind,
+        };
+        assert_eq!(queued(Behind::Nothing).to_string(), "build of main started");
+        assert_eq!(
+            (
+                queued(Behind::Running).http_status(),
+                queued(Behind::Running).status_word()
+            ),
+            (202, "queued")
+        );
+        let failed = Outcome::Failed {
+            build: "b1".into(),
+            result: "timed_out".into(),
+            at: Some("step 2 (deploy)".into()),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "build b1 timed out at step 2 (deploy); the server's build log has the output"
+        );
+        assert_eq!((failed.http_status(), failed.status_word()), (500, "failed"));
+        assert_eq!(
+            (Outcome::Duplicate.http_status(), Outcome::Duplicate.status_word()),
+            (200, "duplicate")
+        );
+    }
+}

@@ -496,10 +496,9 @@ pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Re
         let _ = r.join();
     }
     serde_json::from_slice(&out).map_err(|_| {
-        Error::io(
-            format!("the build worker ended ({status}) without a result; its errors are above"),
-            std::io::Error::other("no result"),
-        )
+        Error::Internal(format!(
+            "the build worker ended ({status}) without a result; its errors are above"
+        ))
     })
 }
 
@@ -508,17 +507,18 @@ pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Re
 /// result is this delivery's result.
 pub fn build_now(cfg: &Config, hook: &Hook, state: &HookState, log: &mut Log) -> Result<BuildRecord> {
     process::become_subreaper();
-    let held =
-        lock(hook, state, true)?.ok_or_else(|| Error::io("cannot lock the build", std::io::Error::other("no lock")))?;
+    // A lock that is waited for is never given up on: `None` cannot come back.
+    let held = lock(hook, state, true)?.ok_or_else(|| Error::Internal("cannot lock the build".into()))?;
     let built = (|| {
         recover(&held, hook, state, log)?;
         note_builder(state);
         match state.take_pending()? {
             Some(p) => build_one(hook, state, log, &p),
+            // Another holder took this delivery and built it: its record is the answer.
             None => state
                 .read_status()?
                 .last
-                .ok_or_else(|| Error::io("no build recorded", std::io::Error::from(std::io::ErrorKind::NotFound))),
+                .ok_or_else(|| Error::Internal("no build recorded".into())),
         }
     })();
     drop(held);

@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 use crate::build::state::HookState;
 use crate::config::{Config, Destinations, GiteeMode, Hook, Provider, Secret};
 use crate::delivery::cgi::Env;
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::sys::privilege;
 use crate::sys::process::which;
 
@@ -283,7 +283,7 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
     }
     let text = if opts.json { r.json(&who) } else { r.text(&header) };
     out.write_all(text.as_bytes()).ok();
-    Ok(if r.failures == 0 { 0 } else { 1 })
+    Ok(if r.failures == 0 { exit::OK } else { exit::FAILED })
 }
 
 /// `check` as `user`, for `init`: a child that becomes the user first (this process stays
@@ -456,7 +456,7 @@ fn check_secret(hook: &Hook, user: &str, r: &mut Report) {
             "secret",
             "the secret is inline in the config; a secret_file readable only by the web server's user is safer",
         ),
-        // One read, through Secret::load: it reports an empty file as InvalidData.
+        // One read, through Secret::load: an empty secret is its only Error::Internal.
         Secret::File(f) => match (std::fs::metadata(f), hook.secret.load()) {
             (Err(e), _) => r.fail(
                 "secret",
@@ -466,7 +466,7 @@ fn check_secret(hook: &Hook, user: &str, r: &mut Report) {
                     f.display()
                 ),
             ),
-            (Ok(_), Err(Error::Io { source, .. })) if source.kind() == std::io::ErrorKind::InvalidData => r.fail(
+            (Ok(_), Err(Error::Internal(_))) => r.fail(
                 "secret",
                 format!("secret_file {} is empty", f.display()),
                 "write the secret set in the forge into it",

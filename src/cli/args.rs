@@ -107,6 +107,21 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The definition as `--help` shows it: with the exit codes (error.rs's table, the one
+    /// the man page is generated from) after the rest.
+    pub fn command_for_help() -> clap::Command {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let mut after = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+        after.push_str("\n\nExit status:");
+        for (code, what) in crate::error::EXIT_CODES {
+            after.push_str(&format!("\n  {code:>2}  {what}"));
+        }
+        cmd.after_help(after)
+    }
+}
+
 /// `deploy-hook init`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitArgs {
@@ -169,6 +184,7 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+        Cli::command_for_help().debug_assert();
     }
 
     #[test]

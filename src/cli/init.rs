@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use super::args::{InitArgs, InitProvider};
 use crate::config;
 use crate::delivery::cgi::Env;
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::sys::privilege::{self, User};
 
 /// The commented config with no hook that the package installs; written when the config
@@ -79,7 +79,7 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
             config_path.display()
         )
         .ok();
-        return Ok(0);
+        return Ok(exit::OK);
     }
     let config_dir = config_path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let state_dir = match table.get("state_dir").and_then(|v| v.as_str()) {
@@ -276,7 +276,7 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
             "\n{name}: the hook is set up, but check found problems (above): fix them, then run deploy-hook check"
         )
         .ok();
-        return Ok(1);
+        return Ok(exit::FAILED);
     }
     writeln!(
         out,
@@ -284,7 +284,7 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
          and set its server_name and root; then nginx -s reload), and push."
     )
     .ok();
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// What to type into the forge's webhook form. The secret is printed here, and only here.
@@ -450,10 +450,10 @@ fn make_dir_at(parent: &fs::File, path: &Path, user: &User, mode: u32) -> Result
     let dir = openat_dir(parent, &name).map_err(err)?;
     let meta = dir.metadata().map_err(err)?;
     if meta.uid() != privilege::euid() {
-        return Err(Error::io(
-            format!("{} was replaced while it was being made", path.display()),
-            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        ));
+        return Err(Error::Internal(format!(
+            "{} was replaced while it was being made",
+            path.display()
+        )));
     }
     std::os::unix::fs::fchown(&dir, Some(user.uid), Some(user.gid)).map_err(err)?;
     dir.set_permissions(fs::Permissions::from_mode(mode)).map_err(err)?;
@@ -576,7 +576,8 @@ fn run_as(cmd: &mut Command, user: &User, home: &Path, what: &str, url: Option<&
             Ok(None) if start.elapsed().as_secs() >= CLONE_TIMEOUT_SECS => {
                 child.kill().ok();
                 child.wait().ok();
-                return Err(Error::Usage(format!(
+                // Not a usage error: the command line may be right and the remote slow.
+                return Err(Error::Internal(format!(
                     "{what} as {} did not finish in {CLONE_TIMEOUT_SECS} s (a credential prompt?); nothing was added to the config",
                     user.name
                 )));

@@ -11,7 +11,7 @@ use crate::build::queue;
 use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Hook, OnBusy};
 use crate::delivery::cgi::Env;
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::sys::log::{q, Log};
 use crate::sys::time;
 
@@ -30,18 +30,22 @@ pub use args::{Cli, Command, InitArgs, InitProvider, SignFormat};
 /// Parses the command line and runs the subcommand; returns the exit code. clap's own
 /// answers (help, version, a usage error with its suggestion) are printed here.
 pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> {
-    use clap::Parser;
-    let cli = match Cli::try_parse_from(std::iter::once(OsString::from("deploy-hook")).chain(argv)) {
+    use clap::FromArgMatches;
+    let argv = std::iter::once(OsString::from("deploy-hook")).chain(argv);
+    let parsed = Cli::command_for_help()
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             out.flush().ok();
             eprint!("{}", with_newline(e.render().to_string()));
             // A usage error exits as every usage error does (error.rs), whatever clap's default.
-            return Ok(Error::Usage(String::new()).exit_code());
+            return Ok(exit::USAGE);
         }
         Err(e) => {
             write!(out, "{}", with_newline(e.render().to_string())).ok();
-            return Ok(0);
+            return Ok(exit::OK);
         }
     };
     // check locates the config itself (it reports where it looked); the others get a path.
@@ -152,7 +156,11 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         if let Some(step) = &record.failed_step {
             writeln!(out, "failed step: {step}").ok();
         }
-        return Ok(if succeeded(&record.result) { 0 } else { 1 });
+        return Ok(if succeeded(&record.result) {
+            exit::OK
+        } else {
+            exit::FAILED
+        });
     }
     if queue::try_lock(&state)?.is_some() {
         queue::spawn_worker(&cfg.file, &hook.name, &state)?;
@@ -170,7 +178,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         )
         .ok();
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// A build `--follow` and `run --wait` count as good: it succeeded, or had nothing to do.
@@ -218,5 +226,5 @@ fn worker(config: &Path, name: &str, wait: bool, out: &mut dyn Write) -> Result<
         ));
         return Ok(e.exit_code());
     }
-    Ok(0)
+    Ok(exit::OK)
 }

@@ -8,7 +8,7 @@ use super::{become_owner, hook_and_state};
 use crate::build::queue;
 use crate::build::state::HookState;
 use crate::config::{Config, Destinations};
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts, FailureKind};
 use crate::sys::log::{q, Log};
 use crate::sys::time;
@@ -88,5 +88,5 @@ pub(super) fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dy
         from.as_deref().unwrap_or("-")
     )
     .ok();
-    Ok(0)
+    Ok(exit::OK)
 }

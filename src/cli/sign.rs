@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{hook_and_state, SignFormat};
 use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
 use crate::delivery::verify;
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::sys::text::shell_quote;
 use crate::sys::time;
 
@@ -164,5 +164,5 @@ pub(super) fn sign(config: &Path, name: &str, opts: &SignOptions, out: &mut dyn 
         text.push('\n');
     }
     out.write_all(text.as_bytes()).ok();
-    Ok(0)
+    Ok(exit::OK)
 }

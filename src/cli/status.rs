@@ -9,7 +9,7 @@ use super::{become_owner, hook_and_state, succeeded};
 use crate::build::queue;
 use crate::build::state::{HookState, Status};
 use crate::config::{self, Config, Destinations, Hook};
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts};
 use crate::sys::time;
 
@@ -68,7 +68,7 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default()).ok();
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// Streams the running build's log until that build ends; exit 0 when it succeeded.
@@ -93,7 +93,7 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
             // on `--follow` never takes a failed build for a good one.
             let Some(l) = status.last.as_ref() else {
                 writeln!(out, "{name}: no build is running, and none has run yet").ok();
-                return Ok(1);
+                return Ok(exit::FAILED);
             };
             writeln!(
                 out,
@@ -101,7 +101,7 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
                 l.id, l.result, l.log
             )
             .ok();
-            return Ok(if succeeded(&l.result) { 0 } else { 1 });
+            return Ok(if succeeded(&l.result) { exit::OK } else { exit::FAILED });
         }
     };
     writeln!(out, "{name}: following build {} ({})", current.id, current.log).ok();
@@ -125,7 +125,7 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
             let record = st.history.iter().find(|b| b.id == current.id);
             let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
             writeln!(out, "{name}: build {} {result}", current.id).ok();
-            return Ok(if succeeded(result) { 0 } else { 1 });
+            return Ok(if succeeded(result) { exit::OK } else { exit::FAILED });
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

@@ -142,7 +142,8 @@ pub enum Secret {
 
 impl Secret {
     /// Reads the secret. A file is trimmed of its trailing newline; an empty secret is an
-    /// error, so that no hook ever verifies against "".
+    /// error, so that no hook ever verifies against "". A file that cannot be read is
+    /// `Error::Io`; an empty secret is `Error::Internal`, and nothing else is.
     pub fn load(&self) -> Result<Vec<u8>> {
         let mut bytes = match self {
             Secret::Inline(s) => s.as_bytes().to_vec(),
@@ -158,7 +159,7 @@ impl Secret {
                 Secret::Inline(_) => "secret is empty".to_string(),
                 Secret::File(p) => format!("secret_file {} is empty", p.display()),
             };
-            return Err(Error::io(what, std::io::Error::from(std::io::ErrorKind::InvalidData)));
+            return Err(Error::Internal(what));
         }
         Ok(bytes)
     }

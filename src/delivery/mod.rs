@@ -16,7 +16,7 @@ use self::verify::Kind;
 use crate::build::queue;
 use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Mode, OnBusy, Provider};
-use crate::error::{Error, Result};
+use crate::error::{exit, Behind, Error, Outcome, Result};
 use crate::sys::log::{q, Log};
 use crate::sys::time;
 
@@ -39,7 +39,13 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     let mut log = Log::stderr();
     let mut seen = Seen::default();
     let response = match handle(&mut req, &path, stdin, &mut log, &mut seen) {
-        Ok(r) => r,
+        Ok(o) => Response::new(
+            o.http_status(),
+            o.status_word(),
+            &seen.hook,
+            &seen.delivery,
+            o.to_string(),
+        ),
         Err(e) => {
             let code = e.http_status();
             if code >= 500 {
@@ -65,10 +71,10 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     if unsafe { libc::isatty(0) } != 1 {
         req.drain_body(stdin);
     }
-    0
+    exit::OK
 }
 
-fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, seen: &mut Seen) -> Result<Response> {
+fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, seen: &mut Seen) -> Result<Outcome> {
     let cfg = Config::load(path)?;
     *log = Log::open(&cfg.log);
     let name = req.hook_name()?;
@@ -94,7 +100,6 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     drop(secret);
     seen.event = delivery.event.clone();
     seen.delivery = delivery.id.clone();
-    let answer = |code: u16, status: &str, msg: String| Response::new(code, status, &hook.name, &delivery.id, msg);
 
     // Gitee's signing token is claimed here and recorded as seen only when the delivery is
     // accepted for a build (`accept` below): a 429, a 500 or a ping gives it back when the
@@ -112,13 +117,7 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             }
             match claim {
                 Some(c) => Some(c),
-                None => {
-                    return Ok(answer(
-                        200,
-                        "duplicate",
-                        "this signed delivery was accepted before; nothing new to do".into(),
-                    ))
-                }
+                None => return Ok(Outcome::Duplicate),
             }
         }
     };
@@ -126,13 +125,12 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
 
     let git_ref = match &delivery.kind {
         Kind::Ping => {
-            return Ok(answer(
-                200,
-                "pong",
-                format!("hook {} is set up; pushes to {} will be built", hook.name, hook.branch),
-            ))
+            return Ok(Outcome::Pong {
+                hook: hook.name.clone(),
+                branch: hook.branch.clone(),
+            })
         }
-        Kind::Ignored(why) => return Ok(answer(200, "ignored", why.clone())),
+        Kind::Ignored(why) => return Ok(Outcome::Ignored(why.clone())),
         Kind::Push { git_ref } => git_ref.clone(),
     };
 
@@ -157,62 +155,41 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
                 queue::spawn_worker(&cfg.file, &hook.name, &state)?;
             }
             accept(claim)?;
-            let msg = if free {
-                format!("build of {} started", hook.branch)
+            let behind = if free {
+                Behind::Nothing
             } else if hook.on_busy == OnBusy::Supersede {
-                format!(
-                    "the running build is being stopped; {} will be built from its newest commit next",
-                    hook.branch
-                )
+                Behind::Superseded
             } else {
-                format!(
-                    "a build is running; {} will be built again from its newest commit right after it",
-                    hook.branch
-                )
+                Behind::Running
             };
-            Ok(answer(202, "queued", msg))
+            Ok(Outcome::Queued {
+                branch: hook.branch.clone(),
+                behind,
+            })
         }
         Mode::Sync => {
             // Accepted once it is recorded: the build runs whatever this process meets.
             accept(claim)?;
             let record = queue::build_in_worker(&cfg.file, hook, &state)?;
             let commit = record.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-");
-            if record.result == "unchanged" {
-                Ok(answer(
-                    200,
-                    "unchanged",
-                    format!(
-                        "{} is already built and live at {commit}; nothing to do (build {})",
-                        hook.branch, record.id
-                    ),
-                ))
-            } else if record.result == "succeeded" {
-                Ok(answer(
-                    200,
-                    "succeeded",
-                    format!(
-                        "built {} at {commit} in {:.1}s (build {})",
-                        hook.branch, record.duration_secs, record.id
-                    ),
-                ))
-            } else {
-                // The stage by position and program name only: a step's arguments may
-                // hold a token, and this answer goes to the forge.
-                let at = record
-                    .failed_at
-                    .as_deref()
-                    .map(|a| format!(" at {a}"))
-                    .unwrap_or_default();
-                Ok(answer(
-                    500,
-                    "failed",
-                    format!(
-                        "build {} {}{at}; the server's build log has the output",
-                        record.id,
-                        record.result.replace('_', " "),
-                    ),
-                ))
-            }
+            Ok(match record.result.as_str() {
+                "unchanged" => Outcome::Unchanged {
+                    branch: hook.branch.clone(),
+                    commit: commit.to_string(),
+                    build: record.id,
+                },
+                "succeeded" => Outcome::Succeeded {
+                    branch: hook.branch.clone(),
+                    commit: commit.to_string(),
+                    secs: record.duration_secs,
+                    build: record.id,
+                },
+                _ => Outcome::Failed {
+                    build: record.id,
+                    result: record.result,
+                    at: record.failed_at,
+                },
+            })
         }
     }
 }

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::releases;
-use super::resolve_inside;
+use super::{resolve_inside, LocalError};
 use crate::sys::time;
 
 /// A release made and switched to.
@@ -125,7 +125,7 @@ fn stage_tree(
     staging: &Path,
     stats: &mut Stats,
     bufs: &mut (Vec<u8>, Vec<u8>),
-) -> io::Result<()> {
+) -> Result<(), LocalError> {
     use std::os::unix::fs::PermissionsExt;
     let rel: PathBuf = at.iter().collect();
     let (src_dir, dst_dir) = (root.join(&rel), staging.join(&rel));
@@ -141,14 +141,11 @@ fn stage_tree(
         if kind.is_symlink() {
             let target = fs::read_link(&src)?;
             if resolve_inside(root, at.clone(), &target, &mut 0).is_none() {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "the output holds a symlink that leaves it: {} -> {} (a release may only link inside itself)",
-                        rel_child.display(),
-                        target.display()
-                    ),
-                ));
+                return Err(LocalError::Refused(format!(
+                    "the output holds a symlink that leaves it: {} -> {} (a release may only link inside itself)",
+                    rel_child.display(),
+                    target.display()
+                )));
             }
             std::os::unix::fs::symlink(&target, &dst)?;
         } else if kind.is_dir() {
@@ -168,13 +165,10 @@ fn stage_tree(
             stats.copied_bytes += fs::copy(&src, &dst)?;
             stats.copied += 1;
         } else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the output holds {}, which is not a file, folder or symlink",
-                    rel_child.display()
-                ),
-            ));
+            return Err(LocalError::Refused(format!(
+                "the output holds {}, which is not a file, folder or symlink",
+                rel_child.display()
+            )));
         }
     }
     Ok(())
@@ -205,13 +199,13 @@ fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
 
 /// Points `to` at `release` in one step. Returns a note when a real directory had to be
 /// moved aside (the first publish over an existing site).
-pub fn switch(to: &Path, release: &str) -> io::Result<Option<String>> {
+pub fn switch(to: &Path, release: &str) -> Result<Option<String>, LocalError> {
     let dir = releases_dir(to);
     if !dir.join(release).is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no release {release} in {}", dir.display()),
-        ));
+        return Err(LocalError::Refused(format!(
+            "no release {release} in {}",
+            dir.display()
+        )));
     }
     let rel_target = Path::new(dir.file_name().unwrap_or_default()).join(release);
     let parent = to.parent().unwrap_or(Path::new("/"));
@@ -239,10 +233,10 @@ pub fn switch(to: &Path, release: &str) -> io::Result<Option<String>> {
         }
         Ok(m) if !m.file_type().is_symlink() => {
             let _ = fs::remove_file(&tmp);
-            Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists and is neither a symlink nor a directory", to.display()),
-            ))
+            Err(LocalError::Refused(format!(
+                "{} exists and is neither a symlink nor a directory",
+                to.display()
+            )))
         }
         _ => {
             fs::rename(&tmp, to).inspect_err(|_| {
@@ -257,15 +251,12 @@ pub fn switch(to: &Path, release: &str) -> io::Result<Option<String>> {
 /// `super::resolve_from`) that shares every unchanged file with the live one, calls `ready`
 /// with its name, and switches `to` to it. Pruning is left to the caller, after the build is
 /// recorded: a build killed while pruning is then still a published, succeeded build.
-pub fn publish(from: &Path, to: &Path, release: &str, ready: &mut dyn FnMut(&str)) -> io::Result<Switched> {
+pub fn publish(from: &Path, to: &Path, release: &str, ready: &mut dyn FnMut(&str)) -> Result<Switched, LocalError> {
     if !from.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} is not a folder after the steps: is publish.from right?",
-                from.display()
-            ),
-        ));
+        return Err(LocalError::Refused(format!(
+            "{} is not a folder after the steps: is publish.from right?",
+            from.display()
+        )));
     }
     let dir = releases_dir(to);
     fs::create_dir_all(&dir)?;
@@ -343,7 +334,12 @@ mod tests {
         keep: usize,
     }
 
-    fn publish_as(from: &Path, cfg: &Cfg, commit: Option<&str>, ready: &mut dyn FnMut(&str)) -> io::Result<Switched> {
+    fn publish_as(
+        from: &Path,
+        cfg: &Cfg,
+        commit: Option<&str>,
+        ready: &mut dyn FnMut(&str),
+    ) -> Result<Switched, LocalError> {
         publish(from, &cfg.to, &releases::name(commit), ready)
     }
 

@@ -95,6 +95,31 @@ impl Failure {
     }
 }
 
+/// Why something on this machine was not published or switched.
+#[derive(Debug)]
+pub enum LocalError {
+    /// An OS call failed.
+    Io(io::Error),
+    /// What was found is not what a publish can work with; the message says what, and
+    /// what to do about it.
+    Refused(String),
+}
+
+impl From<io::Error> for LocalError {
+    fn from(e: io::Error) -> LocalError {
+        LocalError::Io(e)
+    }
+}
+
+impl std::fmt::Display for LocalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalError::Io(e) => write!(f, "{e}"),
+            LocalError::Refused(why) => write!(f, "{why}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.target {
@@ -194,16 +219,13 @@ pub fn rollback(p: &Publish, named: Option<&str>, tools: &Tools) -> Result<(Opti
 
 /// `repo/from`, resolved, when it is a folder inside `repo`. A committed symlink
 /// `public -> /somewhere/else` would otherwise publish whatever it points at.
-pub fn resolve_from(repo: &Path, from: &Path) -> io::Result<PathBuf> {
+pub fn resolve_from(repo: &Path, from: &Path) -> Result<PathBuf, LocalError> {
     let real_repo = repo.canonicalize()?;
     let real = repo.join(from).canonicalize().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} is not a folder after the steps: is publish.from right?",
-                repo.join(from).display()
-            ),
-        )
+        LocalError::Refused(format!(
+            "{} is not a folder after the steps: is publish.from right?",
+            repo.join(from).display()
+        ))
     })?;
     // Strictly below the repo and never into `.git`: a committed `public -> .` or
     // `public -> .git` would otherwise publish the repo's config with its credentials.
@@ -212,24 +234,18 @@ pub fn resolve_from(repo: &Path, from: &Path) -> io::Result<PathBuf> {
         .ok()
         .filter(|r| r.components().next().is_some() && !r.starts_with(".git"));
     if below.is_none() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "publish.from {} resolves to {}, outside the repo {} or not below it (the repo itself and its .git are never published): not published",
-                from.display(),
-                real.display(),
-                real_repo.display()
-            ),
-        ));
+        return Err(LocalError::Refused(format!(
+            "publish.from {} resolves to {}, outside the repo {} or not below it (the repo itself and its .git are never published): not published",
+            from.display(),
+            real.display(),
+            real_repo.display()
+        )));
     }
     if !real.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} is not a folder after the steps: is publish.from right?",
-                real.display()
-            ),
-        ));
+        return Err(LocalError::Refused(format!(
+            "{} is not a folder after the steps: is publish.from right?",
+            real.display()
+        )));
     }
     Ok(real)
 }

@@ -169,24 +169,11 @@ fn man_page() -> Vec<u8> {
         }
     }
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, what) in [
-        ("0", "Success."),
-        (
-            "1",
-            "A check failed, or the build that run --wait or status --follow waited for did not succeed.",
-        ),
-        ("2", "Usage error (also: nothing to roll back to)."),
-        ("74", "I/O error."),
-        ("75", "Busy: on_busy = \"reject\" and a build is running."),
-        (
-            "77",
-            "Refused to run as root: the state folders do not say for sure whom to become (a symlink, another user's folder); the message says what to do.",
-        ),
-        ("78", "Config error."),
-    ] {
+    // The table error.rs maps errors onto, and `--help` prints.
+    for (code, what) in deploy_hook::error::EXIT_CODES {
         roff.control("TP", []);
-        roff.text([bold(code)]);
-        roff.text([roman(what)]);
+        roff.text([bold(code.to_string())]);
+        roff.text([roman(*what)]);
     }
     roff.control("SH", ["ENVIRONMENT"]);
     roff.control("TP", []);
