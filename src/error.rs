@@ -1,7 +1,7 @@
 //! The one error type, the answers of a handled delivery (`Outcome`) and the exit codes:
 //! the one place that maps errors and answers to HTTP statuses, `status` words and exit
-//! codes. The README's table of answers is `Error::http_status` and `Outcome::http_status`;
-//! the man page's EXIT STATUS and `--help`'s are `EXIT_CODES`.
+//! codes. The table of answers in docs/reference.md is `Error::http_status` and
+//! `Outcome::http_status`; the man page's EXIT STATUS and `--help`'s are `EXIT_CODES`.
 //!
 //! Every message here may reach a forge's delivery log or a terminal, so none of them holds a
 //! secret, a token or an expected signature. Detail that only the server's owner should see
@@ -69,7 +69,7 @@ pub enum Error {
     /// `on_busy = "reject"` and a build is running.
     Busy,
     /// Started as root, a command will not stay root, nor become anyone, on the say of what
-    /// others can change (privilege.rs): why, and what to do.
+    /// others can change (`sys::privilege`): why, and what to do.
     Refused { why: String, fix: String },
 }
 

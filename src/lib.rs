@@ -3,17 +3,30 @@
 //! build, none is lost), updates a git checkout, runs the build, publishes it atomically,
 //! and answers the forge at once. There is no daemon: between deliveries nothing runs.
 //!
-//! Data flows one way: `cgi` (request) -> `verify` (delivery) -> `queue` (lock and pending
-//! marker) -> `pipeline` (git, steps, `publish`) -> response and `state` (status.json).
+//! The folders follow the flow, and imports only go down it:
+//!
+//! ```text
+//! cli, check      the subcommands; check validates the config and the machine
+//!   delivery      a CGI request (cgi), verified (verify), answered, its build queued
+//!   build         the lock and pending protocol (queue), one build (pipeline), state files
+//!   publish       a release to the local path (local), to web hosts (hosts), releases
+//!   config        the config file, checked
+//!   error         Error, Outcome (the answers) and the exit codes
+//!   sys           processes, privilege, log, time, text: uses nothing above it
+//! ```
+//!
+//! Nothing here is a library for others: `run` is the program (main.rs calls it), `fuzzing`
+//! is what the fuzz targets drive, and `generate` what `cargo xtask generate` makes the man
+//! page and the completion from.
 
-pub mod build;
-pub mod check;
-pub mod cli;
-pub mod config;
-pub mod delivery;
-pub mod error;
-pub mod publish;
-pub mod sys;
+pub(crate) mod build;
+pub(crate) mod check;
+pub(crate) mod cli;
+pub(crate) mod config;
+pub(crate) mod delivery;
+pub(crate) mod error;
+pub(crate) mod publish;
+pub(crate) mod sys;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -37,5 +50,72 @@ pub fn run(args: Vec<OsString>, env: Env, stdin: &mut dyn Read, stdout: &mut dyn
             eprintln!("deploy-hook: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// What `cargo xtask generate` makes the man page and the bash completion from.
+pub mod generate {
+    /// The command line as clap defines it.
+    pub fn command() -> clap::Command {
+        use clap::CommandFactory;
+        crate::cli::Cli::command()
+    }
+
+    /// The exit codes and what each means (the man page's EXIT STATUS).
+    pub use crate::error::EXIT_CODES;
+}
+
+/// The parsers the fuzz targets (tests/fuzz) drive, each from bytes or text, and nothing
+/// else: not an API. Each entry point runs what a delivery or a subcommand runs on that
+/// input; a panic is the finding.
+pub mod fuzzing {
+    use std::path::Path;
+
+    use crate::config::Config;
+    pub use crate::delivery::cgi::Env;
+    use crate::delivery::cgi::Request;
+    use crate::delivery::verify;
+
+    /// Where the fuzzed config text says it was read from.
+    const CONFIG: &str = "/etc/deploy-hook/config.toml";
+
+    /// Parses and validates config text; of what it accepts, picks the hook a delivery
+    /// without a name gets, and renders every step as the build log and `status` do.
+    pub fn config(text: &str) {
+        if let Ok(cfg) = Config::parse(Path::new(CONFIG), text) {
+            let _ = cfg.hook(None);
+            for h in cfg.hooks.values() {
+                for s in &h.steps {
+                    let _ = s.run.to_string();
+                    let _ = s.run.argv();
+                    let _ = s.if_changed.len();
+                }
+            }
+        }
+    }
+
+    /// Reads a CGI request from its environment and a body (at most 64 KiB), names its
+    /// hook, and when the body reads, takes its payload and classifies it as a push to
+    /// `main` or not.
+    pub fn request(env: &Env, body: &[u8]) {
+        let mut req = Request::from_env(env);
+        let _ = req.hook_name();
+        let _ = req.content_length();
+        if req.read_body(&mut &body[..], 1 << 16).is_ok() {
+            if let Ok(p) = verify::payload(&req) {
+                let _ = verify::classify_push(&p.json, "main");
+            }
+        }
+    }
+
+    /// Verifies a delivery (headers from `env`, the body as it is) for the only hook of
+    /// `config`, whose secret is `secret`, at `now_ms`. Panics when `config` is not a valid
+    /// config with one hook: the target must give one.
+    pub fn verify(config: &str, secret: &[u8], env: &Env, body: Vec<u8>, now_ms: u128) {
+        let cfg = Config::parse(Path::new(CONFIG), config).expect("a valid config");
+        let hook = cfg.hook(None).expect("one hook");
+        let mut req = Request::from_env(env);
+        req.body = body;
+        let _ = verify::verify(hook, secret, &req, now_ms);
     }
 }

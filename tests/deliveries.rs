@@ -1,4 +1,4 @@
-//! Every row of SPEC's response table, through the real binary in CGI mode.
+//! Every row of the table of answers (docs/reference.md), through the real binary in CGI mode.
 
 use std::fs;
 

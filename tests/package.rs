@@ -22,7 +22,7 @@ use crate::util::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The package's files, as SPEC "Packaging" lists them.
+/// The package's files, as docs/packaging.md lists them.
 const LAYOUT: &[&str] = &[
     "/usr/bin/deploy-hook",
     "/etc/deploy-hook/config.toml",

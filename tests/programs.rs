@@ -1,6 +1,6 @@
-//! Where a step's program is found: a name with a `/` is relative to `repo` (SPEC, second
-//! round), wherever the worker was started (`/` under a web server), and `check` finds it
-//! the same way.
+//! Where a step's program is found: a name with a `/` is relative to `repo`
+//! (docs/builds.md, "What a build does"), wherever the worker was started (`/` under a web
+//! server), and `check` finds it the same way.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

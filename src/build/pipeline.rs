@@ -19,8 +19,8 @@ use crate::sys::log::{q, Log};
 use crate::sys::process::{self, Exit, Spec};
 use crate::sys::time;
 
-/// The environment of every step: SPEC's list and nothing else. Nothing of the request
-/// (no `HTTP_*` variable) and no secret is in it.
+/// The environment of every step: the list of docs/config.md ("The steps' environment") and
+/// nothing else. Nothing of the request (no `HTTP_*` variable) and no secret is in it.
 pub fn step_env(hook: &Hook, state: &HookState, p: &Pending, log_path: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("PATH".into(), hook.path.clone());

@@ -112,7 +112,7 @@ pub fn shared_keys(hook: &Hook) -> Vec<(&'static str, PathBuf)> {
 }
 
 /// The local `to` a hook publishes to: alone, or beside its web hosts. The web hosts' own
-/// paths cannot be locked from here: one build host per site (README).
+/// paths cannot be locked from here: one build host per site (docs/hosts.md).
 fn local_to(hook: &Hook) -> Option<&Path> {
     hook.publish.as_ref().and_then(|p| p.local_to())
 }

@@ -22,7 +22,6 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -286,44 +285,6 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
     Ok(if r.failures == 0 { exit::OK } else { exit::FAILED })
 }
 
-/// `check` as `user`, for `init`: a child that becomes the user first (this process stays
-/// root), with our output. Returns check's exit code.
-pub fn run_as(user: &str, config: &Path, out: &mut dyn Write) -> Result<i32> {
-    let u = privilege::user_by_name(user).ok_or_else(|| {
-        Error::Usage(format!(
-            "no user named {user:?} (useradd it, or pass --user with the web server's user)"
-        ))
-    })?;
-    let name = CString::new(u.name.as_str()).map_err(|_| Error::Usage(format!("bad user name {user:?}")))?;
-    let (uid, gid) = (u.uid, u.gid);
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("check")
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &u.home)
-        .env("USER", &u.name)
-        .env("LOGNAME", &u.name)
-        .current_dir("/")
-        .stdin(Stdio::null());
-    // SAFETY: only async-signal-safe system calls run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::initgroups(name.as_ptr(), gid as _) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let output = cmd
-        .output()
-        .map_err(|e| Error::io(format!("cannot run check as {user}"), e))?;
-    out.write_all(&output.stdout).ok();
-    out.write_all(&output.stderr).ok();
-    Ok(output.status.code().unwrap_or(1))
-}
-
 /// Still root: whether `user` could create a folder in `parent` (it owns it, or anyone may).
 fn creatable_by(parent: &Path, user: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -501,7 +462,7 @@ fn check_secret(hook: &Hook, user: &str, r: &mut Report) {
 }
 
 /// The build's environment for git and the other programs check runs: exactly what
-/// process.rs gives a step (cleared, the hook's PATH, HOME, the `env` table).
+/// `sys::process` gives a step (cleared, the hook's PATH, HOME, the `env` table).
 fn build_env(hook: &Hook, home: &Path) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("PATH".into(), hook.path.clone());

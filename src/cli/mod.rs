@@ -25,7 +25,7 @@ use rollback::rollback;
 use sign::{sign, SignOptions};
 use status::{follow, status};
 
-pub use args::{Cli, Command, InitArgs, InitProvider, SignFormat};
+pub use args::{Cli, Command, SignFormat};
 
 /// Parses the command line and runs the subcommand; returns the exit code. clap's own
 /// answers (help, version, a usage error with its suggestion) are printed here.
@@ -187,7 +187,7 @@ pub(super) fn succeeded(result: &str) -> bool {
 }
 
 /// Started as root on a hook whose state folder is another user's: become that user
-/// before touching anything of the hook (see privilege.rs); no hook named means every
+/// before touching anything of the hook (see `sys::privilege`); no hook named means every
 /// hook of the config. `say`: tell the person.
 pub(super) fn become_owner(cfg: &Config, hook: Option<&str>, say: bool) -> Result<()> {
     let hooks: Vec<&str> = match hook {

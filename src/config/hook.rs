@@ -78,7 +78,6 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
 
     Ok(Hook {
         name: name.to_string(),
-        line,
         provider,
         secret,
         gitee_mode,

@@ -104,7 +104,7 @@ impl fmt::Display for Cmd {
 
 /// One step of a build. With `if_changed`, it runs only when one of those paths (git
 /// pathspecs, relative to `repo`) changed since the hook's last succeeded build, when
-/// there is none, or when the hook's config changed since then (pipeline.rs decides).
+/// there is none, or when the hook's config changed since then (`build::pipeline` decides).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub run: Cmd,
@@ -123,7 +123,7 @@ impl Step {
 /// The lockfiles and settings that decide what `pnpm install` does.
 pub const INSTALL_INPUTS: [&str; 4] = ["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml", ".npmrc"];
 
-/// SPEC's default steps: install only when its inputs changed, then build.
+/// The default steps (docs/config.md, "Steps"): install only when its inputs changed, then build.
 pub fn default_steps() -> Vec<Step> {
     vec![
         Step {
@@ -224,8 +224,6 @@ impl Publish {
 #[derive(Debug, Clone)]
 pub struct Hook {
     pub name: String,
-    /// Line of the `[hooks.NAME]` table, for messages.
-    pub line: usize,
     pub provider: Provider,
     pub secret: Secret,
     pub gitee_mode: GiteeMode,
@@ -527,7 +525,6 @@ mod tests {
             (10, Mode::Async, OnBusy::Queue, 30)
         );
         assert!(h.publish.is_none() && h.on_failure.is_none());
-        assert_eq!(h.line, 1);
     }
 
     #[test]
@@ -573,7 +570,6 @@ keep = 5
         assert!(matches!(&p.to, Destinations::Local(to) if to == Path::new("/var/www/docs")));
         assert_eq!(p.keep, 5);
         assert!(matches!(&h.secret, Secret::File(f) if f == Path::new("/etc/deploy-hook/docs.secret")));
-        assert_eq!(h.line, 8);
     }
 
     #[test]

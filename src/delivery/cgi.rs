@@ -20,10 +20,6 @@ use crate::sys::text::{percent_decode, printable};
 /// The process environment, captured once in `main`.
 pub type Env = BTreeMap<OsString, OsString>;
 
-pub fn env_str<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
-    env.get(OsStr::new(key)).and_then(|v| v.to_str())
-}
-
 #[derive(Debug, Default)]
 pub struct Request {
     pub method: String,

@@ -8,7 +8,7 @@ pub mod cgi;
 pub mod verify;
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use self::cgi::{Env, Request, Response};
@@ -66,9 +66,9 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
         q(&a.message)
     ));
     let _ = response.write_to(stdout);
-    // SAFETY: isatty(2) on fd 0. A person running the program by hand at a terminal is
-    // not a web server waiting to hand over a body.
-    if unsafe { libc::isatty(0) } != 1 {
+    // A person running the program by hand at a terminal is not a web server waiting to
+    // hand over a body.
+    if !std::io::stdin().is_terminal() {
         req.drain_body(stdin);
     }
     exit::OK

@@ -12,7 +12,6 @@ mod config_page;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use roff::{bold, italic, roman, Roff};
 
 /// Where the generated files live in the repository (cargo-deb takes them from here).
@@ -50,7 +49,7 @@ fn workspace_root() -> PathBuf {
 
 /// The generated files, by name.
 pub fn generate() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
-    let cmd = deploy_hook::cli::Cli::command();
+    let cmd = deploy_hook::generate::command();
     let version = cmd.get_version().unwrap_or_default();
     Ok(vec![
         ("deploy-hook.1", man_page()),
@@ -74,7 +73,7 @@ fn write_all(dir: &Path) -> Result<(), String> {
 /// The definition without its hidden subcommands (the worker is not for people; bash's
 /// generator would offer it).
 fn visible_command() -> clap::Command {
-    let full = deploy_hook::cli::Cli::command();
+    let full = deploy_hook::generate::command();
     // clap's builder takes &'static str here (its `string` feature is off); a task that
     // runs once can leak two short strings.
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
@@ -106,7 +105,7 @@ fn bash_completion() -> Vec<u8> {
 /// One page: clap_mangen's standard sections, then each subcommand with its own arguments
 /// (Debian ships one page, deploy-hook(1)), then exit status, environment and files.
 fn man_page() -> Vec<u8> {
-    let mut cmd = deploy_hook::cli::Cli::command();
+    let mut cmd = deploy_hook::generate::command();
     cmd.build();
     let man = clap_mangen::Man::new(cmd.clone()).section("1").manual("deploy-hook");
     let mut out = Vec::new();
@@ -170,7 +169,7 @@ fn man_page() -> Vec<u8> {
     }
     roff.control("SH", ["EXIT STATUS"]);
     // The table error.rs maps errors onto, and `--help` prints.
-    for (code, what) in deploy_hook::error::EXIT_CODES {
+    for (code, what) in deploy_hook::generate::EXIT_CODES {
         roff.control("TP", []);
         roff.text([bold(code.to_string())]);
         roff.text([roman(*what)]);

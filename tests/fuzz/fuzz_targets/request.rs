@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use deploy_hook::delivery::cgi::{Env, Request};
+use deploy_hook::fuzzing::Env;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,12 +22,5 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let mut req = Request::from_env(&env);
-    let _ = req.hook_name();
-    let _ = req.content_length();
-    if req.read_body(&mut &body[..], 1 << 16).is_ok() {
-        if let Ok(p) = deploy_hook::delivery::verify::payload(&req) {
-            let _ = deploy_hook::delivery::verify::classify_push(&p.json, "main");
-        }
-    }
+    deploy_hook::fuzzing::request(&env, body);
 });
