@@ -58,13 +58,15 @@ pub enum Error {
     Unauthorized(String),
     /// A signature or token was sent and does not verify, or its timestamp is stale.
     Forbidden(String),
-    /// No hook of that name (or the name is not a valid hook name).
+    /// No hook of that name (or the name is not a valid hook name). The name comes from the
+    /// request: whoever builds this makes it printable first (`sys::text::printable`, 64).
     UnknownHook(String),
     /// The body is larger than `max_body_bytes`.
     TooLarge { limit: u64 },
     /// A malformed body or header.
     BadRequest(String),
-    /// A content type we cannot read a payload from.
+    /// A content type we cannot read a payload from; made printable by whoever builds it,
+    /// like `UnknownHook`.
     UnsupportedMediaType(String),
     /// `on_busy = "reject"` and a build is running.
     Busy,
@@ -168,18 +170,13 @@ impl fmt::Display for Error {
             Error::Unauthorized(msg) | Error::Forbidden(msg) | Error::BadRequest(msg) => {
                 write!(f, "{msg}")
             }
-            Error::UnknownHook(name) => write!(
-                f,
-                "no hook named \"{}\" is configured here",
-                crate::sys::text::printable(name, 64)
-            ),
+            Error::UnknownHook(name) => write!(f, "no hook named \"{name}\" is configured here"),
             Error::TooLarge { limit } => {
                 write!(f, "the body is larger than this hook accepts ({limit} bytes)")
             }
             Error::UnsupportedMediaType(ct) => write!(
                 f,
-                "content type \"{}\" is not supported: send application/json or application/x-www-form-urlencoded",
-                crate::sys::text::printable(ct, 80)
+                "content type \"{ct}\" is not supported: send application/json or application/x-www-form-urlencoded"
             ),
             Error::Busy => write!(
                 f,

@@ -3,16 +3,16 @@
 //! build, none is lost), updates a git checkout, runs the build, publishes it atomically,
 //! and answers the forge at once. There is no daemon: between deliveries nothing runs.
 //!
-//! The folders follow the flow, and imports only go down it:
+//! The folders follow the flow, and imports only go down this list:
 //!
 //! ```text
-//! cli, check      the subcommands; check validates the config and the machine
-//!   delivery      a CGI request (cgi), verified (verify), answered, its build queued
-//!   build         the lock and pending protocol (queue), one build (pipeline), state files
-//!   publish       a release to the local path (local), to web hosts (hosts), releases
-//!   config        the config file, checked
-//!   error         Error, Outcome (the answers) and the exit codes
-//!   sys           processes, privilege, log, time, text: uses nothing above it
+//! cli, check   the subcommands; check validates the config and the machine
+//! delivery     a CGI request (cgi), verified (verify), answered, its build queued
+//! build        the lock and pending protocol (queue), one build (pipeline), state files
+//! publish      a release to the local path (local) or to web hosts (hosts); releases
+//! config       the config file, checked
+//! sys          processes, privilege, log, time, text
+//! error        Error, Outcome (the answers) and the exit codes; uses nothing of ours
 //! ```
 //!
 //! Nothing here is a library for others: `run` is the program (main.rs calls it), `fuzzing`

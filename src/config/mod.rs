@@ -17,6 +17,7 @@ use toml::Spanned;
 
 use crate::error::{Error, Result};
 pub use crate::sys::log::LogConfig;
+use crate::sys::text::printable;
 
 mod hook;
 mod publish;
@@ -475,7 +476,7 @@ impl Config {
     /// The hook a delivery is for: the named one, or the only one when none is named.
     pub fn hook(&self, name: Option<&str>) -> Result<&Hook> {
         match name {
-            Some(n) => self.hooks.get(n).ok_or_else(|| Error::UnknownHook(n.to_string())),
+            Some(n) => self.hooks.get(n).ok_or_else(|| Error::UnknownHook(printable(n, 64))),
             None if self.hooks.len() == 1 => Ok(self.hooks.values().next().expect("one hook")),
             None => Err(Error::UnknownHook(String::new())),
         }
