@@ -305,8 +305,8 @@ fn upload(
 }
 
 /// Removes an upload that will not be switched to, wherever it got to.
-fn remove_release(fw: &mut Connections, release: &str) {
-    fw.each(|_, t, s| {
+fn remove_release(conns: &mut Connections, release: &str) {
+    conns.each(|_, t, s| {
         s.run(&format!(
             "rm -rf -- {} {}",
             shell_quote(&format!("{}/.staging-{release}", t.releases())),
@@ -346,17 +346,17 @@ pub fn publish(
     let names: Vec<String> = targets(cfg).iter().map(|t| t.name.clone()).collect();
     tools.note(&format!("\npublishing {release} to {}", names.join(", ")));
     let phase1 = Instant::now();
-    let mut fw = Connections::open(cfg, tools, true, 10);
-    let probes = fw.probe_all();
+    let mut conns = Connections::open(cfg, tools, true, 10);
+    let probes = conns.probe_all();
     if let Some(f) = first_failure(&probes) {
         tools.note(&format!("{f}; nothing was uploaded or switched"));
         return Err(f);
     }
     let probes: Vec<Probe> = probes.into_iter().flatten().collect();
-    let uploads = fw.each(|i, t, s| upload(t, s, &probes[i], cfg, tools, from, release));
+    let uploads = conns.each(|i, t, s| upload(t, s, &probes[i], cfg, tools, from, release));
     if let Some(f) = first_failure(&uploads) {
         tools.note(&format!("upload failed: {f}; no target is switched"));
-        remove_release(&mut fw, release);
+        remove_release(&mut conns, release);
         return Err(f);
     }
     tools.note(&format!(
@@ -369,7 +369,7 @@ pub fn publish(
     // A superseded build never publishes: the last moment to stop is before any switch.
     if stopped() {
         tools.note("superseded after the upload: no target is switched");
-        remove_release(&mut fw, release);
+        remove_release(&mut conns, release);
         return Err(Failure {
             target: None,
             message: "superseded by a newer delivery".into(),
@@ -378,11 +378,11 @@ pub fn publish(
     }
     ready(release);
     let phase2 = Instant::now();
-    if let Err(f) = switch_all(&mut fw, &probes, release) {
+    if let Err(f) = switch_all(&mut conns, &probes, release) {
         tools.note(&format!("switch failed: {f}; every target keeps the release it served"));
         // The new release goes where it is not live (a target that could not be switched
         // back keeps it: it serves it).
-        fw.each(|_, t, s| {
+        conns.each(|_, t, s| {
             s.run(&format!(
                 "[ \"$(cd -P -- {p} 2>/dev/null && pwd -P)\" = \"$(cd -P -- {d} 2>/dev/null && pwd -P)\" ] || rm -rf -- {d}",
                 p = shell_quote(&t.path),
@@ -398,7 +398,7 @@ pub fn publish(
     ));
 
     // keep: per target, never the live release, the one before it, or the one replaced.
-    fw.each(|i, t, s| {
+    conns.each(|i, t, s| {
         let mut all = probes[i].releases.clone();
         all.push(release.to_string());
         all.sort();
@@ -422,8 +422,8 @@ pub fn publish(
 /// A rollback of every target to one release, all or none: `named`, else the release
 /// before the one they all serve. Returns (what they served, the release now served).
 pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Option<String>, String), Failure> {
-    let mut fw = Connections::open(cfg, tools, false, 10);
-    let probes = fw.probe_all();
+    let mut conns = Connections::open(cfg, tools, false, 10);
+    let probes = conns.probe_all();
     if let Some(f) = first_failure(&probes) {
         return Err(f);
     }
@@ -434,7 +434,7 @@ pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Opti
         Some(n) => n.to_string(),
         None => {
             if lives.iter().any(|l| *l != lives[0]) {
-                let each: Vec<String> = fw
+                let each: Vec<String> = conns
                     .targets
                     .iter()
                     .zip(&lives)
@@ -459,14 +459,14 @@ pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Opti
                 }
                 Err(NoneBefore::NotListed) => {
                     return Err(fail(
-                        &fw.targets[0].name,
+                        &conns.targets[0].name,
                         format!("the live release {live} is not among the releases"),
                     ))
                 }
             }
         }
     };
-    for (t, p) in fw.targets.iter().zip(&probes) {
+    for (t, p) in conns.targets.iter().zip(&probes) {
         if !p.releases.contains(&target) {
             return Err(fail(
                 &t.name,
@@ -483,7 +483,7 @@ pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Opti
             ));
         }
     }
-    switch_all(&mut fw, &probes, &target)?;
+    switch_all(&mut conns, &probes, &target)?;
     Ok((from, target))
 }
 

@@ -11,9 +11,9 @@ use crate::config::Hosts;
 /// Every target with what the probe found there, asked with a short connect timeout:
 /// `status` and `check` must answer even when a host is down.
 pub fn probe_each(cfg: &Hosts, tools: &Tools) -> Vec<(Target, Result<Probe, Failure>)> {
-    let mut fw = Connections::open(cfg, tools, false, 5);
-    let probes = fw.probe_all();
-    fw.targets.iter().cloned().zip(probes).collect()
+    let mut conns = Connections::open(cfg, tools, false, 5);
+    let probes = conns.probe_all();
+    conns.targets.iter().cloned().zip(probes).collect()
 }
 
 /// What each target serves, for `status`: its live release, or why it could not be asked.

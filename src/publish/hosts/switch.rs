@@ -19,9 +19,9 @@ pub(super) fn unix_ms(at: Instant) -> f64 {
 /// The switch of every target to `release`, both steps: the new symlinks beside `path`
 /// everywhere, then the renames everywhere at once. On a failure the targets that switched
 /// are switched back and the error names the first target that failed.
-pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) -> Result<(), Failure> {
+pub(super) fn switch_all(conns: &mut Connections, probes: &[Probe], release: &str) -> Result<(), Failure> {
     let kept = format!("0000-{}-before-deploy-hook", time::compact(time::now()));
-    let made = fw.each(|_, t, s| {
+    let made = conns.each(|_, t, s| {
         s.run_ok(
             "making the new symlink",
             &format!(
@@ -33,7 +33,7 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
         .map(|_| ())
     });
     if let Some(f) = first_failure(&made) {
-        fw.each(|_, t, s| {
+        conns.each(|_, t, s| {
             s.run(&format!("rm -f -- {}", shell_quote(&t.switch_link())))
                 .map(|_| ())
         });
@@ -42,11 +42,11 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
 
     // The renames: written to every host first, answers read after, so the hosts switch
     // within one round trip of each other.
-    let n = fw.targets.len();
+    let n = conns.targets.len();
     let mut sent = Vec::with_capacity(n);
     let first_send = Instant::now();
     for (i, probe) in probes.iter().enumerate().take(n) {
-        let t = fw.targets[i].clone();
+        let t = conns.targets[i].clone();
         let (p, l) = (shell_quote(&t.path), shell_quote(&t.switch_link()));
         let script = match probe.served {
             Served::Folder => format!(
@@ -55,19 +55,19 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
             ),
             _ => format!("mv -T -- {l} {p}"),
         };
-        sent.push(match fw.session(i) {
+        sent.push(match conns.session(i) {
             Some(s) => s.send(&script),
             None => Err("no connection".into()),
         });
     }
     let mut answers: Vec<Result<Instant, String>> = Vec::with_capacity(n);
     for (i, seq) in sent.into_iter().enumerate() {
-        let answer = match (seq, fw.session(i)) {
+        let answer = match (seq, conns.session(i)) {
             (Ok(seq), Some(s)) => match s.wait(seq, COMMAND_TIMEOUT) {
                 Ok((0, _, at)) => Ok(at),
                 Ok((code, out, _)) => Err(format!(
                     "switching {} failed (exit status {code}): {}",
-                    fw.targets[i].path,
+                    conns.targets[i].path,
                     out.replace('\n', " / ")
                 )),
                 Err(e) => Err(e),
@@ -86,7 +86,7 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
             .copied()
             .unwrap_or(first_send);
         let spread = last.saturating_duration_since(first_send);
-        fw.tools.note(&format!(
+        conns.tools.note(&format!(
             "switched {n} target{} to {release}: switch spread {:.1} ms (first rename sent at {:.3}, last answer at {:.3}, unix ms)",
             if n == 1 { "" } else { "s" },
             spread.as_secs_f64() * 1000.0,
@@ -99,7 +99,7 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
     // Put back every target whose rename went through, and the folder of a failed target
     // whose first rename (the old folder aside) went through but not its second.
     for (i, answer) in answers.iter().enumerate() {
-        let t = fw.targets[i].clone();
+        let t = conns.targets[i].clone();
         let before = probes[i].served.clone();
         let script = match (answer, &before) {
             (Ok(_), _) => switch_back_script(&t, &before, &kept),
@@ -111,20 +111,20 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
             Served::Folder => "its old folder".into(),
             _ => "nothing".into(),
         };
-        let result = match fw.session(i) {
+        let result = match conns.session(i) {
             Some(s) => s.run_ok("switching back", &script),
             None => Err("no connection".into()),
         };
         match (answer, result) {
-            (Ok(_), Ok(_)) => fw.tools.note(&format!("{}: switched back to {what}", t.name)),
-            (Ok(_), Err(e)) => fw.tools.note(&format!(
+            (Ok(_), Ok(_)) => conns.tools.note(&format!("{}: switched back to {what}", t.name)),
+            (Ok(_), Err(e)) => conns.tools.note(&format!(
                 "{}: COULD NOT BE SWITCHED BACK: it serves {release} while the others serve the old release ({e}); `deploy-hook status` shows it, and the next build or rollback fixes it",
                 t.name
             )),
             (Err(_), _) => {}
         }
     }
-    fw.each(|_, t, s| {
+    conns.each(|_, t, s| {
         s.run(&format!("rm -f -- {}", shell_quote(&t.switch_link())))
             .map(|_| ())
     });
@@ -133,5 +133,5 @@ pub(super) fn switch_all(fw: &mut Connections, probes: &[Probe], release: &str) 
         Err(e) => e.clone(),
         Ok(_) => String::new(),
     };
-    Err(fail(&fw.targets[i].name, msg))
+    Err(fail(&conns.targets[i].name, msg))
 }
