@@ -2,8 +2,10 @@
 //!
 //! `queue` is the lock and pending-marker protocol (at most one build per site, none lost)
 //! and the workers; `pipeline` is one build (sync, clean, steps, publish, record); `state`
-//! is the per-hook state folder those two share with `status`.
+//! is the per-hook state folder those two share with `status`; `buildlog` writes a build's
+//! log.
 
+pub mod buildlog;
 pub mod pipeline;
 pub mod queue;
 pub mod state;

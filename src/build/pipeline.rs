@@ -6,11 +6,12 @@
 //! running. A build that fails at any stage leaves the published site as it was.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::build::buildlog::BuildLog;
 use crate::build::state::{Base, BuildRecord, Current, HookState, Pending};
 use crate::config::{Cmd, Destinations, Hook, Step};
 use crate::error::{Error, Result};
@@ -91,7 +92,7 @@ pub struct Build<'a> {
 
 struct Run<'a> {
     id: String,
-    file: File,
+    log: BuildLog,
     env: BTreeMap<String, String>,
     hook: &'a Hook,
     state: &'a HookState,
@@ -101,7 +102,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn note(&mut self, line: &str) {
-        process::log_line(&mut self.file, line);
+        self.log.line(line);
     }
 
     fn set_step(&mut self, step: Option<String>) {
@@ -143,8 +144,8 @@ impl Run<'_> {
             nice: self.hook.nice,
             timeout: self.hook.step_timeout,
         };
-        let exit =
-            process::run(&spec, &self.file, &mut || cancel(&id)).unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
+        let exit = process::run(&spec, self.log.file(), &mut || cancel(&id))
+            .unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
         self.note(&format!("-> {exit} ({:.1}s)", started.elapsed().as_secs_f64()));
         if exit.success() {
             Ok(())
@@ -203,11 +204,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     } = b;
     let id = new_build_id(state);
     let log_path = state.builds_dir().join(format!("{id}.log"));
-    let file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(&log_path)
+    let file = BuildLog::create(&log_path)
         .map_err(|e| Error::io(format!("cannot create the build log {}", log_path.display()), e))?;
     let started_at = time::now();
     let started = time::rfc3339(started_at);
@@ -215,7 +212,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     let env = step_env(hook, state, p, &log_path);
     let mut run = Run {
         id: id.clone(),
-        file,
+        log: file,
         env,
         hook,
         state,
@@ -443,7 +440,7 @@ fn must_run(run: &Run, plan: &Plan, i: usize, step: &Step, head: &str) -> std::r
     }
     let mut argv = vec!["git", "diff", "--name-only", "--no-renames", &base.commit, head, "--"];
     argv.extend(step.if_changed.iter().map(String::as_str));
-    match process::capture(&argv, &run.hook.repo, &run.env, &run.file) {
+    match process::capture(&argv, &run.hook.repo, &run.env, run.log.file()) {
         Ok(Some(changed)) if changed.is_empty() && plan.dirty.contains(&i) => Ok(format!(
             "a build since {} that did not succeed ran it",
             short(&base.commit)
@@ -489,9 +486,14 @@ fn stages(
         hook.branch.clone(),
     ]);
     run.command(&fetch, "git fetch", cancel)?;
-    let fetched = process::capture(&["git", "rev-parse", "FETCH_HEAD"], &hook.repo, &run.env, &run.file)
-        .ok()
-        .flatten();
+    let fetched = process::capture(
+        &["git", "rev-parse", "FETCH_HEAD"],
+        &hook.repo,
+        &run.env,
+        run.log.file(),
+    )
+    .ok()
+    .flatten();
     // Already built and live, with the same config: a redelivery, or a follow-up build
     // that finds nothing new. No reset, no step, no publish.
     if let (Some(base), Some(head), false) = (&plan.base, &fetched, plan.force) {
@@ -515,7 +517,7 @@ fn stages(
     }
     let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
     run.command(&reset, "git reset", cancel)?;
-    let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, &run.file)
+    let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, run.log.file())
         .ok()
         .flatten();
     if let Some(c) = &head {
@@ -603,7 +605,7 @@ fn publish_stage(
         env: &run.env,
         state_dir: &run.state.dir,
         upload_timeout: hook.step_timeout,
-        log: &run.file,
+        log: &run.log,
     };
     let id = run.id.clone();
     let published = publish::publish(p, &hook.repo, commit, &tools, &mut || cancel(&id), &mut ready);
@@ -653,7 +655,7 @@ fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
         nice: run.hook.nice,
         timeout: std::time::Duration::from_secs(60),
     };
-    let exit = process::run(&spec, &run.file, &mut || false).unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
+    let exit = process::run(&spec, run.log.file(), &mut || false).unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
     run.note(&format!("-> {exit}"));
     if !exit.success() {
         log.warn(&format!(

@@ -17,11 +17,12 @@ pub mod releases;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::build::buildlog::BuildLog;
 use crate::config::{Destinations, Hook, Publish};
 
 /// A release made and switched to on every destination.
@@ -41,14 +42,13 @@ pub struct Tools<'a> {
     pub state_dir: &'a Path,
     /// How long one upload may take (the hook's step timeout).
     pub upload_timeout: Duration,
-    pub log: &'a File,
+    pub log: &'a BuildLog,
 }
 
 impl Tools<'_> {
     /// A line in the build log.
     pub(crate) fn note(&self, line: &str) {
-        let mut f = self.log;
-        let _ = writeln!(f, "{line}");
+        self.log.line(line);
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -281,11 +281,6 @@ pub fn cloexec_inherited_fds() {
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
-}
-
-/// A line in the build log.
-pub fn log_line(log: &mut File, line: &str) {
-    let _ = writeln!(log, "{line}");
 }
 
 /// A process as the kernel knows it: its pid and its start time (clock ticks after boot).

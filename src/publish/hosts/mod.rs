@@ -160,7 +160,7 @@ fn rsync(t: &Target, session: &Session, cfg: &Hosts, tools: &Tools, args: &[Stri
     let path = tools.env.get("PATH").map(String::as_str).unwrap_or("/usr/bin:/bin");
     let program =
         which("rsync", path).ok_or_else(|| format!("rsync is not found on PATH {path}: apt-get install rsync"))?;
-    let err = tools.log.try_clone().map_err(|e| e.to_string())?;
+    let err = tools.log.file().try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(program);
     cmd.args(&argv[1..])
         .env_clear()

@@ -115,15 +115,13 @@ impl Session {
         });
         let err_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&err_tail);
-        let mut log = tools.log.try_clone().ok();
+        let log = tools.log.clone();
         let name = target.name.clone();
         std::thread::spawn(move || {
             let Some(err) = stderr else { return };
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
-                if let Some(f) = log.as_mut() {
-                    let _ = writeln!(f, "[{name}] {line}");
-                }
+                log.line(&format!("[{name}] {line}"));
                 if let Ok(mut t) = tail.lock() {
                     t.push(line);
                     let excess = t.len().saturating_sub(3);
