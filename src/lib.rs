@@ -47,7 +47,8 @@ pub fn run(args: Vec<OsString>, env: Env, stdin: &mut dyn Read, stdout: &mut dyn
         Ok(code) => code,
         Err(e) => {
             let _ = stdout.flush();
-            eprintln!("deploy-hook: {e}");
+            // A message may quote what a web host or a release folder's name holds.
+            eprintln!("deploy-hook: {}", sys::text::printable_lines(&e.to_string()));
             e.exit_code()
         }
     }

@@ -11,6 +11,7 @@ use crate::config::{Config, Destinations};
 use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts, FailureKind};
 use crate::sys::log::{q, Log};
+use crate::sys::text::printable;
 use crate::sys::time;
 
 /// Records a rollback in status.json: the live release and the `last_rollback` line.
@@ -80,9 +81,10 @@ pub(super) fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dy
     };
     writeln!(
         out,
-        "{}: {what} now {verb} release {target} (was {})",
+        "{}: {what} now {verb} release {} (was {})",
         hook.name,
-        from.as_deref().unwrap_or("-")
+        printable(&target, 1000),
+        printable(from.as_deref().unwrap_or("-"), 1000)
     )
     .ok();
     Ok(exit::OK)

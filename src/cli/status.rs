@@ -11,7 +11,43 @@ use crate::build::state::{HookState, Status};
 use crate::config::{self, Config, Destinations, Hook};
 use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts};
+use crate::sys::text::{printable, printable_lines};
 use crate::sys::time;
+
+/// A value from status.json, a web host or the build log, as the terminal gets it: what
+/// www-data or a web host can write must not move the admin's cursor or set their title.
+fn shown(s: &str) -> String {
+    printable(s, 1000)
+}
+
+/// A build log streamed to the terminal: whole lines, each escaped (`shown`), so that an
+/// escape sequence is never cut between two reads and sent half raw.
+#[derive(Default)]
+struct LogLines {
+    partial: Vec<u8>,
+}
+
+impl LogLines {
+    /// The complete lines in `partial` + `more`, escaped; keeps the rest for later.
+    fn take(&mut self, more: &[u8]) -> String {
+        self.partial.extend_from_slice(more);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return String::new();
+        };
+        let lines: Vec<u8> = self.partial.drain(..=end).collect();
+        printable_lines(&String::from_utf8_lossy(&lines))
+    }
+
+    /// What is left when the build ended: a last line without its newline.
+    fn rest(&mut self) -> String {
+        let rest = std::mem::take(&mut self.partial);
+        if rest.is_empty() {
+            String::new()
+        } else {
+            printable_lines(&String::from_utf8_lossy(&rest)) + "\n"
+        }
+    }
+}
 
 /// The status as a person or a script should see it: a "building" status whose lock is
 /// free belongs to a worker that died.
@@ -98,17 +134,26 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
             writeln!(
                 out,
                 "{name}: no build is running; the last build, {}, {}: {}",
-                l.id, l.result, l.log
+                shown(&l.id),
+                shown(&l.result),
+                shown(&l.log)
             )
             .ok();
             return Ok(if succeeded(&l.result) { exit::OK } else { exit::FAILED });
         }
     };
-    writeln!(out, "{name}: following build {} ({})", current.id, current.log).ok();
+    writeln!(
+        out,
+        "{name}: following build {} ({})",
+        shown(&current.id),
+        shown(&current.log)
+    )
+    .ok();
     let mut file =
         std::fs::File::open(&current.log).map_err(|e| Error::io(format!("cannot open {}", current.log), e))?;
     let mut pos = 0u64;
     let mut buf = Vec::new();
+    let mut lines = LogLines::default();
     loop {
         // Read the verdict before the last read, so no line written before the end is missed.
         let st = state.read_status()?;
@@ -119,12 +164,13 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
         file.read_to_end(&mut buf)
             .map_err(|e| Error::io("cannot read the build log", e))?;
         pos += buf.len() as u64;
-        out.write_all(&buf).ok();
+        out.write_all(lines.take(&buf).as_bytes()).ok();
         out.flush().ok();
         if finished {
+            out.write_all(lines.rest().as_bytes()).ok();
             let record = st.history.iter().find(|b| b.id == current.id);
             let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
-            writeln!(out, "{name}: build {} {result}", current.id).ok();
+            writeln!(out, "{name}: build {} {}", shown(&current.id), shown(result)).ok();
             return Ok(if succeeded(result) { exit::OK } else { exit::FAILED });
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -147,8 +193,12 @@ fn since(ts: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The first 10 characters of a commit id (by character: status.json may hold anything).
 fn short(commit: Option<&str>) -> &str {
-    commit.map(|c| &c[..c.len().min(10)]).unwrap_or("-")
+    match commit {
+        Some(c) => c.char_indices().nth(10).map_or(c, |(i, _)| &c[..i]),
+        None => "-",
+    }
 }
 
 fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live: Option<&str>) {
@@ -157,30 +207,31 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
         "{} ({} push to {}, repo {})\n",
         hook.name,
         hook.provider.name(),
-        hook.branch,
-        hook.repo.display()
+        shown(&hook.branch),
+        shown(&hook.repo.display().to_string())
     ));
     match (&s.current, stale) {
         (Some(c), false) if s.state == "building" => {
             w.push_str(&format!(
                 "  state:   building {} for {} (commit {}, delivery {})\n",
-                c.id,
+                shown(&c.id),
                 since(&c.started),
-                short(c.commit.as_deref()),
-                c.delivery
+                shown(short(c.commit.as_deref())),
+                shown(&c.delivery)
             ));
             if let Some(step) = &c.step {
                 w.push_str(&format!(
-                    "  step:    {step} (for {})\n",
+                    "  step:    {} (for {})\n",
+                    shown(step),
                     c.step_started.as_deref().map(since).unwrap_or_default()
                 ));
             }
-            w.push_str(&format!("  log:     {}\n", c.log));
+            w.push_str(&format!("  log:     {}\n", shown(&c.log)));
         }
         (Some(c), true) => {
             w.push_str(&format!(
                 "  state:   interrupted: build {} lost its worker; the next build records it and cleans up\n",
-                c.id
+                shown(&c.id)
             ));
         }
         _ => w.push_str("  state:   idle\n"),
@@ -194,14 +245,14 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
         }
     ));
     if let Some(l) = live {
-        w.push_str(&format!("  live:    {l}\n"));
+        w.push_str(&format!("  live:    {}\n", shown(l)));
     }
     if let Some(rb) = &s.last_rollback {
         w.push_str(&format!(
             "  rollback: to {} from {} at {}\n",
-            rb.to,
-            rb.from.as_deref().unwrap_or("-"),
-            rb.at
+            shown(&rb.to),
+            shown(rb.from.as_deref().unwrap_or("-")),
+            shown(&rb.at)
         ));
     }
     match &s.last {
@@ -211,19 +262,19 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
             for b in &s.history {
                 w.push_str(&format!(
                     "    {:<24} {:<11} commit {:<10} {:>7}  {}{}\n",
-                    b.id,
-                    b.result,
-                    short(b.commit.as_deref()),
+                    shown(&b.id),
+                    shown(&b.result),
+                    shown(short(b.commit.as_deref())),
                     time::human_duration(b.duration_secs),
-                    b.finished,
+                    shown(&b.finished),
                     b.failed_step
                         .as_ref()
-                        .map(|f| format!("  {}: {f}", ended_in(&b.result)))
+                        .map(|f| format!("  {}: {}", ended_in(&b.result), shown(f)))
                         .unwrap_or_default()
                 ));
             }
             if let Some(last) = &s.last {
-                w.push_str(&format!("  last log: {}\n", last.log));
+                w.push_str(&format!("  last log: {}\n", shown(&last.log)));
             }
         }
     }

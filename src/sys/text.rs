@@ -30,6 +30,19 @@ pub fn printable(s: &str, max: usize) -> String {
     out
 }
 
+/// `printable` for text of many lines (a build log streamed to a terminal, a message): each
+/// line escaped, uncapped, the newlines kept.
+pub fn printable_lines(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&printable(line, usize::MAX));
+    }
+    out
+}
+
 /// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
@@ -108,6 +121,7 @@ mod tests {
         assert_eq!(printable("/\u{fffd}é\\", 10), "/\u{fffd}é\\");
         assert_eq!(printable(&printable("a\tb\u{1b}", 10), 20), "a\\tb\\u{1b}");
         assert_eq!(printable("main\u{202e}gnp.exe", 20), "main\\u{202e}gnp.exe");
+        assert_eq!(printable_lines("a\u{1b}[2J\nb\r\n"), "a\\u{1b}[2J\nb\\r\n");
     }
 
     #[test]

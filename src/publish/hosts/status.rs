@@ -7,6 +7,7 @@ use super::scripts::{Probe, Served};
 use super::session::Connections;
 use super::{Failure, Target, Tools};
 use crate::config::Hosts;
+use crate::sys::text::printable;
 
 /// Every target with what the probe found there, asked with a short connect timeout:
 /// `status` and `check` must answer even when a host is down.
@@ -91,15 +92,17 @@ pub fn status_text(targets: &[HostStatus]) -> String {
     let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
     let mut w = String::new();
     for (i, t) in targets.iter().enumerate() {
+        // A release folder's name and ssh's words come from the host: escaped, as every
+        // value `status` prints.
         let what = match (&t.live, &t.error) {
-            (_, Some(e)) => format!("cannot be asked: {e}"),
-            (Some(r), None) => r.clone(),
+            (_, Some(e)) => format!("cannot be asked: {}", printable(e, 1000)),
+            (Some(r), None) => printable(r, 1000),
             (None, None) => "nothing published".into(),
         };
         w.push_str(&format!(
             "  {:<9}{:<width$}  {what}{}\n",
             if i == 0 { "hosts:" } else { "" },
-            t.name,
+            printable(&t.name, 1000),
             if t.disagrees {
                 "  DISAGREES with the others (a failed switch-back, or a change by hand; the next build or rollback fixes it)"
             } else {
