@@ -104,3 +104,44 @@ fn follow_and_status_escape_subjects_step_output_and_release_names() {
     let out = w.cmd(&["status", "docs"]);
     assert_inert("status after the rollback", &String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn follow_right_after_a_queued_delivery_follows_its_build_not_the_one_before() {
+    let w = World::new("status-follow-pending");
+    w.config(
+        "gitee",
+        "steps = [\"test \\\"$(cat mode.txt)\\\" = ok && echo built-$(cat mode.txt)\"]",
+    );
+    w.push("mode.txt", "bad\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    assert_eq!(w.wait_idle()["last"]["result"], "failed");
+
+    // The next delivery is queued while no build has taken it yet: the build lock is held
+    // here, as it is in the moment between a 202 and its worker's start.
+    let good = w.push("mode.txt", "ok\n");
+    fs::create_dir_all(w.hook_dir()).unwrap();
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(w.hook_dir().join("build.lock"))
+        .unwrap();
+    fs2::FileExt::lock_exclusive(&lock).unwrap();
+    let r = w.gitee_push().run();
+    assert_eq!((r.status, r.word()), (202, "queued"), "{}", r.json);
+    let (mut child, mut out) = follow(&w);
+    out.wait_for("--follow to start", "docs: ", Duration::from_secs(30));
+    // The holder lets go and a worker takes what waits (as the holder's hand-over does).
+    fs2::FileExt::unlock(&lock).unwrap();
+    assert!(w.cmd(&["run", "docs"]).status.success());
+    let text = out.rest();
+    let code = child.wait().unwrap().code();
+    assert!(
+        !text.contains("the last build"),
+        "--follow reported the build before the delivery:\n{text}"
+    );
+    assert!(text.contains("built-ok"), "the delivery's build was streamed:\n{text}");
+    assert_eq!(code, Some(0), "the followed build succeeded:\n{text}");
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["commit"], good.as_str());
+}

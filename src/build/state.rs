@@ -264,6 +264,13 @@ impl HookState {
         }
     }
 
+    /// status.json and whether a delivery waits for a build (`has_pending`), read together
+    /// under the state lock: a delivery being taken is then seen waiting or building, never
+    /// neither (`status --follow` decides from this which build to wait for).
+    pub fn read_with_pending(&self) -> Result<(Status, bool)> {
+        self.locked(|| Ok((self.read_status()?, self.has_pending())))
+    }
+
     fn write_status_unlocked(&self, status: &mut Status) -> Result<()> {
         if status.state == "building" {
             // The taken delivery's build is recorded now: it can no longer be lost.

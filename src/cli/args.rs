@@ -58,7 +58,7 @@ pub enum Command {
         /// Print JSON, for scripts
         #[arg(long, conflicts_with = "follow")]
         json: bool,
-        /// Stream the running build's log until it ends; exit 0 only when it succeeded
+        /// Stream the build's log until it ends (when a delivery waits, the build that takes it); exit 0 only when it succeeded
         #[arg(long)]
         follow: bool,
     },

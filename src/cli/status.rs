@@ -2,12 +2,14 @@
 //! reads them, what each web host serves, and `--follow`, which streams a running build's
 //! log until it ends.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::{become_owner, hook_and_state, succeeded};
 use crate::build::queue;
-use crate::build::state::{HookState, Status};
+use crate::build::state::{Current, HookState, Status};
 use crate::config::{self, Config, Destinations, Hook};
 use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts};
@@ -107,9 +109,30 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
     Ok(exit::OK)
 }
 
-/// Streams the running build's log until that build ends; exit 0 when it succeeded.
+/// How long `--follow` waits for a waiting delivery's build while no build runs at all (the
+/// build lock is free): a worker takes the lock within milliseconds of a 202, so one that
+/// has not in this time is not coming (`worker.log` says why).
+const NO_WORKER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The build running now (its worker holds the lock), if any.
+fn running(state: &HookState, st: &Status) -> Result<Option<Current>> {
+    match &st.current {
+        Some(c) if st.state == "building" && queue::is_building(state)? => Ok(Some(c.clone())),
+        _ => Ok(None),
+    }
+}
+
+/// Streams a build's log until the build ends, with a verdict for a script: exit 0 when
+/// the build it followed succeeded (or was unchanged).
+///
+/// Which build: when a delivery waits (`pending`, or taken and not yet recorded), the first
+/// build that starts from now on, since that build takes the newest waiting delivery (or a
+/// newer one) and builds the branch head as it is then; a build running meanwhile is
+/// streamed too, as what comes first. Else the running build. Else nothing runs or waits,
+/// and the verdict is the last build's, so that a script waiting on `--follow` never takes
+/// a failed build for a good one. A followed build that was superseded hands over to the
+/// build that superseded it.
 pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> Result<i32> {
-    use std::io::{Read, Seek, SeekFrom};
     let cfg = Config::load(config)?;
     let name = match one {
         Some(n) => n.to_string(),
@@ -121,43 +144,96 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
     };
     let (_, state) = hook_and_state(&cfg, &name)?;
     become_owner(&cfg, Some(&name), false)?;
-    let (status, stale) = live_status(&state)?;
-    let current = match status.current {
-        Some(c) if status.state == "building" && !stale => c,
-        _ => {
-            // Nothing to follow: the verdict is the last build's, so that a script waiting
-            // on `--follow` never takes a failed build for a good one.
-            let Some(l) = status.last.as_ref() else {
-                writeln!(out, "{name}: no build is running, and none has run yet").ok();
-                return Ok(exit::FAILED);
-            };
+    // Read together: a delivery being taken is seen waiting or building, never neither.
+    let (status, waiting) = state.read_with_pending()?;
+    let now = running(&state, &status)?;
+    // Builds that started before now: not the one a waiting delivery gets.
+    let mut before: HashSet<String> = status.history.iter().map(|b| b.id.clone()).collect();
+    let mut target = None;
+    if waiting {
+        before.extend(now.map(|c| c.id));
+        writeln!(out, "{name}: a delivery waits; following the build that takes it").ok();
+    } else if let Some(c) = now {
+        target = Some(c.id);
+    } else {
+        let Some(l) = status.last.as_ref() else {
+            writeln!(out, "{name}: no build is running, and none has run yet").ok();
+            return Ok(exit::FAILED);
+        };
+        writeln!(
+            out,
+            "{name}: no build is running; the last build, {}, {}: {}",
+            shown(&l.id),
+            shown(&l.result),
+            shown(&l.log)
+        )
+        .ok();
+        return Ok(if succeeded(&l.result) { exit::OK } else { exit::FAILED });
+    }
+    let mut streamed: HashSet<String> = HashSet::new();
+    let mut no_worker_since: Option<Instant> = None;
+    loop {
+        let st = state.read_status()?;
+        if let Some(c) = running(&state, &st)?.filter(|c| !streamed.contains(&c.id)) {
+            if target.is_none() && !before.contains(&c.id) {
+                target = Some(c.id.clone());
+            }
+            stream(&state, &name, &c.id, &c.log, out)?;
+            streamed.insert(c.id);
+            no_worker_since = None;
+            continue;
+        }
+        if let Some(t) = &target {
+            // It ended: its record, or none when its worker died before writing one.
+            let record = st.history.iter().find(|b| &b.id == t);
+            if let (Some(r), false) = (record, streamed.contains(t)) {
+                // It ran and ended between two looks.
+                stream(&state, &name, &r.id, &r.log, out)?;
+                streamed.insert(r.id.clone());
+            }
+            let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
+            if result == "superseded" {
+                writeln!(out, "{name}: following the build that superseded it").ok();
+                before.extend(st.history.iter().map(|b| b.id.clone()));
+                target = None;
+                continue;
+            }
+            return Ok(if succeeded(result) { exit::OK } else { exit::FAILED });
+        }
+        // Still waiting: a build that started and ended between two looks is the one.
+        if let Some(r) = st.history.iter().rev().find(|b| !before.contains(&b.id)) {
+            target = Some(r.id.clone());
+            continue;
+        }
+        if queue::is_building(&state)? {
+            no_worker_since = None;
+        } else if no_worker_since.get_or_insert_with(Instant::now).elapsed() > NO_WORKER_PATIENCE {
             writeln!(
                 out,
-                "{name}: no build is running; the last build, {}, {}: {}",
-                shown(&l.id),
-                shown(&l.result),
-                shown(&l.log)
+                "{name}: no build took the waiting delivery within {}s and none runs: the build worker did not start (see {}); deploy-hook run {name} starts one",
+                NO_WORKER_PATIENCE.as_secs(),
+                state.worker_log_path().display()
             )
             .ok();
-            return Ok(if succeeded(&l.result) { exit::OK } else { exit::FAILED });
+            return Ok(exit::FAILED);
         }
-    };
-    writeln!(
-        out,
-        "{name}: following build {} ({})",
-        shown(&current.id),
-        shown(&current.log)
-    )
-    .ok();
-    let mut file =
-        std::fs::File::open(&current.log).map_err(|e| Error::io(format!("cannot open {}", current.log), e))?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Streams build `id`'s log from its start until the build no longer runs, then says how
+/// it ended.
+fn stream(state: &HookState, name: &str, id: &str, log: &str, out: &mut dyn Write) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    writeln!(out, "{name}: following build {} ({})", shown(id), shown(log)).ok();
+    let mut file = std::fs::File::open(log).map_err(|e| Error::io(format!("cannot open {log}"), e))?;
     let mut pos = 0u64;
     let mut buf = Vec::new();
     let mut lines = LogLines::default();
     loop {
         // Read the verdict before the last read, so no line written before the end is missed.
         let st = state.read_status()?;
-        let finished = st.current.as_ref().is_none_or(|c| c.id != current.id) || !queue::is_building(&state)?;
+        let finished = running(state, &st)?.is_none_or(|c| c.id != id);
         file.seek(SeekFrom::Start(pos))
             .map_err(|e| Error::io("cannot read the build log", e))?;
         buf.clear();
@@ -168,12 +244,12 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
         out.flush().ok();
         if finished {
             out.write_all(lines.rest().as_bytes()).ok();
-            let record = st.history.iter().find(|b| b.id == current.id);
+            let record = st.history.iter().find(|b| b.id == id);
             let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
-            writeln!(out, "{name}: build {} {}", shown(&current.id), shown(result)).ok();
-            return Ok(if succeeded(result) { exit::OK } else { exit::FAILED });
+            writeln!(out, "{name}: build {} {}", shown(id), shown(result)).ok();
+            return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
