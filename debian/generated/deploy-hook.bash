@@ -213,7 +213,7 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__init)
-            opts="-h --provider --repo-url --branch --dir --publish-from --publish-to --user --config --help"
+            opts="-h --provider --repo-url --branch --dir --publish-from --publish-to --user --timeout --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +244,10 @@ _deploy__hook() {
                     return 0
                     ;;
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

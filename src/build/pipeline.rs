@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::build::buildlog::BuildLog;
 use crate::build::state::{Base, BuildRecord, Current, HookState, Pending};
@@ -17,18 +17,13 @@ use crate::config::{Cmd, Destinations, Hook, Step};
 use crate::error::{Error, Result};
 use crate::publish::{self, FailureKind};
 use crate::sys::log::{q, Log};
-use crate::sys::process::{self, Exit, Spec};
+use crate::sys::process::{Exit, Out, Process};
 use crate::sys::time;
 
-/// The environment of every step: the list of docs/config.md ("The steps' environment") and
-/// nothing else. Nothing of the request (no `HTTP_*` variable) and no secret is in it.
+/// The environment of every step: the hook's (`Hook::child_env`, as `check` sees it) and
+/// the build's `DEPLOY_HOOK_*` (docs/config.md, "The steps' environment").
 pub fn step_env(hook: &Hook, state: &HookState, p: &Pending, log_path: &Path) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    env.insert("PATH".into(), hook.path.clone());
-    env.insert("HOME".into(), state.home_dir().to_string_lossy().into_owned());
-    env.insert("LANG".into(), "C.UTF-8".into());
-    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
-    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut env = hook.child_env(&state.home_dir());
     let git_ref = if p.git_ref.is_empty() {
         format!("refs/heads/{}", hook.branch)
     } else {
@@ -123,6 +118,31 @@ impl Run<'_> {
         };
     }
 
+    /// Runs a command of the build (a step, git, a notification) to its end, its output
+    /// into the log.
+    fn child(&self, cmd: &Cmd, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> Exit {
+        let mut p = Process::argv(&cmd.argv());
+        p.cwd(&self.hook.repo)
+            .env(&self.env)
+            .nice(self.hook.nice)
+            .timeout(timeout)
+            .end_leftovers();
+        p.run(Out::File(self.log.file()), Out::Stdout, cancel).exit
+    }
+
+    /// What a short git command prints (its stdout, trimmed), when it succeeds; its stderr
+    /// goes into the log.
+    fn git_answer(&self, args: &[&str]) -> Option<String> {
+        let mut p = Process::new("git");
+        p.args(args)
+            .cwd(&self.hook.repo)
+            .env(&self.env)
+            .nice(self.hook.nice)
+            .timeout(self.hook.step_timeout);
+        let done = p.run(Out::Capture, Out::File(self.log.file()), &mut || false);
+        done.exit.success().then(|| done.stdout_text())
+    }
+
     /// Runs one command of the build, logged; the error is the command as written, its
     /// public label `at` and how it ended.
     fn command(
@@ -134,18 +154,9 @@ impl Run<'_> {
         let line = cmd.to_string();
         self.set_step(Some(line.clone()));
         self.note(&format!("\n$ {line}"));
-        let argv = cmd.argv();
         let started = Instant::now();
         let id = self.id.clone();
-        let spec = Spec {
-            argv: &argv,
-            cwd: &self.hook.repo,
-            env: &self.env,
-            nice: self.hook.nice,
-            timeout: self.hook.step_timeout,
-        };
-        let exit = process::run(&spec, self.log.file(), &mut || cancel(&id))
-            .unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
+        let exit = self.child(cmd, self.hook.step_timeout, &mut || cancel(&id));
         self.note(&format!("-> {exit} ({:.1}s)", started.elapsed().as_secs_f64()));
         if exit.success() {
             Ok(())
@@ -440,17 +451,17 @@ fn must_run(run: &Run, plan: &Plan, i: usize, step: &Step, head: &str) -> std::r
     }
     let mut argv = vec!["git", "diff", "--name-only", "--no-renames", &base.commit, head, "--"];
     argv.extend(step.if_changed.iter().map(String::as_str));
-    match process::capture(&argv, &run.hook.repo, &run.env, run.log.file()) {
-        Ok(Some(changed)) if changed.is_empty() && plan.dirty.contains(&i) => Ok(format!(
+    match run.git_answer(&argv[1..]) {
+        Some(changed) if changed.is_empty() && plan.dirty.contains(&i) => Ok(format!(
             "a build since {} that did not succeed ran it",
             short(&base.commit)
         )),
-        Ok(Some(changed)) if changed.is_empty() => Err(format!(
+        Some(changed) if changed.is_empty() => Err(format!(
             "skipped: {} unchanged since {}",
             step.if_changed.join(", "),
             short(&base.commit)
         )),
-        Ok(Some(changed)) => {
+        Some(changed) => {
             let files: Vec<&str> = changed.lines().take(3).collect();
             let more = changed.lines().count().saturating_sub(3);
             let more = if more > 0 {
@@ -486,14 +497,7 @@ fn stages(
         hook.branch.clone(),
     ]);
     run.command(&fetch, "git fetch", cancel)?;
-    let fetched = process::capture(
-        &["git", "rev-parse", "FETCH_HEAD"],
-        &hook.repo,
-        &run.env,
-        run.log.file(),
-    )
-    .ok()
-    .flatten();
+    let fetched = run.git_answer(&["rev-parse", "FETCH_HEAD"]);
     // Already built and live, with the same config: a redelivery, or a follow-up build
     // that finds nothing new. No reset, no step, no publish.
     if let (Some(base), Some(head), false) = (&plan.base, &fetched, plan.force) {
@@ -517,9 +521,7 @@ fn stages(
     }
     let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
     run.command(&reset, "git reset", cancel)?;
-    let head = process::capture(&["git", "rev-parse", "HEAD"], &hook.repo, &run.env, run.log.file())
-        .ok()
-        .flatten();
+    let head = run.git_answer(&["rev-parse", "HEAD"]);
     if let Some(c) = &head {
         run.env.insert("DEPLOY_HOOK_COMMIT".into(), c.clone());
         run.note(&format!("commit {c}"));
@@ -646,16 +648,8 @@ fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
         record.failed_step.clone().unwrap_or_default(),
     );
     run.env.insert("DEPLOY_HOOK_BUILD".into(), record.id.clone());
-    let argv = cmd.argv();
     run.note(&format!("\nnotify: $ {cmd}"));
-    let spec = Spec {
-        argv: &argv,
-        cwd: &run.hook.repo,
-        env: &run.env,
-        nice: run.hook.nice,
-        timeout: std::time::Duration::from_secs(60),
-    };
-    let exit = process::run(&spec, run.log.file(), &mut || false).unwrap_or_else(|e| Exit::NotStarted(e.to_string()));
+    let exit = run.child(cmd, Duration::from_secs(60), &mut || false);
     run.note(&format!("-> {exit}"));
     if !exit.success() {
         log.warn(&format!(

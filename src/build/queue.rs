@@ -27,11 +27,10 @@
 //! lock taken on a file that was replaced meanwhile is let go and taken again.
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
@@ -42,7 +41,7 @@ use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
 use crate::publish::{self, local};
 use crate::sys::log::Log;
-use crate::sys::process::{self, Identity};
+use crate::sys::process::{self, Identity, Out, Process};
 use crate::sys::time;
 
 /// The build lock of a hook; dropping it releases every flock in it.
@@ -421,10 +420,11 @@ pub fn work(cfg: &Config, hook: &Hook, log: &mut Log) -> Result<()> {
     built.and(handed)
 }
 
-/// The command of a worker for `hook`: `deploy-hook __worker` in its own session, with a
-/// cleared environment, stdin on /dev/null, stderr into `worker.log`, and no descriptor of
-/// ours (they are all close-on-exec).
-fn worker_command(config_file: &Path, hook: &str, state: &HookState, wait: bool) -> Result<Command> {
+/// A worker for `hook`: `deploy-hook __worker` in its own session, with a cleared
+/// environment, stdin on /dev/null, no descriptor of ours (they are all close-on-exec),
+/// and no `PR_SET_PDEATHSIG`: it goes on when the web server kills its parent. Its stderr
+/// goes into `worker.log`.
+fn worker(config_file: &Path, hook: &str, state: &HookState, wait: bool) -> Result<(Process, File)> {
     // 0640 like every other state file: its lines name builds and paths.
     let stderr = fs::OpenOptions::new()
         .create(true)
@@ -432,36 +432,28 @@ fn worker_command(config_file: &Path, hook: &str, state: &HookState, wait: bool)
         .mode(0o640)
         .open(state.worker_log_path())
         .map_err(|e| Error::io(format!("cannot open {}", state.worker_log_path().display()), e))?;
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("deploy-hook").arg("__worker");
+    let mut p = Process::new("/proc/self/exe");
+    p.arg0("deploy-hook").arg("__worker");
     if wait {
-        cmd.arg("--wait");
+        p.arg("--wait");
     }
-    cmd.arg("--config")
+    p.arg("--config")
         .arg(config_file)
         .arg(hook)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    // SAFETY: setsid(2) is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    Ok(cmd)
+        .env_var("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .new_session()
+        .outlive_us();
+    Ok((p, stderr))
 }
 
 /// Starts a detached worker for `hook`, so the web server's response completes as soon as
 /// this process exits (stdout and stderr are not the web server's).
 pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result<()> {
-    let mut cmd = worker_command(config_file, hook, state, false)?;
+    let (p, stderr) = worker(config_file, hook, state, false)?;
     // The child is not waited for: when this process exits it is reparented and reaped.
-    let child = cmd.spawn().map_err(|e| Error::io("cannot start the build worker", e))?;
+    let child = p
+        .spawn(Stdio::null(), Stdio::null(), Stdio::from(stderr))
+        .map_err(|e| Error::io("cannot start the build worker", e))?;
     process::spare(child.id());
     Ok(())
 }
@@ -472,32 +464,18 @@ pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result
 /// session, so that what a dead one leaves behind can be found (`recover`). If the web
 /// server gives up on this request and kills us, the build goes on.
 pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Result<BuildRecord> {
-    let mut cmd = worker_command(config_file, &hook.name, state, true)?;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| Error::io("cannot start the build worker", e))?;
+    let (p, _) = worker(config_file, &hook.name, state, true)?;
     // The build's log lines go where ours go (the web server's error log), as long as we
     // live; through a pipe, not our stderr itself, so that a build that outlives us (the
     // web server gave up on this request) holds nothing of the web server's open.
-    let relay = child.stderr.take().map(|mut from| {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut std::io::stderr());
-        })
-    });
-    let mut out = Vec::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout
-            .read_to_end(&mut out)
-            .map_err(|e| Error::io("cannot read the build worker's result", e))?;
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::io("cannot wait for the build worker", e))?;
-    if let Some(r) = relay {
-        let _ = r.join();
-    }
-    serde_json::from_slice(&out).map_err(|_| {
+    let mut relay = |bytes: &[u8]| {
+        let _ = std::io::stderr().write_all(bytes);
+    };
+    let done = p.run(Out::Capture, Out::To(&mut relay), &mut || false);
+    serde_json::from_slice(&done.stdout).map_err(|_| {
         Error::Internal(format!(
-            "the build worker ended ({status}) without a result; its errors are above"
+            "the build worker ended ({}) without a result; its errors are above",
+            done.exit
         ))
     })
 }

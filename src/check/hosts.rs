@@ -9,12 +9,12 @@ use super::Report;
 use crate::build::state::HookState;
 use crate::config::{Hook, Hosts};
 use crate::publish::hosts::{self, Served};
-use crate::publish::{tool_env, Tools};
+use crate::publish::Tools;
 use crate::sys::process::which;
 
 /// The web hosts of `publish.hosts`, as the build's user sees them.
 pub(super) fn check(hook: &Hook, state: &HookState, home: &Path, cfg: &Hosts, r: &mut Report) {
-    let env = tool_env(hook, home);
+    let env = hook.child_env(home);
     let Ok(null) = crate::build::buildlog::BuildLog::discard() else {
         return r.fail("hosts", "cannot open /dev/null", "this machine is broken");
     };

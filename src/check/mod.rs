@@ -17,20 +17,23 @@ mod node;
 mod remote;
 mod web;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::build::state::HookState;
 use crate::config::{Config, Destinations, GiteeMode, Hook, Provider, Secret};
 use crate::delivery::cgi::Env;
 use crate::error::{exit, Error, Result};
 use crate::sys::privilege;
-use crate::sys::process::which;
+use crate::sys::process::{which, Exit, Process};
+
+/// How long a local git command (rev-parse, remote get-url) may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub use remote::redact_url;
 
@@ -461,33 +464,19 @@ fn check_secret(hook: &Hook, user: &str, r: &mut Report) {
     }
 }
 
-/// The build's environment for git and the other programs check runs: exactly what
-/// `sys::process` gives a step (cleared, the hook's PATH, HOME, the `env` table).
-fn build_env(hook: &Hook, home: &Path) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert("PATH".into(), hook.path.clone());
-    env.insert("HOME".into(), home.to_string_lossy().into_owned());
-    env.insert("LANG".into(), "C.UTF-8".into());
-    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
-    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env
-}
-
+/// Runs git in the repo as the build does (the hook's `child_env`): whether it succeeded,
+/// its stdout and its stderr, trimmed.
 fn git(hook: &Hook, home: &Path, args: &[&str]) -> Option<(bool, String, String)> {
-    let git = which("git", &hook.path)?;
-    let out = Command::new(git)
-        .args(args)
-        .env_clear()
-        .envs(build_env(hook, home))
-        .current_dir(&hook.repo)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    Some((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    ))
+    let mut p = Process::new("git");
+    p.args(args)
+        .env(&hook.child_env(home))
+        .cwd(&hook.repo)
+        .timeout(GIT_TIMEOUT);
+    let done = p.output();
+    if let Exit::NotStarted(_) = done.exit {
+        return None;
+    }
+    Some((done.exit.success(), done.stdout_text(), done.stderr_text()))
 }
 
 /// Where a step's program is: the pipeline's own rule (`process::find_program`), so that

@@ -3,15 +3,12 @@
 //! limit, so a wrong token, a missing deploy key or an unknown host key shows up here and
 //! not in the first build's log. And never printing a remote's credentials.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{build_env, Ctx, Report};
+use super::{Ctx, Report};
 use crate::config::Hook;
-use crate::sys::process::which;
+use crate::sys::process::{Exit, Process};
 
 /// How long the remote gets to answer; a build's fetch has `step_timeout_secs`, but a
 /// remote that needs more than this just to list its branches is a problem worth seeing.
@@ -69,64 +66,27 @@ enum Outcome {
 }
 
 /// Runs git in its own session (no controlling terminal: ssh cannot ask about a host key
-/// or a passphrase, as in a build), killing its whole group after the time limit.
+/// or a passphrase, as in a build), stopping its whole group after the time limit.
 fn run_git(hook: &Hook, home: &Path, args: &[&str], limit: Duration) -> Outcome {
-    let Some(git) = which("git", &hook.path) else {
-        return Outcome::NotRun("git is not on the hook's path".into());
-    };
-    let mut cmd = Command::new(git);
-    cmd.args(args)
-        .env_clear()
-        .envs(build_env(hook, home))
-        .current_dir(&hook.repo)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setsid(2) is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Outcome::NotRun(e.to_string()),
-    };
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                // SAFETY: the child leads its own session and group; kill that group.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
-                let _ = child.wait();
-                break None;
-            }
+    let mut p = Process::new("git");
+    p.args(args)
+        .env(&hook.child_env(home))
+        .cwd(&hook.repo)
+        .new_session()
+        .timeout(limit);
+    let done = p.output();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match done.exit {
+        Exit::TimedOut => Outcome::TimedOut,
+        Exit::NotStarted(why) if why.contains("not found on PATH") => {
+            Outcome::NotRun("git is not on the hook's path".into())
         }
-    };
-    let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
-    match status {
-        Some(s) => Outcome::Done {
-            ok: s.success(),
-            stdout,
-            stderr,
+        Exit::NotStarted(why) => Outcome::NotRun(why),
+        exit => Outcome::Done {
+            ok: exit.success(),
+            stdout: text(&done.stdout),
+            stderr: text(&done.stderr),
         },
-        None => Outcome::TimedOut,
     }
 }
 

@@ -10,11 +10,14 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::{Ctx, Report};
 use crate::sys::privilege;
-use crate::sys::process::which;
+use crate::sys::process::{which, Exit, Process};
+
+/// How long `nginx -T`, `apache2ctl -S` and the like may take.
+const WEB_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Debian's fcgiwrap.socket unit listens here.
 const DEFAULT_FCGIWRAP_SOCKET: &str = "/run/fcgiwrap.socket";
@@ -63,17 +66,21 @@ pub(super) struct Observed {
 }
 
 fn output(program: &Path, args: &[&str], path: &str) -> std::io::Result<(bool, String, String)> {
-    let out = Command::new(program)
-        .args(args)
-        .env_clear()
-        .env("PATH", path)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .output()?;
+    let mut p = Process::new(program.to_string_lossy());
+    p.args(args)
+        .env_var("PATH", path)
+        .env_var("LANG", "C")
+        .timeout(WEB_TIMEOUT)
+        // A full nginx -T of a big site is a few MB.
+        .capture_limit(64 << 20);
+    let done = p.output();
+    if let Exit::NotStarted(why) = done.exit {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, why));
+    }
     Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        done.exit.success(),
+        String::from_utf8_lossy(&done.stdout).into_owned(),
+        String::from_utf8_lossy(&done.stderr).into_owned(),
     ))
 }
 

@@ -148,6 +148,9 @@ pub struct InitArgs {
     /// The user that builds: the web server's (fcgiwrap's or Apache's) user
     #[arg(long, value_name = "USER", default_value = "www-data")]
     pub user: String,
+    /// How long the clone may take, in seconds, before it is stopped with what it started
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

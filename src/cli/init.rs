@@ -11,15 +11,15 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::args::{InitArgs, InitProvider};
 use crate::config;
 use crate::delivery::cgi::Env;
 use crate::error::{exit, Error, Result};
 use crate::sys::privilege::{self, User};
+use crate::sys::process::{Exit, Process};
 
 /// The commented config with no hook that the package installs; written when the config
 /// file is missing.
@@ -27,9 +27,6 @@ pub const TEMPLATE: &str = include_str!("../../debian/config.toml");
 
 /// Where clones go when `--dir` is not given: `/srv` is the FHS place for served data.
 const DEFAULT_CLONE_PARENT: &str = "/srv/deploy-hook";
-
-/// How long a clone may take before it is given up (a prompt that never comes, say).
-const CLONE_TIMEOUT_SECS: u64 = 600;
 
 /// `env` is the environment init was started with: its check looks for the web server on
 /// the same PATH as a `deploy-hook check` the admin runs next.
@@ -53,6 +50,8 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
         )));
     }
     let name = a.name.as_str();
+    // How long the clone may take before it is stopped (a prompt that never comes, say).
+    let limit = Duration::from_secs(a.timeout);
 
     // The config as it is now: a hook already there means there is nothing to do.
     let existing = match fs::read_to_string(config_path) {
@@ -178,7 +177,7 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
         done.push(format!("kept the existing checkout {}", dir.display()));
         match &a.branch {
             Some(b) => b.clone(),
-            None => current_branch(&dir, &user, &home)?,
+            None => current_branch(&dir, &user, &home, limit)?,
         }
     } else {
         if dir.exists() && fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
@@ -189,17 +188,17 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
         }
         make_parents(&dir)?;
         make_dir_for(&dir, &user, 0o755)?;
-        let mut git = Command::new("git");
+        let mut git = Process::new("git");
         git.arg("clone").arg("--quiet");
         if let Some(b) = &a.branch {
             git.args(["--branch", b]);
         }
         git.arg("--").arg(&a.repo_url).arg(&dir);
-        run_as(&mut git, &user, &home, "git clone", Some(&a.repo_url))?;
+        run_as(&mut git, &user, &home, "git clone", Some(&a.repo_url), limit)?;
         done.push(format!("cloned {} into {} as {}", a.repo_url, dir.display(), user.name));
         match &a.branch {
             Some(b) => b.clone(),
-            None => current_branch(&dir, &user, &home)?,
+            None => current_branch(&dir, &user, &home, limit)?,
         }
     };
 
@@ -506,10 +505,10 @@ fn c_name(path: &Path) -> Result<CString> {
 }
 
 /// The branch a fresh clone checked out: the remote's default.
-fn current_branch(dir: &Path, user: &User, home: &Path) -> Result<String> {
-    let mut git = Command::new("git");
+fn current_branch(dir: &Path, user: &User, home: &Path, limit: Duration) -> Result<String> {
+    let mut git = Process::new("git");
     git.arg("-C").arg(dir).args(["symbolic-ref", "--short", "HEAD"]);
-    let out = run_as(&mut git, user, home, "git symbolic-ref", None)?;
+    let out = run_as(&mut git, user, home, "git symbolic-ref", None, limit)?;
     let b = out.trim().to_string();
     if b.is_empty() {
         return Err(Error::Usage(format!(
@@ -520,75 +519,46 @@ fn current_branch(dir: &Path, user: &User, home: &Path) -> Result<String> {
     Ok(b)
 }
 
-/// Runs `cmd` as `user` with the build's kind of environment: HOME in the hook's state
+/// Runs `git` as `user` with the build's kind of environment: HOME in the hook's state
 /// folder (the user's own home, /var/www for www-data, is not theirs to write), no prompt
-/// for credentials. Returns its stdout; its stderr goes into the error when it fails.
-fn run_as(cmd: &mut Command, user: &User, home: &Path, what: &str, url: Option<&str>) -> Result<String> {
-    let name = CString::new(user.name.as_str()).map_err(|_| Error::Usage(format!("bad user name {:?}", user.name)))?;
-    let (uid, gid) = (user.uid, user.gid);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", home)
-        .env("USER", &user.name)
-        .env("LOGNAME", &user.name)
-        .env("LANG", "C.UTF-8")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+/// for credentials, and a time limit after which its whole group is stopped (a clone's
+/// ssh or https helper too). Returns its stdout; its stderr goes into the error when it
+/// fails.
+fn run_as(
+    git: &mut Process,
+    user: &User,
+    home: &Path,
+    what: &str,
+    url: Option<&str>,
+    limit: Duration,
+) -> Result<String> {
+    git.env_var("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env_var("HOME", home.to_string_lossy())
+        .env_var("USER", &user.name)
+        .env_var("LOGNAME", &user.name)
+        .env_var("LANG", "C.UTF-8")
+        .env_var("GIT_TERMINAL_PROMPT", "0")
+        .env_var("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .timeout(limit);
     if privilege::euid() == 0 {
-        // SAFETY: only async-signal-safe system calls run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::initgroups(name.as_ptr(), gid as _) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        git.user(user);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io(format!("cannot run {what} as {}", user.name), e))?;
-    // Drain both pipes on threads so a chatty git cannot block; give up after the timeout.
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = so.as_mut() {
-            p.read_to_string(&mut s).ok();
+    let done = git.output();
+    let stdout = String::from_utf8_lossy(&done.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    match &done.exit {
+        Exit::TimedOut => {
+            // Not a usage error: the command line may be right and the remote slow.
+            return Err(Error::Internal(format!(
+                "{what} as {} did not finish in {} s (a credential prompt?); it was stopped, with what it started; nothing was added to the config",
+                user.name,
+                limit.as_secs()
+            )));
         }
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = se.as_mut() {
-            p.read_to_string(&mut s).ok();
-        }
-        s
-    });
-    let start = std::time::Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if start.elapsed().as_secs() >= CLONE_TIMEOUT_SECS => {
-                child.kill().ok();
-                child.wait().ok();
-                // Not a usage error: the command line may be right and the remote slow.
-                return Err(Error::Internal(format!(
-                    "{what} as {} did not finish in {CLONE_TIMEOUT_SECS} s (a credential prompt?); nothing was added to the config",
-                    user.name
-                )));
-            }
-            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
-            Err(e) => return Err(Error::io(format!("cannot wait for {what}"), e)),
-        }
-    };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
-    if !status.success() {
+        Exit::NotStarted(why) => return Err(Error::Internal(format!("cannot run {what} as {}: {why}", user.name))),
+        _ => {}
+    }
+    if !done.exit.success() {
         return Err(Error::Usage(format!(
             "{what} as {} failed: {}\n(it runs with HOME={} and no prompt: credentials must work for {} without one, \
              e.g. a deploy key or a token in the URL); nothing was added to the config",

@@ -52,7 +52,7 @@ pub(super) fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dy
     }
     // Like every holder of the build lock, it hands over a delivery that came meanwhile.
     let (from, target) = queue::while_locked(&cfg, hook, &state, || {
-        let env = publish::tool_env(hook, &state.home_dir());
+        let env = hook.child_env(&state.home_dir());
         let null = crate::build::buildlog::BuildLog::discard().map_err(|e| Error::io("cannot open /dev/null", e))?;
         let tools = publish::Tools {
             env: &env,

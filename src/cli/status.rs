@@ -359,7 +359,7 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
 
 /// What every web host serves, asked over ssh now (a host changed by hand shows).
 fn hosts_status(hook: &Hook, state: &HookState, cfg: &config::Hosts) -> Vec<hosts::HostStatus> {
-    let env = publish::tool_env(hook, &state.home_dir());
+    let env = hook.child_env(&state.home_dir());
     let Ok(null) = crate::build::buildlog::BuildLog::discard() else {
         return Vec::new();
     };

@@ -247,6 +247,24 @@ pub struct Hook {
     pub publish: Option<Publish>,
 }
 
+impl Hook {
+    /// The environment of every child a hook runs, in a build and outside one (`check`'s
+    /// git, `status`'s and `rollback`'s ssh): the one list of docs/config.md ("The steps'
+    /// environment") but the build's own `DEPLOY_HOOK_*`, which the pipeline adds. `home`
+    /// is the hook's state `home/`; an `env` HOME wins. Nothing of the request (no `HTTP_*`
+    /// variable) and no secret is in it.
+    pub fn child_env(&self, home: &Path) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert("PATH".into(), self.path.clone());
+        env.insert("HOME".into(), home.to_string_lossy().into_owned());
+        env.insert("LANG".into(), "C.UTF-8".into());
+        // No credential prompt: nobody is there to answer it, and git would wait for ever.
+        env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The absolute path of the file this was read from.

@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::build::buildlog::BuildLog;
-use crate::config::{Destinations, Hook, Publish};
+use crate::config::{Destinations, Publish};
 
 /// A release made and switched to on every destination.
 pub struct Published {
@@ -36,7 +36,8 @@ pub struct Published {
 /// What a publish needs besides the config: the programs' environment, where the ssh
 /// control sockets live, the build log.
 pub struct Tools<'a> {
-    /// The environment of ssh and rsync: the build's (PATH, HOME, LANG, the hook's env).
+    /// The environment of ssh and rsync: the hook's `child_env` (the build's adds its own
+    /// `DEPLOY_HOOK_*`).
     pub env: &'a BTreeMap<String, String>,
     /// The hook's state folder: the ssh control sockets and an empty folder live there.
     pub state_dir: &'a Path,
@@ -50,17 +51,6 @@ impl Tools<'_> {
     pub(crate) fn note(&self, line: &str) {
         self.log.line(line);
     }
-}
-
-/// The environment of ssh and rsync outside a build (status, rollback, check): the hook's
-/// PATH and env, and HOME as the steps get it (ssh itself takes `~` from /etc/passwd).
-pub fn tool_env(hook: &Hook, home: &Path) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    env.insert("PATH".into(), hook.path.clone());
-    env.insert("HOME".into(), home.to_string_lossy().into_owned());
-    env.insert("LANG".into(), "C.UTF-8".into());
-    env.extend(hook.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env
 }
 
 /// A publish or rollback that did not happen: where, and why.

@@ -35,16 +35,13 @@ mod session;
 mod status;
 mod switch;
 
-use std::io::BufReader;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::releases::{self, NoneBefore};
 use super::{Failure, FailureKind, Tools};
 use crate::config::Hosts;
-use crate::sys::process::which;
+use crate::sys::process::{Exit, Out, Process};
 
 use crate::sys::text::shell_quote;
 pub use scripts::Served;
@@ -157,64 +154,20 @@ fn rsync(t: &Target, session: &Session, cfg: &Hosts, tools: &Tools, args: &[Stri
         argv.push(e.iter().map(|w| rsync_e_word(w)).collect::<Vec<_>>().join(" "));
     }
     argv.extend(args.iter().cloned());
-    let path = tools.env.get("PATH").map(String::as_str).unwrap_or("/usr/bin:/bin");
-    let program =
-        which("rsync", path).ok_or_else(|| format!("rsync is not found on PATH {path}: apt-get install rsync"))?;
-    let err = tools.log.file().try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(program);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .envs(tools.env)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(err)
-        .process_group(0);
-    // SAFETY: prctl only, between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start rsync: {e}"))?;
-    let mut out = String::new();
-    let reader = child.stdout.take().map(|o| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(o), &mut s);
-            s
-        })
-    });
-    let deadline = Instant::now() + tools.upload_timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Ok(s),
-            Ok(None) if Instant::now() >= deadline => {
-                // SAFETY: kill(2) on rsync's own process group.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
-                let _ = child.wait();
-                break Err(format!(
-                    "rsync took longer than {}s (step_timeout_secs) and was stopped",
-                    tools.upload_timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => break Err(e.to_string()),
-        }
-    };
-    if let Some(r) = reader {
-        out = r.join().unwrap_or_default();
-    }
-    let status = status?;
-    if status.success() {
-        Ok(out)
-    } else {
-        Err(format!(
-            "rsync failed ({status}); its messages are in the build log above"
-        ))
+    let mut p = Process::argv(&argv);
+    p.env(tools.env).timeout(tools.upload_timeout);
+    let done = p.run(Out::Capture, Out::File(tools.log.file()), &mut || false);
+    match done.exit {
+        Exit::Status(0) => Ok(String::from_utf8_lossy(&done.stdout).into_owned()),
+        Exit::TimedOut => Err(format!(
+            "rsync took longer than {}s (step_timeout_secs) and was stopped",
+            tools.upload_timeout.as_secs()
+        )),
+        Exit::NotStarted(why) if !why.contains("not found on PATH") => Err(format!("cannot start rsync: {why}")),
+        Exit::NotStarted(why) => Err(format!("{why}: apt-get install rsync")),
+        other => Err(format!(
+            "rsync failed ({other}); its messages are in the build log above"
+        )),
     }
 }
 

@@ -4,9 +4,8 @@
 //! status, so many commands share one connection and one round trip each.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::scripts::{parse_probe, probe_script, Probe};
 use super::{fail, targets, Failure, Target, Tools};
 use crate::config::Hosts;
-use crate::sys::process::which;
+use crate::sys::process::{Process, Running};
 
 /// How long one command on a host may take (a probe, a rename, a prune).
 pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,7 +25,7 @@ pub(super) const MARK: &str = "__deploy_hook_done_";
 /// or a local `sh`, reading commands on stdin and answering on stdout.
 pub(super) struct Session {
     pub(super) name: String,
-    pub(super) child: Child,
+    pub(super) child: Running,
     pub(super) stdin: Option<ChildStdin>,
     /// stdout lines, with the instant each arrived (for the switch spread).
     pub(super) lines: Receiver<(Instant, String)>,
@@ -80,30 +79,18 @@ impl Session {
                 a
             }
         };
-        let path = tools.env.get("PATH").map(String::as_str).unwrap_or("/usr/bin:/bin");
-        let program = which(&argv[0], path).ok_or_else(|| format!("{} is not found on PATH {path}", argv[0]))?;
-        let mut cmd = Command::new(program);
-        cmd.arg0(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .envs(tools.env)
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // SAFETY: prctl only, between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // The connection must not outlive the build that opened it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+        // Its own group, and PR_SET_PDEATHSIG: the connection must not outlive the build
+        // that opened it.
+        let mut child = Process::argv(&argv)
+            .env(tools.env)
+            .spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => e.to_string(),
+                _ => format!("cannot start {}: {e}", argv[0]),
+            })?;
         let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let stdout = child.take_stdout();
+        let stderr = child.take_stderr();
         std::thread::spawn(move || {
             let Some(out) = stdout else { return };
             for line in BufReader::new(out).lines() {
@@ -131,7 +118,7 @@ impl Session {
         });
         Ok(Session {
             name: target.name.clone(),
-            stdin: child.stdin.take(),
+            stdin: child.take_stdin(),
             child,
             lines: rx,
             err_tail,
@@ -204,7 +191,7 @@ impl Session {
         let until = Instant::now() + Duration::from_secs(2);
         let mut status = None;
         while Instant::now() < until {
-            if let Ok(Some(s)) = self.child.try_wait() {
+            if let Some(s) = self.child.ended() {
                 status = Some(s);
                 break;
             }
@@ -228,20 +215,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // EOF ends the remote sh, and with it the ControlMaster; a kill covers a hung one.
+        // EOF ends the remote sh, and with it the ControlMaster; the group is stopped when
+        // it hangs.
         self.stdin = None;
-        let until = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // SAFETY: kill(2) on the session's own process group.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
+        self.child.stop(Duration::from_millis(500), Duration::from_millis(500));
         if let Some(c) = &self.control {
             let _ = std::fs::remove_file(c);
         }

@@ -1,0 +1,208 @@
+//! How the children of a hook run: the environment they get in a build and outside one
+//! (`check`, `status`), what becomes of their output, and what is left of them when they
+//! are stopped.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn script(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The environments the wrapper scripts wrote into `dir`, by file name prefix: each a map
+/// without the build's own `DEPLOY_HOOK_*`, with whether it had them.
+fn dumps(dir: &Path, prefix: &str) -> Vec<(BTreeMap<String, String>, bool)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let text = fs::read_to_string(e.path()).unwrap();
+        let mut env = BTreeMap::new();
+        let mut build = false;
+        for line in text.lines() {
+            let (k, v) = line.split_once('=').unwrap_or((line, ""));
+            if k.starts_with("DEPLOY_HOOK_") {
+                build = true;
+            } else {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
+        out.push((env, build));
+    }
+    out
+}
+
+/// `check` runs git and ssh with the environment the build runs them with (the build adds
+/// only its `DEPLOY_HOOK_*`): a hook whose remote is reached only through its `env` (a
+/// git config given as `GIT_CONFIG_*`) passes check, and the build fetches from it; the
+/// web host's ssh gets the same variables in check as in the build.
+#[test]
+fn check_runs_git_and_ssh_with_the_environment_of_the_build() {
+    requires!(Sshd);
+    let w = World::new("children-env");
+    let dump = w.path("dump");
+    fs::create_dir_all(&dump).unwrap();
+    let bin = w.path("bin");
+    let git = crate::tier::find_system_program("git").unwrap();
+    script(
+        &bin.join("git"),
+        &format!(
+            "#!/bin/sh\nenv | sort > \"$DUMP/git-$1-$$\"\nexec {} \"$@\"\n",
+            git.display()
+        ),
+    );
+    // An ssh that records its environment and runs the command here: the web host is a
+    // folder of this machine.
+    script(
+        &bin.join("fake-ssh"),
+        "#!/bin/sh\nenv | sort > \"$DUMP/ssh-$$\"\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n    -o|-F|-p|-i|-l) shift 2 ;;\n    --) shift; break ;;\n    -*) shift ;;\n    *) break ;;\n  esac\ndone\nshift\nexec \"$@\"\n",
+    );
+    // The checkout knows its remote only by a name that the hook's env resolves.
+    git_in(&w.repo, &["remote", "set-url", "origin", "forge:remote.git"]);
+    let site = w.path("www/site");
+    fs::create_dir_all(site.parent().unwrap()).unwrap();
+    w.config(
+        "gitee",
+        &format!(
+            "path = {path}\nsteps = [[\"sh\", \"-c\", \"mkdir -p out && echo hi > out/index.html\"]]\n\
+             [hooks.docs.env]\nDUMP = {dump}\nGIT_CONFIG_COUNT = \"1\"\nGIT_CONFIG_KEY_0 = {key}\nGIT_CONFIG_VALUE_0 = \"forge:\"\n\
+             [hooks.docs.publish]\nfrom = \"out\"\nhosts = [{host}]\nssh = [{ssh}]\n",
+            path = toml_str(&format!("{}:/usr/bin:/bin", bin.display())),
+            dump = toml_str(dump.to_str().unwrap()),
+            key = toml_str(&format!("url.{}/.insteadOf", w.dir.display())),
+            host = toml_str(&format!("web1:{}", site.display())),
+            ssh = toml_str(bin.join("fake-ssh").to_str().unwrap()),
+        ),
+    );
+
+    let out = w.cmd(&["check"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("remote origin answers"), "{text}");
+    let check_git = dumps(&dump, "git-ls-remote");
+    let check_ssh = dumps(&dump, "ssh-");
+    assert!(!check_git.is_empty() && !check_ssh.is_empty(), "{text}");
+    for f in fs::read_dir(&dump).unwrap().flatten() {
+        fs::remove_file(f.path()).unwrap();
+    }
+
+    let c = w.push("index.md", "two\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let last = w.status()["last"].clone();
+    assert_eq!(
+        last["result"],
+        "succeeded",
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.log_text(&last)
+    );
+    assert_eq!(last["commit"], c.as_str());
+    assert_eq!(fs::read_to_string(site.join("index.html")).unwrap(), "hi\n");
+    let build_git = dumps(&dump, "git-fetch");
+    let build_ssh = dumps(&dump, "ssh-");
+    assert!(!build_git.is_empty() && !build_ssh.is_empty());
+    for (what, check, build) in [("git", &check_git, &build_git), ("ssh", &check_ssh, &build_ssh)] {
+        assert!(
+            check.iter().all(|(_, b)| !b),
+            "check's {what} has the build's own variables"
+        );
+        assert!(
+            build.iter().all(|(_, b)| *b),
+            "the build's {what} has its DEPLOY_HOOK_*"
+        );
+        assert_eq!(
+            check[0].0, build[0].0,
+            "check's {what} sees another environment than the build's"
+        );
+    }
+    assert_eq!(check_git[0].0.get("GIT_TERMINAL_PROMPT").map(String::as_str), Some("0"));
+}
+
+fn git_in(dir: &Path, args: &[&str]) {
+    git(dir, args);
+}
+
+/// A process alive (not a zombie) whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && pid_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// init's clone that hangs is stopped after `--timeout` with everything it started: the
+/// clone's http helper (`git-remote-http`) used to outlive it, holding the connection.
+#[test]
+fn a_hung_clone_is_stopped_after_the_timeout_with_its_helper() {
+    requires!(Root, WwwData);
+    let w = World::new("children-init-timeout");
+    // A forge that takes the connection and never answers.
+    let forge = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = forge.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in forge.incoming() {
+            held.push(c);
+        }
+    });
+    let etc = w.path("etc");
+    fs::create_dir_all(&etc).unwrap();
+    let config = etc.join("config.toml");
+    fs::write(
+        &config,
+        format!("state_dir = {:?}\n\n[log]\nsyslog = \"\"\n", w.state.to_str().unwrap()),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/hung.git");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "init",
+            "docs",
+            "--provider",
+            "gitee",
+            "--repo-url",
+            &url,
+            "--timeout",
+            "2",
+        ])
+        .arg("--dir")
+        .arg(w.path("srv/docs"))
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("did not finish in 2 s"), "{text}");
+    assert!(!fs::read_to_string(&config).unwrap().contains("[hooks.docs]"), "{text}");
+    let needle = format!("127.0.0.1:{port}");
+    wait_for("the clone's helper to end", Duration::from_secs(10), || {
+        processes_with(&needle).is_empty()
+    });
+}
