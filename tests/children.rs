@@ -206,3 +206,31 @@ fn a_hung_clone_is_stopped_after_the_timeout_with_its_helper() {
         processes_with(&needle).is_empty()
     });
 }
+
+/// A step that prints far more than `log_max_bytes` leaves a log under the cap (and a
+/// small margin), with the build's start, the step's first and last lines, a line that says
+/// what was cut, and the result.
+#[test]
+fn a_step_that_prints_far_more_than_the_cap_leaves_a_log_with_its_start_and_end() {
+    let w = World::new("children-log-cap");
+    let cap = 65536;
+    w.config(
+        "gitee",
+        &format!(
+            "log_max_bytes = {cap}\nsteps = [\"echo FIRST-LINE; yes 'a line the step prints again and again' | head -n 1500000; echo LAST-LINE; exit 3\"]\n"
+        ),
+    );
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let last = w.status()["last"].clone();
+    assert_eq!(last["result"], "failed", "{}", String::from_utf8_lossy(&out.stderr));
+    let log = fs::read(last["log"].as_str().unwrap()).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(log.len() <= cap + 1024, "the log has {} bytes", log.len());
+    assert!(
+        text.contains("deploy-hook build ") && text.contains("\nFIRST-LINE\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nLAST-LINE\n-> exit status 3"), "{text}");
+    assert!(text.contains("bytes of this output cut here"), "{text}");
+    assert!(text.contains("result: failed at "), "{text}");
+}

@@ -120,14 +120,17 @@ impl Run<'_> {
 
     /// Runs a command of the build (a step, git, a notification) to its end, its output
     /// into the log.
-    fn child(&self, cmd: &Cmd, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> Exit {
+    /// Returns how it ended and the end of its output (`buildlog::TAIL`).
+    fn child(&self, cmd: &Cmd, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> (Exit, String) {
         let mut p = Process::argv(&cmd.argv());
         p.cwd(&self.hook.repo)
             .env(&self.env)
             .nice(self.hook.nice)
             .timeout(timeout)
             .end_leftovers();
-        p.run(Out::File(self.log.file()), Out::Stdout, cancel).exit
+        let mut out = self.log.stream("");
+        let exit = p.run(Out::To(&mut |b| out.write(b)), Out::Stdout, cancel).exit;
+        (exit, out.finish())
     }
 
     /// What a short git command prints (its stdout, trimmed), when it succeeds; its stderr
@@ -139,7 +142,8 @@ impl Run<'_> {
             .env(&self.env)
             .nice(self.hook.nice)
             .timeout(self.hook.step_timeout);
-        let done = p.run(Out::Capture, Out::File(self.log.file()), &mut || false);
+        let mut err = self.log.stream("");
+        let done = p.run(Out::Capture, Out::To(&mut |b| err.write(b)), &mut || false);
         done.exit.success().then(|| done.stdout_text())
     }
 
@@ -156,7 +160,7 @@ impl Run<'_> {
         self.note(&format!("\n$ {line}"));
         let started = Instant::now();
         let id = self.id.clone();
-        let exit = self.child(cmd, self.hook.step_timeout, &mut || cancel(&id));
+        let (exit, output_tail) = self.child(cmd, self.hook.step_timeout, &mut || cancel(&id));
         self.note(&format!("-> {exit} ({:.1}s)", started.elapsed().as_secs_f64()));
         if exit.success() {
             Ok(())
@@ -165,6 +169,7 @@ impl Run<'_> {
                 step: line,
                 at: at.to_string(),
                 exit,
+                output_tail,
             })
         }
     }
@@ -178,6 +183,11 @@ struct Failed {
     /// syslog carry this one, and an argument may be `--api-token=...`.
     at: String,
     exit: Exit,
+    /// The end of the failed command's output, its last lines (at most `buildlog::TAIL`
+    /// bytes), whatever the log's cap cut: what a report says about why it failed. Empty
+    /// when no command failed (clean, publish).
+    #[allow(dead_code)] // the reports (the forge's commit status, chat) are to read it
+    output_tail: String,
 }
 
 impl Failed {
@@ -186,6 +196,7 @@ impl Failed {
             step: step.into(),
             at: at.to_string(),
             exit,
+            output_tail: String::new(),
         }
     }
 }
@@ -215,7 +226,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     } = b;
     let id = new_build_id(state);
     let log_path = state.builds_dir().join(format!("{id}.log"));
-    let file = BuildLog::create(&log_path)
+    let file = BuildLog::create(&log_path, hook.log_max_bytes)
         .map_err(|e| Error::io(format!("cannot create the build log {}", log_path.display()), e))?;
     let started_at = time::now();
     let started = time::rfc3339(started_at);
@@ -348,6 +359,13 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     // After the record: a build killed while pruning has still published and succeeded.
     if let (Some(cfg), Some(p)) = (&hook.publish, &published) {
         publish::prune(cfg, p);
+    }
+    // Last: nothing writes into the log any more.
+    if let Err(e) = run.log.seal() {
+        log.warn(&format!(
+            "build log hook={} id={id}: cannot cut it to log_max_bytes: {e}",
+            hook.name
+        ));
     }
     prune_logs(state, hook.keep_logs);
     Ok(record)
@@ -649,7 +667,7 @@ fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
     );
     run.env.insert("DEPLOY_HOOK_BUILD".into(), record.id.clone());
     run.note(&format!("\nnotify: $ {cmd}"));
-    let exit = run.child(cmd, Duration::from_secs(60), &mut || false);
+    let (exit, _) = run.child(cmd, Duration::from_secs(60), &mut || false);
     run.note(&format!("-> {exit}"));
     if !exit.success() {
         log.warn(&format!(

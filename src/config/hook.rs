@@ -74,6 +74,7 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
         ],
     )?;
     let keep_logs = keep_logs(&at, raw.keep_logs)?;
+    let log_max_bytes = log_max_bytes(&at, raw.log_max_bytes)?;
     let publish = super::publish::validate(&at, &repo, raw.publish)?;
 
     Ok(Hook {
@@ -94,6 +95,7 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
         mode,
         on_busy,
         keep_logs,
+        log_max_bytes,
         on_failure: raw.on_failure,
         on_success: raw.on_success,
         publish,
@@ -296,6 +298,25 @@ fn keep_logs(at: &At, raw: Option<Spanned<u64>>) -> Result<usize> {
     }
 }
 
+/// The cap of a build log when the config sets none: 8 MiB, far more than a site's build
+/// prints, and 240 MB at most for the 30 logs kept by default.
+const DEFAULT_LOG_MAX_BYTES: u64 = 8 << 20;
+
+/// The smallest cap: room for a build's own lines and some of its output.
+pub const MIN_LOG_MAX_BYTES: u64 = 64 << 10;
+
+fn log_max_bytes(at: &At, raw: Option<Spanned<u64>>) -> Result<u64> {
+    match raw {
+        None => Ok(DEFAULT_LOG_MAX_BYTES),
+        Some(m) if *m.get_ref() < MIN_LOG_MAX_BYTES => at.ctx.err(
+            m.span(),
+            &at.key("log_max_bytes"),
+            format!("must be at least {MIN_LOG_MAX_BYTES} (64 KiB)"),
+        ),
+        Some(m) => Ok(*m.get_ref()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{err, parse, MINIMAL};
@@ -373,6 +394,11 @@ mod tests {
                 "repo = \"/srv/docs\"",
                 "repo = \"/srv/docs\"\nkeep_logs = 0",
                 "hooks.docs.keep_logs",
+            ),
+            (
+                "repo = \"/srv/docs\"",
+                "repo = \"/srv/docs\"\nlog_max_bytes = 1000",
+                "hooks.docs.log_max_bytes",
             ),
             (
                 "repo = \"/srv/docs\"",

@@ -18,6 +18,7 @@ use toml::Spanned;
 use crate::error::{Error, Result};
 pub use crate::sys::log::LogConfig;
 use crate::sys::text::printable;
+pub use hook::MIN_LOG_MAX_BYTES;
 
 mod hook;
 mod publish;
@@ -241,6 +242,8 @@ pub struct Hook {
     pub mode: Mode,
     pub on_busy: OnBusy,
     pub keep_logs: usize,
+    /// The cap of each build log (`build::buildlog`).
+    pub log_max_bytes: u64,
     pub on_failure: Option<Cmd>,
     pub on_success: Option<Cmd>,
     /// `[hooks.NAME.publish]`, when the hook publishes its output.
@@ -540,8 +543,8 @@ mod tests {
         assert_eq!(h.path, "/usr/local/bin:/usr/bin:/bin");
         assert_eq!(h.step_timeout, Duration::from_secs(1800));
         assert_eq!(
-            (h.nice, h.mode, h.on_busy, h.keep_logs),
-            (10, Mode::Async, OnBusy::Queue, 30)
+            (h.nice, h.mode, h.on_busy, h.keep_logs, h.log_max_bytes),
+            (10, Mode::Async, OnBusy::Queue, 30, 8 << 20)
         );
         assert!(h.publish.is_none() && h.on_failure.is_none());
     }
@@ -572,6 +575,7 @@ nice = 10
 mode = "async"
 on_busy = "queue"
 keep_logs = 30
+log_max_bytes = 8388608
 on_failure = ["/usr/local/bin/notify", "failed"]
 on_success = ["/usr/local/bin/notify", "ok"]
 [hooks.docs.publish]

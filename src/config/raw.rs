@@ -154,6 +154,7 @@ pub(super) struct RawHook {
     pub(super) mode: Option<Spanned<String>>,
     pub(super) on_busy: Option<Spanned<String>>,
     pub(super) keep_logs: Option<Spanned<u64>>,
+    pub(super) log_max_bytes: Option<Spanned<u64>>,
     pub(super) on_failure: Option<Cmd>,
     pub(super) on_success: Option<Cmd>,
     pub(super) publish: Option<Spanned<RawPublish>>,

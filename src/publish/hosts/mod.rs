@@ -156,7 +156,9 @@ fn rsync(t: &Target, session: &Session, cfg: &Hosts, tools: &Tools, args: &[Stri
     argv.extend(args.iter().cloned());
     let mut p = Process::argv(&argv);
     p.env(tools.env).timeout(tools.upload_timeout);
-    let done = p.run(Out::Capture, Out::File(tools.log.file()), &mut || false);
+    let mut err = tools.log.stream("");
+    let done = p.run(Out::Capture, Out::To(&mut |b| err.write(b)), &mut || false);
+    drop(err);
     match done.exit {
         Exit::Status(0) => Ok(String::from_utf8_lossy(&done.stdout).into_owned()),
         Exit::TimedOut => Err(format!(

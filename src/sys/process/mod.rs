@@ -11,10 +11,18 @@
 //!   `KILL_GRACE` for the leader to go, then SIGKILL to the group. When the leader ends,
 //!   what is left of its group is killed too, before the leader is reaped (its pid, the
 //!   group's id, cannot be reused until then);
-//! - its stdout and stderr: straight into a file (`Out::File`: no pipe, so it never waits
-//!   on us, and what it printed is there even if we die), or drained together (`read2`),
-//!   captured (bounded) or handed to a sink as they come, so a chatty child can never
-//!   deadlock against us.
+//! - its stdout and stderr drained together (`read2`), captured (bounded) or handed to a
+//!   sink as they come (the build log's writer, `build::buildlog`), so a chatty child can
+//!   never deadlock against us.
+//!
+//! A step's output used to go straight into the log file, with no pipe, so that it could
+//! never block on us and what it printed survived the worker's death. It now goes through
+//! a pipe to the log's writer, which caps the log (a step that printed 3 GB wrote a 3 GB
+//! log). Kept: the child never waits on us for long, since the loop reads whenever poll(2)
+//! says there is something, and its output is written to the file line by line as it
+//! comes; the child dies with the worker anyway (`PR_SET_PDEATHSIG`). Given up: what the
+//! writer holds when the worker dies (an unfinished line, and the output it holds back
+//! once the log is past half its cap) is lost.
 //!
 //! Its `Display` is the command line, shell-quoted, for errors and the build log. (It
 //! shows the arguments as they are: a caller whose argument holds a credential says what
@@ -30,7 +38,6 @@ mod reaper;
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
-use std::fs::File;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -139,8 +146,6 @@ pub enum Out<'a> {
     Capture,
     /// Handed over in pieces as the child writes them (not split at lines).
     To(&'a mut dyn FnMut(&[u8])),
-    /// Into this file directly, with no pipe: the child writes it even if we die.
-    File(&'a File),
     /// For stderr only: into stdout's pipe, in the order the child wrote them.
     Stdout,
 }
@@ -584,10 +589,6 @@ fn wire<'a>(
 ) -> io::Result<(Stdio, Option<Stdio>)> {
     let dest = match o {
         Out::Stdout => return Ok((Stdio::null(), twice.then(Stdio::null))),
-        Out::File(f) => {
-            let second = if twice { Some(Stdio::from(f.try_clone()?)) } else { None };
-            return Ok((Stdio::from(f.try_clone()?), second));
-        }
         Out::Capture => Dest::Capture {
             buf: Vec::new(),
             limit,
