@@ -572,3 +572,62 @@ fn one_changed_page_of_two_thousand_sends_only_that_page() {
         assert_eq!((status, body), (200, page.clone()));
     }
 }
+
+/// A web host whose shell answers a line without end (a login banner or a startup file
+/// gone wrong: 1 GiB without a newline made `status` take 2.1 GB) fails that host at once
+/// with a message that says so, in bounded memory; every host keeps the release it served.
+#[test]
+fn a_host_that_answers_a_huge_line_fails_in_bounded_memory_and_the_others_keep_their_release() {
+    requires!(Root, WwwData, Sshd, Nginx);
+    let (w, fleet) = fleet_world("hosts-huge-answer", 3, "");
+    let c1 = w.push("index.md", "one\n");
+    assert_eq!(build(&w)["result"], "succeeded");
+    let release1 = fleet.hosts[0].live().unwrap();
+
+    let c2 = w.push("index.md", "two\n");
+    // 128 MiB with no newline from web2's `sh`, before it reads our commands.
+    fs::write(fleet.hosts[1].fault("huge-answer"), "").unwrap();
+    // `run --wait` builds in its own process: its peak memory is the build's.
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "docs", "--wait"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DEPLOY_HOOK_CONFIG", &w.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    wait_for("the build to end", Duration::from_secs(300), || {
+        if let Ok(s) = fs::read_to_string(&status_file) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        child.try_wait().unwrap().is_some()
+    });
+    let failed = w.status()["last"].clone();
+    let log = w.log_text(&failed);
+    assert_eq!(failed["result"], "failed", "{log}");
+    assert_eq!(failed["failed_step"], "publish web2", "{log}");
+    assert!(log.contains("web2: answered a line longer than 64 KiB"), "{log}");
+    assert!(
+        peak_kb > 0 && peak_kb < 64 * 1024,
+        "the build's peak memory: {peak_kb} kB"
+    );
+    assert_serves(&fleet, &c1);
+    for h in &fleet.hosts {
+        assert_eq!(h.live().as_ref(), Some(&release1), "{}", h.name);
+    }
+
+    fs::remove_file(fleet.hosts[1].fault("huge-answer")).unwrap();
+    let fixed = build(&w);
+    assert_eq!(fixed["result"], "succeeded", "{}", w.log_text(&fixed));
+    assert_serves(&fleet, &c2);
+}

@@ -9,7 +9,8 @@
 //! folder is really unwritable. sshd's `SetEnv PATH` puts the host's `bin/` first: the
 //! `mv` and `rsync` there are the real ones unless a fault flag file in the host's
 //! `faults/` folder says otherwise (`fail-switch`: mv over the served path fails;
-//! `hold-upload`: rsync on the host waits, after writing `uploading`, until the flag goes).
+//! `hold-upload`: rsync on the host waits, after writing `uploading`, until the flag goes;
+//! `huge-answer`: the `sh` a session runs first prints 128 MiB with no newline).
 //!
 //! Nothing is installed here: `tests/run.sh` installs openssh-server, openssh-client,
 //! rsync and nginx. Every daemon, and every process under it (sshd's sessions), is killed
@@ -194,7 +195,16 @@ impl Host {
             ),
         )
         .unwrap();
-        for b in ["mv", "rsync"] {
+        // The session's `sh` (sshd runs `sh` through the login shell, on the PATH above).
+        fs::write(
+            dir.join("bin/sh"),
+            format!(
+                "#!/bin/sh\nif [ -e {f}/huge-answer ]; then head -c 134217728 /dev/zero | tr '\\0' x; fi\nexec /bin/sh \"$@\"\n",
+                f = faults.display()
+            ),
+        )
+        .unwrap();
+        for b in ["mv", "rsync", "sh"] {
             fs::set_permissions(dir.join("bin").join(b), fs::Permissions::from_mode(0o755)).unwrap();
         }
         chown_web(&dir.join("www"));

@@ -3,7 +3,7 @@
 //! and answering on stdout. A command's answer ends with a marker line that carries its exit
 //! status, so many commands share one connection and one round trip each.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -21,6 +21,22 @@ pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The marker that ends a command's answer on a host's `sh`; never in our own output.
 pub(super) const MARK: &str = "__deploy_hook_done_";
 
+/// The longest line a host may answer with. Our commands print release names, paths and
+/// counts; a longer line is a host that prints something else (a login banner, a
+/// `.bashrc` gone wrong), and it must not take our memory: 1 GiB without a newline once
+/// made `status` take 2.1 GB.
+pub(super) const LINE_MAX: usize = 64 << 10;
+
+/// The most one command's answer may hold (a listing of many releases is far less).
+pub(super) const ANSWER_MAX: usize = 4 << 20;
+
+/// What the reader of a host's stdout hands over.
+pub(super) enum Answer {
+    Line(String),
+    /// A line longer than `LINE_MAX`: nothing more is read from this host.
+    TooLong,
+}
+
 /// One open connection to a target: `ssh ... host sh` (a ControlMaster that rsync reuses),
 /// or a local `sh`, reading commands on stdin and answering on stdout.
 pub(super) struct Session {
@@ -28,9 +44,11 @@ pub(super) struct Session {
     pub(super) child: Running,
     pub(super) stdin: Option<ChildStdin>,
     /// stdout lines, with the instant each arrived (for the switch spread).
-    pub(super) lines: Receiver<(Instant, String)>,
-    /// The last lines ssh printed on stderr: why a connection failed.
-    pub(super) err_tail: Arc<Mutex<Vec<String>>>,
+    pub(super) lines: Receiver<(Instant, Answer)>,
+    /// The end of what ssh printed on stderr: why a connection failed.
+    pub(super) err_tail: Arc<Mutex<Vec<u8>>>,
+    /// Why this connection can no longer be used, once it cannot.
+    pub(super) broken: Option<String>,
     /// The ControlMaster's socket, for rsync's `-e`.
     pub(super) control: Option<PathBuf>,
     pub(super) seq: u64,
@@ -92,26 +110,22 @@ impl Session {
         let stdout = child.take_stdout();
         let stderr = child.take_stderr();
         std::thread::spawn(move || {
-            let Some(out) = stdout else { return };
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
+            if let Some(out) = stdout {
+                read_lines(BufReader::new(out), &tx);
             }
         });
         let err_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&err_tail);
-        let log = tools.log.clone();
-        let name = target.name.clone();
+        let mut log = tools.log.stream(&format!("[{}] ", target.name));
         std::thread::spawn(move || {
-            let Some(err) = stderr else { return };
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                log.line(&format!("[{name}] {line}"));
+            let Some(mut err) = stderr else { return };
+            let mut buf = [0u8; 8192];
+            // Into the build log (capped there) and the last 1 KiB here, for `lost`.
+            while let Ok(n @ 1..) = err.read(&mut buf) {
+                log.write(&buf[..n]);
                 if let Ok(mut t) = tail.lock() {
-                    t.push(line);
-                    let excess = t.len().saturating_sub(3);
+                    t.extend_from_slice(&buf[..n]);
+                    let excess = t.len().saturating_sub(1024);
                     t.drain(..excess);
                 }
             }
@@ -122,6 +136,7 @@ impl Session {
             child,
             lines: rx,
             err_tail,
+            broken: None,
             control,
             seq: 0,
         })
@@ -133,6 +148,9 @@ impl Session {
         self.seq += 1;
         let seq = self.seq;
         let text = format!("{{\n{script}\n}} </dev/null 2>&1\nprintf '\\n{MARK}{seq} %s\\n' \"$?\"\n");
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
         let stdin = self.stdin.as_mut().ok_or("the connection is closed")?;
         match stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush()) {
             Ok(()) => Ok(seq),
@@ -148,15 +166,27 @@ impl Session {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok((at, line)) => match line.strip_prefix(&marker) {
+                Ok((at, Answer::Line(line))) => match line.strip_prefix(&marker) {
                     Some(code) => {
                         return Ok((code.trim().parse().unwrap_or(-1), output.trim().to_string(), at));
+                    }
+                    None if output.len() + line.len() >= ANSWER_MAX => {
+                        return Err(self.break_off(format!(
+                            "answered more than {} MiB to one command; it is not read any further",
+                            ANSWER_MAX >> 20
+                        )));
                     }
                     None => {
                         output.push_str(&line);
                         output.push('\n');
                     }
                 },
+                Ok((_, Answer::TooLong)) => {
+                    return Err(self.break_off(format!(
+                        "answered a line longer than {} KiB, which no command of ours prints (a login banner, or a shell startup file that prints?); it is not read any further: `ssh HOST sh` must print nothing of its own",
+                        LINE_MAX >> 10
+                    )));
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(format!("no answer within {}s", timeout.as_secs()));
                 }
@@ -199,7 +229,7 @@ impl Session {
         }
         // The stderr reader may still be on the last line.
         std::thread::sleep(Duration::from_millis(20));
-        let tail = self.err_tail.lock().map(|t| t.join(" / ")).unwrap_or_default();
+        let tail = self.err_tail.lock().map(|t| last_lines(&t)).unwrap_or_default();
         format!(
             "the connection to {} ended{}{}",
             self.name,
@@ -210,6 +240,53 @@ impl Session {
                 format!(": {tail}")
             }
         )
+    }
+}
+
+/// Hands over a host's stdout line by line, and stops at a line longer than `LINE_MAX`
+/// (`BufRead::lines` would gather it whole, however long).
+fn read_lines(mut from: impl BufRead, to: &mpsc::Sender<(Instant, Answer)>) {
+    let mut line = Vec::new();
+    loop {
+        let Ok(buf) = from.fill_buf() else { return };
+        if buf.is_empty() {
+            return;
+        }
+        let (take, whole) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        from.consume(take);
+        if line.len() > LINE_MAX {
+            let _ = to.send((Instant::now(), Answer::TooLong));
+            return;
+        }
+        if whole {
+            line.pop();
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if to.send((Instant::now(), Answer::Line(text))).is_err() {
+                return;
+            }
+            line.clear();
+        }
+    }
+}
+
+/// The last three lines of `text`, as one line.
+fn last_lines(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
+}
+
+impl Session {
+    /// Gives up this connection for good: what it sends is out of step with what we ask.
+    /// (Its target's name is added where the message is shown.)
+    fn break_off(&mut self, why: String) -> String {
+        self.stdin = None;
+        self.broken = Some(why.clone());
+        why
     }
 }
 
