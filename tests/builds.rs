@@ -234,3 +234,93 @@ fn publish_switches_the_site_only_after_a_successful_build() {
     let s = w.status();
     assert!(s["live_release"].as_str().unwrap().len() > 10, "{s}");
 }
+
+/// A site whose theme is a git submodule: each build checks the submodules out at the
+/// commit's revisions (recursively), so a bumped theme is the one published. The file://
+/// transport is allowed for submodules through the hook's env, as only a test needs it
+/// (git refuses it by default since 2.38).
+#[test]
+fn a_bumped_theme_submodule_is_the_one_published() {
+    let w = World::new("submodule");
+    let git_file = |dir: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["-c", "protocol.file.allow=always"];
+        all.extend_from_slice(args);
+        git(dir, &all)
+    };
+    // The theme, with a submodule of its own (its fonts).
+    git(&w.dir, &["init", "-q", "--bare", "-b", "main", "fonts.git"]);
+    git(&w.dir, &["init", "-q", "--bare", "-b", "main", "theme.git"]);
+    git(
+        &w.dir,
+        &["clone", "-q", w.path("fonts.git").to_str().unwrap(), "fonts-seed"],
+    );
+    let fonts = w.path("fonts-seed");
+    fs::write(fonts.join("font.txt"), "font 1\n").unwrap();
+    git(&fonts, &["add", "-A"]);
+    git(&fonts, &["commit", "-q", "-m", "font"]);
+    git(&fonts, &["push", "-q", "origin", "HEAD:main"]);
+    git(
+        &w.dir,
+        &["clone", "-q", w.path("theme.git").to_str().unwrap(), "theme-seed"],
+    );
+    let theme = w.path("theme-seed");
+    fs::write(theme.join("style.css"), "theme v1\n").unwrap();
+    git_file(
+        &theme,
+        &["submodule", "add", "-q", w.path("fonts.git").to_str().unwrap(), "fonts"],
+    );
+    git(&theme, &["add", "-A"]);
+    git(&theme, &["commit", "-q", "-m", "v1"]);
+    git(&theme, &["push", "-q", "origin", "HEAD:main"]);
+    git_file(
+        &w.seed,
+        &["submodule", "add", "-q", w.path("theme.git").to_str().unwrap(), "theme"],
+    );
+    git(&w.seed, &["commit", "-q", "-m", "theme v1"]);
+    git(&w.seed, &["push", "-q", "origin", "main"]);
+
+    let www = w.path("www/site");
+    fs::create_dir_all(www.parent().unwrap()).unwrap();
+    w.config(
+        "gitee",
+        &format!(
+            "clean = [\"dist\"]\nsteps = [\"mkdir -p dist && cp theme/style.css theme/fonts/font.txt dist/\"]\n\
+             env = {{ GIT_CONFIG_COUNT = \"1\", GIT_CONFIG_KEY_0 = \"protocol.file.allow\", GIT_CONFIG_VALUE_0 = \"always\" }}\n\
+             [hooks.docs.publish]\nfrom = \"dist\"\nto = {}\n",
+            toml_str(www.to_str().unwrap())
+        ),
+    );
+    let build = |what: &str| {
+        let out = w.cmd(&["run", "docs", "--wait"]);
+        let last = w.status()["last"].clone();
+        assert_eq!(
+            last["result"],
+            "succeeded",
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            w.log_text(&last)
+        );
+        last
+    };
+    build("the first build");
+    assert_eq!(fs::read_to_string(www.join("style.css")).unwrap(), "theme v1\n");
+    assert_eq!(fs::read_to_string(www.join("font.txt")).unwrap(), "font 1\n");
+
+    // The theme moves on (its fonts too), and the site is bumped to it.
+    fs::write(fonts.join("font.txt"), "font 2\n").unwrap();
+    git(&fonts, &["commit", "-q", "-am", "font 2"]);
+    git(&fonts, &["push", "-q", "origin", "HEAD:main"]);
+    fs::write(theme.join("style.css"), "theme v2\n").unwrap();
+    git_file(&theme, &["submodule", "update", "-q", "--remote", "fonts"]);
+    git(&theme, &["commit", "-q", "-am", "v2"]);
+    git(&theme, &["push", "-q", "origin", "HEAD:main"]);
+    git_file(&w.seed, &["submodule", "update", "-q", "--remote", "theme"]);
+    git(&w.seed, &["commit", "-q", "-am", "theme v2"]);
+    git(&w.seed, &["push", "-q", "origin", "main"]);
+    let bumped = build("the build of the bump");
+    assert!(w
+        .log_text(&bumped)
+        .contains("$ git submodule update --init --recursive --force"));
+    assert_eq!(fs::read_to_string(www.join("style.css")).unwrap(), "theme v2\n");
+    assert_eq!(fs::read_to_string(www.join("font.txt")).unwrap(), "font 2\n");
+}

@@ -1,5 +1,5 @@
-//! One build: sync the checkout to the head of `remote/branch`, remove the `clean` paths,
-//! run the steps, publish, notify.
+//! One build: sync the checkout (and its submodules) to the head of `remote/branch`, remove
+//! the `clean` paths, run the steps, publish, notify.
 //!
 //! The caller holds the hook's build lock (queue.rs). Everything a build does is written to
 //! its own log, and `status.json` is kept current at each stage so `status` can say what is
@@ -539,6 +539,23 @@ fn stages(
     }
     let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
     run.command(&reset, "git reset", cancel)?;
+    // A theme in a submodule must be the commit's, or a bumped theme publishes the old one:
+    // checked out at the commit's revisions, recursively, with the fetch's environment and
+    // time limit. `sync` first, so that a submodule's URL changed in `.gitmodules` is used.
+    // (git refuses file:// submodules by default since 2.38; `env` can allow them, with
+    // GIT_CONFIG_* or a `home/.gitconfig`.)
+    if hook.repo.join(".gitmodules").exists() {
+        for argv in [
+            &["git", "submodule", "sync", "--recursive"][..],
+            &["git", "submodule", "update", "--init", "--recursive", "--force"][..],
+        ] {
+            run.command(
+                &Cmd::Argv(argv.iter().map(|a| a.to_string()).collect()),
+                "git submodule",
+                cancel,
+            )?;
+        }
+    }
     let head = run.git_answer(&["rev-parse", "HEAD"]);
     if let Some(c) = &head {
         run.env.insert("DEPLOY_HOOK_COMMIT".into(), c.clone());
