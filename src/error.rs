@@ -204,13 +204,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Async: a build of `branch` was started, or will run after the one running now.
-    Queued { branch: String, behind: Behind },
-    /// Sync: the build succeeded.
+    /// `held`: a rollback holds the hook, so the build will not be switched to.
+    Queued { branch: String, behind: Behind, held: bool },
+    /// Sync: the build succeeded. `held`: its release was made but not switched to (a
+    /// rollback holds the hook).
     Succeeded {
         branch: String,
         commit: String,
         secs: f64,
         build: String,
+        held: bool,
     },
     /// Sync: the head is already built and live with the same config.
     Unchanged {
@@ -273,34 +276,43 @@ impl Outcome {
     }
 }
 
+/// What a held hook's answer adds: the site stays as the rollback left it.
+const HELD: &str = "; the site is held by a rollback: the build makes its release but nothing is switched to it until `deploy-hook resume` is run on the server";
+
 /// The answer's message, for the person reading the forge's delivery log.
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Queued {
-                branch,
-                behind: Behind::Nothing,
-            } => write!(f, "build of {branch} started"),
-            Outcome::Queued {
-                branch,
-                behind: Behind::Superseded,
-            } => write!(
-                f,
-                "the running build is being stopped; {branch} will be built from its newest commit next"
-            ),
-            Outcome::Queued {
-                branch,
-                behind: Behind::Running,
-            } => write!(
-                f,
-                "a build is running; {branch} will be built again from its newest commit right after it"
-            ),
+            Outcome::Queued { branch, behind, held } => {
+                match behind {
+                    Behind::Nothing => write!(f, "build of {branch} started")?,
+                    Behind::Superseded => write!(
+                        f,
+                        "the running build is being stopped; {branch} will be built from its newest commit next"
+                    )?,
+                    Behind::Running => write!(
+                        f,
+                        "a build is running; {branch} will be built again from its newest commit right after it"
+                    )?,
+                }
+                if *held {
+                    f.write_str(HELD)?;
+                }
+                Ok(())
+            }
             Outcome::Succeeded {
                 branch,
                 commit,
                 secs,
                 build,
-            } => write!(f, "built {branch} at {commit} in {secs:.1}s (build {build})"),
+                held,
+            } => {
+                write!(f, "built {branch} at {commit} in {secs:.1}s (build {build})")?;
+                if *held {
+                    f.write_str(HELD)?;
+                }
+                Ok(())
+            }
             Outcome::Unchanged { branch, commit, build } => write!(
                 f,
                 "{branch} is already built and live at {commit}; nothing to do (build {build})"
@@ -350,6 +362,7 @@ mod tests {
         let queued = |behind| Outcome::Queued {
             branch: "main".into(),
             behind,
+            held: false,
         };
         assert_eq!(queued(Behind::Nothing).to_string(), "build of main started");
         assert_eq!(

@@ -214,7 +214,7 @@ fn the_command_line_helps() {
     let out = w.cmd(&["--help"]);
     let t = text(&out);
     assert!(out.status.success() && t.contains("Usage: deploy-hook"), "{t}");
-    for sub in ["check", "run", "status", "rollback", "sign"] {
+    for sub in ["check", "run", "status", "rollback", "resume", "sign"] {
         assert!(t.contains(&format!("\n  {sub} ")), "--help lists {sub}: {t}");
     }
     assert!(!t.contains("__worker"), "the worker is hidden: {t}");

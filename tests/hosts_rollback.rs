@@ -1,5 +1,6 @@
-//! Web hosts (real sshd on loopback, webhosts.rs) as `status` and `rollback` see them: a
-//! release folder's name is shown escaped.
+//! Web hosts (real sshd on loopback, webhosts.rs) as `status`, `rollback` and `resume` see
+//! them: a release folder's name is shown escaped; a rollback holds every host, `resume`
+//! switches them together, and rollback goes back through what was live on all of them.
 
 use std::fs;
 
@@ -61,4 +62,63 @@ fn status_escapes_a_web_hosts_release_name() {
     assert!(text.contains("20990101-000000-000-\\u{1b}]0;owned\\u{7}"), "{text}");
     let json: serde_json::Value = serde_json::from_slice(&w.cmd(&["status", "docs", "--json"]).stdout).unwrap();
     assert_eq!(json["hosts"][0]["live"], hostile, "JSON keeps the name exact: {json}");
+}
+
+fn assert_serves(fleet: &Fleet, local: &std::path::Path, commit: &str) {
+    for h in &fleet.hosts {
+        let (status, body) = h.get("/index.html");
+        assert_eq!((status, body.trim()), (200, commit), "{} should serve {commit}", h.name);
+    }
+    let page = fs::read_to_string(local.join("index.html")).unwrap();
+    assert_eq!(page.trim(), commit, "the local copy should serve {commit}");
+}
+
+#[test]
+fn every_host_is_held_by_a_rollback_resumes_together_and_rolls_back_through_what_was_live() {
+    requires!(Root, WwwData, Sshd, Nginx);
+    let w0 = World::new("hosts-hold-to");
+    let to = w0.path("www");
+    let (w, fleet) = fleet_world("hosts-hold", 2, &format!("to = {:?}\n", to.to_str().unwrap()));
+    let mut commits = Vec::new();
+    for v in ["v1", "v2", "v3-bad"] {
+        commits.push(w.push("index.md", v));
+        let b = build(&w);
+        assert_eq!(b["result"], "succeeded", "{}", w.log_text(&b));
+    }
+    let out = w.cmd(&["rollback", "docs"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_serves(&fleet, &to, &commits[1]);
+    let r2 = fleet.hosts[0].live().unwrap();
+
+    // Held: the build uploads its release everywhere and switches no target.
+    let c4 = w.push("index.md", "v4-bad");
+    let held = build(&w);
+    let log = w.log_text(&held);
+    assert_eq!(
+        (held["result"].as_str(), held["held"].as_bool()),
+        (Some("succeeded"), Some(true)),
+        "{log}"
+    );
+    let r4 = held["release"].as_str().unwrap().to_string();
+    assert!(log.contains("but did not switch to it: the hook is held"), "{log}");
+    assert!(!log.contains("switch phase"), "{log}");
+    assert_serves(&fleet, &to, &commits[1]);
+    for h in &fleet.hosts {
+        assert!(h.releases().contains(&r4), "{}: {:?}", h.name, h.releases());
+        assert_eq!(h.live().as_ref(), Some(&r2));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&w.cmd(&["status", "docs", "--json"]).stdout).unwrap();
+    assert_eq!(json["held"]["release"], r2.as_str(), "{json}");
+
+    let out = w.cmd(&["resume", "docs"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_serves(&fleet, &to, &c4);
+    // Back from v4 is v2 on every host: what was live before it, not v3-bad.
+    let out = w.cmd(&["rollback", "docs"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_serves(&fleet, &to, &commits[1]);
+    let out = w.cmd(&["rollback", "docs"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_serves(&fleet, &to, &commits[0]);
+    drop(w0);
 }

@@ -83,6 +83,15 @@ fn run_rollback_and_status_as_root_leave_nothing_roots_and_deliveries_still_buil
     assert!(out.status.success(), "{}", text(&out));
     assert_ne!(fs::read_link(&site).unwrap(), live, "rollback switched the site");
     assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new(), "after rollback");
+    // The rollback holds the site; resume, as root too, lifts it (and switches back).
+    let out = w.cmd(&["resume", "docs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fs::read_link(&site).unwrap(),
+        live,
+        "resume switched to the newest build"
+    );
+    assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new(), "after resume");
 
     // status and status --follow take the build lock to see whether a build runs: on a
     // state folder that has none yet, they must not create a root-owned one.
@@ -253,6 +262,7 @@ fn a_state_folder_www_data_swapped_for_a_symlink_to_roots_folder_never_makes_a_r
         &["run", "docs", "--wait"][..],
         &["run", "docs"],
         &["rollback", "docs"],
+        &["resume", "docs"],
         &["status", "docs"],
         &["status"],
         &["status", "docs", "--follow"],

@@ -187,6 +187,9 @@ fn rollback_serves_the_previous_release_and_keep_spares_live_and_previous() {
     // nor the one before the new live one.
     let newest = w.push("n.txt", "new");
     assert_eq!(w.gitee_push().run().word(), "succeeded");
+    // The rollbacks hold the site: the build made its release; resume switches to it.
+    assert_eq!(page(), format!("ok {}\n", commits[1]));
+    assert!(w.cmd(&["resume", "docs"]).status.success());
     assert_eq!(page(), format!("ok {newest}\n"));
     let after = releases();
     assert_eq!(after.len(), 3, "{after:?}");

@@ -31,6 +31,7 @@ mod programs;
 mod queue;
 mod readme;
 mod releases;
+mod rollback;
 mod root;
 mod secrets;
 mod servers;

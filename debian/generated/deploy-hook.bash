@@ -25,6 +25,9 @@ _deploy__hook() {
             deploy__hook,init)
                 cmd="deploy__hook__subcmd__init"
                 ;;
+            deploy__hook,resume)
+                cmd="deploy__hook__subcmd__resume"
+                ;;
             deploy__hook,rollback)
                 cmd="deploy__hook__subcmd__rollback"
                 ;;
@@ -46,6 +49,9 @@ _deploy__hook() {
             deploy__hook__subcmd__help,init)
                 cmd="deploy__hook__subcmd__help__subcmd__init"
                 ;;
+            deploy__hook__subcmd__help,resume)
+                cmd="deploy__hook__subcmd__help__subcmd__resume"
+                ;;
             deploy__hook__subcmd__help,rollback)
                 cmd="deploy__hook__subcmd__help__subcmd__rollback"
                 ;;
@@ -65,7 +71,7 @@ _deploy__hook() {
 
     case "${cmd}" in
         deploy__hook)
-            opts="-h -V --config --help --version check run status rollback sign init help"
+            opts="-h -V --config --help --version check run status rollback resume sign init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -101,7 +107,7 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__help)
-            opts="check run status rollback sign init help"
+            opts="check run status rollback resume sign init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,6 +149,20 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deploy__hook__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -251,6 +271,24 @@ _deploy__hook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deploy__hook__subcmd__resume)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -253,11 +253,16 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         config: config_hash(hook),
         force: fs::remove_file(state.force_path()).is_ok(),
         live_release: None,
+        held: None,
+        live_history: Vec::new(),
     };
     state.update_status(|s| {
         plan.base = s.base.clone();
         plan.dirty = s.dirty_steps.clone();
         plan.live_release = s.live_release.clone();
+        // No rollback or resume runs while this build holds the lock: these hold until its end.
+        plan.held = s.held.clone();
+        plan.live_history = s.live_history.clone();
         s.state = "building".into();
         s.current = Some(Current {
             id: id.clone(),
@@ -322,10 +327,16 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         log: log_path.to_string_lossy().into_owned(),
         duration_secs: (duration * 10.0).round() / 10.0,
         release: release.clone(),
+        held: published.as_ref().is_some_and(|p| !p.switched),
     };
-    state.update_status(|s| {
-        if let Some(r) = &release {
-            s.live_release = Some(r.clone());
+    let recorded = state.update_status(|s| {
+        if let Some(p) = published.as_ref().filter(|p| p.switched) {
+            s.went_live(&p.release, publish::By::Publish);
+        }
+        if let Some(p) = &published {
+            // What this publish's own prune (the web hosts') could not remove; the local
+            // prune below adds its own.
+            s.prune_failures = p.prune_failures.clone();
         }
         if result == "succeeded" {
             if let Some(c) = &commit {
@@ -341,13 +352,14 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         s.finish(record.clone());
     })?;
     let level_line = format!(
-        "build end hook={} id={id} commit={} result={result}{} duration={:.1}s",
+        "build end hook={} id={id} commit={} result={result}{}{} duration={:.1}s",
         hook.name,
         commit.as_deref().unwrap_or("-"),
         failed_at
             .as_ref()
             .map(|s| format!(" failed_at={}", q(s)))
             .unwrap_or_default(),
+        if record.held { " held=yes" } else { "" },
         duration
     );
     if result == "succeeded" || result == "unchanged" {
@@ -358,7 +370,18 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     notify(&mut run, log, &record);
     // After the record: a build killed while pruning has still published and succeeded.
     if let (Some(cfg), Some(p)) = (&hook.publish, &published) {
-        publish::prune(cfg, p);
+        let keep = publish::Keep {
+            keep: cfg.keep,
+            history: recorded.live_history.clone(),
+            made: (!p.switched).then(|| p.release.clone()),
+        };
+        let mut failed = p.prune_failures.clone();
+        let local = publish::prune(cfg, &keep);
+        if !local.is_empty() {
+            failed.extend(local.iter().cloned());
+            let _ = state.update_status(|s| s.prune_failures.extend(local.iter().cloned()));
+        }
+        note_prune_failures(&mut run, log, &failed);
     }
     // Last: nothing writes into the log any more.
     if let Err(e) = run.log.seal() {
@@ -369,6 +392,26 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     }
     prune_logs(state, hook.keep_logs);
     Ok(record)
+}
+
+/// Says what a prune could not remove, in the build log and to syslog: a release left
+/// half removed (a file in it this user may not delete) takes space until someone looks.
+/// status.json's `prune_failures` keeps them for `check`.
+fn note_prune_failures(run: &mut Run, log: &mut Log, failed: &[publish::PruneFailure]) {
+    for f in failed {
+        let line = format!(
+            "prune failed hook={} target={} release={} error={}",
+            run.hook.name,
+            q(&f.target),
+            q(&f.release),
+            q(&f.error)
+        );
+        run.note(&format!(
+            "{}: could not prune release {}: {} (it stays, perhaps half removed; remove it by hand as its owner, e.g. root)",
+            f.target, f.release, f.error
+        ));
+        log.warn(&line);
+    }
 }
 
 /// What a build compares with, read when it starts.
@@ -383,6 +426,10 @@ struct Plan {
     force: bool,
     /// The live release as status.json has it.
     live_release: Option<String>,
+    /// The hold a rollback put on the hook: the release is made, not switched to.
+    held: Option<publish::Held>,
+    /// What was live, newest first (pruning keeps its way back).
+    live_history: Vec<publish::Live>,
 }
 
 enum Done {
@@ -608,7 +655,7 @@ fn stages(
     timing.steps = Some(clock.elapsed().as_secs_f64());
 
     let clock = Instant::now();
-    let out = publish_stage(run, hook, cancel, commit.as_deref());
+    let out = publish_stage(run, hook, cancel, commit.as_deref(), plan);
     if hook.publish.is_some() {
         timing.publish = Some(clock.elapsed().as_secs_f64());
     }
@@ -622,6 +669,7 @@ fn publish_stage(
     hook: &Hook,
     cancel: &mut dyn FnMut(&str) -> bool,
     commit: Option<&str>,
+    plan: &Plan,
 ) -> std::result::Result<Option<publish::Published>, Failed> {
     let Some(p) = &hook.publish else { return Ok(None) };
     if cancel(&run.id) {
@@ -645,9 +693,29 @@ fn publish_stage(
         log: &run.log,
     };
     let id = run.id.clone();
-    let published = publish::publish(p, &hook.repo, commit, &tools, &mut || cancel(&id), &mut ready);
+    let standing = publish::Standing {
+        held: plan.held.as_ref(),
+        history: &plan.live_history,
+    };
+    let published = publish::publish(
+        p,
+        &hook.repo,
+        commit,
+        &tools,
+        &standing,
+        &mut || cancel(&id),
+        &mut ready,
+    );
     match published {
-        Ok(p) => Ok(Some(p)),
+        Ok(p) => {
+            if let Some(held) = plan.held.as_ref().filter(|_| !p.switched) {
+                run.note(&format!(
+                    "\nbuilt release {} but did not switch to it: the hook is held since {} (deploy-hook rollback to {}); `deploy-hook resume {}` switches every target to the newest succeeded build's release and lifts the hold",
+                    p.release, held.since, held.release, hook.name
+                ));
+            }
+            Ok(Some(p))
+        }
         Err(f) if f.kind == FailureKind::Stopped => Err(Failed::new("publish", "publish", Exit::Cancelled)),
         Err(f) => {
             let at = f.target.as_ref().map(|t| format!(" at {t}")).unwrap_or_default();

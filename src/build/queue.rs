@@ -306,6 +306,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
                     failed_at: None,
                     log: c.log,
                     release: if published { c.release } else { None },
+                    held: false,
                 }
             }
             None => BuildRecord {
@@ -320,10 +321,13 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
                 log: String::new(),
                 duration_secs: 0.0,
                 release: None,
+                held: false,
             },
         };
         if record.result == "succeeded" {
-            s.live_release = record.release.clone();
+            if let Some(r) = &record.release {
+                s.went_live(r, publish::By::Publish);
+            }
             // It ran every step and published: later builds compare with it.
             let config = status.current.as_ref().and_then(|c| c.config.clone());
             if let (Some(commit), Some(config)) = (record.commit.clone(), config) {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::publish;
 
 /// How many finished builds `status.json` remembers.
 pub const HISTORY: usize = 10;
@@ -49,6 +50,10 @@ pub struct BuildRecord {
     pub duration_secs: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// The hook was held (a rollback): `release` was made on every destination but no
+    /// target was switched to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// The build that is running now.
@@ -96,6 +101,17 @@ pub struct Status {
     /// (node_modules) may be another commit's, so they run again whatever changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirty_steps: Vec<usize>,
+    /// What was live, newest first, with when and how: the way back `rollback` walks
+    /// (`publish::releases`), which pruning keeps within `keep`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_history: Vec<publish::Live>,
+    /// Set by `rollback`, lifted by `resume`: builds make their releases but no
+    /// destination is switched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<publish::Held>,
+    /// Releases the last prune could not remove (`check` reports them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prune_failures: Vec<publish::PruneFailure>,
 }
 
 /// The last succeeded build, as later builds compare with it.
@@ -128,11 +144,26 @@ impl Default for Status {
             last_rollback: None,
             base: None,
             dirty_steps: Vec::new(),
+            live_history: Vec::new(),
+            held: None,
+            prune_failures: Vec::new(),
         }
     }
 }
 
 impl Status {
+    /// `release` went live now, `by` a publish, a rollback or a resume: the live release and
+    /// the live history (`publish::releases::went_live`).
+    pub fn went_live(&mut self, release: &str, by: publish::By) {
+        self.live_release = Some(release.to_string());
+        publish::releases::went_live(
+            &mut self.live_history,
+            release,
+            by,
+            crate::sys::time::rfc3339(crate::sys::time::now()),
+        );
+    }
+
     pub fn finish(&mut self, record: BuildRecord) {
         self.state = "idle".into();
         self.current = None;
@@ -671,6 +702,7 @@ mod tests {
                 log: String::new(),
                 duration_secs: 0.0,
                 release: None,
+                held: false,
             });
         }
         assert_eq!(st.history.len(), HISTORY);

@@ -62,13 +62,24 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Switch the published site back to the previous release (or to --to RELEASE)
+    /// Switch the published site back to the release live before (or to --to RELEASE), and hold it there
+    #[command(
+        long_about = "Switch the published site back to the release that was live before the live one \
+        (run again to go further back, in the order releases were live), or to --to RELEASE, on every \
+        destination at once or on none. The hook is then held: deliveries still build and make their \
+        releases, but no destination is switched to them until `deploy-hook resume HOOK`."
+    )]
     Rollback {
         /// The hook, as named by [hooks.NAME] in the config
         hook: String,
-        /// The release to serve, a name from `status` (default: the one before the live one)
+        /// The release to serve, a name from `status` (default: the one live before the live one)
         #[arg(long, value_name = "RELEASE")]
         to: Option<String>,
+    },
+    /// Lift the hold of a rollback: switch to the newest succeeded build's release
+    Resume {
+        /// The hook, as named by [hooks.NAME] in the config
+        hook: String,
     },
     /// Print the headers of a correctly signed delivery for a hook (for a local run or curl)
     Sign {

@@ -1,6 +1,6 @@
 //! The subcommands for people and scripts. The command line is declared once in `args.rs`;
 //! this file dispatches it and holds `run` and the hidden `__worker` that async deliveries
-//! start; `status`, `rollback`, `sign` and `init` have a file each. `check` is its own
+//! start; `status`, `rollback` (with `resume`), `sign` and `init` have a file each. `check` is its own
 //! module (`crate::check`) and gets plain values from here.
 
 use std::ffi::OsString;
@@ -21,7 +21,7 @@ mod rollback;
 mod sign;
 mod status;
 
-use rollback::rollback;
+use rollback::{resume, rollback};
 use sign::{sign, SignOptions};
 use status::{follow, status};
 
@@ -57,6 +57,7 @@ pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> 
         Command::Status { hook, follow: true, .. } => follow(&config, hook.as_deref(), out),
         Command::Status { hook, json, .. } => status(&config, hook.as_deref(), json, out),
         Command::Rollback { hook, to } => rollback(&config, &hook, to.as_deref(), out),
+        Command::Resume { hook } => resume(&config, &hook, out),
         Command::Sign {
             hook,
             body,
@@ -155,6 +156,14 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         .ok();
         if let Some(step) = &record.failed_step {
             writeln!(out, "failed step: {step}").ok();
+        }
+        if let (Some(r), true) = (&record.release, record.held) {
+            writeln!(
+                out,
+                "release {r} was made but not switched to: a rollback holds the hook; deploy-hook resume {} switches to it",
+                hook.name
+            )
+            .ok();
         }
         return Ok(if succeeded(&record.result) {
             exit::OK

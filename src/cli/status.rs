@@ -83,6 +83,8 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
             if let Some(o) = v.as_object_mut() {
                 o.insert("hook".into(), name.clone().into());
                 o.insert("interrupted".into(), stale.into());
+                // Always there, null when not held, so that a script can test it.
+                o.entry("held").or_insert(serde_json::Value::Null);
                 if let Some(l) = &live {
                     o.insert("live_release".into(), l.clone().into());
                 }
@@ -253,6 +255,14 @@ fn stream(state: &HookState, name: &str, id: &str, log: &str, out: &mut dyn Writ
     }
 }
 
+fn by_word(by: publish::By) -> &'static str {
+    match by {
+        publish::By::Publish => "publish",
+        publish::By::Rollback => "rollback",
+        publish::By::Resume => "resume",
+    }
+}
+
 /// How a build that did not succeed relates to the step it names.
 fn ended_in(result: &str) -> &'static str {
     match result {
@@ -321,7 +331,22 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
         }
     ));
     if let Some(l) = live {
-        w.push_str(&format!("  live:    {}\n", shown(l)));
+        // When it went live, if the live history knows (it does for what deploy-hook switched).
+        let since = s
+            .live_history
+            .first()
+            .filter(|h| h.release == l)
+            .map(|h| format!(" (since {}, by {})", shown(&h.since), by_word(h.by)))
+            .unwrap_or_default();
+        w.push_str(&format!("  live:    {}{since}\n", shown(l)));
+    }
+    if let Some(h) = &s.held {
+        w.push_str(&format!(
+            "  held:    since {} at release {}: builds make their releases but none is switched to; deploy-hook resume {} lifts it\n",
+            shown(&h.since),
+            shown(&h.release),
+            hook.name
+        ));
     }
     if let Some(rb) = &s.last_rollback {
         w.push_str(&format!(
@@ -343,10 +368,11 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
                     shown(short(b.commit.as_deref())),
                     time::human_duration(b.duration_secs),
                     shown(&b.finished),
-                    b.failed_step
-                        .as_ref()
-                        .map(|f| format!("  {}: {}", ended_in(&b.result), shown(f)))
-                        .unwrap_or_default()
+                    match (&b.failed_step, &b.release) {
+                        (Some(f), _) => format!("  {}: {}", ended_in(&b.result), shown(f)),
+                        (None, Some(r)) if b.held => format!("  made {}, not switched to (held)", shown(r)),
+                        _ => String::new(),
+                    }
                 ));
             }
             if let Some(last) = &s.last {

@@ -162,9 +162,12 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             } else {
                 Behind::Running
             };
+            // The forge's log says when the build will not go live (a rollback holds the site).
+            let held = hook.publish.is_some() && state.read_status().is_ok_and(|s| s.held.is_some());
             Ok(Outcome::Queued {
                 branch: hook.branch.clone(),
                 behind,
+                held,
             })
         }
         Mode::Sync => {
@@ -183,6 +186,7 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
                     commit: commit.to_string(),
                     secs: record.duration_secs,
                     build: record.id,
+                    held: record.held,
                 },
                 _ => Outcome::Failed {
                     build: record.id,

@@ -22,16 +22,6 @@ use super::releases;
 use super::{resolve_inside, LocalError};
 use crate::sys::time;
 
-/// A release made and switched to.
-pub struct Switched {
-    pub release: String,
-    /// Something the log should say (a first publish over a real directory).
-    pub note: Option<String>,
-    /// The release that was live before this one: pruning never removes it.
-    pub was_live: Option<String>,
-    pub stats: Stats,
-}
-
 /// What a publish cost: files shared with the live release, files written anew.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -247,11 +237,17 @@ pub fn switch(to: &Path, release: &str) -> Result<Option<String>, LocalError> {
     }
 }
 
+/// A release made beside `to`, not yet switched to (`super::Staged`).
+pub struct Made {
+    pub to: PathBuf,
+    pub release: String,
+    pub stats: Stats,
+}
+
 /// Makes release `release` of `from` (already resolved inside the repo, see
-/// `super::resolve_from`) that shares every unchanged file with the live one, calls `ready`
-/// with its name, and switches `to` to it. Pruning is left to the caller, after the build is
-/// recorded: a build killed while pruning is then still a published, succeeded build.
-pub fn publish(from: &Path, to: &Path, release: &str, ready: &mut dyn FnMut(&str)) -> Result<Switched, LocalError> {
+/// `super::resolve_from`), sharing every unchanged file with the live one. Nothing is
+/// switched: `switch` does that, when the hook is not held.
+pub fn make(from: &Path, to: &Path, release: &str) -> Result<Made, LocalError> {
     if !from.is_dir() {
         return Err(LocalError::Refused(format!(
             "{} is not a folder after the steps: is publish.from right?",
@@ -268,8 +264,7 @@ pub fn publish(from: &Path, to: &Path, release: &str, ready: &mut dyn FnMut(&str
     }
     let staging = dir.join(format!(".staging-{release}"));
     let _ = fs::remove_dir_all(&staging);
-    let was_live = live(to);
-    let live_dir = was_live.as_ref().map(|l| dir.join(l)).filter(|d| d.is_dir());
+    let live_dir = live(to).map(|l| dir.join(l)).filter(|d| d.is_dir());
     let mut stats = Stats::default();
     let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
     stage_tree(
@@ -284,45 +279,30 @@ pub fn publish(from: &Path, to: &Path, release: &str, ready: &mut dyn FnMut(&str
         let _ = fs::remove_dir_all(&staging);
     })?;
     fs::rename(&staging, dir.join(release))?;
-    ready(release);
-    let note = switch(to, release)?;
-    Ok(Switched {
+    Ok(Made {
+        to: to.to_path_buf(),
         release: release.to_string(),
-        note,
-        was_live,
         stats,
     })
 }
 
-/// Removes the releases `keep` lets go (`releases::to_prune`).
-pub fn prune(to: &Path, keep: usize, was_live: Option<&str>) {
-    let dir = releases_dir(to);
-    for name in releases::to_prune(&list(to), live(to).as_deref(), was_live, keep) {
-        let _ = fs::remove_dir_all(dir.join(name));
-    }
+/// Removes a release that will not be switched to (a superseded build's).
+pub fn remove(to: &Path, release: &str) {
+    let _ = fs::remove_dir_all(releases_dir(to).join(release));
 }
 
-/// The release a rollback goes to: `--to NAME`, else the one before the live one.
-pub fn rollback_target(to: &Path, named: Option<&str>) -> Result<String, String> {
-    let all = list(to);
-    if let Some(n) = named {
-        return if all.iter().any(|r| r == n) {
-            Ok(n.to_string())
-        } else {
-            Err(format!("no release named {n}; releases: {}", all.join(", ")))
-        };
+/// Removes the releases `keep` lets go; returns the ones that could not be removed, with
+/// why (a file in it that this user may not delete). A release half removed stays listed,
+/// so the next prune tries again.
+pub fn prune(to: &Path, keep: &releases::Keep) -> Vec<(String, String)> {
+    let dir = releases_dir(to);
+    let mut failed = Vec::new();
+    for name in keep.to_prune(live(to).as_deref(), &list(to)) {
+        if let Err(e) = fs::remove_dir_all(dir.join(&name)) {
+            failed.push((name, e.to_string()));
+        }
     }
-    let live = live(to).ok_or_else(|| format!("{} is not a published release yet", to.display()))?;
-    match releases::before(&all, &live) {
-        Ok(r) => Ok(r.to_string()),
-        Err(releases::NoneBefore::NotListed) => Err(format!(
-            "the live release {live} is not in {}",
-            releases_dir(to).display()
-        )),
-        Err(releases::NoneBefore::Oldest) => Err(format!(
-            "{live} is the oldest release; there is nothing to roll back to"
-        )),
-    }
+    failed
 }
 
 #[cfg(test)]
@@ -334,13 +314,16 @@ mod tests {
         keep: usize,
     }
 
-    fn publish_as(
-        from: &Path,
-        cfg: &Cfg,
-        commit: Option<&str>,
-        ready: &mut dyn FnMut(&str),
-    ) -> Result<Switched, LocalError> {
-        publish(from, &cfg.to, &releases::name(commit), ready)
+    /// Makes and switches a release, as a publish that is not held does.
+    fn publish_as(from: &Path, cfg: &Cfg, commit: Option<&str>) -> Result<(Made, Option<String>), LocalError> {
+        let made = make(from, &cfg.to, &releases::name(commit))?;
+        let note = switch(&cfg.to, &made.release)?;
+        Ok((made, note))
+    }
+
+    /// The release a rollback without history goes to.
+    fn back(to: &Path) -> Result<String, String> {
+        releases::choose(releases::Choice::Back(&[]), live(to).as_deref(), &list(to))
     }
 
     fn temp(name: &str) -> PathBuf {
@@ -363,20 +346,24 @@ mod tests {
         for i in 0..4 {
             fs::write(from.join("index.html"), format!("v{i}")).unwrap();
             fs::write(from.join("sub/a.txt"), "a").unwrap();
-            let p = publish_as(&from, &cfg, Some(&format!("abcdef{i}0000")), &mut |_| {}).unwrap();
-            prune(&cfg.to, cfg.keep, p.was_live.as_deref());
+            let (p, _) = publish_as(&from, &cfg, Some(&format!("abcdef{i}0000"))).unwrap();
+            let keep = releases::Keep {
+                keep: cfg.keep,
+                history: Vec::new(),
+                made: None,
+            };
+            assert!(prune(&cfg.to, &keep).is_empty());
             assert_eq!(fs::read_to_string(cfg.to.join("index.html")).unwrap(), format!("v{i}"));
             assert_eq!(live(&cfg.to).unwrap(), p.release);
             names.push(p.release);
             std::thread::sleep(std::time::Duration::from_millis(3));
         }
         assert_eq!(list(&cfg.to), names[2..].to_vec());
-        let back = rollback_target(&cfg.to, None).unwrap();
-        assert_eq!(back, names[2]);
-        switch(&cfg.to, &back).unwrap();
+        let to = back(&cfg.to).unwrap();
+        assert_eq!(to, names[2]);
+        switch(&cfg.to, &to).unwrap();
         assert_eq!(fs::read_to_string(cfg.to.join("index.html")).unwrap(), "v2");
-        assert!(rollback_target(&cfg.to, None).is_err(), "nothing older is kept");
-        assert!(rollback_target(&cfg.to, Some("nope")).is_err());
+        assert!(back(&cfg.to).is_err(), "nothing older is kept");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -391,10 +378,10 @@ mod tests {
             to: d.join("www"),
             keep: 5,
         };
-        let p = publish_as(&d.join("dist"), &cfg, None, &mut |_| {}).unwrap();
-        assert!(p.note.unwrap().contains("kept as release"));
+        let (_, note) = publish_as(&d.join("dist"), &cfg, None).unwrap();
+        assert!(note.unwrap().contains("kept as release"));
         assert_eq!(fs::read_to_string(d.join("www/index.html")).unwrap(), "new site");
-        let prev = rollback_target(&cfg.to, None).unwrap();
+        let prev = back(&cfg.to).unwrap();
         switch(&cfg.to, &prev).unwrap();
         assert_eq!(fs::read_to_string(d.join("www/index.html")).unwrap(), "old site");
         fs::remove_dir_all(&d).unwrap();
@@ -407,7 +394,7 @@ mod tests {
             to: d.join("www"),
             keep: 5,
         };
-        assert!(publish_as(&d.join("dist"), &cfg, None, &mut |_| {}).is_err());
+        assert!(publish_as(&d.join("dist"), &cfg, None).is_err());
         assert!(fs::symlink_metadata(d.join("www")).is_err());
         fs::remove_dir_all(&d).unwrap();
     }
@@ -424,10 +411,10 @@ mod tests {
             to: d.join("www"),
             keep: 5,
         };
-        let one = publish_as(&from, &cfg, Some("aaaaaaa"), &mut |_| {}).unwrap();
+        let (one, _) = publish_as(&from, &cfg, Some("aaaaaaa")).unwrap();
         assert_eq!(one.stats.copied, 2);
         fs::write(from.join("sub/page.html"), "v2").unwrap();
-        let two = publish_as(&from, &cfg, Some("bbbbbbb"), &mut |_| {}).unwrap();
+        let (two, _) = publish_as(&from, &cfg, Some("bbbbbbb")).unwrap();
         assert_eq!((two.stats.linked, two.stats.copied), (1, 1), "{}", two.stats);
         let rel = |r: &str, f: &str| releases_dir(&cfg.to).join(r).join(f);
         let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();

@@ -8,8 +8,16 @@
 //! (names, pruning, the release a rollback goes to). What every publish checks of the
 //! output (it is inside the repo, and no symlink in it leads out) is here too.
 //!
-//! A new destination (a bucket) is a new arm in each `match` below and a module beside
-//! `local` and `hosts`; `Failure` names which destination failed whatever its kind.
+//! A publish has two phases on every destination: make the release there (`Staged`, none
+//! switched), then switch to it. Between the two, and only here, is decided whether to
+//! switch at all: not when a newer delivery superseded the build, and not while the hook is
+//! held by a rollback (`releases::Held`: the release is made everywhere, so `resume` can
+//! switch to it, but nothing is switched). A destination obeys the hold by having no way to
+//! switch but `Staged::switch`.
+//!
+//! A new destination (a bucket) is a new arm in each `match` below (a `Staged` variant
+//! with its switch, discard and prune) and a module beside `local` and `hosts`; `Failure`
+//! names which destination failed whatever its kind.
 
 pub mod hosts;
 pub mod local;
@@ -25,12 +33,24 @@ use std::time::{Duration, Instant};
 use crate::build::buildlog::BuildLog;
 use crate::config::{Destinations, Publish};
 
-/// A release made and switched to on every destination.
+pub use releases::{By, Choice, Held, Keep, Live, PruneFailure};
+
+/// A release made on every destination: switched to, or not (the hook is held).
 pub struct Published {
     pub release: String,
-    /// The release that was live before (on the first destination): pruning never
-    /// removes it.
-    pub was_live: Option<String>,
+    /// False: the hook is held; the release is made everywhere and no target switched.
+    pub switched: bool,
+    /// What a prune done within the publish (web hosts, over the connections it has) could
+    /// not remove.
+    pub prune_failures: Vec<PruneFailure>,
+}
+
+/// What status.json says that a publish obeys: the hold, and the live history whose way
+/// back pruning keeps.
+pub struct Standing<'a> {
+    pub held: Option<&'a Held>,
+    /// Newest first.
+    pub history: &'a [Live],
 }
 
 /// What a publish needs besides the config: the programs' environment, where the ssh
@@ -119,63 +139,154 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A release made on every target of one destination, none switched to it yet.
+enum Staged<'a> {
+    /// The release beside the local `to`, and when its making started.
+    Local(local::Made, Instant),
+    Hosts(hosts::Uploaded<'a>),
+}
+
+impl Staged<'_> {
+    /// Makes the release on every target, or on none.
+    fn make<'a>(p: &Publish, from: &Path, release: &str, tools: &'a Tools<'a>) -> Result<Staged<'a>, Failure> {
+        match &p.to {
+            Destinations::Local(to) => {
+                let clock = Instant::now();
+                let made = local::make(from, to, release).map_err(|e| Failure {
+                    target: None,
+                    message: e.to_string(),
+                    kind: FailureKind::Failed,
+                })?;
+                Ok(Staged::Local(made, clock))
+            }
+            Destinations::Hosts(h) => hosts::upload(h, from, release, tools).map(Staged::Hosts),
+        }
+    }
+
+    /// Switches every target to the release, all or none.
+    fn switch(&mut self, tools: &Tools) -> Result<(), Failure> {
+        match self {
+            Staged::Local(made, clock) => {
+                let note = local::switch(&made.to, &made.release).map_err(|e| Failure {
+                    target: None,
+                    message: e.to_string(),
+                    kind: FailureKind::Failed,
+                })?;
+                tools.note(&format!(
+                    "\npublished {} -> {}: {}, in {:.1} ms",
+                    made.to.display(),
+                    made.release,
+                    made.stats,
+                    clock.elapsed().as_secs_f64() * 1000.0
+                ));
+                if let Some(note) = note {
+                    tools.note(&note);
+                }
+                Ok(())
+            }
+            Staged::Hosts(up) => up.switch(),
+        }
+    }
+
+    /// The release will never be switched to: removed everywhere.
+    fn discard(&mut self) {
+        match self {
+            Staged::Local(made, _) => local::remove(&made.to, &made.release),
+            Staged::Hosts(up) => up.discard(),
+        }
+    }
+
+    /// Prunes what must be pruned while the destination is at hand: the web hosts over the
+    /// connections the publish has. The local `to` is pruned after the build is recorded
+    /// (`prune`): a build killed while pruning is still a published, succeeded build.
+    fn prune_now(&mut self, keep: &Keep, switched: bool) -> Vec<PruneFailure> {
+        match self {
+            Staged::Local(..) => Vec::new(),
+            Staged::Hosts(up) => up.prune(keep, switched),
+        }
+    }
+}
+
 /// Publishes the output of the build of `commit` in `repo` to every destination, all or
-/// none. `stopped` is asked before anything is switched (true: a newer delivery superseded
-/// the build); `ready` gets the release's name just before the first switch.
+/// none, and switches to it unless the hook is held (`standing`). `stopped` is asked before
+/// anything is switched (true: a newer delivery superseded the build); `ready` gets the
+/// release's name just before the first switch.
 pub fn publish(
     p: &Publish,
     repo: &Path,
     commit: Option<&str>,
     tools: &Tools,
+    standing: &Standing,
     stopped: &mut dyn FnMut() -> bool,
     ready: &mut dyn FnMut(&str),
 ) -> Result<Published, Failure> {
     let release = releases::name(commit);
-    match &p.to {
-        Destinations::Local(to) => {
-            let clock = Instant::now();
-            let done = resolve_from(repo, &p.from)
-                .and_then(|from| local::publish(&from, to, &release, ready))
-                .map_err(|e| Failure {
-                    target: None,
-                    message: e.to_string(),
-                    kind: FailureKind::Failed,
-                })?;
-            tools.note(&format!(
-                "\npublished {} as {} -> {}: {}, in {:.1} ms",
-                p.from.display(),
-                to.display(),
-                done.release,
-                done.stats,
-                clock.elapsed().as_secs_f64() * 1000.0
-            ));
-            if let Some(note) = &done.note {
-                tools.note(note);
-            }
-            Ok(Published {
-                release: done.release,
-                was_live: done.was_live,
-            })
-        }
-        Destinations::Hosts(h) => {
-            let from = resolve_from(repo, &p.from).map_err(|e| Failure {
-                target: Some("local".into()),
-                message: e.to_string(),
-                kind: FailureKind::Failed,
-            })?;
-            let was_live = hosts::publish(h, p.keep, &from, &release, tools, stopped, ready)?;
-            Ok(Published { release, was_live })
-        }
+    let from = resolve_from(repo, &p.from).map_err(|e| Failure {
+        target: matches!(p.to, Destinations::Hosts(_)).then(|| "local".to_string()),
+        message: e.to_string(),
+        kind: FailureKind::Failed,
+    })?;
+    let mut staged = Staged::make(p, &from, &release, tools)?;
+    // A superseded build never publishes: the last moment to stop is before any switch.
+    if stopped() {
+        tools.note("superseded after the release was made: no target is switched");
+        staged.discard();
+        return Err(Failure {
+            target: None,
+            message: "superseded by a newer delivery".into(),
+            kind: FailureKind::Stopped,
+        });
     }
+    let mut keep = Keep {
+        keep: p.keep,
+        history: standing.history.to_vec(),
+        made: None,
+    };
+    // The one check of the hold, for every destination.
+    let switched = match standing.held {
+        Some(_) => {
+            if let Staged::Local(made, clock) = &staged {
+                tools.note(&format!(
+                    "\nmade release {} beside {}: {}, in {:.1} ms",
+                    made.release,
+                    made.to.display(),
+                    made.stats,
+                    clock.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
+            keep.made = Some(release.clone());
+            false
+        }
+        None => {
+            ready(&release);
+            staged.switch(tools)?;
+            releases::went_live(&mut keep.history, &release, By::Publish, String::new());
+            true
+        }
+    };
+    let prune_failures = staged.prune_now(&keep, switched);
+    Ok(Published {
+        release,
+        switched,
+        prune_failures,
+    })
 }
 
-/// Removes the releases `keep` lets go, after the build is recorded (a build killed while
-/// pruning is still a published, succeeded build). The web hosts prune within their
-/// publish, over the connections it already has.
-pub fn prune(p: &Publish, published: &Published) {
+/// Removes the releases `keep` lets go on the destinations that are pruned after the build
+/// is recorded (the local `to`); returns what could not be removed. `keep` holds the live
+/// history as recorded, and the release made when it was not switched to.
+pub fn prune(p: &Publish, keep: &Keep) -> Vec<PruneFailure> {
     match &p.to {
-        Destinations::Local(to) => local::prune(to, p.keep, published.was_live.as_deref()),
-        Destinations::Hosts(_) => {}
+        Destinations::Local(to) => local::prune(to, keep)
+            .into_iter()
+            .map(|(release, error)| PruneFailure {
+                target: "local".into(),
+                release,
+                error,
+                at: crate::sys::time::rfc3339(crate::sys::time::now()),
+            })
+            .collect(),
+        Destinations::Hosts(_) => Vec::new(),
     }
 }
 
@@ -189,21 +300,25 @@ pub fn live(p: &Publish, recorded: Option<&str>) -> Option<String> {
     }
 }
 
-/// Switches every destination to `named`, or to the release before the live one, all or
-/// none. Returns (the release served before, the release served now).
-pub fn rollback(p: &Publish, named: Option<&str>, tools: &Tools) -> Result<(Option<String>, String), Failure> {
+/// Switches every destination to the release `choice` means (`releases::choose`), all or
+/// none: a rollback, or a resume. Returns (the release served before, the release served
+/// now).
+pub fn switch_to(p: &Publish, choice: Choice, tools: &Tools) -> Result<(Option<String>, String), Failure> {
     match &p.to {
         Destinations::Local(to) => {
             let from = local::live(to);
-            let target = local::rollback_target(to, named).map_err(Failure::refused)?;
-            local::switch(to, &target).map_err(|e| Failure {
-                target: None,
-                message: format!("cannot switch {}: {e}", to.display()),
-                kind: FailureKind::Failed,
-            })?;
+            let target = releases::choose(choice, from.as_deref(), &local::list(to))
+                .map_err(|why| Failure::refused(crate::sys::text::printable(&why, 2000)))?;
+            if from.as_deref() != Some(target.as_str()) {
+                local::switch(to, &target).map_err(|e| Failure {
+                    target: None,
+                    message: format!("cannot switch {}: {e}", to.display()),
+                    kind: FailureKind::Failed,
+                })?;
+            }
             Ok((from, target))
         }
-        Destinations::Hosts(h) => hosts::rollback(h, named, tools),
+        Destinations::Hosts(h) => hosts::switch_to(h, choice, tools),
     }
 }
 

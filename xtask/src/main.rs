@@ -246,6 +246,7 @@ mod tests {
             "run",
             "status",
             "rollback",
+            "resume",
             "sign",
             "\\-\\-follow",
             "\\-\\-force",
@@ -256,6 +257,7 @@ mod tests {
         assert!(!page.contains("__worker"), "the worker is not for people");
         let bash = String::from_utf8(bash_completion()).unwrap();
         assert!(bash.contains("--wait") && bash.contains("rollback") && bash.contains("complete -F"));
+        assert!(bash.contains("resume"), "resume is offered");
         assert!(!bash.contains("worker"), "the worker is not offered");
     }
 

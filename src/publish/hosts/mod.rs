@@ -38,12 +38,13 @@ mod switch;
 use std::path::Path;
 use std::time::Instant;
 
-use super::releases::{self, NoneBefore};
+use super::releases::{self, Choice, PruneFailure};
 use super::{Failure, FailureKind, Tools};
 use crate::config::Hosts;
 use crate::sys::process::{Exit, Out, Process};
 
-use crate::sys::text::shell_quote;
+use crate::sys::text::{printable, shell_quote};
+use crate::sys::time;
 pub use scripts::Served;
 use scripts::{rsync_e_word, Probe};
 use session::{first_failure, ssh_base, Connections, Session};
@@ -175,7 +176,7 @@ fn rsync(t: &Target, session: &Session, cfg: &Hosts, tools: &Tools, args: &[Stri
 
 /// Phase 1 on one target: clear old staging, upload into `.staging-<release>` with
 /// `--link-dest` against the live release, rename it into place.
-fn upload(
+fn upload_one(
     t: &Target,
     s: &mut Session,
     probe: &Probe,
@@ -271,19 +272,17 @@ fn remove_release(conns: &mut Connections, release: &str) {
     });
 }
 
-/// Publishes `from` as `release` on every target, all or none. Once every
-/// upload is in place, `stopped` is asked (true: a newer delivery superseded the build, and
-/// nothing is switched), then `ready` is called, before the first switch. Returns the
-/// release the first target served before.
-pub fn publish(
-    cfg: &Hosts,
-    keep: usize,
-    from: &Path,
-    release: &str,
-    tools: &Tools,
-    stopped: &mut dyn FnMut() -> bool,
-    ready: &mut dyn FnMut(&str),
-) -> Result<Option<String>, Failure> {
+/// A release uploaded to every target and renamed into place there, none switched to yet:
+/// phase 1 done, with the connections still open for phase 2 and the prune.
+pub struct Uploaded<'a> {
+    conns: Connections<'a>,
+    probes: Vec<Probe>,
+    release: String,
+}
+
+/// Phase 1: uploads `from` as `release` to every target, or to none (an upload that fails
+/// is removed everywhere).
+pub fn upload<'a>(cfg: &Hosts, from: &Path, release: &str, tools: &'a Tools<'a>) -> Result<Uploaded<'a>, Failure> {
     match super::link_leaving(from) {
         Ok(None) => {}
         Ok(Some((link, target))) => {
@@ -308,7 +307,7 @@ pub fn publish(
         return Err(f);
     }
     let probes: Vec<Probe> = probes.into_iter().flatten().collect();
-    let uploads = conns.each(|i, t, s| upload(t, s, &probes[i], cfg, tools, from, release));
+    let uploads = conns.each(|i, t, s| upload_one(t, s, &probes[i], cfg, tools, from, release));
     if let Some(f) = first_failure(&uploads) {
         tools.note(&format!("upload failed: {f}; no target is switched"));
         remove_release(&mut conns, release);
@@ -320,63 +319,123 @@ pub fn publish(
         names.len(),
         if names.len() == 1 { "" } else { "s" }
     ));
-
-    // A superseded build never publishes: the last moment to stop is before any switch.
-    if stopped() {
-        tools.note("superseded after the upload: no target is switched");
-        remove_release(&mut conns, release);
-        return Err(Failure {
-            target: None,
-            message: "superseded by a newer delivery".into(),
-            kind: FailureKind::Stopped,
-        });
-    }
-    ready(release);
-    let phase2 = Instant::now();
-    if let Err(f) = switch_all(&mut conns, &probes, release) {
-        tools.note(&format!("switch failed: {f}; every target keeps the release it served"));
-        // The new release goes where it is not live (a target that could not be switched
-        // back keeps it: it serves it).
-        conns.each(|_, t, s| {
-            s.run(&format!(
-                "[ \"$(cd -P -- {p} 2>/dev/null && pwd -P)\" = \"$(cd -P -- {d} 2>/dev/null && pwd -P)\" ] || rm -rf -- {d}",
-                p = shell_quote(&t.path),
-                d = shell_quote(&format!("{}/{release}", t.releases()))
-            ))
-            .map(|_| ())
-        });
-        return Err(f);
-    }
-    tools.note(&format!(
-        "switch phase: {:.1} ms",
-        phase2.elapsed().as_secs_f64() * 1000.0
-    ));
-
-    // keep: per target, never the live release, the one before it, or the one replaced.
-    conns.each(|i, t, s| {
-        let mut all = probes[i].releases.clone();
-        all.push(release.to_string());
-        all.sort();
-        let gone = releases::to_prune(&all, Some(release), probes[i].live(), keep);
-        if gone.is_empty() {
-            return Ok(());
-        }
-        let words: Vec<String> = gone
-            .iter()
-            .map(|g| shell_quote(&format!("{}/{g}", t.releases())))
-            .collect();
-        let r = s.run(&format!("rm -rf -- {}", words.join(" ")));
-        if let Ok((0, _)) = r {
-            tools.note(&format!("{}: pruned {}", t.name, gone.join(", ")));
-        }
-        Ok(())
-    });
-    Ok(probes.first().and_then(|p| p.live().map(String::from)))
+    Ok(Uploaded {
+        conns,
+        probes,
+        release: release.to_string(),
+    })
 }
 
-/// A rollback of every target to one release, all or none: `named`, else the release
-/// before the one they all serve. Returns (what they served, the release now served).
-pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Option<String>, String), Failure> {
+impl Uploaded<'_> {
+    /// The upload will never be switched to (a superseded build): removed everywhere.
+    pub fn discard(&mut self) {
+        remove_release(&mut self.conns, &self.release);
+    }
+
+    /// Phase 2: every target switched to the release, all or none.
+    pub fn switch(&mut self) -> Result<(), Failure> {
+        let release = self.release.clone();
+        let phase2 = Instant::now();
+        if let Err(f) = switch_all(&mut self.conns, &self.probes, &release) {
+            self.conns.tools.note(&format!(
+                "switch failed: {f}; every target that could be put back serves the release it served"
+            ));
+            // The new release goes where it is not live (a target that could not be
+            // switched back keeps it: it serves it).
+            self.conns.each(|_, t, s| {
+                s.run(&format!(
+                    "[ \"$(cd -P -- {p} 2>/dev/null && pwd -P)\" = \"$(cd -P -- {d} 2>/dev/null && pwd -P)\" ] || rm -rf -- {d}",
+                    p = shell_quote(&t.path),
+                    d = shell_quote(&format!("{}/{release}", t.releases()))
+                ))
+                .map(|_| ())
+            });
+            return Err(f);
+        }
+        self.conns.tools.note(&format!(
+            "switch phase: {:.1} ms",
+            phase2.elapsed().as_secs_f64() * 1000.0
+        ));
+        Ok(())
+    }
+
+    /// Removes on each target what `keep` lets go (`releases::Keep`), over the open
+    /// connections; `switched`: the release is live now (else each target serves what it
+    /// served). Returns what could not be removed, and why.
+    pub fn prune(&mut self, keep: &releases::Keep, switched: bool) -> Vec<PruneFailure> {
+        let (probes, release, tools) = (&self.probes, &self.release, self.conns.tools);
+        let results = self.conns.each(|i, t, s| {
+            let mut all = probes[i].releases.clone();
+            all.push(release.clone());
+            all.sort();
+            let live = if switched {
+                Some(release.as_str())
+            } else {
+                probes[i].live()
+            };
+            let gone = keep.to_prune(live, &all);
+            if gone.is_empty() {
+                return Ok(Vec::new());
+            }
+            prune_one(t, s, &gone, tools)
+        });
+        let mut failed = Vec::new();
+        for (t, r) in self.conns.targets.iter().zip(results) {
+            match r {
+                Ok(f) => failed.extend(f),
+                Err(f) => failed.push(PruneFailure {
+                    target: t.name.clone(),
+                    release: "(every release to prune)".into(),
+                    error: f.message,
+                    at: time::rfc3339(time::now()),
+                }),
+            }
+        }
+        failed
+    }
+}
+
+/// Removes `gone` on one target, one release at a time, so that one that cannot be removed
+/// (a file in it this user may not delete) is named with rm's first complaint.
+fn prune_one(t: &Target, s: &mut Session, gone: &[String], tools: &Tools) -> Result<Vec<PruneFailure>, String> {
+    let words: Vec<String> = gone
+        .iter()
+        .map(|g| shell_quote(&format!("{}/{g}", t.releases())))
+        .collect();
+    let out = s.run_ok(
+        "pruning",
+        &format!(
+            "for x in {}; do if ! e=$(rm -rf -- \"$x\" 2>&1); then printf 'unpruned %s\\t%s\\n' \"${{x##*/}}\" \"${{e%%\n*}}\"; fi; done",
+            words.join(" ")
+        ),
+    )?;
+    let mut failed = Vec::new();
+    for line in out.lines() {
+        let Some((name, error)) = line.strip_prefix("unpruned ").and_then(|l| l.split_once('\t')) else {
+            continue;
+        };
+        failed.push(PruneFailure {
+            target: t.name.clone(),
+            release: name.to_string(),
+            error: error.to_string(),
+            at: time::rfc3339(time::now()),
+        });
+    }
+    let removed: Vec<&str> = gone
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !failed.iter().any(|f| f.release == *g))
+        .collect();
+    if !removed.is_empty() {
+        tools.note(&format!("{}: pruned {}", t.name, removed.join(", ")));
+    }
+    Ok(failed)
+}
+
+/// A rollback or resume of every target to one release, all or none: the release `choice`
+/// means (`releases::choose`, over the releases every target has). Returns (what they
+/// served, the release now served).
+pub fn switch_to(cfg: &Hosts, choice: Choice, tools: &Tools) -> Result<(Option<String>, String), Failure> {
     let mut conns = Connections::open(cfg, tools, false, 10);
     let probes = conns.probe_all();
     if let Some(f) = first_failure(&probes) {
@@ -385,40 +444,29 @@ pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Opti
     let probes: Vec<Probe> = probes.into_iter().flatten().collect();
     let lives: Vec<Option<&str>> = probes.iter().map(Probe::live).collect();
     let from = lives[0].map(String::from);
-    let target = match named {
-        Some(n) => n.to_string(),
-        None => {
+    let target = match choice {
+        Choice::Named(n) => n.to_string(),
+        Choice::Back(_) => {
             if lives.iter().any(|l| *l != lives[0]) {
                 let each: Vec<String> = conns
                     .targets
                     .iter()
                     .zip(&lives)
-                    .map(|(t, l)| format!("{} serves {}", t.name, l.unwrap_or("no release")))
+                    .map(|(t, l)| format!("{} serves {}", t.name, printable(l.unwrap_or("no release"), 200)))
                     .collect();
                 return Err(Failure::refused(format!(
                     "the targets serve different releases ({}): name the one to serve with --to RELEASE",
                     each.join(", ")
                 )));
             }
-            let Some(live) = lives[0] else {
-                return Err(Failure::refused(
-                    "nothing is published yet: there is nothing to roll back to",
-                ));
-            };
-            match releases::before(&probes[0].releases, live) {
-                Ok(r) => r.to_string(),
-                Err(NoneBefore::Oldest) => {
-                    return Err(Failure::refused(format!(
-                        "{live} is the oldest release; there is nothing to roll back to"
-                    )))
-                }
-                Err(NoneBefore::NotListed) => {
-                    return Err(fail(
-                        &conns.targets[0].name,
-                        format!("the live release {live} is not among the releases"),
-                    ))
-                }
-            }
+            // The releases every target has: a rollback goes where all of them can.
+            let everywhere: Vec<String> = probes[0]
+                .releases
+                .iter()
+                .filter(|r| probes.iter().all(|p| p.releases.contains(r)))
+                .cloned()
+                .collect();
+            releases::choose(choice, lives[0], &everywhere).map_err(Failure::refused)?
         }
     };
     for (t, p) in conns.targets.iter().zip(&probes) {
@@ -426,8 +474,9 @@ pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Opti
             return Err(fail(
                 &t.name,
                 format!(
-                    "has no release {target} (it has: {}); nothing was switched",
-                    p.releases.join(", ")
+                    "has no release {} (it has: {}); nothing was switched",
+                    printable(&target, 200),
+                    printable(&p.releases.join(", "), 2000)
                 ),
             ));
         }
@@ -437,6 +486,9 @@ pub fn rollback(cfg: &Hosts, named: Option<&str>, tools: &Tools) -> Result<(Opti
                 format!("{} is not a symlink; nothing was switched", t.path),
             ));
         }
+    }
+    if lives.iter().all(|l| *l == Some(target.as_str())) {
+        return Ok((from, target));
     }
     switch_all(&mut conns, &probes, &target)?;
     Ok((from, target))
