@@ -11,12 +11,16 @@ use crate::webhosts::Fleet;
 const PAGE: &str = "mkdir -p dist && echo \"$DEPLOY_HOOK_COMMIT\" > dist/index.html";
 
 fn fleet_world(name: &str, n: usize, extra_publish: &str) -> (World, Fleet) {
+    fleet_world_keeping(name, n, 3, extra_publish)
+}
+
+fn fleet_world_keeping(name: &str, n: usize, keep: usize, extra_publish: &str) -> (World, Fleet) {
     let w = World::new(name);
     let fleet = Fleet::start(&w, n);
     w.config(
         "gitee",
         &format!(
-            "clean = [\"dist\"]\nsteps = [{}]\n[hooks.docs.publish]\nfrom = \"dist\"\nkeep = 3\n{}{extra_publish}",
+            "clean = [\"dist\"]\nsteps = [{}]\n[hooks.docs.publish]\nfrom = \"dist\"\nkeep = {keep}\n{}{extra_publish}",
             toml_str(PAGE),
             fleet.publish_toml()
         ),
@@ -121,4 +125,43 @@ fn every_host_is_held_by_a_rollback_resumes_together_and_rolls_back_through_what
     assert!(out.status.success(), "{out:?}");
     assert_serves(&fleet, &to, &commits[0]);
     drop(w0);
+}
+
+#[test]
+fn a_release_a_host_cannot_prune_is_logged_and_recorded() {
+    requires!(Root, WwwData, Sshd, Nginx);
+    let (w, fleet) = fleet_world_keeping("hosts-prune-failure", 2, 2, "");
+    w.push("index.md", "one\n");
+    assert_eq!(build(&w)["result"], "succeeded");
+    let first = fleet.hosts[1].live().unwrap();
+    // A folder of root's in web2's first release: the ssh user cannot empty it.
+    let rooted = fleet.hosts[1]
+        .path
+        .with_file_name("site.releases")
+        .join(&first)
+        .join("assets");
+    fs::create_dir_all(&rooted).unwrap();
+    fs::write(rooted.join("app.js"), "root's\n").unwrap();
+    for n in 2..=3 {
+        w.push("index.md", &format!("{n}\n"));
+        let b = build(&w);
+        assert_eq!(b["result"], "succeeded", "{}", w.log_text(&b));
+    }
+    let s = w.status();
+    let log = w.log_text(&s["last"]);
+    assert!(log.contains(&format!("web1: pruned {first}")), "{log}");
+    assert!(
+        log.contains(&format!("web2: could not prune release {first}: ")) && log.contains("ermission denied"),
+        "the build log says nothing of web2's failed prune:\n{log}"
+    );
+    let failures = s["prune_failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not recorded: {s}"));
+    assert_eq!(failures.len(), 1, "{s}");
+    assert_eq!(
+        (failures[0]["target"].as_str(), failures[0]["release"].as_str()),
+        (Some("web2"), Some(first.as_str()))
+    );
+    assert!(!fleet.hosts[0].releases().contains(&first));
+    assert!(fleet.hosts[1].releases().contains(&first), "half removed, still listed");
 }

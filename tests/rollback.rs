@@ -193,3 +193,74 @@ fn rollback_holds_the_site_until_resume_and_a_second_rollback_goes_further_back(
     assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
     assert_eq!(page(&www), "v6");
 }
+
+#[test]
+fn a_release_that_cannot_be_pruned_is_logged_and_recorded_until_it_can() {
+    requires!(Root, WwwData);
+    let w = crate::check::www_data_world("prune-failure");
+    let www = w.path("www/site");
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\nkeep = 2\n",
+            www.to_str().unwrap()
+        ),
+    );
+    let build = |n: usize| {
+        w.push("index.md", &format!("build {n}\n"));
+        let out = crate::check::as_www_data(&w, &["run", "docs", "--wait"]);
+        assert!(out.status.success(), "{}", crate::check::text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    build(1);
+    let first = fs::read_link(&www)
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // Root built in the release once (as the admin's `pnpm docs:build` as root did): a
+    // folder of root's that www-data cannot empty.
+    let rooted = w.path("www/site.releases").join(&first).join("assets");
+    fs::create_dir_all(&rooted).unwrap();
+    fs::write(rooted.join("app.js"), "root's\n").unwrap();
+    build(2);
+    let said = build(3);
+    let s = w.status();
+    let log = w.log_text(&s["last"]);
+    assert!(
+        log.contains(&format!("local: could not prune release {first}: ")) && log.contains("ermission denied"),
+        "the build log says nothing of the failed prune:\n{log}"
+    );
+    assert!(
+        said.contains("prune failed hook=docs target=local") && said.contains(&first),
+        "no log line (syslog, here stderr) for the failed prune:\n{said}"
+    );
+    let failures = s["prune_failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not recorded: {s}"));
+    assert_eq!(failures.len(), 1, "{s}");
+    assert_eq!(
+        (failures[0]["target"].as_str(), failures[0]["release"].as_str()),
+        (Some("local"), Some(first.as_str()))
+    );
+    assert!(
+        failures[0]["error"].as_str().unwrap().contains("ermission denied"),
+        "{s}"
+    );
+    assert!(
+        w.path("www/site.releases").join(&first).exists(),
+        "half removed, still listed"
+    );
+
+    // Removed by hand: the next prune succeeds and the record is cleared.
+    fs::remove_dir_all(&rooted).unwrap();
+    build(4);
+    let s = w.status();
+    assert!(
+        s.get("prune_failures")
+            .is_none_or(|f| f.as_array().is_some_and(|a| a.is_empty())),
+        "{s}"
+    );
+    assert!(!w.path("www/site.releases").join(&first).exists());
+}
