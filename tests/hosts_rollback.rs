@@ -3,6 +3,7 @@
 //! switches them together, and rollback goes back through what was live on all of them.
 
 use std::fs;
+use std::time::Duration;
 
 use crate::util::*;
 use crate::webhosts::Fleet;
@@ -164,4 +165,62 @@ fn a_release_a_host_cannot_prune_is_logged_and_recorded() {
     );
     assert!(!fleet.hosts[0].releases().contains(&first));
     assert!(fleet.hosts[1].releases().contains(&first), "half removed, still listed");
+}
+
+#[test]
+fn a_host_whose_switch_answers_late_is_switched_back_and_checked() {
+    requires!(Root, WwwData, Sshd, Nginx);
+    let (w, fleet) = fleet_world("hosts-late-switch", 3, "");
+    let c1 = w.push("index.md", "one\n");
+    assert_eq!(build(&w)["result"], "succeeded");
+    let release1 = fleet.hosts[0].live().unwrap();
+
+    // web2's rename waits until released: longer than the switch may take.
+    w.push("index.md", "two\n");
+    let (held, release, done) = (
+        fleet.hosts[1].fault("switch-held"),
+        fleet.hosts[1].fault("release-switch"),
+        fleet.hosts[1].fault("switch-done"),
+    );
+    fs::write(fleet.hosts[1].fault("hold-switch"), "").unwrap();
+    let failed = std::thread::scope(|s| {
+        let b = s.spawn(|| build(&w));
+        wait_for("web2's rename to be held", Duration::from_secs(60), || held.exists());
+        // The build gives up waiting for web2's answer (it says so in its log); only then
+        // is web2's rename done: late, after the others were switched back.
+        let log = w.hook_dir().join("builds");
+        wait_for(
+            "the build to give up on web2's answer",
+            Duration::from_secs(120),
+            || {
+                fs::read_dir(&log)
+                    .unwrap()
+                    .flatten()
+                    .any(|e| fs::read_to_string(e.path()).is_ok_and(|t| t.contains("no answer within")))
+            },
+        );
+        fs::write(&release, "").unwrap();
+        b.join().unwrap()
+    });
+    wait_for("web2's late rename", Duration::from_secs(60), || done.exists());
+    let log = w.log_text(&failed);
+    assert_eq!(failed["result"], "failed", "{log}");
+    assert_eq!(failed["failed_step"], "publish web2", "{log}");
+    for h in &fleet.hosts {
+        let (status, body) = h.get("/index.html");
+        assert_eq!(
+            (status, body.trim()),
+            (200, c1.as_str()),
+            "{} serves the new release after a failed switch:\n{log}",
+            h.name
+        );
+        assert_eq!(h.live().as_ref(), Some(&release1), "{}", h.name);
+    }
+    assert!(
+        log.contains(&format!("web2: switched back to {release1} (checked: it serves it)")),
+        "{log}"
+    );
+    for h in ["web1", "web3"] {
+        assert!(log.contains(&format!("{h}: switched back to {release1}")), "{log}");
+    }
 }

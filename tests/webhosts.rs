@@ -9,8 +9,11 @@
 //! folder is really unwritable. sshd's `SetEnv PATH` puts the host's `bin/` first: the
 //! `mv` and `rsync` there are the real ones unless a fault flag file in the host's
 //! `faults/` folder says otherwise (`fail-switch`: mv over the served path fails;
-//! `hold-upload`: rsync on the host waits, after writing `uploading`, until the flag goes;
-//! `huge-answer`: the `sh` a session runs first prints 128 MiB with no newline).
+//! `hold-switch`: the next mv over the served path, taking the flag, writes `switch-held`
+//! and waits for `release-switch`, then renames and writes `switch-done`: a switch that
+//! answers late; `hold-upload`: rsync on the host waits, after writing `uploading`, until
+//! the flag goes; `huge-answer`: the `sh` a session runs first prints 128 MiB with no
+//! newline).
 //!
 //! Nothing is installed here: `tests/run.sh` installs openssh-server, openssh-client,
 //! rsync and nginx. Every daemon, and every process under it (sshd's sessions), is killed
@@ -181,7 +184,7 @@ impl Host {
         fs::write(
             dir.join("bin/mv"),
             format!(
-                "#!/bin/sh\nif [ -e {f}/fail-switch ]; then for last; do :; done; if [ \"$last\" = {p} ]; then echo \"mv: injected fault on {name}: cannot replace $last\" >&2; exit 1; fi; fi\nexec /bin/mv \"$@\"\n",
+                "#!/bin/sh\nfor last; do :; done\nif [ \"$last\" = {p} ]; then\n  if [ -e {f}/fail-switch ]; then echo \"mv: injected fault on {name}: cannot replace $last\" >&2; exit 1; fi\n  if [ -e {f}/hold-switch ]; then rm -f {f}/hold-switch; : > {f}/switch-held; while [ ! -e {f}/release-switch ]; do sleep 0.05; done; /bin/mv \"$@\"; rc=$?; : > {f}/switch-done; exit $rc; fi\nfi\nexec /bin/mv \"$@\"\n",
                 f = faults.display(),
                 p = quoted
             ),

@@ -170,6 +170,8 @@ impl Session {
                     Some(code) => {
                         return Ok((code.trim().parse().unwrap_or(-1), output.trim().to_string(), at));
                     }
+                    // The end of an earlier command that was given up on (no answer in time).
+                    None if line.starts_with(MARK) => {}
                     None if output.len() + line.len() >= ANSWER_MAX => {
                         return Err(self.break_off(format!(
                             "answered more than {} MiB to one command; it is not read any further",
@@ -307,6 +309,9 @@ pub(super) struct Connections<'a> {
     pub(super) targets: Vec<Target>,
     pub(super) sessions: Vec<Result<Session, String>>,
     pub(super) tools: &'a Tools<'a>,
+    /// To open a connection again (`reopen_if_lost`).
+    cfg: Hosts,
+    connect_timeout: u32,
 }
 
 impl<'a> Connections<'a> {
@@ -327,7 +332,24 @@ impl<'a> Connections<'a> {
             targets,
             sessions,
             tools,
+            cfg: cfg.clone(),
+            connect_timeout,
         }
+    }
+
+    /// Opens target `i`'s connection again when it ended (its `sh` or ssh is gone), without
+    /// a ControlMaster; true when a new one is open. Call it on the thread that outlives the
+    /// session: a session's processes die with the thread that started them.
+    pub(super) fn reopen_if_lost(&mut self, i: usize) -> bool {
+        let gone = match &mut self.sessions[i] {
+            Ok(s) => s.stdin.is_none() || s.child.ended().is_some(),
+            Err(_) => true,
+        };
+        if !gone {
+            return false;
+        }
+        self.sessions[i] = Session::open(&self.targets[i], &self.cfg, self.tools, None, self.connect_timeout);
+        self.sessions[i].is_ok()
     }
 
     /// Runs `f` for every target at once; `f` gets the target, its session and its index.
