@@ -167,6 +167,14 @@ fn rollback_holds_the_site_until_resume_and_a_second_rollback_goes_further_back(
     );
     assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
     assert_eq!(page(&www), "v2");
+    // `run` says it too.
+    let out = ok(&w, &["run", "docs"]);
+    assert!(
+        out.contains("held by a rollback") && out.contains("deploy-hook resume docs"),
+        "{out}"
+    );
+    assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
+    assert_eq!(page(&www), "v2");
     let newest = w.status()["last"]["release"].as_str().unwrap().to_string();
 
     // A second rollback goes further back through what was live (v1), not to a held build.

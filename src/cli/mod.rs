@@ -175,15 +175,23 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         queue::spawn_worker(&cfg.file, &hook.name, &state)?;
         writeln!(
             out,
-            "{}: build started; follow it with: deploy-hook status {}",
+            "{}: build started; follow it with: deploy-hook status {} --follow",
             hook.name, hook.name
         )
         .ok();
     } else {
         writeln!(
             out,
-            "{}: a build is running; another from the newest commit follows it",
-            hook.name
+            "{}: a build is running; another from the newest commit follows it (deploy-hook status {} --follow follows it)",
+            hook.name, hook.name
+        )
+        .ok();
+    }
+    if hook.publish.is_some() && state.read_status().is_ok_and(|s| s.held.is_some()) {
+        writeln!(
+            out,
+            "{}: held by a rollback: the build makes its release but nothing is switched to it until deploy-hook resume {}",
+            hook.name, hook.name
         )
         .ok();
     }
