@@ -226,7 +226,7 @@ pub enum Outcome {
     /// a token, and this answer goes to the forge.
     Failed {
         build: String,
-        result: String,
+        result: BuildResult,
         at: Option<String>,
     },
     /// A ping or test delivery.
@@ -235,6 +235,64 @@ pub enum Outcome {
     Ignored(String),
     /// A Gitee signing token accepted before: a replay.
     Duplicate,
+}
+
+/// How a build ended: `result` in status.json, the build log's `result:` line, the `build
+/// end` log line, `DEPLOY_HOOK_RESULT`, a sync answer. Spelled in status.json as it always
+/// was (`timed_out`), so an old status.json reads and a new one reads the same. It lives
+/// here, with the answers and the exit codes, because it decides both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildResult {
+    /// Every step ran and the output was published.
+    Succeeded,
+    /// The head was already built and live with the same config: nothing ran.
+    Unchanged,
+    /// A stage failed: a step's exit status, a publish that failed, a clean that refused.
+    Failed,
+    /// A step ran longer than `step_timeout_secs`.
+    TimedOut,
+    /// Stopped for a newer delivery (`on_busy = "supersede"`); that one builds next.
+    Superseded,
+    /// Its worker died (kill -9, a reboot); recorded by whoever took the lock next.
+    Interrupted,
+    /// A word this version does not know (written by a newer one): read, never written by us.
+    #[serde(other)]
+    Unknown,
+}
+
+impl BuildResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildResult::Succeeded => "succeeded",
+            BuildResult::Unchanged => "unchanged",
+            BuildResult::Failed => "failed",
+            BuildResult::TimedOut => "timed_out",
+            BuildResult::Superseded => "superseded",
+            BuildResult::Interrupted => "interrupted",
+            BuildResult::Unknown => "unknown",
+        }
+    }
+
+    /// What `run --wait` and `status --follow` exit 0 for: it succeeded, or had nothing to do.
+    pub fn is_good(self) -> bool {
+        matches!(self, BuildResult::Succeeded | BuildResult::Unchanged)
+    }
+
+    /// The exit code of a command that waited for a build with this result.
+    pub fn exit_code(self) -> i32 {
+        if self.is_good() {
+            exit::OK
+        } else {
+            exit::FAILED
+        }
+    }
+}
+
+impl fmt::Display for BuildResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// What a queued build waits for.
@@ -318,7 +376,7 @@ impl fmt::Display for Outcome {
                 "{branch} is already built and live at {commit}; nothing to do (build {build})"
             ),
             Outcome::Failed { build, result, at } => {
-                write!(f, "build {build} {}", result.replace('_', " "))?;
+                write!(f, "build {build} {}", result.as_str().replace('_', " "))?;
                 if let Some(at) = at {
                     write!(f, " at {at}")?;
                 }
@@ -374,7 +432,7 @@ mod tests {
         );
         let failed = Outcome::Failed {
             build: "b1".into(),
-            result: "timed_out".into(),
+            result: BuildResult::TimedOut,
             at: Some("step 2 (deploy)".into()),
         };
         assert_eq!(

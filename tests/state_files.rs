@@ -111,3 +111,74 @@ fn build_logs_of_one_millisecond_are_pruned_oldest_first() {
         assert!(builds.join(name).exists(), "{name} was pruned before the oldest");
     }
 }
+
+/// A status.json as the versions before typed results wrote it: every result word, a base,
+/// dirty steps, a rollback.
+const OLD_STATUS: &str = r#"{
+  "state": "idle",
+  "pending": false,
+  "last": {"id": "20261128-010600-000", "delivery": "d6", "started": "2026-11-28T01:06:00Z", "finished": "2026-11-28T01:06:01Z", "result": "interrupted", "commit": null, "failed_step": "pnpm docs:build", "log": "/nowhere/6.log", "duration_secs": 1.0},
+  "current": null,
+  "history": [
+    {"id": "20261128-010600-000", "delivery": "d6", "started": "2026-11-28T01:06:00Z", "finished": "2026-11-28T01:06:01Z", "result": "interrupted", "commit": null, "failed_step": "pnpm docs:build", "log": "/nowhere/6.log", "duration_secs": 1.0},
+    {"id": "20261128-010500-000", "delivery": "d5", "started": "2026-11-28T01:05:00Z", "finished": "2026-11-28T01:05:01Z", "result": "superseded", "commit": "5555555555555555555555555555555555555555", "failed_step": "pnpm install", "failed_at": "step 1 (pnpm)", "log": "/nowhere/5.log", "duration_secs": 1.0},
+    {"id": "20261128-010400-000", "delivery": "d4", "started": "2026-11-28T01:04:00Z", "finished": "2026-11-28T01:04:09Z", "result": "timed_out", "commit": "4444444444444444444444444444444444444444", "failed_step": "sleep 1000", "failed_at": "step 1 (sleep)", "log": "/nowhere/4.log", "duration_secs": 9.0},
+    {"id": "20261128-010300-000", "delivery": "d3", "started": "2026-11-28T01:03:00Z", "finished": "2026-11-28T01:03:01Z", "result": "failed", "commit": "3333333333333333333333333333333333333333", "failed_step": "false", "failed_at": "step 1 (false)", "log": "/nowhere/3.log", "duration_secs": 0.5},
+    {"id": "20261128-010200-000", "delivery": "d2", "started": "2026-11-28T01:02:00Z", "finished": "2026-11-28T01:02:01Z", "result": "unchanged", "commit": "1111111111111111111111111111111111111111", "failed_step": null, "log": "/nowhere/2.log", "duration_secs": 0.1, "release": "20261128-010100-000-1111111111"},
+    {"id": "20261128-010100-000", "delivery": "d1", "started": "2026-11-28T01:01:00Z", "finished": "2026-11-28T01:01:03Z", "result": "succeeded", "commit": "1111111111111111111111111111111111111111", "failed_step": null, "log": "/nowhere/1.log", "duration_secs": 3.2, "release": "20261128-010100-000-1111111111"}
+  ],
+  "live_release": "20261128-010100-000-1111111111",
+  "last_rollback": {"from": "20261128-005900-000-0000000000", "to": "20261128-010100-000-1111111111", "at": "2026-11-28T01:01:30Z"},
+  "base": {"id": "20261128-010100-000", "commit": "1111111111111111111111111111111111111111", "config": "0123456789abcdef01234567", "release": "20261128-010100-000-1111111111"},
+  "dirty_steps": [0]
+}
+"#;
+
+#[test]
+fn an_old_status_json_reads_and_a_new_one_is_written_the_same_way() {
+    let w = World::new("state-compat");
+    w.config("gitee", "mode = \"sync\"\nsteps = [\"true\"]");
+    fs::create_dir_all(w.hook_dir()).unwrap();
+    fs::write(w.hook_dir().join("status.json"), OLD_STATUS).unwrap();
+    let old: serde_json::Value = serde_json::from_str(OLD_STATUS).unwrap();
+
+    // `status` reads every word as it was written
+    let out = w.cmd(&["status", "docs", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["history", "last", "base", "dirty_steps", "last_rollback", "state"] {
+        assert_eq!(st[key], old[key], "{key}: {st}");
+    }
+    let text = String::from_utf8(w.cmd(&["status", "docs"]).stdout).unwrap();
+    for shown in [
+        "interrupted at: pnpm docs:build",
+        "superseded during: pnpm install",
+        "timed out: sleep 1000",
+        "failed: false",
+    ] {
+        assert!(text.contains(shown), "{shown}: {text}");
+    }
+
+    // a build written now: the old records are kept as they were, the new one is spelt
+    // with the same keys and words
+    let r = w.gitee_push().run();
+    assert_eq!(r.word(), "succeeded", "{}", r.json);
+    let new = w.status();
+    assert_eq!(new["state"], "idle");
+    assert_eq!(new["last"]["result"], "succeeded");
+    let history = new["history"].as_array().unwrap();
+    assert_eq!(&history[1..], &old["history"].as_array().unwrap()[..], "{new}");
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    // a new build's record has the keys of the old "succeeded" one (no release: no publish)
+    let mut old_keys = keys(&old["history"][5]);
+    old_keys.retain(|k| k != "release");
+    assert_eq!(keys(&history[0]), old_keys);
+    // and the status the keys of the old one (the dirty steps are clean after a success)
+    let mut old_keys = keys(&old);
+    old_keys.retain(|k| k != "dirty_steps");
+    assert_eq!(keys(&new), old_keys);
+}

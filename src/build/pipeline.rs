@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::build::buildlog::BuildLog;
-use crate::build::state::{Base, BuildRecord, Current, HookState, Pending};
+use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
 use crate::config::{Cmd, Destinations, Hook, Step};
 use crate::error::{Error, Result};
 use crate::publish::{self, FailureKind};
@@ -207,11 +207,12 @@ pub fn step_label(position: usize, cmd: &Cmd) -> String {
     format!("step {position} ({})", program.rsplit('/').next().unwrap_or(program))
 }
 
-fn result_word(exit: &Exit) -> &'static str {
+/// How a build that stopped at a command ended.
+fn result_of(exit: &Exit) -> BuildResult {
     match exit {
-        Exit::TimedOut => "timed_out",
-        Exit::Cancelled => "superseded",
-        _ => "failed",
+        Exit::TimedOut => BuildResult::TimedOut,
+        Exit::Cancelled => BuildResult::Superseded,
+        _ => BuildResult::Failed,
     }
 }
 
@@ -263,7 +264,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         // No rollback or resume runs while this build holds the lock: these hold until its end.
         plan.held = s.held.clone();
         plan.live_history = s.live_history.clone();
-        s.state = "building".into();
+        s.state = State::Building;
         s.current = Some(Current {
             id: id.clone(),
             delivery: p.delivery.clone(),
@@ -303,10 +304,10 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     let (result, failed_step, failed_at, published, release) = match outcome {
         Ok(Done::Built(published)) => {
             let release = published.as_ref().map(|p| p.release.clone());
-            ("succeeded".to_string(), None, None, published, release)
+            (BuildResult::Succeeded, None, None, published, release)
         }
-        Ok(Done::Unchanged(base)) => ("unchanged".to_string(), None, None, None, base.release),
-        Err(f) => (result_word(&f.exit).to_string(), Some(f.step), Some(f.at), None, None),
+        Ok(Done::Unchanged(base)) => (BuildResult::Unchanged, None, None, None, base.release),
+        Err(f) => (result_of(&f.exit), Some(f.step), Some(f.at), None, None),
     };
     let duration = clock.elapsed().as_secs_f64();
     run.note(&format!("\ntiming: {timing}"));
@@ -320,7 +321,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         delivery: p.delivery.clone(),
         started,
         finished: time::rfc3339(time::now()),
-        result: result.clone(),
+        result,
         commit: commit.clone(),
         failed_step: failed_step.clone(),
         failed_at: failed_at.clone(),
@@ -330,26 +331,14 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         held: published.as_ref().is_some_and(|p| !p.switched),
     };
     let recorded = state.update_status(|s| {
-        if let Some(p) = published.as_ref().filter(|p| p.switched) {
-            s.went_live(&p.release, publish::By::Publish);
-        }
         if let Some(p) = &published {
             // What this publish's own prune (the web hosts') could not remove; the local
             // prune below adds its own.
             s.prune_failures = p.prune_failures.clone();
         }
-        if result == "succeeded" {
-            if let Some(c) = &commit {
-                s.base = Some(Base {
-                    id: id.clone(),
-                    commit: c.clone(),
-                    config: plan.config.clone(),
-                    release: release.clone(),
-                });
-                s.dirty_steps.clear();
-            }
-        }
-        s.finish(record.clone());
+        // What went live: the release it switched to (none while a rollback holds the site).
+        let live = published.as_ref().filter(|p| p.switched).map(|p| p.release.clone());
+        s.finish(record.clone(), live);
     })?;
     let level_line = format!(
         "build end hook={} id={id} commit={} result={result}{}{} duration={:.1}s",
@@ -362,7 +351,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         if record.held { " held=yes" } else { "" },
         duration
     );
-    if result == "succeeded" || result == "unchanged" {
+    if result.is_good() {
         log.info(&level_line);
     } else {
         log.warn(&level_line);
@@ -734,18 +723,16 @@ fn publish_stage(
 /// Runs `on_success` / `on_failure`. Their failure is logged and changes nothing.
 fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
     // A superseded build did not fail: a newer one is already on its way.
-    let cmd: &Option<Cmd> = match record.result.as_str() {
-        "succeeded" => &run.hook.on_success,
-        "failed" | "timed_out" => &run.hook.on_failure,
-        _ => &None,
+    let (cmd, which) = match record.result {
+        BuildResult::Succeeded => (&run.hook.on_success, "on_success"),
+        BuildResult::Failed | BuildResult::TimedOut => (&run.hook.on_failure, "on_failure"),
+        BuildResult::Unchanged | BuildResult::Superseded | BuildResult::Interrupted | BuildResult::Unknown => {
+            (&None, "")
+        }
     };
     let Some(cmd) = cmd else { return };
-    let which = if record.result == "succeeded" {
-        "on_success"
-    } else {
-        "on_failure"
-    };
-    run.env.insert("DEPLOY_HOOK_RESULT".into(), record.result.clone());
+    run.env
+        .insert("DEPLOY_HOOK_RESULT".into(), record.result.as_str().into());
     run.env.insert(
         "DEPLOY_HOOK_FAILED_STEP".into(),
         record.failed_step.clone().unwrap_or_default(),

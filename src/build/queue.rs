@@ -36,7 +36,7 @@ use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
 use crate::build::pipeline::{self, Build};
-use crate::build::state::{write_atomic, BuildRecord, HookState, Pending};
+use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
 use crate::publish::{self, local};
@@ -267,7 +267,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
         ));
     }
     let status = state.read_status()?;
-    if status.state != "building" {
+    if status.state != State::Building {
         return Ok(());
     }
     let mut killed = status
@@ -287,68 +287,55 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
     // Web hosts are not asked (recovery must not wait on ssh): such a build is recorded
     // as interrupted, and the next build publishes again.
     let live = hook.publish.as_ref().and_then(|p| publish::live(p, None));
-    let published = |c: &crate::build::state::Current| c.release.is_some() && c.release == live;
-    state.update_status(|s| {
-        let record = match s.current.take() {
-            Some(c) => {
-                let published = published(&c);
-                BuildRecord {
-                    duration_secs: time::parse_rfc3339(&c.started)
-                        .map(|t| now.as_secs().saturating_sub(t) as f64)
-                        .unwrap_or(0.0),
-                    id: c.id,
-                    delivery: c.delivery,
-                    started: c.started,
-                    finished: time::rfc3339(now),
-                    result: if published { "succeeded" } else { "interrupted" }.into(),
-                    commit: c.commit,
-                    failed_step: if published { None } else { c.step },
-                    failed_at: None,
-                    log: c.log,
-                    release: if published { c.release } else { None },
-                    held: false,
-                }
-            }
-            None => BuildRecord {
-                id: "unknown".into(),
-                delivery: String::new(),
-                started: String::new(),
+    let record = match &status.current {
+        Some(c) => {
+            let published = c.release.is_some() && c.release == live;
+            BuildRecord {
+                duration_secs: time::parse_rfc3339(&c.started)
+                    .map(|t| now.as_secs().saturating_sub(t) as f64)
+                    .unwrap_or(0.0),
+                id: c.id.clone(),
+                delivery: c.delivery.clone(),
+                started: c.started.clone(),
                 finished: time::rfc3339(now),
-                result: "interrupted".into(),
-                commit: None,
-                failed_step: None,
+                result: if published {
+                    BuildResult::Succeeded
+                } else {
+                    BuildResult::Interrupted
+                },
+                commit: c.commit.clone(),
+                failed_step: if published { None } else { c.step.clone() },
                 failed_at: None,
-                log: String::new(),
-                duration_secs: 0.0,
-                release: None,
+                log: c.log.clone(),
+                release: if published { c.release.clone() } else { None },
                 held: false,
-            },
-        };
-        if record.result == "succeeded" {
-            if let Some(r) = &record.release {
-                s.went_live(r, publish::By::Publish);
-            }
-            // It ran every step and published: later builds compare with it.
-            let config = status.current.as_ref().and_then(|c| c.config.clone());
-            if let (Some(commit), Some(config)) = (record.commit.clone(), config) {
-                s.base = Some(crate::build::state::Base {
-                    id: record.id.clone(),
-                    commit,
-                    config,
-                    release: record.release.clone(),
-                });
-                s.dirty_steps.clear();
             }
         }
-        s.finish(record);
-    })?;
-    let was_published = status.current.as_ref().is_some_and(published);
+        None => BuildRecord {
+            id: "unknown".into(),
+            delivery: String::new(),
+            started: String::new(),
+            finished: time::rfc3339(now),
+            result: BuildResult::Interrupted,
+            commit: None,
+            failed_step: None,
+            failed_at: None,
+            log: String::new(),
+            duration_secs: 0.0,
+            release: None,
+            held: false,
+        },
+    };
+    let published = record.result == BuildResult::Succeeded;
+    // It ran every step and published: the same transition as a build that says so itself.
+    let went_live = if published { record.release.clone() } else { None };
+    state.update_status(|s| s.finish(record.clone(), went_live))?;
     log.warn(&format!(
         "build {} hook={} id={} (its worker died after {}; {killed} leftover processes killed)",
-        if was_published { "succeeded" } else { "interrupted" },
+        record.result,
         hook.name,
-        status.current.map(|c| c.id).unwrap_or_default(),
-        if was_published { "publishing" } else { "starting it" }
+        record.id,
+        if published { "publishing" } else { "starting it" }
     ));
     Ok(())
 }

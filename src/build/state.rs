@@ -25,11 +25,25 @@ use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::error::BuildResult;
 use crate::error::{Error, Result};
 use crate::publish;
 
 /// How many finished builds `status.json` remembers.
 pub const HISTORY: usize = 10;
+
+/// What a hook's builder does, as `state` in status.json says it. A status that says
+/// `building` while nobody holds the build lock belongs to a builder that died
+/// (`queue::recover`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Building,
+    /// No build runs (an unknown word reads as this: the lock says the rest).
+    #[default]
+    #[serde(other)]
+    Idle,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuildRecord {
@@ -37,8 +51,7 @@ pub struct BuildRecord {
     pub delivery: String,
     pub started: String,
     pub finished: String,
-    /// succeeded | failed | timed_out | interrupted | superseded
-    pub result: String,
+    pub result: BuildResult,
     pub commit: Option<String>,
     pub failed_step: Option<String>,
     /// Where it failed by stage name and position only (`step 2 (deploy)`), for answers
@@ -78,8 +91,7 @@ pub struct Current {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
-    /// idle | building
-    pub state: String,
+    pub state: State,
     pub pending: bool,
     pub last: Option<BuildRecord>,
     #[serde(default)]
@@ -135,7 +147,7 @@ pub struct Rollback {
 impl Default for Status {
     fn default() -> Status {
         Status {
-            state: "idle".into(),
+            state: State::Idle,
             pending: false,
             last: None,
             current: None,
@@ -164,9 +176,31 @@ impl Status {
         );
     }
 
-    pub fn finish(&mut self, record: BuildRecord) {
-        self.state = "idle".into();
-        self.current = None;
+    /// The one transition "a build finished", whoever records it: the build's own worker
+    /// (`pipeline::build`) or the next holder of the lock after its worker died
+    /// (`queue::recover`). `live` is the release this build switched to, if it did (not
+    /// while a rollback holds the site, nor for an unchanged build).
+    ///
+    /// A succeeded build becomes the base that later builds compare with (`if_changed`,
+    /// `unchanged`), with the config it ran with (`Current::config`), and the steps
+    /// marked dirty since the old base are clean again. Any other result leaves the base.
+    pub fn finish(&mut self, record: BuildRecord, live: Option<String>) {
+        let config = self.current.take().filter(|c| c.id == record.id).and_then(|c| c.config);
+        if let Some(release) = &live {
+            self.went_live(release, publish::By::Publish);
+        }
+        if record.result == BuildResult::Succeeded {
+            if let (Some(commit), Some(config)) = (&record.commit, config) {
+                self.base = Some(Base {
+                    id: record.id.clone(),
+                    commit: commit.clone(),
+                    config,
+                    release: record.release.clone(),
+                });
+                self.dirty_steps.clear();
+            }
+        }
+        self.state = State::Idle;
         self.history.insert(0, record.clone());
         self.history.truncate(HISTORY);
         self.last = Some(record);
@@ -302,15 +336,18 @@ impl HookState {
         self.locked(|| Ok((self.read_status()?, self.has_pending())))
     }
 
-    fn write_status_unlocked(&self, status: &mut Status) -> Result<()> {
-        if status.state == "building" {
+    /// Writes status.json, with the state lock held. Every write goes through here, so
+    /// `pending` is always the markers' word (`has_pending`), and a build recorded as
+    /// building has its taken delivery (`taking`) settled.
+    fn write_status_unlocked(&self, status: &mut Status, sync: bool) -> Result<()> {
+        if status.state == State::Building {
             // The taken delivery's build is recorded now: it can no longer be lost.
             let _ = fs::remove_file(self.taking_path());
         }
         status.pending = self.has_pending();
         let mut json = serde_json::to_vec_pretty(status).unwrap_or_default();
         json.push(b'\n');
-        write_atomic(&self.status_path(), &json)
+        write_replacing(&self.status_path(), &json, sync)
             .map_err(|e| Error::io(format!("cannot write {}", self.status_path().display()), e))
     }
 
@@ -318,24 +355,19 @@ impl HookState {
     /// disk, since each costs about 10 ms on a busy disk and a power cut that loses one
     /// loses nothing the build's next synced write does not put right.
     pub fn update_progress(&self, f: impl FnOnce(&mut Status)) -> Result<Status> {
-        self.locked(|| {
-            let mut status = self.read_status()?;
-            f(&mut status);
-            status.pending = self.pending_path().exists();
-            let mut json = serde_json::to_vec_pretty(&status).unwrap_or_default();
-            json.push(b'\n');
-            write_replacing(&self.status_path(), &json, false)
-                .map_err(|e| Error::io(format!("cannot write {}", self.status_path().display()), e))?;
-            Ok(status)
-        })
+        self.update(f, false)
     }
 
-    /// Read-modify-write of status.json; `pending` is always set from the marker's presence.
+    /// Read-modify-write of status.json, synced; `pending` is always set from the markers.
     pub fn update_status(&self, f: impl FnOnce(&mut Status)) -> Result<Status> {
+        self.update(f, true)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status), sync: bool) -> Result<Status> {
         self.locked(|| {
             let mut status = self.read_status()?;
             f(&mut status);
-            self.write_status_unlocked(&mut status)?;
+            self.write_status_unlocked(&mut status, sync)?;
             Ok(status)
         })
     }
@@ -348,7 +380,7 @@ impl HookState {
             write_atomic(&self.pending_path(), &json)
                 .map_err(|e| Error::io(format!("cannot write {}", self.pending_path().display()), e))?;
             let mut status = self.read_status()?;
-            self.write_status_unlocked(&mut status)
+            self.write_status_unlocked(&mut status, true)
         })
     }
 
@@ -370,7 +402,7 @@ impl HookState {
             fs::rename(&path, self.taking_path())
                 .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
             let mut status = self.read_status()?;
-            self.write_status_unlocked(&mut status)?;
+            self.write_status_unlocked(&mut status, true)?;
             Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Pending {
                 delivery: "unknown".into(),
                 event: "unknown".into(),
@@ -401,7 +433,7 @@ impl HookState {
                 Err(e) => return Err(Error::io(format!("cannot put back {}", taking.display()), e)),
             }
             let mut status = self.read_status()?;
-            self.write_status_unlocked(&mut status)?;
+            self.write_status_unlocked(&mut status, true)?;
             Ok(back)
         })
     }
@@ -596,7 +628,7 @@ mod tests {
         assert!(s.read_status().unwrap().pending);
         s.mark_pending(&p("b")).unwrap();
         assert_eq!(s.take_pending().unwrap().unwrap().delivery, "b");
-        s.update_status(|st| st.state = "building".into()).unwrap();
+        s.update_status(|st| st.state = State::Building).unwrap();
         assert!(!s.read_status().unwrap().pending);
         assert_eq!(s.take_pending().unwrap(), None);
         fs::write(s.pending_path(), "garbage").unwrap();
@@ -680,30 +712,117 @@ mod tests {
         // the builder died here: the next holder puts it back
         assert!(s.untake().unwrap());
         assert_eq!(s.take_pending().unwrap().unwrap().delivery, "d1");
-        s.update_status(|st| st.state = "building".into()).unwrap();
+        s.update_status(|st| st.state = State::Building).unwrap();
         assert!(!s.has_pending() && !s.read_status().unwrap().pending);
         assert!(!s.untake().unwrap());
         fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
+    }
+
+    fn record(id: &str, result: BuildResult, release: Option<&str>) -> BuildRecord {
+        BuildRecord {
+            id: id.into(),
+            delivery: String::new(),
+            started: String::new(),
+            finished: String::new(),
+            result,
+            commit: Some(format!("commit-{id}")),
+            failed_step: None,
+            failed_at: None,
+            log: String::new(),
+            duration_secs: 0.0,
+            release: release.map(String::from),
+            held: false,
+        }
+    }
+
+    fn building(st: &mut Status, id: &str) {
+        st.state = State::Building;
+        st.current = Some(Current {
+            id: id.into(),
+            delivery: String::new(),
+            started: String::new(),
+            pid: 1,
+            log: String::new(),
+            commit: None,
+            step: None,
+            step_started: None,
+            release: None,
+            config: Some(format!("config-{id}")),
+        });
+    }
+
+    #[test]
+    fn only_a_succeeded_build_becomes_the_base() {
+        let mut st = Status::default();
+        building(&mut st, "1");
+        st.finish(record("1", BuildResult::Succeeded, Some("r1")), Some("r1".into()));
+        let base = st.base.clone().unwrap();
+        assert_eq!((base.commit.as_str(), base.config.as_str()), ("commit-1", "config-1"));
+        assert_eq!((st.state, st.current.is_none()), (State::Idle, true));
+        assert_eq!(st.live_release.as_deref(), Some("r1"));
+        for (id, result) in [
+            ("2", BuildResult::Failed),
+            ("3", BuildResult::Interrupted),
+            ("4", BuildResult::Superseded),
+        ] {
+            building(&mut st, id);
+            st.dirty_steps = vec![0];
+            st.finish(record(id, result, None), None);
+            assert_eq!(st.base, Some(base.clone()), "{result}");
+            assert_eq!(st.dirty_steps, [0], "{result}");
+            assert_eq!(st.live_release.as_deref(), Some("r1"), "{result}");
+        }
+        // an unchanged build names what stays live and changes no base
+        building(&mut st, "5");
+        st.finish(record("5", BuildResult::Unchanged, Some("r1")), Some("r1".into()));
+        assert_eq!((st.base.as_ref(), st.dirty_steps.len()), (Some(&base), 1));
+        building(&mut st, "6");
+        st.finish(record("6", BuildResult::Succeeded, Some("r6")), Some("r6".into()));
+        assert_eq!(st.base.as_ref().unwrap().release.as_deref(), Some("r6"));
+        assert!(st.dirty_steps.is_empty());
+        assert_eq!(st.history.len(), 6);
+    }
+
+    #[test]
+    fn a_word_of_a_newer_version_is_read_not_lost() {
+        let text = r#"{"state":"resting","pending":false,"last":null,"history":[{"id":"1","delivery":"d",
+            "started":"","finished":"","result":"cancelled","commit":null,"failed_step":null,"log":""}],
+            "live_release":"r1"}"#;
+        let st: Status = serde_json::from_str(text).unwrap();
+        assert_eq!(st.state, State::Idle);
+        assert_eq!(st.history[0].result, BuildResult::Unknown);
+        assert_eq!(st.live_release.as_deref(), Some("r1"), "the rest is kept");
+        let words: Vec<&str> = [BuildResult::TimedOut, BuildResult::Succeeded]
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            serde_json::to_string(&[BuildResult::TimedOut, BuildResult::Succeeded]).unwrap(),
+            format!("[\"{}\",\"{}\"]", words[0], words[1])
+        );
     }
 
     #[test]
     fn history_is_capped_newest_first() {
         let mut st = Status::default();
         for i in 0..(HISTORY + 3) {
-            st.finish(BuildRecord {
-                id: i.to_string(),
-                delivery: String::new(),
-                started: String::new(),
-                finished: String::new(),
-                result: "succeeded".into(),
-                commit: None,
-                failed_step: None,
-                failed_at: None,
-                log: String::new(),
-                duration_secs: 0.0,
-                release: None,
-                held: false,
-            });
+            st.finish(
+                BuildRecord {
+                    id: i.to_string(),
+                    delivery: String::new(),
+                    started: String::new(),
+                    finished: String::new(),
+                    result: BuildResult::Succeeded,
+                    commit: None,
+                    failed_step: None,
+                    failed_at: None,
+                    log: String::new(),
+                    duration_secs: 0.0,
+                    release: None,
+                    held: false,
+                },
+                None,
+            );
         }
         assert_eq!(st.history.len(), HISTORY);
         assert_eq!(st.history[0].id, (HISTORY + 2).to_string());

@@ -165,11 +165,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
             )
             .ok();
         }
-        return Ok(if succeeded(&record.result) {
-            exit::OK
-        } else {
-            exit::FAILED
-        });
+        return Ok(record.result.exit_code());
     }
     if queue::try_lock(&state)?.is_some() {
         queue::spawn_worker(&cfg.file, &hook.name, &state)?;
@@ -196,11 +192,6 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         .ok();
     }
     Ok(exit::OK)
-}
-
-/// A build `--follow` and `run --wait` count as good: it succeeded, or had nothing to do.
-pub(super) fn succeeded(result: &str) -> bool {
-    result == "succeeded" || result == "unchanged"
 }
 
 /// Started as root on a hook whose state folder is another user's: become that user

@@ -7,9 +7,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{become_owner, hook_and_state, succeeded};
+use super::{become_owner, hook_and_state};
 use crate::build::queue;
-use crate::build::state::{Current, HookState, Status};
+use crate::build::state::{BuildResult, Current, HookState, State, Status};
 use crate::config::{self, Config, Destinations, Hook};
 use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts};
@@ -55,7 +55,7 @@ impl LogLines {
 /// free belongs to a worker that died.
 fn live_status(state: &HookState) -> Result<(Status, bool)> {
     let status = state.read_status()?;
-    let stale = status.state == "building" && state.dir.exists() && !queue::is_building(state).unwrap_or(true);
+    let stale = status.state == State::Building && state.dir.exists() && !queue::is_building(state).unwrap_or(true);
     Ok((status, stale))
 }
 
@@ -119,7 +119,7 @@ const NO_WORKER_PATIENCE: Duration = Duration::from_secs(30);
 /// The build running now (its worker holds the lock), if any.
 fn running(state: &HookState, st: &Status) -> Result<Option<Current>> {
     match &st.current {
-        Some(c) if st.state == "building" && queue::is_building(state)? => Ok(Some(c.clone())),
+        Some(c) if st.state == State::Building && queue::is_building(state)? => Ok(Some(c.clone())),
         _ => Ok(None),
     }
 }
@@ -166,11 +166,11 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
             out,
             "{name}: no build is running; the last build, {}, {}: {}",
             shown(&l.id),
-            shown(&l.result),
+            l.result,
             shown(&l.log)
         )
         .ok();
-        return Ok(if succeeded(&l.result) { exit::OK } else { exit::FAILED });
+        return Ok(l.result.exit_code());
     }
     let mut streamed: HashSet<String> = HashSet::new();
     let mut no_worker_since: Option<Instant> = None;
@@ -193,14 +193,14 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
                 stream(&state, &name, &r.id, &r.log, out)?;
                 streamed.insert(r.id.clone());
             }
-            let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
-            if result == "superseded" {
+            let result = record.map(|b| b.result).unwrap_or(BuildResult::Interrupted);
+            if result == BuildResult::Superseded {
                 writeln!(out, "{name}: following the build that superseded it").ok();
                 before.extend(st.history.iter().map(|b| b.id.clone()));
                 target = None;
                 continue;
             }
-            return Ok(if succeeded(result) { exit::OK } else { exit::FAILED });
+            return Ok(result.exit_code());
         }
         // Still waiting: a build that started and ended between two looks is the one.
         if let Some(r) = st.history.iter().rev().find(|b| !before.contains(&b.id)) {
@@ -247,8 +247,8 @@ fn stream(state: &HookState, name: &str, id: &str, log: &str, out: &mut dyn Writ
         if finished {
             out.write_all(lines.rest().as_bytes()).ok();
             let record = st.history.iter().find(|b| b.id == id);
-            let result = record.map(|b| b.result.as_str()).unwrap_or("interrupted");
-            writeln!(out, "{name}: build {} {}", shown(id), shown(result)).ok();
+            let result = record.map(|b| b.result).unwrap_or(BuildResult::Interrupted);
+            writeln!(out, "{name}: build {} {result}", shown(id)).ok();
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -264,11 +264,11 @@ fn by_word(by: publish::By) -> &'static str {
 }
 
 /// How a build that did not succeed relates to the step it names.
-fn ended_in(result: &str) -> &'static str {
+fn ended_in(result: BuildResult) -> &'static str {
     match result {
-        "interrupted" => "interrupted at",
-        "superseded" => "superseded during",
-        "timed_out" => "timed out",
+        BuildResult::Interrupted => "interrupted at",
+        BuildResult::Superseded => "superseded during",
+        BuildResult::TimedOut => "timed out",
         _ => "failed",
     }
 }
@@ -297,7 +297,7 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
         shown(&hook.repo.display().to_string())
     ));
     match (&s.current, stale) {
-        (Some(c), false) if s.state == "building" => {
+        (Some(c), false) if s.state == State::Building => {
             w.push_str(&format!(
                 "  state:   building {} for {} (commit {}, delivery {})\n",
                 shown(&c.id),
@@ -364,12 +364,12 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
                 w.push_str(&format!(
                     "    {:<24} {:<11} commit {:<10} {:>7}  {}{}\n",
                     shown(&b.id),
-                    shown(&b.result),
+                    b.result,
                     shown(short(b.commit.as_deref())),
                     time::human_duration(b.duration_secs),
                     shown(&b.finished),
                     match (&b.failed_step, &b.release) {
-                        (Some(f), _) => format!("  {}: {}", ended_in(&b.result), shown(f)),
+                        (Some(f), _) => format!("  {}: {}", ended_in(b.result), shown(f)),
                         (None, Some(r)) if b.held => format!("  made {}, not switched to (held)", shown(r)),
                         _ => String::new(),
                     }

@@ -16,7 +16,7 @@ use self::verify::Kind;
 use crate::build::queue;
 use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Mode, OnBusy, Provider};
-use crate::error::{exit, Behind, Error, Outcome, Result};
+use crate::error::{exit, Behind, BuildResult, Error, Outcome, Result};
 use crate::sys::log::{q, Log};
 use crate::sys::time;
 
@@ -175,13 +175,13 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             accept(claim)?;
             let record = queue::build_in_worker(&cfg.file, hook, &state)?;
             let commit = record.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-");
-            Ok(match record.result.as_str() {
-                "unchanged" => Outcome::Unchanged {
+            Ok(match record.result {
+                BuildResult::Unchanged => Outcome::Unchanged {
                     branch: hook.branch.clone(),
                     commit: commit.to_string(),
                     build: record.id,
                 },
-                "succeeded" => Outcome::Succeeded {
+                BuildResult::Succeeded => Outcome::Succeeded {
                     branch: hook.branch.clone(),
                     commit: commit.to_string(),
                     secs: record.duration_secs,
