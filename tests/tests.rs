@@ -13,6 +13,7 @@ mod answers;
 mod builds;
 mod changes;
 mod check;
+mod check_setups;
 mod children;
 mod cli;
 mod concurrency;

@@ -1,13 +1,16 @@
-//! Owners and modes of everything a build writes: each hook's state folder and the publish
-//! target. One root-owned `status.json`, build log or site symlink (left by a command run
-//! as root) makes every later delivery answer 500, while the config itself is fine.
+//! Owners and modes of everything a build writes: the checkout, each hook's state folder
+//! and the publish target. One root-owned `status.json`, build log or site symlink (left by
+//! a command run as root) makes every later delivery answer 500, and one root-owned `dist`
+//! in the checkout (root ran the site's build there by hand) makes every later build fail
+//! with EACCES, while the config itself is fine. And what a prune left: a release it could
+//! not remove stays half-deleted, beyond `keep`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{writable, Ctx, Report};
 use crate::build::state::HookState;
-use crate::publish::local;
+use crate::publish::{local, Keep, Live, PruneFailure};
 use crate::sys::privilege;
 
 /// Enough to walk a pnpm store; a bigger tree is reported as not fully walked.
@@ -177,7 +180,7 @@ pub(super) fn check_state(ctx: &Ctx, state: &HookState, r: &mut Report) {
 
 /// The local served path of a hook that publishes to it alone: its folder is writable by
 /// the build's user, what it is now, and the owners of what is already published.
-pub(super) fn check_publish(ctx: &Ctx, to: &Path, r: &mut Report) {
+pub(super) fn check_publish(ctx: &Ctx, to: &Path, pruning: &Pruning, r: &mut Report) {
     let user = &ctx.user;
     let parent = to.parent().unwrap_or(Path::new("/"));
     if !parent.is_dir() || (!ctx.as_root && !writable(parent)) {
@@ -214,6 +217,7 @@ pub(super) fn check_publish(ctx: &Ctx, to: &Path, r: &mut Report) {
             ),
         }
         check_publish_files(ctx, to, r);
+        check_prune(ctx, to, pruning, r);
     }
 }
 
@@ -236,5 +240,124 @@ fn check_publish_files(ctx: &Ctx, to: &Path, r: &mut Report) {
         &format!("publish target {} and its releases", to.display()),
         &[to, &releases],
         &ctx.user,
+    );
+}
+
+/// Every file of the checkout is the build's user's: git replaces them on each fetch, and
+/// the steps rewrite their output (a `dist` that root made is one they cannot write).
+pub(super) fn check_checkout(ctx: &Ctx, repo: &Path, r: &mut Report) {
+    let Some(uid) = expected_uid(ctx) else {
+        return;
+    };
+    // Owners only below the top: git's objects and pnpm's hard-linked packages are
+    // read-only files on purpose.
+    let mut walk = Walk {
+        owner_only_under: Some(repo.to_path_buf()),
+        ..Walk::default()
+    };
+    walk.visit(repo, uid);
+    walk.report(
+        r,
+        "checkout files",
+        &format!("checkout {}", repo.display()),
+        &[repo],
+        &ctx.user,
+    );
+}
+
+/// What pruning a hook's releases goes by, and what the last prune recorded it could not
+/// remove (status.json's `prune_failures`): the same rules as the publish's
+/// (`publish::Keep`), so that check names exactly the releases a prune should have removed.
+pub(super) struct Pruning {
+    pub(super) keep: usize,
+    pub(super) history: Vec<Live>,
+    /// A rollback holds the hook: its newest release is kept for `resume`.
+    pub(super) held: bool,
+    pub(super) failures: Vec<PruneFailure>,
+}
+
+impl Pruning {
+    /// The releases of `all` (sorted) that a prune should have removed on a destination
+    /// serving `live`.
+    pub(super) fn left(&self, live: Option<&str>, all: &[String]) -> Vec<String> {
+        let keep = Keep {
+            keep: self.keep,
+            history: self.history.clone(),
+            made: if self.held { all.last().cloned() } else { None },
+        };
+        keep.to_prune(live, all)
+    }
+
+    /// What the last prune said it could not remove on `target` (`local`, or a web host as
+    /// `hosts` names it), for the releases still there.
+    pub(super) fn recorded(&self, target: &str, all: &[String]) -> String {
+        let said: Vec<String> = self
+            .failures
+            .iter()
+            .filter(|f| f.target == target && (all.contains(&f.release) || f.release.starts_with('(')))
+            .map(|f| format!("{}: {} (at {})", f.release, f.error, f.at))
+            .collect();
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!("; the last prune said: {}", said.join("; "))
+        }
+    }
+}
+
+/// A release `keep` lets go that is still there: a prune failed on it (it stops at the
+/// first thing it cannot remove, and leaves the release half-deleted), or keep was lowered.
+fn check_prune(ctx: &Ctx, to: &Path, pruning: &Pruning, r: &mut Report) {
+    let keep = pruning.keep;
+    let all = local::list(to);
+    let left = pruning.left(local::live(to).as_deref(), &all);
+    let said = pruning.recorded("local", &all);
+    if left.is_empty() {
+        if !said.is_empty() {
+            r.warn("prune", format!("nothing is beyond keep = {keep} now{said}"));
+        }
+        return;
+    }
+    let dir = local::releases_dir(to);
+    let Some(uid) = expected_uid(ctx) else {
+        return;
+    };
+    let mut walk = Walk::default();
+    for name in &left {
+        walk.visit(&dir.join(name), uid);
+    }
+    let names = left.join(", ");
+    if walk.wrong_owner.is_empty() && walk.wrong_mode.is_empty() {
+        r.warn(
+            "prune",
+            format!(
+                "{} beyond keep = {keep} in {}: {names} (a prune failed, or keep was lowered; the next publish prunes them){said}",
+                if left.len() == 1 { "1 release".to_string() } else { format!("{} releases", left.len()) },
+                dir.display()
+            ),
+        );
+        return;
+    }
+    let mut stuck: Vec<String> = walk
+        .wrong_owner
+        .iter()
+        .chain(&walk.wrong_mode)
+        .take(SHOWN)
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    stuck.dedup();
+    r.fail(
+        "prune",
+        format!(
+            "a prune could not remove {names} (beyond keep = {keep}): it is left half-deleted, because {} in it cannot be removed by {}: {}{said}",
+            count(walk.wrong_owner.len() + walk.wrong_mode.len()),
+            ctx.user,
+            stuck.join(", ")
+        ),
+        format!(
+            "chown -R {}: {} (the next publish prunes it)",
+            ctx.user,
+            dir.display()
+        ),
     );
 }

@@ -582,6 +582,7 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
                         format!("chown -R {user}: {}", repo.display()),
                     );
                 }
+                files::check_checkout(ctx, repo, r);
                 match git(hook, &home, &["remote", "get-url", &hook.remote]) {
                     Some((true, url, _)) => {
                         r.ok("remote", format!("remote {} is {}", hook.remote, redact_url(&url)));
@@ -649,10 +650,20 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
 
     files::check_state(ctx, &state, r);
 
-    match hook.publish.as_ref().map(|p| &p.to) {
-        Some(Destinations::Local(to)) => files::check_publish(ctx, to, r),
-        Some(Destinations::Hosts(h)) => hosts::check(hook, &state, &home, h, r),
-        None => {}
+    if let Some(p) = &hook.publish {
+        // What the publishes recorded: the way back pruning keeps, and what it could not
+        // remove last time.
+        let status = state.read_status().unwrap_or_default();
+        let pruning = files::Pruning {
+            keep: p.keep,
+            history: status.live_history,
+            held: status.held.is_some(),
+            failures: status.prune_failures,
+        };
+        match &p.to {
+            Destinations::Local(to) => files::check_publish(ctx, to, &pruning, r),
+            Destinations::Hosts(h) => hosts::check(hook, &state, &home, h, &pruning, r),
+        }
     }
 }
 

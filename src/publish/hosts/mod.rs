@@ -30,6 +30,7 @@
 //! `session` is the connection to a target, `scripts` what runs on its `sh`, `switch`
 //! phase 2 and the switch back, `status` what each target serves now.
 
+mod inspect;
 mod scripts;
 mod session;
 mod status;
@@ -45,10 +46,11 @@ use crate::sys::process::{Exit, Out, Process};
 
 use crate::sys::text::{printable, shell_quote};
 use crate::sys::time;
-pub use scripts::Served;
-use scripts::{rsync_e_word, Probe};
+pub use inspect::{inspect_each, Stuck};
+use scripts::rsync_e_word;
+pub use scripts::{Probe, Served};
 use session::{first_failure, ssh_base, Connections, Session};
-pub use status::{probe_each, status, status_text, HostStatus};
+pub use status::{status, status_text, HostStatus};
 use switch::switch_all;
 
 /// Where a release goes: a web host over ssh, or the local `to`.
