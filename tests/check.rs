@@ -349,11 +349,11 @@ fn check_reads_the_nginx_config_in_use_and_fcgiwraps_socket() {
         t.contains(&format!("fcgiwrap's socket {} is not there", socket.display())),
         "{t}"
     );
-    // A socket owned by root (as if fcgiwrap ran as root): not the state folder's owner.
+    // A socket owned by root (as if fcgiwrap ran as root): never root.
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let (code, t) = check();
     assert_eq!(code, Some(1), "{t}");
-    assert!(t.contains("is root, but www-data owns the state folder"), "{t}");
+    assert!(t.contains("is root: every delivery runs deploy-hook"), "{t}");
     chown("www-data:www-data", false, &socket);
     let (code, t) = check();
     assert_eq!(code, Some(0), "{t}");

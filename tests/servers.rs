@@ -20,12 +20,12 @@ use crate::util::*;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const WWW_DATA: u32 = 33;
 
-fn find(name: &str) -> PathBuf {
+pub fn find(name: &str) -> PathBuf {
     system_program(name, "nginx fcgiwrap spawn-fcgi apache2")
 }
 
 /// A server process group, stopped when dropped.
-struct Proc {
+pub struct Proc {
     child: Child,
     name: &'static str,
 }
@@ -51,7 +51,7 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
+pub fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
     let child = cmd
         .stdin(Stdio::null())
         .process_group(0)
@@ -74,7 +74,7 @@ pub struct Web {
     _procs: Vec<Proc>,
 }
 
-fn template(file: &str, pairs: &[(&str, String)]) -> String {
+pub fn template(file: &str, pairs: &[(&str, String)]) -> String {
     let mut text = fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
     for (from, to) in pairs {
         assert!(
@@ -124,7 +124,7 @@ fn prepare(w: &World) -> PathBuf {
     bin
 }
 
-fn wait_listening(port: u16, log: &Path) {
+pub fn wait_listening(port: u16, log: &Path) {
     wait_for(
         &format!("a server on port {port} (log: {})", log.display()),
         Duration::from_secs(20),

@@ -14,6 +14,7 @@ mod builds;
 mod changes;
 mod check;
 mod check_setups;
+mod check_web;
 mod children;
 mod cli;
 mod concurrency;

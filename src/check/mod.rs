@@ -6,15 +6,20 @@
 //! root it first becomes the owner of the state folder, as the web server's user would be,
 //! and runs git with the build's environment. `--json` prints the same items for scripts.
 //!
-//! The pieces: `files` (owners and modes of what the build writes), `remote` (reaching
-//! the remote as the build does, and never printing its credentials), `node` (what a
-//! Node.js site needs), `web` (the web server that starts us), `hosts` (the web hosts a
+//! The pieces: `files` (owners and modes of what the build writes: checkout, state, the
+//! publish target and what pruning left), `secret` (each hook's secret file), `log` (where
+//! log lines really go), `remote` (reaching the remote as the build does, and never
+//! printing its credentials), `node` (what a Node.js site needs), `web` and `nginx` (the
+//! web server that starts us, and where it sends `/hooks/NAME`), `hosts` (the web hosts a
 //! hook publishes to).
 
 mod files;
 mod hosts;
+mod log;
+mod nginx;
 mod node;
 mod remote;
+mod secret;
 mod web;
 
 use std::collections::BTreeSet;
@@ -26,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::build::state::HookState;
-use crate::config::{Config, Destinations, GiteeMode, Hook, Provider, Secret};
+use crate::config::{Config, Destinations, GiteeMode, Hook, Provider};
 use crate::delivery::cgi::Env;
 use crate::error::{exit, Error, Result};
 use crate::sys::privilege;
@@ -36,6 +41,7 @@ use crate::sys::process::{which, Exit, Process};
 const GIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub use remote::redact_url;
+pub use web::{hook_urls, HookUrl};
 
 /// What the command line asks of `check`, as plain values.
 #[derive(Debug, Clone, Default)]
@@ -191,12 +197,7 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
         opts.config.clone(),
         env.get(std::ffi::OsStr::new(crate::config::CONFIG_ENV)).cloned(),
     );
-    let admin_path = format!(
-        "{}:/usr/local/sbin:/usr/sbin:/sbin",
-        env.get(std::ffi::OsStr::new("PATH"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
-    );
+    let admin_path = admin_path(env);
     let started = privilege::current_user_name();
     let mut r = Report::default();
     let cfg = Config::load(&path);
@@ -279,13 +280,24 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
                     ),
                 );
             }
-            check_config(&ctx, &mut r);
+            check_config(&ctx, &web, &mut r);
             web.check(&ctx, &mut r);
         }
     }
     let text = if opts.json { r.json(&who) } else { r.text(&header) };
     out.write_all(text.as_bytes()).ok();
     Ok(if r.failures == 0 { exit::OK } else { exit::FAILED })
+}
+
+/// Where `nginx` and `apache2ctl` are looked for: the PATH check was started with, then the
+/// admin's sbin folders (a sudo or cron PATH may lack them).
+pub fn admin_path(env: &Env) -> String {
+    format!(
+        "{}:/usr/local/sbin:/usr/sbin:/sbin",
+        env.get(std::ffi::OsStr::new("PATH"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+    )
 }
 
 /// Still root: whether `user` could create a folder in `parent` (it owns it, or anyone may).
@@ -309,7 +321,7 @@ fn guess_web_user(cfg: &Config) -> Option<String> {
         .map(|u| u.name)
 }
 
-fn check_config(ctx: &Ctx, r: &mut Report) {
+fn check_config(ctx: &Ctx, web: &web::Observed, r: &mut Report) {
     let cfg = ctx.cfg;
     let user = &ctx.user;
     let names: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
@@ -373,25 +385,7 @@ fn check_config(ctx: &Ctx, r: &mut Report) {
         }
     }
 
-    match &cfg.log.syslog {
-        None => r.ok("log", "log: stderr (syslog = \"\")"),
-        Some(sock) => {
-            if std::os::unix::net::UnixDatagram::unbound()
-                .and_then(|s| s.connect(sock))
-                .is_ok()
-            {
-                r.ok("log", format!("syslog socket {} is reachable", sock.display()));
-            } else {
-                r.warn(
-                    "log",
-                    format!(
-                        "syslog socket {} cannot be reached; log lines go to stderr (the web server's error log)",
-                        sock.display()
-                    ),
-                );
-            }
-        }
-    }
+    log::check(ctx, web, r);
 
     check_sharing(cfg, r);
 
@@ -412,56 +406,6 @@ fn check_config(ctx: &Ctx, r: &mut Report) {
         check_hook(ctx, hook, r);
     }
     r.section = None;
-}
-
-fn check_secret(hook: &Hook, user: &str, r: &mut Report) {
-    match &hook.secret {
-        Secret::Inline(_) => r.warn(
-            "secret",
-            "the secret is inline in the config; a secret_file readable only by the web server's user is safer",
-        ),
-        // One read, through Secret::load: an empty secret is its only Error::Internal.
-        Secret::File(f) => match (std::fs::metadata(f), hook.secret.load()) {
-            (Err(e), _) => r.fail(
-                "secret",
-                format!("secret_file {}: {e}", f.display()),
-                format!(
-                    "write the secret (the one set in the forge) to {} and chmod 600 it",
-                    f.display()
-                ),
-            ),
-            (Ok(_), Err(Error::Internal(_))) => r.fail(
-                "secret",
-                format!("secret_file {} is empty", f.display()),
-                "write the secret set in the forge into it",
-            ),
-            (Ok(_), Err(e)) => r.fail(
-                "secret",
-                format!("{e}"),
-                format!(
-                    "chown root:{user} {f} && chmod 640 {f} (readable by the web server's group)",
-                    f = f.display()
-                ),
-            ),
-            (Ok(m), Ok(_)) if m.permissions().mode() & 0o004 != 0 => r.fail(
-                "secret",
-                format!(
-                    "secret_file {} is readable by everyone (mode {:o})",
-                    f.display(),
-                    m.permissions().mode() & 0o777
-                ),
-                format!("chmod 600 {} (or 640 with the web server's group)", f.display()),
-            ),
-            (Ok(m), Ok(_)) => r.ok(
-                "secret",
-                format!(
-                    "secret_file {} is set (mode {:o})",
-                    f.display(),
-                    m.permissions().mode() & 0o777
-                ),
-            ),
-        },
-    }
 }
 
 /// Runs git in the repo as the build does (the hook's `child_env`): whether it succeeded,
@@ -546,7 +490,7 @@ fn check_programs(ctx: &Ctx, hook: &Hook, r: &mut Report) {
 fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     let cfg = ctx.cfg;
     let user = &ctx.user;
-    check_secret(hook, user, r);
+    secret::check(hook, user, r);
     let repo = &hook.repo;
     let state = HookState::new(&cfg.state_dir, &hook.name);
     let home: PathBuf = hook.env.get("HOME").map(Into::into).unwrap_or_else(|| state.home_dir());
@@ -586,6 +530,9 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
                 match git(hook, &home, &["remote", "get-url", &hook.remote]) {
                     Some((true, url, _)) => {
                         r.ok("remote", format!("remote {} is {}", hook.remote, redact_url(&url)));
+                        if redact_url(&url) != url {
+                            say_exposed_credential(repo, r);
+                        }
                         remote::check_reachable(ctx, hook, &home, r);
                     }
                     _ => r.fail(
@@ -664,6 +611,22 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
             Destinations::Local(to) => files::check_publish(ctx, to, &pruning, r),
             Destinations::Hosts(h) => hosts::check(hook, &state, &home, h, &pruning, r),
         }
+    }
+}
+
+/// A remote URL with a token in it, in a .git/config every user of the machine can read
+/// (git writes it 0644, in folders that are 0755 by default).
+fn say_exposed_credential(repo: &Path, r: &mut Report) {
+    let file = repo.join(".git/config");
+    let readable = |p: &Path, bits: u32| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & bits == bits);
+    if readable(&file, 0o004) && readable(repo, 0o001) && readable(&repo.join(".git"), 0o001) {
+        r.warn(
+            "remote credential",
+            format!(
+                "the remote URL holds a credential, and {} is readable by every user of this machine: keep it in a file of the build user's alone (docs/setup.md, Private repositories)",
+                file.display()
+            ),
+        );
     }
 }
 

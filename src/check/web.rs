@@ -1,8 +1,10 @@
 //! The web server that starts deploy-hook, as it is configured and running now: the
-//! nginx config in use (`nginx -T`), Apache's (`apache2ctl -S`, `-t -D DUMP_INCLUDES`,
-//! `-M`), fcgiwrap's socket and the user it runs as. A location that runs another copy of
-//! the binary, sends no hook name, or a fcgiwrap that runs as someone other than the
-//! owner of the state folder breaks deliveries while the config itself is fine.
+//! nginx config in use (`nginx -T`, read in `nginx.rs`), Apache's (`apache2ctl -S`,
+//! `-t -D DUMP_INCLUDES`, `-M`), fcgiwrap's socket, the user it runs as and where its
+//! CGIs' stderr goes. A location that runs another copy of the binary, names a config that
+//! is not there, a `/hooks/NAME` that reaches deploy-hook without the hook's name while
+//! the config has several hooks, a fcgiwrap that runs as root or as someone other than the
+//! owner of the state folder: each breaks deliveries while the config itself is fine.
 //!
 //! What needs root (reading the whole server config, other users' processes) is gathered
 //! by `Observed::gather` before `check` becomes the build's user; the verdicts come after.
@@ -12,6 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::nginx::{self, Route, Vhost};
 use super::{Ctx, Report};
 use crate::sys::privilege;
 use crate::sys::process::{which, Exit, Process};
@@ -20,21 +23,23 @@ use crate::sys::process::{which, Exit, Process};
 const WEB_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Debian's fcgiwrap.socket unit listens here.
-const DEFAULT_FCGIWRAP_SOCKET: &str = "/run/fcgiwrap.socket";
+pub(super) const DEFAULT_FCGIWRAP_SOCKET: &str = "/run/fcgiwrap.socket";
 
 /// A location (nginx) or ScriptAlias (Apache) that runs deploy-hook.
 #[derive(Debug, Clone)]
-struct Entry {
+pub(super) struct Entry {
     /// How the config names it, e.g. `location ~ "^/hooks/..."`.
-    name: String,
+    pub(super) name: String,
+    /// The config file it is written in.
+    pub(super) file: String,
     /// SCRIPT_FILENAME, or the ScriptAlias target.
-    program: String,
+    pub(super) program: String,
     /// The hook's name reaches us as PATH_INFO.
-    path_info: bool,
+    pub(super) path_info: bool,
     /// `DEPLOY_HOOK_CONFIG` it passes, if any.
-    config: Option<String>,
+    pub(super) config: Option<String>,
     /// nginx: the `unix:` socket of its fastcgi_pass.
-    socket: Option<String>,
+    pub(super) socket: Option<String>,
 }
 
 /// What one web server's config says, or why it could not be read.
@@ -45,17 +50,88 @@ struct Server {
     /// The config could not be dumped: the first error line.
     error: Option<String>,
     entries: Vec<Entry>,
-    /// Apache: the user it runs CGIs as, and whether mod_cgi(d) is loaded.
+    /// nginx: its servers and their locations.
+    vhosts: Vec<Vhost>,
+    /// Apache: the user it runs CGIs as, whether mod_cgi(d) is loaded, its main ErrorLog.
     user: Option<String>,
     cgi_module: bool,
+    error_log: Option<String>,
 }
 
-/// A running fcgiwrap: its uid and the unix sockets it listens on.
+/// A running fcgiwrap: its uid, the unix sockets it listens on, and where a CGI's stderr
+/// goes: to nginx with `-f`, else to fcgiwrap's own stderr (`/dev/null` once spawn-fcgi
+/// has daemonized it).
 #[derive(Debug)]
 struct Fcgiwrap {
     pid: u32,
     uid: u32,
     sockets: Vec<String>,
+    forwards_stderr: bool,
+    stderr: Option<String>,
+}
+
+/// Where the stderr of a delivery goes, as the running web server shows it: where its
+/// warnings and errors land when neither syslog nor a log file takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DeliveryStderr {
+    /// fcgiwrap `-f`: nginx's error log, at `[error]`.
+    NginxErrorLog,
+    /// fcgiwrap without `-f`: its own stderr (this file; `/dev/null` loses them).
+    FcgiwrapOwn { pid: u32, target: String },
+    /// Apache's ErrorLog (the main one, when `apache2ctl -S` names it).
+    ApacheErrorLog(Option<String>),
+}
+
+impl DeliveryStderr {
+    /// Nothing reads it: the lines are lost.
+    pub(super) fn lost(&self) -> bool {
+        matches!(self, DeliveryStderr::FcgiwrapOwn { target, .. } if target == "/dev/null")
+    }
+
+    pub(super) fn describe(&self) -> String {
+        match self {
+            DeliveryStderr::NginxErrorLog => "nginx's error log (fcgiwrap runs with -f)".into(),
+            DeliveryStderr::FcgiwrapOwn { pid, target } => format!(
+                "fcgiwrap's own stderr, {target} (fcgiwrap, pid {pid}, runs without -f, so nginx never sees it)"
+            ),
+            DeliveryStderr::ApacheErrorLog(Some(f)) => format!("Apache's error log {f}"),
+            DeliveryStderr::ApacheErrorLog(None) => "Apache's error log".into(),
+        }
+    }
+}
+
+/// A URL the web server hands `/hooks/NAME` to deploy-hook on, for `init` to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookUrl {
+    /// `https` when the server listens with TLS, else `http`.
+    pub scheme: &'static str,
+    /// Its server_name, when it names a host.
+    pub host: Option<String>,
+    /// The nginx file the server is written in.
+    pub file: String,
+    /// It passes the hook's name (PATH_INFO): `/hooks/NAME` works with several hooks.
+    pub with_name: bool,
+}
+
+/// Where nginx (as `nginx -T` on `admin_path` shows it) hands `/hooks/NAME` to deploy-hook;
+/// empty when it does not, or nginx cannot be read. Read as root, before anything else.
+pub fn hook_urls(admin_path: &str, name: &str) -> Vec<HookUrl> {
+    let server = gather_nginx(admin_path);
+    let uri = format!("/hooks/{name}");
+    let mut out = Vec::new();
+    for v in &server.vhosts {
+        if let Route::To(i) = nginx::route(v, &uri) {
+            if let Some(e) = v.locations[i].entry {
+                out.push(HookUrl {
+                    scheme: if v.https { "https" } else { "http" },
+                    host: v.host().map(str::to_string),
+                    file: v.file.clone(),
+                    with_name: server.entries[e].path_info,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +222,11 @@ impl Observed {
                     );
                 }
                 match &server.user {
+                    Some(u) if u == "root" => r.fail(
+                        "apache2 user",
+                        "apache2 runs CGIs as root: every delivery runs deploy-hook, and so every build, as root",
+                        format!("set User and Group to {} in apache2's envvars (APACHE_RUN_USER), then restart it", privilege_fix_user(&builder)),
+                    ),
                     Some(u) if *u == builder => r.ok(
                         "apache2 user",
                         format!("apache2 runs CGIs as {u}, the owner of the state folder"),
@@ -162,6 +243,7 @@ impl Observed {
                 }
             }
         }
+        self.check_routes(ctx, r);
         if runs_us == 0 && (self.nginx.found.is_some() || self.apache.found.is_some()) {
             r.warn(
                 "web server",
@@ -215,18 +297,202 @@ impl Observed {
                 );
             }
         }
-        if let Some(c) = &e.config {
-            if Path::new(c) != ctx.cfg.file.as_path() {
-                r.warn(
-                    &format!("{item} config"),
+        self.check_entry_config(ctx, label, e, r);
+    }
+
+    /// The config a location makes deploy-hook read must be there, and readable by the
+    /// build's user: without it every delivery through the location is answered 500.
+    fn check_entry_config(&self, ctx: &Ctx, label: &str, e: &Entry, r: &mut Report) {
+        let item = format!("{label} {} config", e.name);
+        let (path, how) = match &e.config {
+            Some(c) => (PathBuf::from(c), format!("passes DEPLOY_HOOK_CONFIG={c}")),
+            None => (
+                PathBuf::from(crate::config::DEFAULT_CONFIG),
+                format!(
+                    "passes no DEPLOY_HOOK_CONFIG, so deploy-hook reads {}",
+                    crate::config::DEFAULT_CONFIG
+                ),
+            ),
+        };
+        let set = if label == "nginx" {
+            format!(
+                "fastcgi_param DEPLOY_HOOK_CONFIG {};` in that location ({}), then nginx -s reload",
+                ctx.cfg.file.display(),
+                e.file
+            )
+        } else {
+            format!(
+                "SetEnv DEPLOY_HOOK_CONFIG {}` in its <Location> ({}), then apache2ctl graceful",
+                ctx.cfg.file.display(),
+                e.file
+            )
+        };
+        match std::fs::File::open(&path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => r.fail(
+                &item,
+                format!(
+                    "{label}: {} {how}, which does not exist: every delivery through it is answered 500",
+                    e.name
+                ),
+                format!("write `{set}"),
+            ),
+            Err(err) => r.fail(
+                &item,
+                format!(
+                    "{label}: {} {how}, which {} cannot read ({err}): every delivery through it is answered 500",
+                    e.name, ctx.user
+                ),
+                format!(
+                    "chown root:{u} {f} && chmod 640 {f} (and let {u} into its folder), or write `{set}",
+                    u = ctx.user,
+                    f = path.display()
+                ),
+            ),
+            Ok(f) => {
+                let same = match (f.metadata(), std::fs::metadata(&ctx.cfg.file)) {
+                    (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                    _ => false,
+                };
+                if !same {
+                    r.warn(
+                        &item,
+                        format!(
+                            "{label}: {} {how}, not {} checked here: run check --config {}",
+                            e.name,
+                            ctx.cfg.file.display(),
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where `/hooks/NAME` goes, for every hook of the config, in each nginx server that
+    /// runs deploy-hook: to a location that passes the hook's name, or, with several hooks,
+    /// one that does not (deploy-hook cannot tell which hook is meant: 404).
+    fn check_routes(&self, ctx: &Ctx, r: &mut Report) {
+        let server = &self.nginx;
+        let ours: Vec<&Vhost> = server
+            .vhosts
+            .iter()
+            .filter(|v| v.locations.iter().any(|l| l.entry.is_some()))
+            .collect();
+        if ours.is_empty() {
+            return;
+        }
+        let hooks: Vec<&str> = ctx.cfg.hooks.keys().map(String::as_str).collect();
+        // Per hook, the best any server does with its URL: 3 with the name, 2 cannot tell,
+        // 1 without the name (this entry), 0 not to deploy-hook at all.
+        let mut named = Vec::new();
+        let mut unnamed: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        let mut elsewhere = Vec::new();
+        let mut unknown: Option<String> = None;
+        for h in &hooks {
+            let uri = format!("/hooks/{h}");
+            let mut best: (u8, Option<usize>) = (0, None);
+            for v in &ours {
+                let found = match nginx::route(v, &uri) {
+                    Route::To(i) => match v.locations[i].entry {
+                        Some(e) if server.entries[e].path_info => (3, Some(e)),
+                        Some(e) => (1, Some(e)),
+                        None => (0, None),
+                    },
+                    Route::Nowhere => (0, None),
+                    Route::Unknown(p) => {
+                        unknown = Some(p);
+                        (2, None)
+                    }
+                };
+                if found.0 > best.0 {
+                    best = found;
+                }
+            }
+            match best {
+                (3, _) => named.push(*h),
+                (1, Some(e)) => unnamed.entry(e).or_default().push(*h),
+                (2, _) => {}
+                _ => elsewhere.push(*h),
+            }
+        }
+        let urls = |hs: &[&str]| hs.iter().map(|h| format!("/hooks/{h}")).collect::<Vec<_>>().join(", ");
+        if !named.is_empty() {
+            r.ok(
+                "nginx /hooks/NAME",
+                format!(
+                    "nginx: {} reach{} deploy-hook with the hook's name (PATH_INFO)",
+                    urls(&named),
+                    if named.len() == 1 { "es" } else { "" }
+                ),
+            );
+        }
+        for (e, hs) in &unnamed {
+            let entry = &server.entries[*e];
+            let what = format!(
+                "nginx: {} reach{} {} ({}), which passes no PATH_INFO",
+                urls(hs),
+                if hs.len() == 1 { "es" } else { "" },
+                entry.name,
+                entry.file
+            );
+            if hooks.len() == 1 {
+                r.ok(
+                    "nginx /hooks/NAME",
+                    format!("{what}: enough while the config has one hook (deploy-hook takes the only one); a second hook needs the name passed"),
+                );
+            } else {
+                r.fail(
+                    "nginx /hooks/NAME",
                     format!(
-                        "{label}: {} passes DEPLOY_HOOK_CONFIG={c}, not {} checked here: run check --config {c}",
-                        e.name,
-                        ctx.cfg.file.display()
+                        "{what}: with {} hooks in the config, deploy-hook cannot tell which one a delivery there is for, and answers 404 to every one",
+                        hooks.len()
+                    ),
+                    format!(
+                        "pass the name as the shipped site does (nginx/deploy-hook.conf): a location ~ \"^/hooks/(?<deploy_hook_name>[A-Za-z0-9_-]{{1,64}})/?$\" with fastcgi_param PATH_INFO /$deploy_hook_name; in {}, then nginx -s reload; or give the forge /hooks/?hook=NAME",
+                        entry.file
                     ),
                 );
             }
         }
+        if !elsewhere.is_empty() {
+            r.warn(
+                "nginx /hooks/NAME",
+                format!(
+                    "nginx: {} reach{} no location that runs deploy-hook (a forge given that URL gets 404 or 405): give the forge the URL of the location that does",
+                    urls(&elsewhere),
+                    if elsewhere.len() == 1 { "es" } else { "" }
+                ),
+            );
+        }
+        if let Some(p) = unknown {
+            r.skip(
+                "nginx /hooks/NAME",
+                format!("nginx: where /hooks/NAME goes was not decided: check cannot read the regex of location ~ {p}"),
+            );
+        }
+    }
+
+    /// Where the stderr of a delivery goes, for each way the web servers run deploy-hook.
+    pub(super) fn delivery_stderr(&self) -> Vec<DeliveryStderr> {
+        let mut out = Vec::new();
+        let mut sockets: Vec<&String> = self.nginx.entries.iter().filter_map(|e| e.socket.as_ref()).collect();
+        sockets.sort();
+        sockets.dedup();
+        for sock in sockets {
+            match self.fcgiwrap.iter().find(|f| f.sockets.iter().any(|s| s == sock)) {
+                Some(f) if !f.forwards_stderr => out.push(DeliveryStderr::FcgiwrapOwn {
+                    pid: f.pid,
+                    target: f.stderr.clone().unwrap_or_else(|| "(unknown)".into()),
+                }),
+                // -f, or started on the first request by Debian's unit (which passes -f).
+                _ => out.push(DeliveryStderr::NginxErrorLog),
+            }
+        }
+        if !self.apache.entries.is_empty() {
+            out.push(DeliveryStderr::ApacheErrorLog(self.apache.error_log.clone()));
+        }
+        out.dedup();
+        out
     }
 
     fn check_fcgiwrap(&self, sock: &str, builder: &str, ctx: &Ctx, r: &mut Report) {
@@ -271,7 +537,23 @@ impl Observed {
         let name = privilege::user_by_uid(uid)
             .map(|u| u.name)
             .unwrap_or_else(|| format!("uid {uid}"));
-        if name == builder {
+        if uid == 0 {
+            let web = privilege_fix_user(builder);
+            r.fail(
+                &item,
+                format!(
+                    "{whose} root: every delivery runs deploy-hook, and so every build and whatever a push puts in the repo, started as root"
+                ),
+                format!(
+                    "run fcgiwrap as {web}: spawn-fcgi -s {sock} -M 0660 -u {web} -g {web} -U www-data -G www-data -- /usr/sbin/fcgiwrap -f (or the unit's User={web}){}",
+                    if builder == "root" {
+                        format!(", and give it the hooks: chown -R {web}: {} and each repo and publish target", ctx.cfg.state_dir.display())
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        } else if name == builder {
             r.ok(&item, format!("{whose} {name}, the owner of the state folder"));
         } else {
             r.fail(
@@ -300,239 +582,15 @@ fn gather_nginx(path: &str) -> Server {
         ..Server::default()
     };
     match output(&nginx, &["-T"], path) {
-        Ok((true, stdout, _)) => s.entries = nginx_entries(&stdout),
+        Ok((true, stdout, _)) => {
+            let parsed = nginx::parse(&stdout);
+            s.entries = parsed.entries;
+            s.vhosts = parsed.vhosts;
+        }
         Ok((false, _, stderr)) => s.error = Some(first_error(&stderr)),
         Err(e) => s.error = Some(e.to_string()),
     }
     s
-}
-
-/// A directive: `name args;` or `name args { block }`.
-#[derive(Debug, Clone)]
-struct Directive {
-    name: String,
-    args: Vec<String>,
-    block: Option<Vec<Directive>>,
-}
-
-/// Splits nginx config text into words, `{`, `}` and `;`, without comments and quotes.
-fn tokens(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '#' => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '{' | '}' | ';' => out.push(c.to_string()),
-            '"' | '\'' => {
-                let mut w = String::new();
-                while let Some(d) = chars.next() {
-                    match d {
-                        '\\' => {
-                            if let Some(e) = chars.next() {
-                                w.push(e);
-                            }
-                        }
-                        d if d == c => break,
-                        d => w.push(d),
-                    }
-                }
-                out.push(w);
-            }
-            c if c.is_whitespace() => {}
-            c => {
-                let mut w = c.to_string();
-                while let Some(&d) = chars.peek() {
-                    if d.is_whitespace() || "{};".contains(d) {
-                        break;
-                    }
-                    w.push(d);
-                    chars.next();
-                }
-                out.push(w);
-            }
-        }
-    }
-    out
-}
-
-fn parse_block(tokens: &[String], i: &mut usize) -> Vec<Directive> {
-    let mut out = Vec::new();
-    let mut words: Vec<String> = Vec::new();
-    while *i < tokens.len() {
-        let t = &tokens[*i];
-        *i += 1;
-        match t.as_str() {
-            ";" => {
-                if !words.is_empty() {
-                    out.push(Directive {
-                        name: words.remove(0),
-                        args: std::mem::take(&mut words),
-                        block: None,
-                    });
-                }
-            }
-            "{" => {
-                let block = parse_block(tokens, i);
-                if !words.is_empty() {
-                    out.push(Directive {
-                        name: words.remove(0),
-                        args: std::mem::take(&mut words),
-                        block: Some(block),
-                    });
-                }
-            }
-            "}" => return out,
-            _ => words.push(t.clone()),
-        }
-    }
-    out
-}
-
-/// `*` and `?` as nginx's include globs use them.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
-}
-
-/// Replaces every `include` with the directives of the files it names, as `nginx -T`
-/// printed them.
-fn expand(
-    directives: Vec<Directive>,
-    files: &BTreeMap<String, Vec<Directive>>,
-    base: &Path,
-    depth: usize,
-) -> Vec<Directive> {
-    let mut out = Vec::new();
-    for mut d in directives {
-        if d.name == "include" && d.block.is_none() && depth < 16 {
-            if let Some(arg) = d.args.first() {
-                let pattern = if arg.starts_with('/') {
-                    arg.clone()
-                } else {
-                    base.join(arg).display().to_string()
-                };
-                for (file, ds) in files {
-                    if glob_match(&pattern, file) {
-                        out.extend(expand(ds.clone(), files, base, depth + 1));
-                    }
-                }
-            }
-            continue;
-        }
-        if let Some(b) = d.block.take() {
-            d.block = Some(expand(b, files, base, depth + 1));
-        }
-        out.push(d);
-    }
-    out
-}
-
-/// Every location that hands a request to a program named deploy-hook, from `nginx -T`.
-fn nginx_entries(dump: &str) -> Vec<Entry> {
-    let mut files: BTreeMap<String, Vec<Directive>> = BTreeMap::new();
-    let mut order = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    let flush = |cur: Option<(String, String)>, files: &mut BTreeMap<String, Vec<Directive>>| {
-        if let Some((name, text)) = cur {
-            let t = tokens(&text);
-            let mut i = 0;
-            files.insert(name, parse_block(&t, &mut i));
-        }
-    };
-    for line in dump.lines() {
-        if let Some(name) = line
-            .strip_prefix("# configuration file ")
-            .and_then(|l| l.strip_suffix(':'))
-        {
-            flush(current.take(), &mut files);
-            order.push(name.to_string());
-            current = Some((name.to_string(), String::new()));
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    flush(current.take(), &mut files);
-    let Some(main) = order.first() else {
-        return Vec::new();
-    };
-    let base = Path::new(main)
-        .parent()
-        .unwrap_or(Path::new("/etc/nginx"))
-        .to_path_buf();
-    let root = expand(files.get(main).cloned().unwrap_or_default(), &files, &base, 0);
-    let mut entries = Vec::new();
-    collect_locations(&root, &[], &mut entries);
-    entries
-}
-
-/// The value of `fastcgi_param NAME value` in `ds`, the last one winning.
-fn param<'a>(ds: &'a [Directive], name: &str) -> Option<&'a str> {
-    ds.iter()
-        .filter(|d| d.name == "fastcgi_param" && d.args.first().map(String::as_str) == Some(name))
-        .filter_map(|d| d.args.get(1).map(String::as_str))
-        .next_back()
-}
-
-fn collect_locations(ds: &[Directive], outer: &[&[Directive]], out: &mut Vec<Entry>) {
-    for d in ds {
-        let Some(block) = &d.block else {
-            continue;
-        };
-        if d.name == "location" {
-            // fastcgi_param is inherited from outer levels only by a block that sets none.
-            let own = block.iter().any(|x| x.name == "fastcgi_param");
-            let lookup = |name: &str| {
-                if own {
-                    param(block, name)
-                } else {
-                    outer.iter().rev().find_map(|o| param(o, name))
-                }
-            };
-            let script = lookup("SCRIPT_FILENAME");
-            let config = lookup("DEPLOY_HOOK_CONFIG");
-            let is_us = script.is_some_and(|s| {
-                Path::new(s)
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("deploy-hook"))
-            }) || config.is_some();
-            if is_us {
-                let path_info = lookup("PATH_INFO").is_some_and(|v| !v.is_empty() && v != "$fastcgi_path_info")
-                    || block.iter().any(|x| x.name == "fastcgi_split_path_info");
-                let socket = block
-                    .iter()
-                    .rev()
-                    .find(|x| x.name == "fastcgi_pass")
-                    .and_then(|x| x.args.first())
-                    .and_then(|a| a.strip_prefix("unix:"))
-                    .map(str::to_string);
-                out.push(Entry {
-                    name: format!("location {}", d.args.join(" ")),
-                    program: script.unwrap_or("(no SCRIPT_FILENAME)").to_string(),
-                    path_info,
-                    config: config.map(str::to_string),
-                    socket: socket.or_else(|| Some(DEFAULT_FCGIWRAP_SOCKET.to_string())),
-                });
-            }
-        }
-        let mut next: Vec<&[Directive]> = outer.to_vec();
-        next.push(ds);
-        collect_locations(block, &next, out);
-    }
 }
 
 // ---- Apache ------------------------------------------------------------------------
@@ -564,7 +622,7 @@ fn gather_apache(path: &str) -> Server {
             continue;
         };
         for line in text.lines() {
-            let words = tokens(line);
+            let words = nginx::tokens(line);
             if words.first().is_some_and(|w| w.eq_ignore_ascii_case("ScriptAlias")) && words.len() >= 3 {
                 let target = &words[2];
                 if Path::new(target)
@@ -573,6 +631,7 @@ fn gather_apache(path: &str) -> Server {
                 {
                     s.entries.push(Entry {
                         name: format!("ScriptAlias {} ({f})", words[1]),
+                        file: f.clone(),
                         program: target.clone(),
                         // The rest of the URL after the alias is PATH_INFO.
                         path_info: true,
@@ -594,6 +653,11 @@ fn gather_apache(path: &str) -> Server {
         s.user = stdout
             .lines()
             .find_map(|l| l.trim().strip_prefix("User: name=\""))
+            .and_then(|l| l.split('"').next())
+            .map(str::to_string);
+        s.error_log = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Main ErrorLog: \""))
             .and_then(|l| l.split('"').next())
             .map(str::to_string);
     }
@@ -647,35 +711,28 @@ fn gather_fcgiwrap() -> Vec<Fcgiwrap> {
                 }
             }
         }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let forwards_stderr = cmdline.split(|b| *b == 0).any(|a| a == b"-f");
+        let stderr = std::fs::read_link(entry.path().join("fd/2"))
+            .ok()
+            .map(|p| p.display().to_string());
         out.push(Fcgiwrap {
             pid,
             uid: meta.uid(),
             sockets,
+            forwards_stderr,
+            stderr,
         });
     }
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_dumped_config_yields_the_locations_that_run_us() {
-        let dump = "# configuration file /etc/nginx/nginx.conf:\nhttp { include /etc/nginx/sites-enabled/*; }\n\n\
-# configuration file /etc/nginx/sites-enabled/hook:\nserver {\n  location ~ \"^/hooks/(?<n>[a-z]{1,64})$\" {\n    include snippets/dh.conf;\n    fastcgi_param PATH_INFO /$n;\n  }\n  location = /hooks/ { include snippets/dh.conf; } # comment ; {\n  location / { root /var/www; }\n}\n\n\
-# configuration file /etc/nginx/snippets/dh.conf:\nfastcgi_param SCRIPT_FILENAME /usr/bin/deploy-hook;\nfastcgi_pass unix:/run/x.sock;\n";
-        let e = nginx_entries(dump);
-        assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].path_info && !e[1].path_info);
-        assert_eq!(e[0].program, "/usr/bin/deploy-hook");
-        assert_eq!(e[1].socket.as_deref(), Some("/run/x.sock"));
-        assert!(e[0].name.contains("^/hooks/"));
-    }
-
-    #[test]
-    fn globs_match_like_nginx_includes() {
-        assert!(glob_match("/etc/nginx/sites-enabled/*", "/etc/nginx/sites-enabled/a"));
-        assert!(!glob_match("/etc/nginx/conf.d/*.conf", "/etc/nginx/conf.d/a.txt"));
+/// The user a fix should name for the web server: the builder, unless that is root (then
+/// the web server's usual user).
+fn privilege_fix_user(builder: &str) -> &str {
+    if builder == "root" {
+        super::DEFAULT_WEB_USER
+    } else {
+        builder
     }
 }

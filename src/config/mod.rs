@@ -143,19 +143,15 @@ pub enum Secret {
 }
 
 impl Secret {
-    /// Reads the secret. A file is trimmed of its trailing newline; an empty secret is an
-    /// error, so that no hook ever verifies against "". A file that cannot be read is
-    /// `Error::Io`; an empty secret is `Error::Internal`, and nothing else is.
+    /// Reads the secret, without the spaces, tabs and newlines around it: a secret pasted
+    /// into a file or the config picks them up by accident, and a forge never sends them
+    /// (GitLab's token and Gitee's password travel in a header, whose surrounding spaces
+    /// HTTP strips). An empty secret is an error, so that no hook ever verifies against "".
+    /// A file that cannot be read is `Error::Io`; an empty secret is `Error::Internal`, and
+    /// nothing else is.
     pub fn load(&self) -> Result<Vec<u8>> {
-        let mut bytes = match self {
-            Secret::Inline(s) => s.as_bytes().to_vec(),
-            Secret::File(path) => {
-                std::fs::read(path).map_err(|e| Error::io(format!("cannot read secret_file {}", path.display()), e))?
-            }
-        };
-        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            bytes.pop();
-        }
+        let bytes = self.load_as_written()?;
+        let bytes = bytes.trim_ascii().to_vec();
         if bytes.is_empty() {
             let what = match self {
                 Secret::Inline(_) => "secret is empty".to_string(),
@@ -164,6 +160,16 @@ impl Secret {
             return Err(Error::Internal(what));
         }
         Ok(bytes)
+    }
+
+    /// The secret as written, spaces and all (`check` says when there are some).
+    pub fn load_as_written(&self) -> Result<Vec<u8>> {
+        match self {
+            Secret::Inline(s) => Ok(s.as_bytes().to_vec()),
+            Secret::File(path) => {
+                std::fs::read(path).map_err(|e| Error::io(format!("cannot read secret_file {}", path.display()), e))
+            }
+        }
     }
 }
 
@@ -614,13 +620,17 @@ keep = 5
     }
 
     #[test]
-    fn secret_file_is_trimmed_of_its_newline() {
+    fn a_secret_is_what_is_between_the_spaces_around_it() {
         let dir = std::env::temp_dir().join(format!("dh-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("s");
         std::fs::write(&f, "abc def\r\n").unwrap();
         assert_eq!(Secret::File(f.clone()).load().unwrap(), b"abc def");
-        std::fs::write(&f, "\n").unwrap();
+        std::fs::write(&f, "  \tabc def \n\n").unwrap();
+        assert_eq!(Secret::File(f.clone()).load().unwrap(), b"abc def");
+        assert_eq!(Secret::File(f.clone()).load_as_written().unwrap(), b"  \tabc def \n\n");
+        assert_eq!(Secret::Inline(" x ".into()).load().unwrap(), b"x");
+        std::fs::write(&f, " \n").unwrap();
         assert!(Secret::File(f.clone()).load().is_err());
         assert!(Secret::File(dir.join("missing")).load().is_err());
         std::fs::remove_dir_all(&dir).unwrap();

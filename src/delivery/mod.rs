@@ -17,7 +17,7 @@ use crate::build::queue;
 use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Mode, OnBusy, Provider};
 use crate::error::{exit, Behind, BuildResult, Error, Outcome, Result};
-use crate::sys::log::{q, Log};
+use crate::sys::log::{q, Level, Log};
 use crate::sys::time;
 
 /// What the delivery's log line says, filled in as the request is understood.
@@ -55,16 +55,25 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
         }
     };
     let a = &response.answer;
-    log.info(&format!(
-        "delivery hook={} provider={} event={} id={} status={} outcome={} message={}",
-        q(&seen.hook),
-        q(&seen.provider),
-        q(&seen.event),
-        q(&seen.delivery),
-        response.code,
-        a.status,
-        q(&a.message)
-    ));
+    // A rejected delivery (a wrong secret, a hook that is not there) is a warning: it must
+    // reach the admin wherever lines go, stderr included. Its line holds no token.
+    let level = match response.code {
+        401 | 403 | 404 => Level::Warning,
+        _ => Level::Info,
+    };
+    log.line(
+        level,
+        &format!(
+            "delivery hook={} provider={} event={} id={} status={} outcome={} message={}",
+            q(&seen.hook),
+            q(&seen.provider),
+            q(&seen.event),
+            q(&seen.delivery),
+            response.code,
+            a.status,
+            q(&a.message)
+        ),
+    );
     let _ = response.write_to(stdout);
     // A person running the program by hand at a terminal is not a web server waiting to
     // hand over a body.
