@@ -29,6 +29,7 @@ const LAYOUT: &[&str] = &[
     "/etc/nginx/snippets/deploy-hook-fcgiwrap.conf",
     "/etc/apache2/conf-available/deploy-hook.conf",
     "/usr/share/doc/deploy-hook/examples/nginx-site.conf",
+    "/usr/share/doc/deploy-hook/examples/nginx-published-site.conf",
     "/usr/share/doc/deploy-hook/examples/apache.conf",
     "/usr/share/doc/deploy-hook/examples/fcgiwrap-deploy-hook.conf",
     "/usr/share/man/man1/deploy-hook.1.gz",

@@ -25,6 +25,7 @@ mod hostile;
 mod hosts;
 mod hosts_rollback;
 mod init;
+mod init_setups;
 mod logging;
 mod package;
 mod payloads;

@@ -15,11 +15,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::{InitArgs, InitProvider};
+use super::forge;
+use crate::check::redact_url;
 use crate::config;
 use crate::delivery::cgi::Env;
 use crate::error::{exit, Error, Result};
 use crate::sys::privilege::{self, User};
 use crate::sys::process::{Exit, Process};
+use crate::sys::text::shell_quote;
 
 /// The commented config with no hook that the package installs; written when the config
 /// file is missing.
@@ -70,21 +73,22 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
             ),
         )
     })?;
-    if table.get("hooks").and_then(|h| h.get(name)).is_some() {
-        writeln!(
-            out,
-            "{name}: [hooks.{name}] is already in {}; nothing was changed.\n\
-             See it with: deploy-hook status {name}; check it with: deploy-hook check",
-            config_path.display()
-        )
-        .ok();
-        return Ok(exit::OK);
-    }
     let config_dir = config_path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let state_dir = match table.get("state_dir").and_then(|v| v.as_str()) {
         Some(s) => config_dir.join(s),
         None => PathBuf::from("/var/lib/deploy-hook"),
     };
+    if let Some(there) = table.get("hooks").and_then(|h| h.get(name)) {
+        let differs = differences(a, there, &config_dir, &state_dir.join(name), &user)?;
+        out.write_all(forge::already_there(name, config_path, &differs).as_bytes())
+            .ok();
+        return Ok(if differs.is_empty() { exit::OK } else { exit::USAGE });
+    }
+    let others: Vec<String> = table
+        .get("hooks")
+        .and_then(|h| h.as_table())
+        .map(|h| h.keys().cloned().collect())
+        .unwrap_or_default();
     let dir = a
         .dir
         .clone()
@@ -104,7 +108,8 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
     let secret = match fs::read(&secret_file) {
         Ok(s) => {
             done.push(format!("kept the existing secret file {}", secret_file.display()));
-            String::from_utf8_lossy(&s).trim_end_matches(['\r', '\n']).to_string()
+            // As a delivery reads it (Secret::load): without the spaces around it.
+            String::from_utf8_lossy(&s).trim().to_string()
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let s = random_secret()?;
@@ -188,14 +193,36 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
         }
         make_parents(&dir)?;
         make_dir_for(&dir, &user, 0o755)?;
+        // A token in the URL goes to a file of the user's alone, read by git's store
+        // helper, and the checkout's .git/config (0644 in a 0755 folder: anyone's to read)
+        // gets the URL without it: on every fetch of the build, and whatever git rewrites.
+        let (url, credential) = split_credentials(&a.repo_url);
         let mut git = Process::new("git");
         git.arg("clone").arg("--quiet");
+        if let Some(c) = &credential {
+            let file = state.join(CREDENTIALS);
+            write_credentials(&st, &file, c, &user)?;
+            let helper = format!("store --file={}", shell_quote(&file.to_string_lossy()));
+            // The empty value first: no helper of the system's config is asked or told.
+            git.args(["--config", "credential.helper=", "--config"])
+                .arg(format!("credential.helper={helper}"));
+            done.push(format!(
+                "kept the credentials of --repo-url in {} (owner {}, mode 0600), out of the checkout's .git/config",
+                file.display(),
+                user.name
+            ));
+        }
         if let Some(b) = &a.branch {
             git.args(["--branch", b]);
         }
-        git.arg("--").arg(&a.repo_url).arg(&dir);
+        git.arg("--").arg(&url).arg(&dir);
         run_as(&mut git, &user, &home, "git clone", Some(&a.repo_url), limit)?;
-        done.push(format!("cloned {} into {} as {}", a.repo_url, dir.display(), user.name));
+        done.push(format!(
+            "cloned {} into {} as {}",
+            redact_url(&a.repo_url),
+            dir.display(),
+            user.name
+        ));
         match &a.branch {
             Some(b) => b.clone(),
             None => current_branch(&dir, &user, &home, limit)?,
@@ -203,7 +230,7 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
     };
 
     // Last: the hook's table, appended so that every comment of the admin's stays.
-    let provider = provider_name(a.provider);
+    let provider = forge::provider_name(a.provider);
     let mut hook = format!(
         "\n[hooks.{name}]\nprovider = \"{provider}\"\nsecret_file = {}\n",
         toml_string(&secret_file.to_string_lossy())
@@ -254,6 +281,8 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
     )
     .ok();
     out.flush().ok();
+    // What nginx serves /hooks/NAME on now, read as root like check's own view of it.
+    let urls = crate::check::hook_urls(&crate::check::admin_path(env), name);
     // check started as root reads the web server's config as root, then becomes the state
     // folder's owner (USER, made above) for everything of the hook; this process has
     // nothing left to do as root. It finds nginx and apache2ctl on init's own PATH, as the
@@ -268,7 +297,10 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
     )?;
 
     writeln!(out).ok();
-    paste_instructions(out, name, &branch, a.provider, &secret);
+    forge::paste_instructions(out, name, &branch, a.provider, &secret, &urls);
+    writeln!(out).ok();
+    out.write_all(forge::next_steps(name, publish_to.as_deref(), &urls, &others).as_bytes())
+        .ok();
     if checked != 0 {
         writeln!(
             out,
@@ -277,67 +309,167 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
         .ok();
         return Ok(exit::FAILED);
     }
-    writeln!(
-        out,
-        "\nNext: serve it (nginx: cp /usr/share/doc/deploy-hook/examples/nginx-site.conf /etc/nginx/sites-enabled/deploy-hook\n\
-         and set its server_name and root; then nginx -s reload), and push."
-    )
-    .ok();
     Ok(exit::OK)
 }
 
-/// What to type into the forge's webhook form. The secret is printed here, and only here.
-fn paste_instructions(out: &mut dyn Write, name: &str, branch: &str, provider: InitProvider, secret: &str) {
-    let host = hostname().unwrap_or_else(|| "YOUR-HOST".into());
-    let mut t = String::new();
-    t.push_str(&format!(
-        "Paste into the forge's webhook settings ({}):\n",
-        provider_name(provider)
-    ));
-    t.push_str(&format!(
-        "  URL:          https://{host}/hooks/{name}   (the name the forge reaches this server by; http:// works too)\n"
-    ));
-    match provider {
-        InitProvider::Gitee => {
-            t.push_str("  WebHook 密码/签名密钥: choose 签名密钥 (signing key), not WebHook 密码 (password)\n");
-            t.push_str(&format!("  signing key:  {secret}\n"));
-            t.push_str("  events:       Push (推送)\n");
-            t.push_str("  content type: Gitee always sends application/json\n");
-        }
-        InitProvider::Github => {
-            t.push_str("  Content type: application/json\n");
-            t.push_str(&format!("  Secret:       {secret}\n"));
-            t.push_str("  events:       Just the push event\n");
-        }
-        InitProvider::Gitlab => {
-            t.push_str(&format!("  Secret token: {secret}\n"));
-            t.push_str("  Trigger:      Push events (this branch, or all branches: others are ignored)\n");
-            t.push_str("  content type: GitLab always sends application/json\n");
-        }
-        InitProvider::Gitea | InitProvider::Gogs => {
-            t.push_str("  HTTP method:  POST\n");
-            t.push_str("  POST content type: application/json\n");
-            t.push_str(&format!("  Secret:       {secret}\n"));
-            t.push_str("  Trigger on:   Push events\n");
+/// The given options that the hook's table (or its checkout) says otherwise. Only what
+/// was given on the command line counts: a default says nothing about intent.
+fn differences(
+    a: &InitArgs,
+    there: &toml::Value,
+    config_dir: &Path,
+    state: &Path,
+    user: &User,
+) -> Result<Vec<forge::Differs>> {
+    let get = |key: &str| there.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let path_of = |v: Option<String>| v.map(|p| config_dir.join(p));
+    let mut out = Vec::new();
+    let mut differ = |given: String, has: String| out.push(forge::Differs { given, has });
+    let provider = forge::provider_name(a.provider);
+    match get("provider") {
+        Some(p) if p == provider => {}
+        p => differ(
+            format!("--provider {provider}"),
+            format!(
+                "provider = {}",
+                p.map(|p| toml_string(&p)).unwrap_or_else(|| "(none)".into())
+            ),
+        ),
+    }
+    let repo = path_of(get("repo"));
+    if let Some(dir) = &a.dir {
+        let dir = absolute(dir)?;
+        if Some(&dir) != repo.as_ref() {
+            differ(
+                format!("--dir {}", dir.display()),
+                format!(
+                    "repo = {}",
+                    repo.as_ref().map(|r| r.display().to_string()).unwrap_or_default()
+                ),
+            );
         }
     }
-    // The body is the one `sign` signs by default; the host is the nginx site's
-    // server_name, which the README's Quick start sets to `hostname -f`.
-    t.push_str(&format!(
-        "Test it from here, once the web server serves it (a push of {branch}):\n  \
-         eval \"curl -sS http://$(hostname -f)/hooks/{name} --data-binary '{{\\\"ref\\\":\\\"refs/heads/{branch}\\\"}}' $(deploy-hook sign {name} --format curl)\"\n"
-    ));
-    out.write_all(t.as_bytes()).ok();
+    if let Some(b) = &a.branch {
+        let has = get("branch").unwrap_or_else(|| "main".into());
+        if *b != has {
+            differ(format!("--branch {b}"), format!("branch = {}", toml_string(&has)));
+        }
+    }
+    let publish = there.get("publish");
+    let publish_get = |key: &str| {
+        publish
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    if let Some(from) = &a.publish_from {
+        let has = publish_get("from");
+        if has.as_deref() != Some(&*from.to_string_lossy()) {
+            differ(
+                format!("--publish-from {}", from.display()),
+                match has {
+                    Some(h) => format!("publish.from = {}", toml_string(&h)),
+                    None => "no [publish]".into(),
+                },
+            );
+        }
+    }
+    if let Some(to) = &a.publish_to {
+        let to = absolute(to)?;
+        let has = path_of(publish_get("to"));
+        if Some(&to) != has.as_ref() {
+            differ(
+                format!("--publish-to {}", to.display()),
+                match has {
+                    Some(h) => format!("publish.to = {}", toml_string(&h.to_string_lossy())),
+                    None => "no publish.to".into(),
+                },
+            );
+        }
+    }
+    // The checkout's remote, as its user's git reads it; compared without credentials.
+    if let Some(r) = repo.as_ref().filter(|r| r.join(".git").exists()) {
+        let mut git = Process::new("git");
+        git.arg("-C").arg(r).args(["remote", "get-url", "origin"]);
+        let limit = Duration::from_secs(a.timeout);
+        if let Ok(url) = run_as(&mut git, user, &state.join("home"), "git remote get-url", None, limit) {
+            let (has, given) = (redact_url(url.trim()), redact_url(&a.repo_url));
+            if has != given {
+                differ(
+                    format!("--repo-url {given}"),
+                    format!("the checkout {} fetches {has}", r.display()),
+                );
+            }
+        }
+    }
+    // Whose the hook is: what a command started as root becomes for it.
+    if let Ok(m) = std::fs::symlink_metadata(state) {
+        if m.uid() != user.uid {
+            let owner = privilege::user_by_uid(m.uid())
+                .map(|u| u.name)
+                .unwrap_or_else(|| format!("uid {}", m.uid()));
+            differ(
+                format!("--user {}", user.name),
+                format!("{} is {owner}'s", state.display()),
+            );
+        }
+    }
+    Ok(out)
 }
 
-fn provider_name(p: InitProvider) -> &'static str {
-    match p {
-        InitProvider::Gitee => "gitee",
-        InitProvider::Github => "github",
-        InitProvider::Gitlab => "gitlab",
-        InitProvider::Gitea => "gitea",
-        InitProvider::Gogs => "gogs",
+/// The file in the hook's state folder that holds the credentials of `--repo-url`.
+const CREDENTIALS: &str = "git-credentials";
+
+/// An http(s) URL without its userinfo, and the credential git's store helper keeps for it
+/// (`https://user:TOKEN@host:port`); other URLs as they are (`ssh://git@host` names a user
+/// for ssh, not a secret).
+fn split_credentials(url: &str) -> (String, Option<String>) {
+    let scheme_end = url.find("://").map(|i| i + 3);
+    let Some(start) = scheme_end.filter(|_| {
+        let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
+        scheme == "http" || scheme == "https"
+    }) else {
+        return (url.to_string(), None);
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => (
+            format!("{}{}", &url[..start], &rest[at + 1..]),
+            Some(format!("{}{}", &url[..start], &rest[..end])),
+        ),
+        None => (url.to_string(), None),
     }
+}
+
+/// Writes the credential file in the hook's state folder (open as `st`), mode 0600 and the
+/// user's, never through a symlink (the folder is the user's: a build step could plant
+/// one); one left by an earlier run that stopped before the config was written goes first.
+fn write_credentials(st: &fs::File, path: &Path, credential: &str, user: &User) -> Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let err = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let name = c_name(path)?;
+    // SAFETY: unlinkat/openat with a valid descriptor and a NUL-terminated name; checked.
+    unsafe {
+        if libc::unlinkat(st.as_raw_fd(), name.as_ptr(), 0) != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(err(e));
+            }
+        }
+    }
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: as above.
+    let fd = unsafe { libc::openat(st.as_raw_fd(), name.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    std::os::unix::fs::fchown(&f, Some(user.uid), Some(user.gid)).map_err(err)?;
+    f.write_all(format!("{credential}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(err)
 }
 
 /// A TOML basic string (JSON's escaping is a subset of TOML's).
@@ -575,17 +707,6 @@ fn run_as(
     Ok(stdout)
 }
 
-fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let h = String::from_utf8_lossy(&buf[..end]).trim().to_string();
-    (!h.is_empty()).then_some(h)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,6 +723,30 @@ mod tests {
         assert_eq!(a.len(), 40);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn credentials_leave_an_http_url_and_nothing_else() {
+        assert_eq!(
+            split_credentials("https://oauth2:T0K@git.example.org:8443/a/b.git"),
+            (
+                "https://git.example.org:8443/a/b.git".into(),
+                Some("https://oauth2:T0K@git.example.org:8443".into())
+            )
+        );
+        assert_eq!(
+            split_credentials("http://TOKEN@h/x?y=a@b"),
+            ("http://h/x?y=a@b".into(), Some("http://TOKEN@h".into()))
+        );
+        for plain in [
+            "https://h/x.git",
+            "ssh://git@h/x.git",
+            "git@h:x.git",
+            "/srv/git/x.git",
+            "git://h/x",
+        ] {
+            assert_eq!(split_credentials(plain), (plain.to_string(), None));
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::sys::log::{q, Log};
 use crate::sys::time;
 
 mod args;
+mod forge;
 mod init;
 mod rollback;
 mod sign;

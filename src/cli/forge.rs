@@ -1,0 +1,184 @@
+//! What `init` prints for the person setting a hook up: what to paste into the forge's
+//! webhook form (the URL as the web server really serves it, the secret, the events), what
+//! to do next with nginx (without overwriting the site of a hook set up before), and, for a
+//! hook already in the config, which of the given options differ from it.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::args::InitProvider;
+use crate::check::HookUrl;
+
+/// The URL the forge is given: what nginx serves `/hooks/NAME` on now (https when that
+/// server has TLS, its server_name), else plain http on this machine's name, as the
+/// shipped site serves it. Returns (URL, the host for the test line, a note).
+fn hook_url(name: &str, urls: &[crate::check::HookUrl]) -> (String, String, String) {
+    let best = urls
+        .iter()
+        .max_by_key(|u| (u.with_name, u.scheme == "https", u.host.is_some()));
+    let here = hostname().unwrap_or_else(|| "YOUR-HOST".into());
+    match best {
+        Some(u) => {
+            let host = u.host.clone().unwrap_or(here);
+            let path = if u.with_name {
+                format!("/hooks/{name}")
+            } else {
+                format!("/hooks/?hook={name}")
+            };
+            (
+                format!("{}://{host}{path}", u.scheme),
+                format!("{}://{host}{path}", u.scheme),
+                format!("(as nginx serves it: {})", u.file),
+            )
+        }
+        None => (
+            format!("http://{here}/hooks/{name}"),
+            format!("http://$(hostname -f)/hooks/{name}"),
+            "(plain http, as the shipped nginx site serves it; https once it has TLS: docs/tls.md)".into(),
+        ),
+    }
+}
+
+/// What to type into the forge's webhook form. The secret is printed here, and only here.
+pub(super) fn paste_instructions(
+    out: &mut dyn Write,
+    name: &str,
+    branch: &str,
+    provider: InitProvider,
+    secret: &str,
+    urls: &[crate::check::HookUrl],
+) {
+    let (url, test_url, note) = hook_url(name, urls);
+    let mut t = String::new();
+    t.push_str(&format!(
+        "Paste into the forge's webhook settings ({}):\n",
+        provider_name(provider)
+    ));
+    t.push_str(&format!("  URL:          {url}   {note}\n"));
+    match provider {
+        InitProvider::Gitee => {
+            t.push_str("  WebHook 密码/签名密钥: choose 签名密钥 (signing key), not WebHook 密码 (password)\n");
+            t.push_str(&format!("  signing key:  {secret}\n"));
+            t.push_str("  events:       Push (推送)\n");
+            t.push_str("  content type: Gitee always sends application/json\n");
+        }
+        InitProvider::Github => {
+            t.push_str("  Content type: application/json\n");
+            t.push_str(&format!("  Secret:       {secret}\n"));
+            t.push_str("  events:       Just the push event\n");
+        }
+        InitProvider::Gitlab => {
+            t.push_str(&format!("  Secret token: {secret}\n"));
+            t.push_str("  Trigger:      Push events (this branch, or all branches: others are ignored)\n");
+            t.push_str("  content type: GitLab always sends application/json\n");
+        }
+        InitProvider::Gitea | InitProvider::Gogs => {
+            t.push_str("  HTTP method:  POST\n");
+            t.push_str("  POST content type: application/json\n");
+            t.push_str(&format!("  Secret:       {secret}\n"));
+            t.push_str("  Trigger on:   Push events\n");
+        }
+    }
+    // The body is the one `sign` signs by default; the host is the nginx site's
+    // server_name, which the README's Quick start sets to `hostname -f`.
+    t.push_str(&format!(
+        "Test it from here, once the web server serves it (a push of {branch}):\n  \
+         eval \"curl -sS {test_url} --data-binary '{{\\\"ref\\\":\\\"refs/heads/{branch}\\\"}}' $(deploy-hook sign {name} --format curl)\"\n"
+    ));
+    out.write_all(t.as_bytes()).ok();
+}
+
+pub(super) fn provider_name(p: InitProvider) -> &'static str {
+    match p {
+        InitProvider::Gitee => "gitee",
+        InitProvider::Github => "github",
+        InitProvider::Gitlab => "gitlab",
+        InitProvider::Gitea => "gitea",
+        InitProvider::Gogs => "gogs",
+    }
+}
+
+/// What to do next with nginx. The first hook: the shipped site, as the README's step 3
+/// writes it. A later one: its deliveries already reach deploy-hook through the site that
+/// serves `/hooks/`, and only its published folder needs a server of its own, in a file of
+/// its own: copying the example again would replace the first hook's edited site.
+pub(super) fn next_steps(name: &str, publish_to: Option<&Path>, urls: &[HookUrl], others: &[String]) -> String {
+    const EXAMPLES: &str = "/usr/share/doc/deploy-hook/examples";
+    let first_site = "/etc/nginx/sites-enabled/deploy-hook";
+    if urls.is_empty() && others.is_empty() {
+        let root = match publish_to {
+            Some(to) if to != Path::new("/var/www/docs/site") => {
+                format!("; then set its root to {} (it serves /var/www/docs/site)", to.display())
+            }
+            _ => String::new(),
+        };
+        return format!(
+            "Next: serve it with the shipped nginx site (README, step 3):\n  \
+             sed \"s/hooks.example.com/$(hostname -f)/\" {EXAMPLES}/nginx-site.conf > {first_site}{root}\n  \
+             nginx -t && nginx -s reload\n\
+             then run the test line above, and push.\n"
+        );
+    }
+    let reach = match urls.first() {
+        Some(u) => format!("nginx already hands /hooks/{name} to deploy-hook ({}): its deliveries need no change there", u.file),
+        None => format!(
+            "the nginx site of {} serves /hooks/NAME for every hook: leave it as it is (copying the example again would replace it)",
+            others.join(", ")
+        ),
+    };
+    let site = match publish_to {
+        Some(to) => format!(
+            "\nIts published folder needs a server of its own, in a file of its own (never {first_site}: that is the first site's):\n  \
+             sed \"s#/var/www/docs;#{};#\" {EXAMPLES}/nginx-published-site.conf > /etc/nginx/sites-enabled/{name}\n  \
+             then set its server_name (docs.example.com) to the name its readers use, and: nginx -t && nginx -s reload",
+            to.display()
+        ),
+        None => String::new(),
+    };
+    format!("Next: {reach}.{site}\nThen run the test line above, and push.\n")
+}
+
+/// One option `init` was given that the hook's table in the config says otherwise.
+pub(super) struct Differs {
+    /// The option as given (`--branch dev`).
+    pub given: String,
+    /// What the config, or the checkout, has instead (`branch = "main"`).
+    pub has: String,
+}
+
+/// What `init` says about a hook already in the config: nothing was changed, and, when
+/// some of the given options say otherwise, which, and how to change them.
+pub(super) fn already_there(name: &str, config: &Path, differs: &[Differs]) -> String {
+    let mut t = format!(
+        "{name}: [hooks.{name}] is already in {}; nothing was changed.\n",
+        config.display()
+    );
+    if differs.is_empty() {
+        t.push_str(&format!(
+            "See it with: deploy-hook status {name}; check it with: deploy-hook check\n"
+        ));
+        return t;
+    }
+    t.push_str("These options differ from it, and were not applied:\n");
+    let width = differs.iter().map(|d| d.given.chars().count()).max().unwrap_or(0);
+    for d in differs {
+        let pad = width - d.given.chars().count();
+        t.push_str(&format!("  {}{}   but {}\n", d.given, " ".repeat(pad), d.has));
+    }
+    t.push_str(&format!(
+        "To change them, edit [hooks.{name}] in {} and run deploy-hook check; or remove the table and run init again (the secret, the state folder and the checkout are kept)\n",
+        config.display()
+    ));
+    t
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let h = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!h.is_empty()).then_some(h)
+}
