@@ -195,7 +195,14 @@ fn root_files_in_the_checkout_and_on_a_web_host_fail_check_for_a_hook_with_hosts
             t.contains(&format!("left beyond keep = 2 by a prune that failed: {name}")),
             "{t}"
         );
-        assert!(t.contains("fix: on web1: chown -R"), "{t}");
+        assert!(
+            t.contains(&format!(
+                "fix: on web1: chown -R {}: {}",
+                crate::webhosts::WEB_USER,
+                releases.display()
+            )),
+            "{t}"
+        );
     }
     chown(&format!("{}:", crate::webhosts::WEB_USER), true, &releases);
     w.push("index.md", "after the chown\n");

@@ -132,7 +132,10 @@ fn check_prune(t: &Target, p: &Probe, stuck: &Stuck, pruning: &Pruning, label: &
                 "{label}: {} in {releases} not the publishing user's (or folders it cannot write), so a prune cannot remove them and leaves half-deleted releases: {shown}{left_note}{said}",
                 files(stuck.count)
             ),
-            format!("{on}chown -R <the user that publishes> {releases} (the next publish prunes what is beyond keep)"),
+            format!(
+                "{on}chown -R {}: {releases} (the next publish prunes what is beyond keep)",
+                stuck.user.as_deref().unwrap_or("<the user that publishes>")
+            ),
         );
     } else if !left.is_empty() {
         r.warn(

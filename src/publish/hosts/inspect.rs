@@ -19,6 +19,8 @@ const SHOWN: usize = 3;
 /// or a folder it may not write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stuck {
+    /// The user that publishes there (`id -un`).
+    pub user: Option<String>,
     pub count: u64,
     /// The first few, as `find` printed them.
     pub paths: Vec<String>,
@@ -27,6 +29,7 @@ pub struct Stuck {
 fn stuck_script(t: &Target) -> String {
     format!(
         "r={r}; u=$(id -u)
+printf 'user %s\\n' \"$(id -un)\"
 if [ -d \"$r\" ]; then
   find \"$r\" \\( ! -user \"$u\" -o \\( -type d ! -perm -u=w \\) \\) -print 2>/dev/null | awk 'NR<={SHOWN} {{ print \"stuck \" $0 }} END {{ print \"stuck-count \" NR }}'
 fi
@@ -38,7 +41,9 @@ true",
 fn parse_stuck(out: &str) -> Stuck {
     let mut s = Stuck::default();
     for line in out.lines() {
-        if let Some(p) = line.strip_prefix("stuck ") {
+        if let Some(u) = line.strip_prefix("user ") {
+            s.user = Some(u.to_string()).filter(|u| !u.is_empty());
+        } else if let Some(p) = line.strip_prefix("stuck ") {
             s.paths.push(p.to_string());
         } else if let Some(n) = line.strip_prefix("stuck-count ") {
             s.count = n.trim().parse().unwrap_or(0);
@@ -69,8 +74,9 @@ mod tests {
 
     #[test]
     fn what_find_found_is_read() {
-        let s = parse_stuck("stuck /w/docs.releases/a/dist\nstuck /w/docs.releases/a/dist/x\nstuck-count 7\n");
-        assert_eq!(s.count, 7);
+        let s =
+            parse_stuck("user web\nstuck /w/docs.releases/a/dist\nstuck /w/docs.releases/a/dist/x\nstuck-count 7\n");
+        assert_eq!((s.count, s.user.as_deref()), (7, Some("web")));
         assert_eq!(s.paths, vec!["/w/docs.releases/a/dist", "/w/docs.releases/a/dist/x"]);
         assert_eq!(parse_stuck(""), Stuck::default());
     }
