@@ -263,3 +263,46 @@ fn the_command_line_helps() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("cannot read the config file"));
 }
+
+#[test]
+fn run_asks_for_a_build_as_a_delivery_does_busy_or_superseding() {
+    let w = World::new("run-on-busy");
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    let gated = toml_str(&gated_step(&record, &gate));
+    w.config("gitee", &format!("on_busy = \"reject\"\nsteps = [{gated}]"));
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for("the build to start", std::time::Duration::from_secs(30), || {
+        record.exists()
+    });
+    for args in [&["run", "docs"][..], &["run", "docs", "--wait"]] {
+        let out = w.cmd(args);
+        assert_eq!(out.status.code(), Some(75), "{args:?}: {}", text(&out));
+        assert!(
+            !w.hook_dir().join("pending").exists(),
+            "{args:?}: a refused run was queued"
+        );
+    }
+    fs::write(&gate, "").unwrap();
+    w.wait_idle();
+
+    // supersede: the running build is stopped and the newest head is built next
+    fs::remove_file(&gate).unwrap();
+    w.config("gitee", &format!("on_busy = \"supersede\"\nsteps = [{gated}]"));
+    let head = w.push("index.md", "newest\n");
+    let first = w.gitee_push().run();
+    assert_eq!(first.status, 202);
+    wait_for("the second build to start", std::time::Duration::from_secs(30), || {
+        fs::read_to_string(&record).unwrap_or_default().matches("start").count() == 2
+    });
+    let out = w.cmd(&["run", "docs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("a build is running"), "{}", text(&out));
+    wait_for("the newest build to start", std::time::Duration::from_secs(30), || {
+        fs::read_to_string(&record).unwrap_or_default().matches("start").count() == 3
+    });
+    fs::write(&gate, "").unwrap();
+    let s = w.wait_idle();
+    let results: Vec<String> = w.history().iter().map(|b| b["result"].to_string()).collect();
+    assert_eq!(results[..2], ["\"succeeded\"", "\"superseded\""], "{s}");
+    assert_eq!(s["last"]["commit"], head.as_str());
+}

@@ -1,11 +1,13 @@
 //! The build engine: what happens to a delivery once it is accepted.
 //!
-//! `queue` is the lock and pending-marker protocol (at most one build per site, none lost)
+//! `enqueue` is the one way a build is asked for (a delivery, `run`); `queue` is the lock
+//! and pending-marker protocol (at most one build per site, none lost)
 //! and the workers; `pipeline` is one build (sync, clean, steps, publish, record); `state`
 //! is the per-hook state folder those two share with `status`; `buildlog` writes a build's
 //! log.
 
 pub mod buildlog;
+pub mod enqueue;
 pub mod pipeline;
 pub mod queue;
 pub mod state;

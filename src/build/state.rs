@@ -374,13 +374,15 @@ impl HookState {
 
     /// Records a delivery that wants a build. Written before anyone tries the build lock:
     /// see the protocol in queue.rs.
-    pub fn mark_pending(&self, p: &Pending) -> Result<()> {
+    /// Returns the status as it now is.
+    pub fn mark_pending(&self, p: &Pending) -> Result<Status> {
         self.locked(|| {
             let json = serde_json::to_vec(p).unwrap_or_default();
             write_atomic(&self.pending_path(), &json)
                 .map_err(|e| Error::io(format!("cannot write {}", self.pending_path().display()), e))?;
             let mut status = self.read_status()?;
-            self.write_status_unlocked(&mut status, true)
+            self.write_status_unlocked(&mut status, true)?;
+            Ok(status)
         })
     }
 

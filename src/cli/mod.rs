@@ -7,11 +7,12 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
+use crate::build::enqueue::{enqueue, Ask, Enqueued, Site, Then};
 use crate::build::queue;
 use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Hook, OnBusy};
 use crate::delivery::cgi::Env;
-use crate::error::{exit, Error, Result};
+use crate::error::{exit, Behind, Error, Result};
 use crate::sys::log::{q, Log};
 use crate::sys::time;
 
@@ -117,82 +118,89 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
     become_owner(&cfg, Some(&hook.name), true)?;
     state.ensure()?;
     let mut log = Log::open(&cfg.log);
-    if hook.on_busy == OnBusy::Reject && queue::is_building(&state)? {
-        return Err(Error::Busy);
-    }
     let p = Pending {
         delivery: format!("manual-{}", time::now_ms()),
         event: "manual".into(),
         git_ref: format!("refs/heads/{}", hook.branch),
         received: time::rfc3339(time::now()),
     };
-    if opts.force {
-        // Before `pending`: the build that takes this delivery sees the marker.
-        crate::build::state::write_atomic(&state.force_path(), b"")
-            .map_err(|e| Error::io(format!("cannot write {}", state.force_path().display()), e))?;
+    let id = p.delivery.clone();
+    let running = queue::is_building(&state)?;
+    if opts.wait && running && hook.on_busy != OnBusy::Reject {
+        writeln!(out, "{}: a build is running; waiting for it, then building", hook.name).ok();
     }
-    state.mark_pending(&p)?;
-    if hook.on_busy == OnBusy::Supersede {
-        queue::request_supersede(&state)?;
-    }
+    let ask = Ask {
+        pending: p,
+        force: opts.force,
+        token: None,
+        then: if opts.wait {
+            Then::WaitHere(&mut log)
+        } else {
+            Then::Answer
+        },
+    };
+    let enqueued = enqueue(&cfg, Site { hook, state: &state }, ask)?;
+    let outcome = match &enqueued {
+        Enqueued::Queued { .. } => "queued".to_string(),
+        Enqueued::Built(record) => record.result.to_string(),
+    };
     log.info(&format!(
-        "delivery hook={} provider=manual event=manual id={} status=- outcome=queued",
-        hook.name, p.delivery
+        "delivery hook={} provider=manual event=manual id={id} status=- outcome={outcome}",
+        hook.name
     ));
-    if opts.wait {
-        if queue::is_building(&state)? {
-            writeln!(out, "{}: a build is running; waiting for it, then building", hook.name).ok();
-        }
-        let record = queue::build_now(&cfg, hook, &state, &mut log)?;
-        writeln!(
-            out,
-            "{}: build {} {} (commit {}, {:.1}s)\nlog: {}",
-            hook.name,
-            record.id,
-            record.result,
-            record.commit.as_deref().unwrap_or("-"),
-            record.duration_secs,
-            record.log
-        )
-        .ok();
-        if let Some(step) = &record.failed_step {
-            writeln!(out, "failed step: {step}").ok();
-        }
-        if let (Some(r), true) = (&record.release, record.held) {
+    match enqueued {
+        Enqueued::Built(record) => {
             writeln!(
                 out,
-                "release {r} was made but not switched to: a rollback holds the hook; deploy-hook resume {} switches to it",
-                hook.name
+                "{}: build {} {} (commit {}, {:.1}s)\nlog: {}",
+                hook.name,
+                record.id,
+                record.result,
+                record.commit.as_deref().unwrap_or("-"),
+                record.duration_secs,
+                record.log
             )
             .ok();
+            if let Some(step) = &record.failed_step {
+                writeln!(out, "failed step: {step}").ok();
+            }
+            if let (Some(r), true) = (&record.release, record.held) {
+                writeln!(
+                    out,
+                    "release {r} was made but not switched to: a rollback holds the hook; deploy-hook resume {} switches to it",
+                    hook.name
+                )
+                .ok();
+            }
+            Ok(record.result.exit_code())
         }
-        return Ok(record.result.exit_code());
+        Enqueued::Queued { behind, held } => {
+            if behind == Behind::Nothing {
+                writeln!(
+                    out,
+                    "{}: build started; follow it with: deploy-hook status {} --follow",
+                    hook.name, hook.name
+                )
+                .ok();
+            } else {
+                writeln!(
+                    out,
+                    "{}: a build is running; another from the newest commit follows it (deploy-hook status {} --follow follows it)",
+                    hook.name, hook.name
+                )
+                .ok();
+            }
+            if held {
+                writeln!(
+                    out,
+                    "{}: held by a rollback: the build makes its release but nothing is switched to it until deploy-hook resume {}",
+                    hook.name, hook.name
+                )
+                .ok();
+            }
+            Ok(exit::OK)
+        }
     }
-    if queue::try_lock(&state)?.is_some() {
-        queue::spawn_worker(&cfg.file, &hook.name, &state)?;
-        writeln!(
-            out,
-            "{}: build started; follow it with: deploy-hook status {} --follow",
-            hook.name, hook.name
-        )
-        .ok();
-    } else {
-        writeln!(
-            out,
-            "{}: a build is running; another from the newest commit follows it (deploy-hook status {} --follow follows it)",
-            hook.name, hook.name
-        )
-        .ok();
-    }
-    if hook.publish.is_some() && state.read_status().is_ok_and(|s| s.held.is_some()) {
-        writeln!(
-            out,
-            "{}: held by a rollback: the build makes its release but nothing is switched to it until deploy-hook resume {}",
-            hook.name, hook.name
-        )
-        .ok();
-    }
-    Ok(exit::OK)
 }
 
 /// Started as root on a hook whose state folder is another user's: become that user

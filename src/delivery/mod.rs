@@ -13,10 +13,10 @@ use std::path::Path;
 
 use self::cgi::{Env, Request, Response};
 use self::verify::Kind;
-use crate::build::queue;
+use crate::build::enqueue::{enqueue, Ask, Enqueued, Site, Then};
 use crate::build::state::{HookState, Pending};
-use crate::config::{self, Config, Mode, OnBusy, Provider};
-use crate::error::{exit, Behind, BuildResult, Error, Outcome, Result};
+use crate::config::{self, Config, Mode, Provider};
+use crate::error::{exit, BuildResult, Error, Outcome, Result};
 use crate::sys::log::{q, Level, Log};
 use crate::sys::time;
 
@@ -130,7 +130,6 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
             }
         }
     };
-    let accept = |claim: Option<crate::build::state::TokenClaim>| claim.map(|c| c.accept()).unwrap_or(Ok(()));
 
     let git_ref = match &delivery.kind {
         Kind::Ping => {
@@ -143,46 +142,30 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         Kind::Push { git_ref } => git_ref.clone(),
     };
 
-    if hook.on_busy == OnBusy::Reject && queue::is_building(&state)? {
-        return Err(Error::Busy);
-    }
     let pending = Pending {
         delivery: delivery.id.clone(),
         event: delivery.event.clone(),
         git_ref,
         received: time::rfc3339(time::now()),
     };
-    state.mark_pending(&pending)?;
-    if hook.on_busy == OnBusy::Supersede {
-        queue::request_supersede(&state)?;
-    }
-
-    match hook.mode {
-        Mode::Async => {
-            let free = queue::try_lock(&state)?.is_some();
-            if free {
-                queue::spawn_worker(&cfg.file, &hook.name, &state)?;
-            }
-            accept(claim)?;
-            let behind = if free {
-                Behind::Nothing
-            } else if hook.on_busy == OnBusy::Supersede {
-                Behind::Superseded
-            } else {
-                Behind::Running
-            };
-            // The forge's log says when the build will not go live (a rollback holds the site).
-            let held = hook.publish.is_some() && state.read_status().is_ok_and(|s| s.held.is_some());
-            Ok(Outcome::Queued {
-                branch: hook.branch.clone(),
-                behind,
-                held,
-            })
-        }
-        Mode::Sync => {
-            // Accepted once it is recorded: the build runs whatever this process meets.
-            accept(claim)?;
-            let record = queue::build_in_worker(&cfg.file, hook, &state)?;
+    let then = match hook.mode {
+        Mode::Async => Then::Answer,
+        Mode::Sync => Then::WaitInWorker,
+    };
+    let site = Site { hook, state: &state };
+    let ask = Ask {
+        pending,
+        force: false,
+        token: claim,
+        then,
+    };
+    match enqueue(&cfg, site, ask)? {
+        Enqueued::Queued { behind, held } => Ok(Outcome::Queued {
+            branch: hook.branch.clone(),
+            behind,
+            held,
+        }),
+        Enqueued::Built(record) => {
             let commit = record.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-");
             Ok(match record.result {
                 BuildResult::Unchanged => Outcome::Unchanged {

@@ -1,0 +1,102 @@
+//! The one way a build is asked for: by a delivery (`delivery::handle`) and by
+//! `deploy-hook run`. In the order of queue.rs's protocol: the busy check of
+//! `on_busy = "reject"`, the waiting marker (`pending`, with the replay token it settles),
+//! the supersede request, then the lock probe and a detached worker, or the build waited
+//! for (`run --wait`, a sync delivery).
+//!
+//! What is built is a `Site`: a hook's config and the queue its builds go through (the
+//! state folder with its marker, status and lock). Every site today is a hook's own; a
+//! preview of a branch is another site of the same hook, with a state folder and lock of
+//! its own, asked for through the same path.
+
+use crate::build::queue;
+use crate::build::state::{BuildRecord, HookState, Pending, TokenClaim};
+use crate::config::{Config, Hook, OnBusy};
+use crate::error::{Behind, Error, Result};
+use crate::sys::log::Log;
+
+/// What to build: the hook's config, and the state folder of the queue it goes through.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    pub hook: &'a Hook,
+    pub state: &'a HookState,
+}
+
+/// What a build of a site is asked with.
+pub struct Ask<'a> {
+    /// The delivery that asks for it (`run`'s is made up: `manual-<ms>`).
+    pub pending: Pending,
+    /// `run --force`: that build runs every step, even for a commit already live.
+    pub force: bool,
+    /// A Gitee signing token reserved for this delivery: it is accepted (seen from now
+    /// on) once the delivery is recorded, and given back when it is not.
+    pub token: Option<TokenClaim<'a>>,
+    pub then: Then<'a>,
+}
+
+/// What the caller does once the delivery is recorded.
+pub enum Then<'a> {
+    /// Start a worker when no build runs, and answer at once (an async delivery, `run`).
+    Answer,
+    /// Build in a worker with a cleared environment and wait for its result (a sync
+    /// delivery: no request header may be in any ancestor of a step).
+    WaitInWorker,
+    /// Build in this process and wait (`run --wait`).
+    WaitHere(&'a mut Log),
+}
+
+/// What became of an ask.
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Recorded; `behind` says whether a worker was started or a running build will
+    /// take it. `held`: a rollback holds the site, so its build will not go live.
+    Queued { behind: Behind, held: bool },
+    /// Built, waited for: its record (boxed: it is far larger than the other answer).
+    Built(Box<BuildRecord>),
+}
+
+/// Asks for a build of `site`; see the module's comment for the order of things.
+pub fn enqueue(cfg: &Config, site: Site, ask: Ask) -> Result<Enqueued> {
+    let Site { hook, state } = site;
+    let Ask {
+        pending,
+        force,
+        token,
+        then,
+    } = ask;
+    if hook.on_busy == OnBusy::Reject && queue::is_building(state)? {
+        return Err(Error::Busy);
+    }
+    if force {
+        // Before `pending`: the build that takes this delivery sees the marker.
+        crate::build::state::write_atomic(&state.force_path(), b"")
+            .map_err(|e| Error::io(format!("cannot write {}", state.force_path().display()), e))?;
+    }
+    let status = state.mark_pending(&pending)?;
+    // Accepted once it is recorded: whatever happens to this process now, it is built.
+    if let Some(token) = token {
+        token.accept()?;
+    }
+    if hook.on_busy == OnBusy::Supersede {
+        queue::request_supersede(state)?;
+    }
+    match then {
+        Then::Answer => {
+            let free = queue::try_lock(state)?.is_some();
+            if free {
+                queue::spawn_worker(&cfg.file, &hook.name, state)?;
+            }
+            let behind = if free {
+                Behind::Nothing
+            } else if hook.on_busy == OnBusy::Supersede {
+                Behind::Superseded
+            } else {
+                Behind::Running
+            };
+            let held = hook.publish.is_some() && status.held.is_some();
+            Ok(Enqueued::Queued { behind, held })
+        }
+        Then::WaitInWorker => queue::build_in_worker(&cfg.file, hook, state).map(|r| Enqueued::Built(Box::new(r))),
+        Then::WaitHere(log) => queue::build_now(cfg, hook, state, log).map(|r| Enqueued::Built(Box::new(r))),
+    }
+}
