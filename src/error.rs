@@ -31,7 +31,7 @@ exit_codes! {
     USAGE = 2: "Usage error (also: nothing to roll back to).",
     IO = 74: "I/O error, or another failure on the server's side; the message says which.",
     BUSY = 75: "Busy: on_busy = \"reject\" and a build is running.",
-    REFUSED = 77: "Refused to run as root: the state folders do not say for sure whom to become (a symlink, another user's folder); the message says what to do.",
+    REFUSED = 77: "Refused to run as root: the state folders do not say for sure whom to become (a symlink, another user's folder), or a hook that would stay root has a checkout or publish folder another user can change; the message says what to do.",
     CONFIG = 78: "Config error.",
 }
 

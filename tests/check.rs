@@ -271,16 +271,23 @@ fn check_sees_node_env_production_skipping_the_site_generator() {
 #[test]
 fn check_as_root_before_any_state_folder_names_the_web_servers_user_in_fixes() {
     requires!(Root, WwwData);
-    // A www-data checkout, and no state folder yet: root cannot become anyone, and git
-    // (as root) calls the checkout dubious. The fix must not hand the repo to root.
+    // A www-data checkout, and no state folder yet: root would stay root, and run git and
+    // the steps in www-data's checkout; it refuses, and check says so. The fix gives the
+    // hook to www-data rather than handing the repo to root.
     let w = World::new("check-root-fix");
     chown("www-data:www-data", true, &w.repo);
     w.config("gitlab", "steps = [\"true\"]");
     let out = w.cmd(&["check"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(!t.contains("chown -R root"), "{t}");
-    assert!(t.contains(&format!("chown -R www-data: {}", w.repo.display())), "{t}");
+    assert!(
+        t.contains(&format!(
+            "fix: give the hook to the web server's user, so that commands started as root run as it: install -d -o www-data -g www-data -m 750 {} && chown -R www-data: {}",
+            w.state.display(),
+            w.repo.display()
+        )),
+        "{t}"
+    );
     assert!(t.contains("runuser -u www-data -- deploy-hook check"), "{t}");
 }
 

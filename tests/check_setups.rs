@@ -212,3 +212,20 @@ fn root_files_in_the_checkout_and_on_a_web_host_fail_check_for_a_hook_with_hosts
     let out = w.cmd(&["check"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn check_as_the_build_user_names_a_checkout_git_calls_dubious() {
+    requires!(Root, WwwData);
+    // The hook is www-data's, its checkout another user's: git, as www-data, refuses it.
+    let w = www_data_world("setup-dubious");
+    w.config("gitlab", "steps = [\"true\"]");
+    chown("nobody:nogroup", true, &w.repo);
+    let (code, log) = build_as_www_data(&w);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("dubious ownership"), "{log}");
+    for (code, t) in check_as_both(&w) {
+        assert_eq!(code, 1, "{t}");
+        assert!(t.contains("dubious ownership") && t.contains("safe.directory"), "{t}");
+        assert!(t.contains(&format!("chown -R www-data: {}", w.repo.display())), "{t}");
+    }
+}

@@ -113,8 +113,10 @@ fn check_names(what: &str, breaker: impl Fn(&World), expect: &str) {
 #[test]
 fn check_names_a_checkout_owned_by_another_user() {
     requires!(Root);
+    // Root's hook, nobody's checkout: root would run git and the steps in it, so check, as
+    // root, names the checkout as what root would refuse (and runs no git there).
     check_names(
-        "dubious ownership",
+        "another user's checkout",
         |w: &World| {
             let status = Command::new("chown")
                 .args(["-R", "65534:65534"])
@@ -123,7 +125,7 @@ fn check_names_a_checkout_owned_by_another_user() {
                 .unwrap();
             assert!(status.success());
         },
-        "safe.directory",
+        "is not root's alone",
     );
 }
 

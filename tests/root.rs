@@ -308,3 +308,141 @@ fn a_state_folder_www_data_swapped_for_a_symlink_to_roots_folder_never_makes_a_r
     assert_eq!(fs::read_to_string(&who).unwrap(), "33\n");
     assert_eq!(root_owned(&[&w.state, &www]), Vec::<String>::new());
 }
+
+/// A hook that is root's throughout, whose step records who ran it, publishing to `www`.
+fn root_world_recording(name: &str) -> (World, std::path::PathBuf) {
+    let w = World::new(name);
+    let who = w.path("who-built");
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"id -u >> {} && mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\n",
+            who.display(),
+            w.path("www/site").to_str().unwrap()
+        ),
+    );
+    fs::create_dir_all(w.path("www")).unwrap();
+    (w, who)
+}
+
+#[test]
+fn staying_root_needs_the_checkout_and_the_publish_folder_to_be_roots_alone() {
+    requires!(Root, WwwData);
+    let (w, who) = root_world_recording("root-alone");
+    // Everything root's: a command started as root stays root, and builds.
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "0\n");
+
+    // www-data can change the checkout (its .git/config, package.json): a root run would
+    // run what www-data wrote. Every root-run command refuses, and check says so.
+    let www = w.path("www");
+    let site = www.join("site");
+    for (what, named, path, give) in [
+        ("repo", w.repo.clone(), w.repo.clone(), "chown"),
+        ("publish.to", site.clone(), www.clone(), "chown"),
+        ("repo", w.repo.clone(), w.repo.clone(), "group-write"),
+    ] {
+        match give {
+            "chown" => crate::check::chown("www-data:www-data", true, &path),
+            _ => {
+                let f = path.join("index.md");
+                crate::check::chown("root:www-data", false, &f);
+                fs::set_permissions(&f, fs::Permissions::from_mode(0o664)).unwrap();
+            }
+        }
+        fs::remove_file(&who).ok();
+        w.push("index.md", &format!("after {what} changed hands\n"));
+        let out = w.cmd(&["run", "docs", "--wait"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(77), "{what} ({give}): {t}");
+        assert!(
+            t.contains(&format!("its {what} {} is not root's alone", named.display())),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "fix: give the hook to the web server's user, so that commands started as root run as it: chown -R www-data: {} && chown -R www-data: {} {} {}",
+                w.hook_dir().display(),
+                w.repo.display(),
+                site.display(),
+                www.join("site.releases").display()
+            )),
+            "{t}"
+        );
+        assert!(!who.exists(), "a step ran as root: {t}");
+        // The same refusal for a delivery a web server hands over as root, and in check.
+        let r = w
+            .cgi()
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("X-Gitlab-Token", SECRET)
+            .body(br#"{"ref":"refs/heads/main"}"#)
+            .run();
+        assert_eq!(r.status, 500, "{} {}", r.json, r.stderr);
+        assert!(r.stderr.contains("is not root's alone"), "{}", r.stderr);
+        let out = w.cmd(&["check"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("a command started as root would refuse to run") && t.contains("is not root's alone"),
+            "{t}"
+        );
+        assert!(!who.exists(), "a step ran as root: {t}");
+        // Made root's alone again, the run builds (as root).
+        crate::check::chown("root:root", true, &path);
+        fs::set_permissions(path.join("index.md"), fs::Permissions::from_mode(0o644)).ok();
+        let out = w.cmd(&["run", "docs", "--wait"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(fs::read_to_string(&who).unwrap(), "0\n");
+    }
+
+    // The other way out the fix names: the hook becomes www-data's, and a root run builds
+    // as www-data.
+    w.trust_remote_in_build_home();
+    fs::write(&who, "").unwrap();
+    crate::check::chown("www-data:www-data", false, &who);
+    for p in [&w.hook_dir(), &w.repo, &www] {
+        crate::check::chown("www-data:www-data", true, p);
+    }
+    crate::check::chown("www-data:www-data", false, &w.state);
+    w.push("index.md", "given to www-data\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "33\n");
+}
+
+#[test]
+fn a_delivery_handed_over_as_root_builds_as_the_hooks_owner() {
+    requires!(Root, WwwData);
+    // fcgiwrap misconfigured to run as root, on a hook that is www-data's.
+    let w = www_data_world("root-cgi");
+    let who = w.path("who-built");
+    fs::write(&who, "").unwrap();
+    crate::check::chown("www-data:www-data", false, &who);
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"id -u >> {} && mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\n",
+            who.display(),
+            w.path("www/site").to_str().unwrap()
+        ),
+    );
+    let head = w.push("index.md", "delivered to a root CGI\n");
+    let r = w
+        .cgi()
+        .header("X-Gitlab-Event", "Push Hook")
+        .header("X-Gitlab-Token", SECRET)
+        .body(br#"{"ref":"refs/heads/main"}"#)
+        .run();
+    assert_eq!((r.status, r.word()), (202, "queued"), "{} {}", r.json, r.stderr);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "succeeded", "{s}\n{}", w.log_text(&s["last"]));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "33\n", "built as www-data");
+    assert_eq!(fs::read_to_string(w.path("www/site/index.html")).unwrap().trim(), head);
+    assert_eq!(root_owned(&[&w.state, &w.path("www")]), Vec::<String>::new());
+    // The web server's own deliveries still work after it.
+    w.push("index.md", "delivered by www-data\n");
+    let r = delivery_as_www_data(&w);
+    assert_eq!((r.status, r.word()), (202, "queued"), "{} {}", r.json, r.stderr);
+    assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
+}

@@ -213,7 +213,7 @@ pub fn run(opts: &Options, env: &Env, out: &mut dyn Write) -> Result<i32> {
         if as_root {
             // The decision `run` makes, for every hook at once: check sees what they see.
             let hooks: Vec<&str> = cfg.hooks.keys().map(String::as_str).collect();
-            match privilege::become_owner(&cfg.state_dir, &hooks) {
+            match privilege::become_owner(&cfg.state_dir, &cfg.hook_paths(&hooks)) {
                 Ok(Some(u)) => {
                     who = format!(
                         "as user {}, the owner of {}{}; started as {started}",

@@ -211,7 +211,7 @@ pub(super) fn become_owner(cfg: &Config, hook: Option<&str>, say: bool) -> Resul
         Some(h) => vec![h],
         None => cfg.hooks.keys().map(String::as_str).collect(),
     };
-    if let Some(u) = crate::sys::privilege::become_owner(&cfg.state_dir, &hooks)? {
+    if let Some(u) = crate::sys::privilege::become_owner(&cfg.state_dir, &cfg.hook_paths(&hooks))? {
         if say {
             eprintln!(
                 "deploy-hook: started as root; running as {}, the owner of the hook's state folder",

@@ -99,6 +99,12 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     if req.method != "POST" {
         return Err(Error::MethodNotAllowed(crate::sys::text::printable(&req.method, 16)));
     }
+    // A web server misconfigured to run us as root (fcgiwrap started as root): the rule of
+    // a command started as root (`sys::privilege`), before anything of the hook is touched:
+    // become the state folder's owner, or stay root only where root alone controls it all.
+    if crate::sys::privilege::euid() == 0 {
+        crate::sys::privilege::become_owner(&cfg.state_dir, &cfg.hook_paths(&[hook.name.as_str()]))?;
+    }
     let state = HookState::new(&cfg.state_dir, &hook.name);
     state.ensure()?;
 

@@ -14,7 +14,12 @@
 //! made a root-run build run as root. When in doubt the command refuses, saying why and
 //! what to do, rather than stay root.
 //!
-//! Nothing here runs in CGI mode: the web server never starts us as root.
+//! Staying root needs more than root's state folders: the checkout and the publish target
+//! the command would work in as root must be root's alone too (`alone`).
+//!
+//! The same rule holds for a delivery that a web server misconfigured to run us as root
+//! (fcgiwrap started as root) hands over: it becomes the state folder's owner, or refuses
+//! (500, the reason in the log). `check` fails such a web server.
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -22,6 +27,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+mod alone;
 
 /// An account from the passwd database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -470,15 +477,30 @@ pub fn become_user(user: &User) -> Result<()> {
     Ok(())
 }
 
+/// A hook a command started as root works on: its name, and the paths it would run in or
+/// write as root besides its state folder (the checkout, the local publish target), each
+/// with what the config calls it.
+pub struct HookPaths<'a> {
+    pub name: &'a str,
+    pub paths: Vec<(&'static str, PathBuf)>,
+}
+
 /// Started as root: becomes whom `decide` names for `hooks` (see there), before anything of
-/// them is read or written. Returns who we became; `None` when nothing changed (not root,
-/// or everything of these hooks is root's alone).
-pub fn become_owner(state_dir: &Path, hooks: &[&str]) -> Result<Option<User>> {
+/// them is read or written. Staying root also needs each hook's paths to be root's alone
+/// (`alone::root_alone`), or the command refuses. Returns who we became; `None` when
+/// nothing changed (not root, or everything of these hooks is root's alone).
+pub fn become_owner(state_dir: &Path, hooks: &[HookPaths]) -> Result<Option<User>> {
     if euid() != 0 {
         return Ok(None);
     }
-    match decide(state_dir, hooks)? {
-        Whom::Root => Ok(None),
+    let names: Vec<&str> = hooks.iter().map(|h| h.name).collect();
+    match decide(state_dir, &names)? {
+        Whom::Root => {
+            for h in hooks {
+                alone::root_alone(h.name, state_dir, &h.paths)?;
+            }
+            Ok(None)
+        }
         Whom::User(u) => {
             become_user(&u)?;
             Ok(Some(u))
@@ -707,5 +729,46 @@ mod tests {
         t.dir("real-root", 0, 0o755);
         t.dir("real-root/state", 0, 0o755);
         assert_eq!(decide(&root_via.join("state"), &["docs"]).unwrap(), Whom::Root);
+    }
+
+    #[test]
+    fn staying_root_needs_the_paths_to_be_roots_throughout() {
+        let Some(t) = Tmp::new("alone") else { return };
+        let w = www();
+        let sd = t.dir("state", 0, 0o755);
+        let repo = t.dir("repo", 0, 0o755);
+        std::fs::create_dir_all(repo.join("node_modules/.bin")).unwrap();
+        std::fs::write(repo.join("package.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("../../package.json", repo.join("node_modules/.bin/x")).unwrap();
+        let paths = |p: &Path| vec![("repo", p.to_path_buf()), ("publish.to", t.0.join("www/site"))];
+        // Root's throughout, a symlink inside, a publish target not made yet: fine.
+        alone::root_alone("docs", &sd, &paths(&repo)).unwrap();
+        // A file www-data owns, a folder its group may write, a symlink out to its folder.
+        std::os::unix::fs::chown(repo.join("package.json"), Some(w.uid), None).unwrap();
+        let why = refusal(alone::root_alone("docs", &sd, &paths(&repo)).map(|()| Whom::Root));
+        assert!(why.contains("package.json is www-data's"), "{why}");
+        assert!(why.contains("install -d -o www-data -g www-data -m 750"), "{why}");
+        std::os::unix::fs::chown(repo.join("package.json"), Some(0), None).unwrap();
+        set_mode(&repo.join("node_modules"), 0o775);
+        let why = refusal(alone::root_alone("docs", &sd, &paths(&repo)).map(|()| Whom::Root));
+        assert!(
+            why.contains("node_modules can be written by others than root (mode 0775)"),
+            "{why}"
+        );
+        set_mode(&repo.join("node_modules"), 0o755);
+        let theirs = t.dir("theirs", w.uid, 0o755);
+        std::fs::write(theirs.join("bin.js"), "").unwrap();
+        std::os::unix::fs::symlink(theirs.join("bin.js"), repo.join("node_modules/.bin/y")).unwrap();
+        let why = refusal(alone::root_alone("docs", &sd, &paths(&repo)).map(|()| Whom::Root));
+        assert!(
+            why.contains(&format!("leads to {}", theirs.join("bin.js").display())),
+            "{why}"
+        );
+        std::fs::remove_file(repo.join("node_modules/.bin/y")).unwrap();
+        // The folder that will hold the publish target is www-data's: it could put a
+        // symlink there for root to write through.
+        let www = t.dir("www", w.uid, 0o755);
+        let why = refusal(alone::root_alone("docs", &sd, &paths(&repo)).map(|()| Whom::Root));
+        assert!(why.contains(&format!("{} belongs to www-data", www.display())), "{why}");
     }
 }
