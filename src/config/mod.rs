@@ -408,7 +408,7 @@ impl Hook {
             out.push(("publish.to's releases", to.with_file_name(releases)));
         }
         if let Some(home) = self.env.get("HOME") {
-            out.push(("env HOME", PathBuf::from(home)));
+            out.push((crate::sys::privilege::HOME, PathBuf::from(home)));
         }
         out
     }

@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use super::{name_of, only_root_controls, refused, WEB_USER};
 use crate::error::Result;
 
+/// What the config calls a HOME set in a hook's `env` (`config::Hook::root_paths`): only
+/// what tools read there is walked.
+pub const HOME: &str = "env HOME";
+
 /// Entries walked per path at most: a checkout's node_modules fits many times over.
 const MAX_ENTRIES: usize = 500_000;
 
@@ -26,7 +30,7 @@ const MAX_ENTRIES: usize = 500_000;
 /// then run as it), or the path made root's alone.
 pub fn root_alone(hook: &str, state_dir: &Path, paths: &[(&str, PathBuf)]) -> Result<()> {
     for (what, path) in paths {
-        if let Err(why) = check(path) {
+        if let Err(why) = check(path, *what == HOME) {
             let folder = state_dir.join(hook);
             let state = if folder.exists() {
                 format!("chown -R {WEB_USER}: {}", folder.display())
@@ -56,33 +60,63 @@ pub fn root_alone(hook: &str, state_dir: &Path, paths: &[(&str, PathBuf)]) -> Re
     Ok(())
 }
 
-/// Whether `path` (a folder, a symlink to one, or not there yet) is root's alone.
-fn check(path: &Path) -> std::result::Result<(), String> {
+/// Whether `path` (a folder, a symlink to one, or not there yet) is root's alone. For a
+/// HOME, what tools read there: the folder itself and its dot-files and dot-folders
+/// (`.gitconfig`, `.npmrc`, `.config`, the pnpm store...), not whatever else it holds.
+fn check(path: &Path, home: bool) -> std::result::Result<(), String> {
     only_root_controls(path)?;
     let mut seen = 0;
-    let top = match std::fs::symlink_metadata(path) {
-        Ok(_) => path.to_path_buf(),
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("{} cannot be read ({e})", path.display())),
-    };
-    walk(&top, &top, &mut seen)
+    }
+    if !home {
+        return walk(path, path, &mut seen, true);
+    }
+    walk(path, path, &mut seen, false)?;
+    for e in read_dir(path)? {
+        if e.file_name().as_encoded_bytes().starts_with(b".") {
+            walk(path, &e.path(), &mut seen, true)?;
+        }
+    }
+    Ok(())
 }
 
-/// `path` and everything under it: root's, written by root only; a symlink that leads out
-/// of `top` leads somewhere only root controls.
-fn walk(top: &Path, path: &Path, seen: &mut usize) -> std::result::Result<(), String> {
+/// The entries of a folder; one gone meanwhile (a build of the hook runs, a prune removes
+/// a release) has nothing left to run and is left out.
+fn read_dir(path: &Path) -> std::result::Result<Vec<std::fs::DirEntry>, String> {
+    match std::fs::read_dir(path) {
+        Ok(entries) => Ok(entries.flatten().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{} cannot be read ({e})", path.display())),
+    }
+}
+
+/// `path` (and, with `deep`, everything under it): root's, written by root only; a symlink
+/// that leads out of `top` leads somewhere only root controls. What is gone by the time it
+/// is looked at is skipped: a running build adds and removes files of its own (root's).
+fn walk(top: &Path, path: &Path, seen: &mut usize, deep: bool) -> std::result::Result<(), String> {
     *seen += 1;
     if *seen > MAX_ENTRIES {
         return Err(format!(
             "it holds more than {MAX_ENTRIES} entries, too many to vouch for"
         ));
     }
-    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{} cannot be read ({e})", path.display())),
+    };
     if m.uid() != 0 {
         return Err(format!("{} is {}'s", path.display(), name_of(m.uid())));
     }
     if m.file_type().is_symlink() {
-        let target = std::fs::read_link(path).map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
+        let target = match std::fs::read_link(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{} cannot be read ({e})", path.display())),
+        };
         let resolved = lexical(&path.parent().unwrap_or(Path::new("/")).join(&target));
         if !resolved.starts_with(top) {
             outside(&resolved)
@@ -97,11 +131,9 @@ fn walk(top: &Path, path: &Path, seen: &mut usize) -> std::result::Result<(), St
             m.mode() & 0o7777
         ));
     }
-    if m.is_dir() {
-        let entries = std::fs::read_dir(path).map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
-        for e in entries {
-            let e = e.map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
-            walk(top, &e.path(), seen)?;
+    if deep && m.is_dir() {
+        for e in read_dir(path)? {
+            walk(top, &e.path(), seen, true)?;
         }
     }
     Ok(())

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 mod alone;
+pub use alone::HOME;
 
 /// An account from the passwd database.
 #[derive(Debug, Clone, PartialEq, Eq)]
