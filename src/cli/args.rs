@@ -136,7 +136,7 @@ impl Cli {
 /// `deploy-hook init`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitArgs {
-    /// The hook's name: letters, digits, - and _ (the URL is https://HOST/hooks/NAME)
+    /// The hook's name: letters, digits, - and _ (the URL is http://HOST/hooks/NAME; https once the site has TLS)
     pub name: String,
     /// The forge that delivers
     #[arg(long, value_enum)]
