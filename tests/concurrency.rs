@@ -121,11 +121,18 @@ fn a_killed_worker_is_recorded_interrupted_and_the_next_delivery_builds() {
         !pid_alive(step)
     });
 
+    // The next delivery is the event here: the recovery that a look at the status starts
+    // (a worker, as a delivery starts one) is kept from the lock by holding the checkout's
+    // part of it, until that worker gave up.
+    let tree = fs::File::open(&w.repo).unwrap();
+    fs2::FileExt::lock_exclusive(&tree).unwrap();
     let out = w.cmd(&["status", "docs", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["interrupted"], true, "{st}");
     let out = w.cmd(&["status", "docs"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
+    w.wait_no_worker();
+    drop(tree);
 
     fs::write(&gate, "").unwrap();
     let head = w.push("index.md", "after the crash\n");

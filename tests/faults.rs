@@ -182,6 +182,12 @@ fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
     let r = w.gitee_push().run();
     assert!(r.status == 500 || r.status == 200, "{}", r.json);
     assert!(w.lock_free());
+    // Free the space first: a look at a build that could not be recorded starts its
+    // recovery, which builds its delivery again (with the config of then).
+    for e in fs::read_dir(w.hook_dir().join("builds")).unwrap().flatten() {
+        fs::remove_file(e.path()).unwrap();
+    }
+    w.config("gitee", "mode = \"sync\"\nsteps = [\"true\"]");
     let out = w.cmd(&["status", "docs", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let last = st["last"]["result"].as_str().unwrap_or("none").to_string();
@@ -189,13 +195,11 @@ fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
         last == "failed" || st["interrupted"] == true,
         "a clear status after a full disk: {st}"
     );
-    // free the space: the next delivery builds
-    for e in fs::read_dir(w.hook_dir().join("builds")).unwrap().flatten() {
-        fs::remove_file(e.path()).unwrap();
-    }
-    w.config("gitee", "mode = \"sync\"\nsteps = [\"true\"]");
+    // the recovery that look started (if any) ends; then the next delivery builds
+    w.wait_idle();
+    w.push("index.md", "after the disk was freed\n");
     let r = w.gitee_push().run();
-    assert_eq!(r.word(), "succeeded", "{}", r.json);
+    assert_eq!(r.word(), "succeeded", "{}\n{}", r.json, r.stderr);
 }
 
 #[test]
@@ -221,4 +225,129 @@ fn a_build_that_cannot_be_recorded_puts_its_delivery_back() {
     let s = w.wait_idle();
     assert_eq!(s["last"]["commit"], head.as_str());
     assert!(!w.hook_dir().join("pending").exists());
+}
+
+/// A hook whose only step waits for `gate` and whose `on_failure` appends its result,
+/// build id and failed step to `told`; a build of the head is running in it, its step
+/// started. Returns (head, gate, told).
+fn building_world(w: &World) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let (record, gate, told) = (w.path("record"), w.path("gate"), w.path("told"));
+    let on_failure = format!(
+        "[\"sh\", \"-c\", \"echo $DEPLOY_HOOK_RESULT $DEPLOY_HOOK_BUILD $DEPLOY_HOOK_DELIVERY >> {}\"]",
+        told.display()
+    );
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [{}]\non_failure = {on_failure}",
+            toml_str(&gated_step(&record, &gate))
+        ),
+    );
+    let head = w.push("index.md", "killed\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for("the step to start", Duration::from_secs(30), || record.exists());
+    (head, gate, told)
+}
+
+/// What `on_failure` was told, one line per run.
+fn told(path: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_worker_killed_mid_step_is_told_once_and_the_next_delivery_builds_the_head() {
+    let w = World::new("kill-told");
+    let (_, gate, told_file) = building_world(&w);
+    let killed = w.status()["current"]["id"].as_str().unwrap().to_string();
+    kill_worker(&w);
+    fs::write(&gate, "").unwrap();
+    let head = w.push("index.md", "after the kill\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    let s = w.wait_idle();
+    assert_eq!(told(&told_file).len(), 1, "{:?}", told(&told_file));
+    assert!(
+        told(&told_file)[0].starts_with(&format!("interrupted {killed} ")),
+        "{:?}",
+        told(&told_file)
+    );
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(s["last"]["commit"], head.as_str());
+    assert_eq!(w.history()[1]["result"], "interrupted", "{s}");
+    let log = w.log_text(&w.history()[1]);
+    assert!(
+        log.contains("result: interrupted") && log.contains("notify: $"),
+        "{log}"
+    );
+}
+
+#[test]
+fn status_seeing_a_dead_builder_records_it_tells_and_builds_its_delivery_again() {
+    let w = World::new("kill-status");
+    let (head, gate, told_file) = building_world(&w);
+    let dead = w.status()["current"].clone();
+    kill_worker(&w);
+    fs::write(&gate, "").unwrap();
+    // Nobody delivers again: looking at the status is the next event.
+    let out = w.cmd(&["status", "docs"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("builds its delivery again"), "{text}");
+    wait_for(
+        "the interrupted build to be built again",
+        Duration::from_secs(60),
+        || w.history().len() == 2 && w.status()["state"] == "idle",
+    );
+    let s = w.wait_idle();
+    let told = told(&told_file);
+    assert_eq!(
+        told,
+        [format!(
+            "interrupted {} {}",
+            dead["id"].as_str().unwrap(),
+            dead["delivery"].as_str().unwrap()
+        )]
+    );
+    assert_eq!(w.history()[1]["result"], "interrupted", "{s}");
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(s["last"]["commit"], head.as_str());
+    assert_eq!(
+        s["last"]["delivery"], dead["delivery"],
+        "the interrupted delivery is the one built"
+    );
+}
+
+#[test]
+fn status_follow_and_run_wait_after_a_dead_builder_tell_once_and_build() {
+    // --follow: it says the build it would follow was interrupted (exit 1), and the
+    // recovery it starts builds the delivery again.
+    let w = World::new("kill-follow");
+    let (head, gate, told_file) = building_world(&w);
+    kill_worker(&w);
+    fs::write(&gate, "").unwrap();
+    let out = w.cmd(&["status", "docs", "--follow"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("was interrupted"), "{text}");
+    wait_for("the delivery to be built again", Duration::from_secs(60), || {
+        w.history().len() == 2 && w.status()["state"] == "idle"
+    });
+    assert_eq!(w.wait_idle()["last"]["commit"], head.as_str());
+    assert_eq!(told(&told_file).len(), 1, "{:?}", told(&told_file));
+
+    // run --wait: it recovers first (told once), then builds
+    let w = World::new("kill-run");
+    let (_, gate, told_file) = building_world(&w);
+    kill_worker(&w);
+    fs::write(&gate, "").unwrap();
+    let head = w.push("index.md", "run after the kill\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let s = w.wait_idle();
+    assert_eq!(told(&told_file).len(), 1, "{:?}", told(&told_file));
+    assert!(told(&told_file)[0].starts_with("interrupted "));
+    assert_eq!(s["last"]["commit"], head.as_str());
+    assert_eq!(w.history()[1]["result"], "interrupted", "{s}");
 }

@@ -593,6 +593,14 @@ fn looking_at_the_status_takes_no_lock() {
     }
     wait_for("the lock to be free", Duration::from_secs(10), || w.lock_free());
     fs::write(&gate, "").unwrap();
+    // Seeing the dead builder, status starts a worker to recover it, as a delivery would;
+    // that worker takes the lock. Holding the working tree's part of the lock (as a build
+    // of a hook sharing it would) stops the worker before it opens build.lock (the parts
+    // are taken in the order of their paths, and the checkout's comes first), so that an
+    // open seen below can only be status's own.
+    assert!(w.repo < w.hook_dir().join("build.lock"));
+    let tree = fs::File::open(&w.repo).unwrap();
+    tree.lock_exclusive().unwrap();
     let lock = std::ffi::CString::new(w.hook_dir().join("build.lock").to_str().unwrap()).unwrap();
     let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK) };
     assert!(fd >= 0);
@@ -611,4 +619,9 @@ fn looking_at_the_status_takes_no_lock() {
     unsafe { libc::close(fd) };
     assert!(texts.contains("interrupted"), "status tells the dead build: {texts}");
     assert!(n <= 0, "status opened the build lock");
+    // The recovery status asked for did not happen (the tree was held); once it is free,
+    // the next look starts it, and the build is recorded.
+    drop(tree);
+    assert!(w.cmd(&["status", "docs"]).status.success());
+    wait_for("the recovery", Duration::from_secs(60), || w.history().len() == 2);
 }

@@ -307,6 +307,24 @@ impl World {
         self.status()
     }
 
+    /// Waits until no worker of this world runs (`deploy-hook __worker ... <config>`), for
+    /// a test that must know a worker it started indirectly (`status` does) is done.
+    pub fn wait_no_worker(&self) {
+        let config = self.config.to_string_lossy().into_owned();
+        wait_for("the workers to end", Duration::from_secs(60), || {
+            !fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+                let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+                    return false;
+                };
+                let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+                let zombie = fs::read_to_string(e.path().join("stat"))
+                    .map(|st| st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+                    .unwrap_or(true);
+                !zombie && args.contains(&&b"__worker"[..]) && args.contains(&config.as_bytes())
+            })
+        });
+    }
+
     pub fn history(&self) -> Vec<serde_json::Value> {
         self.status()["history"].as_array().cloned().unwrap_or_default()
     }

@@ -68,6 +68,19 @@ impl BuildLog {
         Ok(BuildLog::from_file(file, Some(path.to_path_buf()), max))
     }
 
+    /// The log of a build whose worker died, to add what its recovery did
+    /// (`queue::recover`); the size it has counts toward the cap. Never through a symlink.
+    pub fn reopen(path: &Path, max: u64) -> io::Result<BuildLog> {
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        let log = BuildLog::from_file(file, Some(path.to_path_buf()), max);
+        log.inner.size.store(size, Ordering::Relaxed);
+        Ok(log)
+    }
+
     /// A log that keeps nothing, for the commands that talk to web hosts outside a build
     /// (`status`, `rollback`, `check`): they share the publish code, which writes a log.
     pub fn discard() -> io::Result<BuildLog> {

@@ -1,13 +1,14 @@
 //! The build engine: what happens to a delivery once it is accepted.
 //!
 //! `enqueue` is the one way a build is asked for (a delivery, `run`); `queue` is the lock
-//! and pending-marker protocol (at most one build per site, none lost)
-//! and the workers; `pipeline` is one build (sync, clean, steps, publish, record); `state`
-//! is the per-hook state folder those two share with `status`; `buildlog` writes a build's
-//! log.
+//! and pending-marker protocol (at most one build per site, none lost) and the workers;
+//! `pipeline` is one build (sync, clean, steps, publish); `finish` records a build that
+//! ended, whoever saw it end, and tells about it; `state` is the per-hook state folder
+//! they share with `status`; `buildlog` writes a build's log.
 
 pub mod buildlog;
 pub mod enqueue;
+pub mod finish;
 pub mod pipeline;
 pub mod queue;
 pub mod state;

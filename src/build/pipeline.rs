@@ -1,5 +1,5 @@
 //! One build: sync the checkout (and its submodules) to the head of `remote/branch`, remove
-//! the `clean` paths, run the steps, publish, notify.
+//! the `clean` paths, run the steps, publish; then `finish` records it and tells about it.
 //!
 //! The caller holds the hook's build lock (queue.rs). Everything a build does is written to
 //! its own log, and `status.json` is kept current at each stage so `status` can say what is
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::build::buildlog::BuildLog;
+use crate::build::finish::{self, Finished};
 use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
 use crate::config::{Cmd, Destinations, Hook, Step};
 use crate::error::{Error, Result};
@@ -276,6 +277,8 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             step_started: None,
             release: None,
             config: Some(plan.config.clone()),
+            event: p.event.clone(),
+            git_ref: p.git_ref.clone(),
         });
     })?;
     log.info(&format!(
@@ -330,33 +333,23 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         release: release.clone(),
         held: published.as_ref().is_some_and(|p| !p.switched),
     };
-    let recorded = state.update_status(|s| {
+    let ended = Finished {
+        hook,
+        state,
+        record: record.clone(),
+        // What went live: the release it switched to (none while a rollback holds the site).
+        live: published.as_ref().filter(|p| p.switched).map(|p| p.release.clone()),
+        env: run.env.clone(),
+        build_log: &run.log,
+        recovered: false,
+    };
+    let recorded = finish::finished(ended, log, |s| {
         if let Some(p) = &published {
             // What this publish's own prune (the web hosts') could not remove; the local
             // prune below adds its own.
             s.prune_failures = p.prune_failures.clone();
         }
-        // What went live: the release it switched to (none while a rollback holds the site).
-        let live = published.as_ref().filter(|p| p.switched).map(|p| p.release.clone());
-        s.finish(record.clone(), live);
     })?;
-    let level_line = format!(
-        "build end hook={} id={id} commit={} result={result}{}{} duration={:.1}s",
-        hook.name,
-        commit.as_deref().unwrap_or("-"),
-        failed_at
-            .as_ref()
-            .map(|s| format!(" failed_at={}", q(s)))
-            .unwrap_or_default(),
-        if record.held { " held=yes" } else { "" },
-        duration
-    );
-    if result.is_good() {
-        log.info(&level_line);
-    } else {
-        log.warn(&level_line);
-    }
-    notify(&mut run, log, &record);
     // After the record: a build killed while pruning has still published and succeeded.
     if let (Some(cfg), Some(p)) = (&hook.publish, &published) {
         let keep = publish::Keep {
@@ -717,41 +710,6 @@ fn publish_stage(
             };
             Err(Failed::new(step, "publish", Exit::NotStarted(f.message)))
         }
-    }
-}
-
-/// Runs `on_success` / `on_failure`. Their failure is logged and changes nothing.
-fn notify(run: &mut Run, log: &mut Log, record: &BuildRecord) {
-    // A superseded build did not fail: a newer one is already on its way.
-    let (cmd, which) = match record.result {
-        BuildResult::Succeeded => (&run.hook.on_success, "on_success"),
-        BuildResult::Failed | BuildResult::TimedOut => (&run.hook.on_failure, "on_failure"),
-        BuildResult::Unchanged | BuildResult::Superseded | BuildResult::Interrupted | BuildResult::Unknown => {
-            (&None, "")
-        }
-    };
-    let Some(cmd) = cmd else { return };
-    run.env
-        .insert("DEPLOY_HOOK_RESULT".into(), record.result.as_str().into());
-    run.env.insert(
-        "DEPLOY_HOOK_FAILED_STEP".into(),
-        record.failed_step.clone().unwrap_or_default(),
-    );
-    run.env.insert("DEPLOY_HOOK_BUILD".into(), record.id.clone());
-    run.note(&format!("\nnotify: $ {cmd}"));
-    let (exit, _) = run.child(cmd, Duration::from_secs(60), &mut || false);
-    run.note(&format!("-> {exit}"));
-    if !exit.success() {
-        log.warn(&format!(
-            "notify failed hook={} id={} command={} outcome={}",
-            run.hook.name,
-            record.id,
-            q(&format!(
-                "{which} ({})",
-                cmd.program().rsplit('/').next().unwrap_or("-")
-            )),
-            q(&exit.to_string())
-        ));
     }
 }
 

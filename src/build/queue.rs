@@ -35,6 +35,8 @@ use std::process::Stdio;
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
+use crate::build::buildlog::BuildLog;
+use crate::build::finish::{self, Finished};
 use crate::build::pipeline::{self, Build};
 use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State};
 use crate::config::{Config, Hook, OnBusy};
@@ -242,6 +244,16 @@ fn builder_path(state: &HookState) -> PathBuf {
     state.dir.join("builder")
 }
 
+/// Whether the process that last took this hook's lock to build (`builder`) is gone: then
+/// a status that still says "building" is a dead builder's, even while another process
+/// holds the lock (to recover it). Read without taking the lock, as `status` must.
+pub fn builder_gone(state: &HookState) -> bool {
+    let builder: Option<Builder> = fs::read(builder_path(state))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    builder.is_some_and(|b| b.boot != process::boot_id() || !b.process.alive())
+}
+
 fn note_builder(state: &HookState) {
     let Some(process) = Identity::me() else { return };
     // SAFETY: getsid(0) and getpid cannot fail.
@@ -258,7 +270,13 @@ fn note_builder(state: &HookState) {
 
 /// With the lock held: a delivery taken by a builder that died before recording its build
 /// waits again; a status that still says "building" belongs to a builder that died: what
-/// is left of its processes is killed and the build is recorded as interrupted.
+/// is left of its processes is killed, and its build is recorded and told about as any
+/// finished build (`finish`): `interrupted`, or `succeeded` when it had switched the site.
+/// An interrupted build's delivery waits again, so that it is built, not only recorded
+/// (unless a newer delivery waits: the build of the newest head covers both).
+///
+/// Without a daemon, this runs when someone next takes the lock: a worker started by the
+/// next delivery, `run`, or `status` seeing the dead builder (`start_recovery`).
 pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log) -> Result<()> {
     if state.untake()? {
         log.warn(&format!(
@@ -287,57 +305,91 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
     // Web hosts are not asked (recovery must not wait on ssh): such a build is recorded
     // as interrupted, and the next build publishes again.
     let live = hook.publish.as_ref().and_then(|p| publish::live(p, None));
-    let record = match &status.current {
-        Some(c) => {
-            let published = c.release.is_some() && c.release == live;
-            BuildRecord {
-                duration_secs: time::parse_rfc3339(&c.started)
-                    .map(|t| now.as_secs().saturating_sub(t) as f64)
-                    .unwrap_or(0.0),
-                id: c.id.clone(),
-                delivery: c.delivery.clone(),
-                started: c.started.clone(),
-                finished: time::rfc3339(now),
-                result: if published {
-                    BuildResult::Succeeded
-                } else {
-                    BuildResult::Interrupted
-                },
-                commit: c.commit.clone(),
-                failed_step: if published { None } else { c.step.clone() },
-                failed_at: None,
-                log: c.log.clone(),
-                release: if published { c.release.clone() } else { None },
-                held: false,
-            }
-        }
-        None => BuildRecord {
-            id: "unknown".into(),
-            delivery: String::new(),
-            started: String::new(),
-            finished: time::rfc3339(now),
-            result: BuildResult::Interrupted,
-            commit: None,
-            failed_step: None,
-            failed_at: None,
-            log: String::new(),
-            duration_secs: 0.0,
-            release: None,
-            held: false,
-        },
+    let Some(c) = &status.current else {
+        // Nothing says which build it was: only the state is put right.
+        state.update_status(|s| s.state = State::Idle)?;
+        log.warn(&format!(
+            "build interrupted hook={} (its worker died; no record of which build)",
+            hook.name
+        ));
+        return Ok(());
     };
-    let published = record.result == BuildResult::Succeeded;
-    // It ran every step and published: the same transition as a build that says so itself.
-    let went_live = if published { record.release.clone() } else { None };
-    state.update_status(|s| s.finish(record.clone(), went_live))?;
-    log.warn(&format!(
-        "build {} hook={} id={} (its worker died after {}; {killed} leftover processes killed)",
-        record.result,
-        hook.name,
-        record.id,
+    let published = c.release.is_some() && c.release == live;
+    let record = BuildRecord {
+        duration_secs: time::parse_rfc3339(&c.started)
+            .map(|t| now.as_secs().saturating_sub(t) as f64)
+            .unwrap_or(0.0),
+        id: c.id.clone(),
+        delivery: c.delivery.clone(),
+        started: c.started.clone(),
+        finished: time::rfc3339(now),
+        result: if published {
+            BuildResult::Succeeded
+        } else {
+            BuildResult::Interrupted
+        },
+        commit: c.commit.clone(),
+        failed_step: if published { None } else { c.step.clone() },
+        failed_at: None,
+        log: c.log.clone(),
+        release: if published { c.release.clone() } else { None },
+        held: false,
+    };
+    let why = format!(
+        "its worker died after {}; {killed} leftover processes killed",
         if published { "publishing" } else { "starting it" }
+    );
+    log.warn(&format!(
+        "build {} hook={} id={} ({why})",
+        record.result, hook.name, record.id
     ));
+    let delivery = c.pending();
+    if !published {
+        state.put_back(&delivery)?;
+    }
+    // Its own log, when it is where our logs are (status.json is not trusted with a path).
+    let log_path = Path::new(&c.log);
+    let build_log = match log_path.parent() == Some(state.builds_dir().as_path()) {
+        true => BuildLog::reopen(log_path, hook.log_max_bytes),
+        false => BuildLog::discard(),
+    }
+    .or_else(|_| BuildLog::discard())
+    .map_err(|e| Error::io("cannot open /dev/null", e))?;
+    build_log.line(&format!(
+        "\nrecovered {}: {why}\nresult: {}{}",
+        record.finished,
+        record.result,
+        record
+            .failed_step
+            .as_ref()
+            .map(|s| format!(" at {s}"))
+            .unwrap_or_default()
+    ));
+    let mut env = pipeline::step_env(hook, state, &delivery, log_path);
+    if let Some(commit) = &c.commit {
+        env.insert("DEPLOY_HOOK_COMMIT".into(), commit.clone());
+    }
+    let ended = Finished {
+        hook,
+        state,
+        record,
+        // It ran every step and published: the same transition as a build that says so.
+        live: if published { c.release.clone() } else { None },
+        env,
+        build_log: &build_log,
+        recovered: true,
+    };
+    finish::finished(ended, log, |_| {})?;
+    let _ = build_log.seal();
     Ok(())
+}
+
+/// `status` saw a builder that died: starts a worker, as a delivery does, to recover its
+/// build (`recover`) and build its delivery again. Without trying the lock first, since
+/// `status` only looks (`is_building`): the worker takes the lock, or finds it held and
+/// leaves the recovery to its holder.
+pub fn start_recovery(cfg: &Config, hook: &Hook, state: &HookState) -> Result<()> {
+    spawn_worker(&cfg.file, &hook.name, state)
 }
 
 fn supersede_path(state: &HookState) -> std::path::PathBuf {

@@ -87,6 +87,24 @@ pub struct Current {
     /// `pipeline::config_hash` of the hook this build runs with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// The delivery's event and ref: with `delivery`, what `queue::recover` puts back to
+    /// be built again when this build's worker dies.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub git_ref: String,
+}
+
+impl Current {
+    /// The delivery this build is for, to be built again (`queue::recover`).
+    pub fn pending(&self) -> Pending {
+        Pending {
+            delivery: self.delivery.clone(),
+            event: self.event.clone(),
+            git_ref: self.git_ref.clone(),
+            received: crate::sys::time::rfc3339(crate::sys::time::now()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -750,6 +768,8 @@ mod tests {
             step_started: None,
             release: None,
             config: Some(format!("config-{id}")),
+            event: String::new(),
+            git_ref: String::new(),
         });
     }
 

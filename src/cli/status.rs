@@ -53,10 +53,15 @@ impl LogLines {
 
 /// The status as a person or a script should see it: a "building" status whose lock is
 /// free belongs to a worker that died.
-fn live_status(state: &HookState) -> Result<(Status, bool)> {
+/// `stale`: it says building and its builder is gone (the lock is free, or the builder
+/// that took it died and another process now recovers its build); `unheld`: and nobody
+/// holds the lock, so nobody recovers it yet.
+fn live_status(state: &HookState) -> Result<(Status, bool, bool)> {
     let status = state.read_status()?;
-    let stale = status.state == State::Building && state.dir.exists() && !queue::is_building(state).unwrap_or(true);
-    Ok((status, stale))
+    let building = status.state == State::Building && state.dir.exists();
+    let unheld = building && !queue::is_building(state).unwrap_or(true);
+    let stale = unheld || (building && queue::builder_gone(state));
+    Ok((status, stale, unheld))
 }
 
 pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut dyn Write) -> Result<i32> {
@@ -69,7 +74,10 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
     let mut json = serde_json::Map::new();
     for name in &names {
         let (hook, state) = hook_and_state(&cfg, name)?;
-        let (status, stale) = live_status(&state)?;
+        let (status, stale, unheld) = live_status(&state)?;
+        // Looking is the one event there may be after a worker died: start its recovery,
+        // unless someone holds the lock (and so recovers it).
+        let recovering = stale && (!unheld || queue::start_recovery(&cfg, hook, &state).is_ok());
         let live = hook
             .publish
             .as_ref()
@@ -94,7 +102,7 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
             }
             json.insert(name.clone(), v);
         } else {
-            print_status(out, hook, &status, stale, live.as_deref());
+            print_status(out, hook, &status, (stale, recovering), live.as_deref());
             if let Some(h) = &hosts {
                 out.write_all(hosts::status_text(h).as_bytes()).ok();
             }
@@ -144,13 +152,33 @@ pub(super) fn follow(config: &Path, one: Option<&str>, out: &mut dyn Write) -> R
             .name
             .clone(),
     };
-    let (_, state) = hook_and_state(&cfg, &name)?;
+    let (hook, state) = hook_and_state(&cfg, &name)?;
     become_owner(&cfg, Some(&name), false)?;
     // Read together: a delivery being taken is seen waiting or building, never neither.
     let (status, waiting) = state.read_with_pending()?;
     let now = running(&state, &status)?;
     // Builds that started before now: not the one a waiting delivery gets.
     let mut before: HashSet<String> = status.history.iter().map(|b| b.id.clone()).collect();
+    if let (Some(dead), None, State::Building) = (&status.current, &now, status.state) {
+        // Its worker died: start its recovery, which records it and builds its delivery
+        // again. The build followed is that one, which did not succeed.
+        let recovering = queue::start_recovery(&cfg, hook, &state).is_ok();
+        if !waiting {
+            writeln!(
+                out,
+                "{name}: build {} was interrupted: its worker died; {}",
+                shown(&dead.id),
+                if recovering {
+                    format!("a worker now records it and builds its delivery again (deploy-hook status {name} --follow follows that build)")
+                } else {
+                    "the next build records it".to_string()
+                }
+            )
+            .ok();
+            return Ok(exit::FAILED);
+        }
+        before.insert(dead.id.clone());
+    }
     let mut target = None;
     if waiting {
         before.extend(now.map(|c| c.id));
@@ -287,7 +315,9 @@ fn short(commit: Option<&str>) -> &str {
     }
 }
 
-fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live: Option<&str>) {
+/// `stale`: the status says building, and its builder is gone (`live_status`);
+/// `recovering`: a worker records that build and builds its delivery again.
+fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, (stale, recovering): (bool, bool), live: Option<&str>) {
     let mut w = String::new();
     w.push_str(&format!(
         "{} ({} push to {}, repo {})\n",
@@ -316,8 +346,13 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, stale: bool, live:
         }
         (Some(c), true) => {
             w.push_str(&format!(
-                "  state:   interrupted: build {} lost its worker; the next build records it and cleans up\n",
-                shown(&c.id)
+                "  state:   interrupted: build {} lost its worker; {}\n",
+                shown(&c.id),
+                if recovering {
+                    "a worker now records it, cleans up and builds its delivery again"
+                } else {
+                    "the next build records it and cleans up"
+                }
             ));
         }
         _ => w.push_str("  state:   idle\n"),
