@@ -10,7 +10,8 @@
 //! its own, asked for through the same path.
 
 use crate::build::queue;
-use crate::build::state::{BuildRecord, HookState, Pending, TokenClaim};
+use crate::build::state::{BuildRecord, HookState, Pending};
+use crate::build::tokens::TokenClaim;
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Behind, Error, Result};
 use crate::sys::log::Log;

@@ -12,3 +12,4 @@ pub mod finish;
 pub mod pipeline;
 pub mod queue;
 pub mod state;
+pub mod tokens;
