@@ -19,6 +19,7 @@
 //! with its switch, discard and prune) and a module beside `local` and `hosts`; `Failure`
 //! names which destination failed whatever its kind.
 
+pub mod bucket;
 pub mod hosts;
 pub mod local;
 pub mod releases;
