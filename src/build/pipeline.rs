@@ -358,7 +358,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             made: (!p.switched).then(|| p.release.clone()),
         };
         let mut failed = p.prune_failures.clone();
-        let local = publish::prune(cfg, &keep);
+        let local = publish::prune(cfg, &keep, &state.dir);
         if !local.is_empty() {
             failed.extend(local.iter().cloned());
             let _ = state.update_status(|s| s.prune_failures.extend(local.iter().cloned()));
@@ -457,9 +457,10 @@ pub fn config_hash(hook: &Hook) -> String {
     let (publish, hosts) = match hook.publish.as_ref().map(|p| (p, &p.to)) {
         None => (None, None),
         Some((p, Destinations::Local(to))) => (Some((&p.from, to)), None),
-        Some((p, Destinations::Hosts(h))) => (None, Some((&p.from, &h.local, &h.hosts))),
+        Some((p, Destinations::Hosts(h))) => (None, Some((&p.from, &h.local, h.hosts.as_slice()))),
+        Some((p, Destinations::Bucket { local, .. })) => (None, Some((&p.from, local, &[][..]))),
     };
-    let text = format!(
+    let mut text = format!(
         "{:?}",
         (
             &hook.repo,
@@ -473,6 +474,11 @@ pub fn config_hash(hook: &Hook) -> String {
             hosts
         )
     );
+    // Where the bucket is and the headers its files get decide what a publish sends; only
+    // hooks with a bucket have it, so that other hooks' fingerprints stay as they were.
+    if let Some(b) = hook.publish.as_ref().and_then(|p| p.bucket()) {
+        text.push_str(&format!(" bucket {:?} {:?}", b.remote, b.cache_control));
+    }
     Sha256::digest(text.as_bytes())
         .iter()
         .take(12)
@@ -673,6 +679,7 @@ fn publish_stage(
         state_dir: &run.state.dir,
         upload_timeout: hook.step_timeout,
         log: &run.log,
+        repo: &hook.repo,
     };
     let id = run.id.clone();
     let standing = publish::Standing {

@@ -27,6 +27,7 @@ pub(super) fn check(hook: &Hook, state: &HookState, home: &Path, cfg: &Hosts, pr
         state_dir: &state.dir,
         upload_timeout: hook.step_timeout,
         log: &null,
+        repo: &hook.repo,
     };
     check_hosts(cfg, &tools, pruning, r);
 }

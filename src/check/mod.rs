@@ -11,8 +11,9 @@
 //! log lines really go), `remote` (reaching the remote as the build does, and never
 //! printing its credentials), `node` (what a Node.js site needs), `web` and `nginx` (the
 //! web server that starts us, and where it sends `/hooks/NAME`), `hosts` (the web hosts a
-//! hook publishes to).
+//! hook publishes to), `bucket` (the bucket a hook publishes to).
 
+mod bucket;
 mod files;
 mod hosts;
 mod log;
@@ -388,6 +389,7 @@ fn check_config(ctx: &Ctx, web: &web::Observed, r: &mut Report) {
     log::check(ctx, web, r);
 
     check_sharing(cfg, r);
+    bucket::check_shared(cfg, r);
 
     for hook in cfg.hooks.values() {
         let mode = match (hook.provider, hook.gitee_mode) {
@@ -608,8 +610,14 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
             failures: status.prune_failures,
         };
         match &p.to {
-            Destinations::Local(to) => files::check_publish(ctx, to, &pruning, r),
+            Destinations::Local(to) | Destinations::Bucket { local: Some(to), .. } => {
+                files::check_publish(ctx, to, &pruning, r)
+            }
             Destinations::Hosts(h) => hosts::check(hook, &state, &home, h, &pruning, r),
+            Destinations::Bucket { local: None, .. } => {}
+        }
+        if let Some(b) = p.bucket() {
+            bucket::check(hook, &state, &home, b, r);
         }
     }
 }

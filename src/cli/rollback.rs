@@ -23,15 +23,19 @@ use crate::sys::log::{q, Log};
 use crate::sys::text::printable;
 use crate::sys::time;
 
-/// What is switched: the local `to`, or every target of the web hosts; and the verb for it.
+/// What is switched: the local `to`, every target of the web hosts, the bucket; and the
+/// verb for it.
 fn switched_what(p: &Publish) -> (String, &'static str) {
-    match &p.to {
-        Destinations::Local(to) => (to.display().to_string(), "serves"),
-        Destinations::Hosts(h) => {
-            let names: Vec<String> = hosts::targets(h).into_iter().map(|t| t.name).collect();
-            (names.join(", "), "serve")
-        }
+    let mut names: Vec<String> = match &p.to {
+        Destinations::Local(to) => vec![to.display().to_string()],
+        Destinations::Hosts(h) => hosts::targets(h).into_iter().map(|t| t.name).collect(),
+        Destinations::Bucket { local, .. } => local.iter().map(|to| to.display().to_string()).collect(),
+    };
+    if let Some(b) = p.bucket() {
+        names.push(format!("bucket {}", b.remote));
     }
+    let verb = if names.len() == 1 { "serves" } else { "serve" };
+    (names.join(", "), verb)
 }
 
 /// The hook's publish, or why there is nothing to switch.
@@ -66,6 +70,7 @@ fn locked<T>(
             state_dir: &state.dir,
             upload_timeout: hook.step_timeout,
             log: &null,
+            repo: &hook.repo,
         };
         f(&tools)
     })

@@ -12,7 +12,7 @@ use crate::build::queue;
 use crate::build::state::{BuildResult, Current, HookState, State, Status};
 use crate::config::{self, Config, Destinations, Hook};
 use crate::error::{exit, Error, Result};
-use crate::publish::{self, hosts};
+use crate::publish::{self, bucket, hosts};
 use crate::sys::text::{printable, printable_lines};
 use crate::sys::time;
 
@@ -84,8 +84,13 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
             .and_then(|p| publish::live(p, status.live_release.as_deref()));
         let hosts = match hook.publish.as_ref().map(|p| &p.to) {
             Some(Destinations::Hosts(h)) => Some(hosts_status(hook, &state, h)),
-            Some(Destinations::Local(_)) | None => None,
+            Some(Destinations::Local(_) | Destinations::Bucket { .. }) | None => None,
         };
+        let bucket = hook
+            .publish
+            .as_ref()
+            .and_then(|p| p.bucket())
+            .map(|b| bucket_status(hook, &state, b));
         if json_out {
             let mut v = serde_json::to_value(&status).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
@@ -99,12 +104,18 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
                 if let Some(h) = &hosts {
                     o.insert("hosts".into(), serde_json::to_value(h).unwrap_or_default());
                 }
+                if let Some(b) = &bucket {
+                    o.insert("bucket".into(), serde_json::to_value(b).unwrap_or_default());
+                }
             }
             json.insert(name.clone(), v);
         } else {
             print_status(out, hook, &status, (stale, recovering), live.as_deref());
             if let Some(h) = &hosts {
                 out.write_all(hosts::status_text(h).as_bytes()).ok();
+            }
+            if let Some(b) = &bucket {
+                out.write_all(bucket::target::status_text(b).as_bytes()).ok();
             }
         }
     }
@@ -429,6 +440,28 @@ fn hosts_status(hook: &Hook, state: &HookState, cfg: &config::Hosts) -> Vec<host
         state_dir: &state.dir,
         upload_timeout: hook.step_timeout,
         log: &null,
+        repo: &hook.repo,
     };
     hosts::status(cfg, &tools)
+}
+
+/// What the bucket serves, asked now (its manifest).
+fn bucket_status(hook: &Hook, state: &HookState, cfg: &config::Bucket) -> bucket::target::Status {
+    let env = hook.child_env(&state.home_dir());
+    let (remote, release) = (cfg.remote.clone(), None);
+    let Ok(null) = crate::build::buildlog::BuildLog::discard() else {
+        return bucket::target::Status {
+            remote,
+            release,
+            error: Some("cannot open /dev/null".into()),
+        };
+    };
+    let tools = publish::Tools {
+        env: &env,
+        state_dir: &state.dir,
+        upload_timeout: hook.step_timeout.min(std::time::Duration::from_secs(60)),
+        log: &null,
+        repo: &hook.repo,
+    };
+    bucket::target::status(cfg, &tools)
 }

@@ -186,19 +186,35 @@ pub struct Publish {
 }
 
 /// Where releases go. A variant per way of publishing, so that no combination the config
-/// refuses can be built: a hook publishes to its local `to` alone, or to its web hosts with
-/// the local `to` as one more of them.
-///
-/// A third destination (the bucket of `publish.bucket`) joins the all-or-none of `Hosts`:
-/// it becomes a field beside `hosts` there, and `publish/mod.rs` gains its arm in each match.
+/// refuses can be built: a hook publishes to its local `to` alone; or to its web hosts, with
+/// the local `to` and a bucket as more of them; or to a bucket, with the local `to` as one
+/// more. Every destination but `Local` alone switches all or none.
 #[derive(Debug, Clone)]
 pub enum Destinations {
     /// `publish.to` alone: a release is staged on this machine with hard links and switched
     /// with one rename(2) (`publish/local.rs`).
     Local(PathBuf),
-    /// `publish.hosts`: every web host, and the local `to` when set, all or none
-    /// (`publish/hosts`).
+    /// `publish.hosts`: every web host, and the local `to` and the bucket when set, all or
+    /// none (`publish/hosts`).
     Hosts(Hosts),
+    /// `publish.bucket` without hosts: the bucket, and the local `to` when set, all or none
+    /// (`publish/bucket`).
+    Bucket { local: Option<PathBuf>, bucket: Bucket },
+}
+
+/// `publish.bucket`: object storage behind a CDN, written with rclone (`publish/bucket`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// `REMOTE:BUCKET/PATH`, REMOTE a section of `rclone_config`; no trailing `/`.
+    pub remote: String,
+    /// The rclone config file that defines REMOTE, with its keys.
+    pub rclone_config: PathBuf,
+    /// The `Cache-Control` of files that are not HTML, by path prefix, longest prefix first
+    /// (`""` matches every path); HTML is always `no-cache`.
+    pub cache_control: Vec<(String, String)>,
+    /// Run after each publish or rollback that changed what the bucket serves, with the
+    /// list of changed paths in the file `DEPLOY_HOOK_CHANGED` names (a CDN purge).
+    pub after_publish: Option<Cmd>,
 }
 
 /// A web host a release is published to: an ssh destination (an ssh_config host alias,
@@ -217,6 +233,8 @@ pub struct Hosts {
     pub hosts: Vec<RemoteHost>,
     /// The ssh command, an argv.
     pub ssh: Vec<String>,
+    /// `publish.bucket`, switched with the hosts when set.
+    pub bucket: Option<Bucket>,
 }
 
 impl Publish {
@@ -225,6 +243,16 @@ impl Publish {
         match &self.to {
             Destinations::Local(to) => Some(to),
             Destinations::Hosts(h) => h.local.as_deref(),
+            Destinations::Bucket { local, .. } => local.as_deref(),
+        }
+    }
+
+    /// The bucket, whichever way the hook publishes.
+    pub fn bucket(&self) -> Option<&Bucket> {
+        match &self.to {
+            Destinations::Local(_) => None,
+            Destinations::Hosts(h) => h.bucket.as_ref(),
+            Destinations::Bucket { bucket, .. } => Some(bucket),
         }
     }
 }
@@ -354,13 +382,17 @@ impl Ctx<'_> {
         self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
 
-    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: impl Into<String>) -> Result<T> {
-        Err(Error::Config {
+    fn error(&self, span: std::ops::Range<usize>, key: &str, msg: impl Into<String>) -> Error {
+        Error::Config {
             file: self.file.to_path_buf(),
             line: Some(self.line_of(span.start)),
             key: key.to_string(),
             message: msg.into(),
-        })
+        }
+    }
+
+    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: impl Into<String>) -> Result<T> {
+        Err(self.error(span, key, msg))
     }
 
     fn resolve(&self, p: &str) -> PathBuf {

@@ -168,6 +168,37 @@ pub(super) struct RawPublish {
     pub(super) keep: Option<u64>,
     pub(super) hosts: Option<Vec<String>>,
     pub(super) ssh: Option<Vec<String>>,
+    pub(super) bucket: Option<String>,
+    pub(super) rclone_config: Option<String>,
+    pub(super) cache_control: Option<CacheControl>,
+    pub(super) after_publish: Option<Cmd>,
+}
+
+/// `publish.cache_control`: one value for every file that is not HTML, or a table of path
+/// prefix to value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CacheControl {
+    All(String),
+    ByPrefix(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for CacheControl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<CacheControl, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CacheControl;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Cache-Control value like \"public, max-age=300\", or a table of path prefix to value like { \"assets/\" = \"public, max-age=31536000, immutable\", \"\" = \"public, max-age=300\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<CacheControl, E> {
+                Ok(CacheControl::All(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<CacheControl, A::Error> {
+                BTreeMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(CacheControl::ByPrefix)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for Cmd {

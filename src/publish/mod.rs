@@ -4,9 +4,10 @@
 //! `config::Publish` says where releases go (`Destinations`); this file is the one place
 //! that matches on it, for each thing done with a publish: publish, prune, what is live,
 //! roll back. `local` publishes to the local served path alone, `hosts` to web hosts over
-//! ssh and rsync (with the local path as one more target), `releases` holds what they share
-//! (names, pruning, the release a rollback goes to). What every publish checks of the
-//! output (it is inside the repo, and no symlink in it leads out) is here too.
+//! ssh and rsync (with the local path as one more target), `bucket` to a bucket behind a
+//! CDN with rclone (beside the local path, the web hosts, or alone), `releases` holds what
+//! they share (names, pruning, the release a rollback goes to). What every publish checks
+//! of the output (it is inside the repo, and no symlink in it leads out) is here too.
 //!
 //! A publish has two phases on every destination: make the release there (`Staged`, none
 //! switched), then switch to it. Between the two, and only here, is decided whether to
@@ -15,9 +16,10 @@
 //! switch to it, but nothing is switched). A destination obeys the hold by having no way to
 //! switch but `Staged::switch`.
 //!
-//! A new destination (a bucket) is a new arm in each `match` below (a `Staged` variant
-//! with its switch, discard and prune) and a module beside `local` and `hosts`; `Failure`
-//! names which destination failed whatever its kind.
+//! A bucket has no switch of its own to obey the hold with: it is sent nothing until
+//! `Staged::switch`. It switches just before the destination beside it (its switch takes
+//! seconds, theirs milliseconds), and is put back when theirs fails. `Failure` names which
+//! destination failed whatever its kind (`web1`, `local`, `bucket`).
 
 pub mod bucket;
 pub mod hosts;
@@ -65,6 +67,8 @@ pub struct Tools<'a> {
     /// How long one upload may take (the hook's step timeout).
     pub upload_timeout: Duration,
     pub log: &'a BuildLog,
+    /// The hook's repo: where `after_publish` runs.
+    pub repo: &'a Path,
 }
 
 impl Tools<'_> {
@@ -145,11 +149,14 @@ enum Staged<'a> {
     /// The release beside the local `to`, and when its making started.
     Local(local::Made, Instant),
     Hosts(hosts::Uploaded<'a>),
+    /// A bucket, and the local `to` or the web hosts beside it (none: its local copy is the
+    /// state folder's).
+    Bucket(Option<Box<Staged<'a>>>, Box<bucket::target::Staged<'a>>),
 }
 
 impl Staged<'_> {
     /// Makes the release on every target, or on none.
-    fn make<'a>(p: &Publish, from: &Path, release: &str, tools: &'a Tools<'a>) -> Result<Staged<'a>, Failure> {
+    fn make<'a>(p: &'a Publish, from: &Path, release: &str, tools: &'a Tools<'a>) -> Result<Staged<'a>, Failure> {
         match &p.to {
             Destinations::Local(to) => {
                 let clock = Instant::now();
@@ -160,7 +167,36 @@ impl Staged<'_> {
                 })?;
                 Ok(Staged::Local(made, clock))
             }
-            Destinations::Hosts(h) => hosts::upload(h, from, release, tools).map(Staged::Hosts),
+            Destinations::Hosts(h) => {
+                let Some(b) = &h.bucket else {
+                    return hosts::upload(h, from, release, tools).map(Staged::Hosts);
+                };
+                // The bucket's own copy first (it is local and quick), the upload after.
+                let mut bucket = bucket::target::Staged::make(b, h.local.as_deref(), from, release, tools)?;
+                match hosts::upload(h, from, release, tools) {
+                    Ok(up) => Ok(Staged::Bucket(Some(Box::new(Staged::Hosts(up))), Box::new(bucket))),
+                    Err(f) => {
+                        bucket.discard();
+                        Err(f)
+                    }
+                }
+            }
+            Destinations::Bucket { local, bucket: b } => {
+                let beside = match local {
+                    Some(to) => {
+                        let clock = Instant::now();
+                        let made = local::make(from, to, release).map_err(|e| Failure {
+                            target: Some("local".into()),
+                            message: e.to_string(),
+                            kind: FailureKind::Failed,
+                        })?;
+                        Some(Box::new(Staged::Local(made, clock)))
+                    }
+                    None => None,
+                };
+                let bucket = bucket::target::Staged::make(b, local.as_deref(), from, release, tools)?;
+                Ok(Staged::Bucket(beside, Box::new(bucket)))
+            }
         }
     }
 
@@ -186,6 +222,27 @@ impl Staged<'_> {
                 Ok(())
             }
             Staged::Hosts(up) => up.switch(),
+            Staged::Bucket(beside, b) => {
+                if let Err(f) = b.switch() {
+                    // Nothing was switched: the release goes everywhere it was made.
+                    b.discard();
+                    if let Some(beside) = beside {
+                        beside.discard();
+                    }
+                    return Err(f);
+                }
+                if let Some(beside) = beside {
+                    if let Err(mut f) = beside.switch(tools) {
+                        b.put_back();
+                        b.discard();
+                        // The local `to` beside a bucket is one destination of several.
+                        f.target.get_or_insert_with(|| "local".into());
+                        return Err(f);
+                    }
+                }
+                b.published();
+                Ok(())
+            }
         }
     }
 
@@ -194,6 +251,12 @@ impl Staged<'_> {
         match self {
             Staged::Local(made, _) => local::remove(&made.to, &made.release),
             Staged::Hosts(up) => up.discard(),
+            Staged::Bucket(beside, b) => {
+                b.discard();
+                if let Some(beside) = beside {
+                    beside.discard();
+                }
+            }
         }
     }
 
@@ -204,6 +267,7 @@ impl Staged<'_> {
         match self {
             Staged::Local(..) => Vec::new(),
             Staged::Hosts(up) => up.prune(keep, switched),
+            Staged::Bucket(beside, _) => beside.as_mut().map(|b| b.prune_now(keep, switched)).unwrap_or_default(),
         }
     }
 }
@@ -222,8 +286,13 @@ pub fn publish(
     ready: &mut dyn FnMut(&str),
 ) -> Result<Published, Failure> {
     let release = releases::name(commit);
+    let target = match &p.to {
+        Destinations::Local(_) => None,
+        Destinations::Hosts(_) | Destinations::Bucket { local: Some(_), .. } => Some("local".to_string()),
+        Destinations::Bucket { local: None, .. } => Some(bucket::target::NAME.to_string()),
+    };
     let from = resolve_from(repo, &p.from).map_err(|e| Failure {
-        target: matches!(p.to, Destinations::Hosts(_)).then(|| "local".to_string()),
+        target,
         message: e.to_string(),
         kind: FailureKind::Failed,
     })?;
@@ -246,7 +315,11 @@ pub fn publish(
     // The one check of the hold, for every destination.
     let switched = match standing.held {
         Some(_) => {
-            if let Staged::Local(made, clock) = &staged {
+            let local_made = match &staged {
+                Staged::Bucket(Some(beside), _) => beside.as_ref(),
+                other => other,
+            };
+            if let Staged::Local(made, clock) = local_made {
                 tools.note(&format!(
                     "\nmade release {} beside {}: {}, in {:.1} ms",
                     made.release,
@@ -276,28 +349,39 @@ pub fn publish(
 /// Removes the releases `keep` lets go on the destinations that are pruned after the build
 /// is recorded (the local `to`); returns what could not be removed. `keep` holds the live
 /// history as recorded, and the release made when it was not switched to.
-pub fn prune(p: &Publish, keep: &Keep) -> Vec<PruneFailure> {
-    match &p.to {
-        Destinations::Local(to) => local::prune(to, keep)
-            .into_iter()
+pub fn prune(p: &Publish, keep: &Keep, state_dir: &Path) -> Vec<PruneFailure> {
+    let failed = |target: &str, list: Vec<(String, String)>| -> Vec<PruneFailure> {
+        list.into_iter()
             .map(|(release, error)| PruneFailure {
-                target: "local".into(),
+                target: target.into(),
                 release,
                 error,
                 at: crate::sys::time::rfc3339(crate::sys::time::now()),
             })
-            .collect(),
+            .collect()
+    };
+    match &p.to {
+        Destinations::Local(to) | Destinations::Bucket { local: Some(to), .. } => {
+            failed("local", local::prune(to, keep))
+        }
+        // The bucket's copy in the state folder.
+        Destinations::Hosts(h) if h.bucket.is_some() && h.local.is_none() => {
+            failed(bucket::target::NAME, bucket::target::prune(None, state_dir, keep))
+        }
+        Destinations::Bucket { local: None, .. } => {
+            failed(bucket::target::NAME, bucket::target::prune(None, state_dir, keep))
+        }
         Destinations::Hosts(_) => Vec::new(),
     }
 }
 
 /// The release served now, as far as it can be known without a round trip: the local
-/// symlink, or for web hosts `recorded`, what status.json says (asking every host over ssh
-/// would cost more than the callers save).
+/// symlink, or for web hosts and a bucket alone `recorded`, what status.json says (asking
+/// every host over ssh, or the bucket, would cost more than the callers save).
 pub fn live(p: &Publish, recorded: Option<&str>) -> Option<String> {
     match &p.to {
-        Destinations::Local(to) => local::live(to),
-        Destinations::Hosts(_) => recorded.map(String::from),
+        Destinations::Local(to) | Destinations::Bucket { local: Some(to), .. } => local::live(to),
+        Destinations::Hosts(_) | Destinations::Bucket { local: None, .. } => recorded.map(String::from),
     }
 }
 
@@ -319,7 +403,11 @@ pub fn switch_to(p: &Publish, choice: Choice, tools: &Tools) -> Result<(Option<S
             }
             Ok((from, target))
         }
-        Destinations::Hosts(h) => hosts::switch_to(h, choice, tools),
+        Destinations::Hosts(h) => match &h.bucket {
+            None => hosts::switch_to(h, choice, tools, &mut |_| Ok(())),
+            Some(b) => bucket::target::switch_to_with_hosts(h, b, choice, tools),
+        },
+        Destinations::Bucket { local, bucket: b } => bucket::target::switch_to(b, local.as_deref(), choice, tools),
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod plan;
 mod rclone;
+pub mod target;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -435,9 +435,15 @@ fn prune_one(t: &Target, s: &mut Session, gone: &[String], tools: &Tools) -> Res
 }
 
 /// A rollback or resume of every target to one release, all or none: the release `choice`
-/// means (`releases::choose`, over the releases every target has). Returns (what they
-/// served, the release now served).
-pub fn switch_to(cfg: &Hosts, choice: Choice, tools: &Tools) -> Result<(Option<String>, String), Failure> {
+/// means (`releases::choose`, over the releases every target has). `before_switch` gets the
+/// release just before the targets switch (the bucket's phases: when it fails, no target is
+/// switched). Returns (what they served, the release now served).
+pub fn switch_to(
+    cfg: &Hosts,
+    choice: Choice,
+    tools: &Tools,
+    before_switch: &mut dyn FnMut(&str) -> Result<(), Failure>,
+) -> Result<(Option<String>, String), Failure> {
     let mut conns = Connections::open(cfg, tools, false, 10);
     let probes = conns.probe_all();
     if let Some(f) = first_failure(&probes) {
@@ -489,6 +495,7 @@ pub fn switch_to(cfg: &Hosts, choice: Choice, tools: &Tools) -> Result<(Option<S
             ));
         }
     }
+    before_switch(&target)?;
     if lives.iter().all(|l| *l == Some(target.as_str())) {
         return Ok((from, target));
     }
