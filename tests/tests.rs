@@ -10,6 +10,7 @@ mod own_web;
 mod util;
 
 mod answers;
+mod bucket;
 mod builds;
 mod changes;
 mod check;
@@ -36,6 +37,7 @@ mod readme;
 mod releases;
 mod rollback;
 mod root;
+mod s3;
 mod secrets;
 mod servers;
 mod site;

