@@ -150,15 +150,22 @@ fn a_stale_pending_marker_is_built_by_the_next_delivery_or_run() {
     assert!(!w.hook_dir().join("pending").exists());
 }
 
-#[test]
-fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
-    requires!(Root);
-    let w = World::new("disk-full");
+/// Unmounts its folder when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` on the test's state folder, as root.
+fn small_disk_for_state(w: &World, size: &str) -> Unmount {
     fs::create_dir_all(&w.state).unwrap();
     // mode 0755: a tmpfs is 1777 by default, and root's commands refuse a state dir that
     // others can write.
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
         .arg(&w.state)
         .status()
         .unwrap();
@@ -167,13 +174,14 @@ fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
         "cannot mount a tmpfs on {} (root without CAP_SYS_ADMIN?)",
         w.state.display()
     );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(w.state.clone());
+    Unmount(w.state.clone())
+}
+
+#[test]
+fn a_full_disk_for_the_build_log_ends_clearly_and_recovers() {
+    requires!(Root);
+    let w = World::new("disk-full");
+    let _unmount = small_disk_for_state(&w, "512k");
     // a step that writes far more than the disk holds into the build log
     w.config(
         "gitee",
@@ -350,4 +358,82 @@ fn status_follow_and_run_wait_after_a_dead_builder_tell_once_and_build() {
     assert!(told(&told_file)[0].starts_with("interrupted "));
     assert_eq!(s["last"]["commit"], head.as_str());
     assert_eq!(w.history()[1]["result"], "interrupted", "{s}");
+}
+
+/// The end of a build cuts a log over `log_max_bytes` in its middle into a copy that takes
+/// its place: when the copy cannot be written (a full disk, or a worker killed while it is
+/// written), the log stays whole as it was, and nothing half written is left beside it.
+/// It used to be rewritten in place, which a killed worker left garbled.
+#[test]
+fn a_log_that_cannot_be_cut_for_a_full_disk_stays_whole() {
+    requires!(Root);
+    let w = World::new("disk-full-seal");
+    let _unmount = small_disk_for_state(&w, "1m");
+    let builds = w.hook_dir().join("builds");
+    let filler = w.path("filler-at");
+    // Three steps each cut (the log ends over its cap), then one that leaves the state
+    // folder 16 KiB: room for the build's last lines and status.json, not for the cut
+    // copy of the log (64 KiB).
+    let loud = "echo FIRST-LINE; yes 'a line the step prints again and again' | head -n 20000; echo LAST-LINE";
+    let fill = format!(
+        "set -- $(stat -f -c '%a %S' {state}); head -c $(($1 * $2 - 16384)) /dev/zero > {state}/filler; echo {state}/filler > {at}",
+        state = w.state.display(),
+        at = filler.display()
+    );
+    let steps = |last: &str| {
+        format!(
+            "log_max_bytes = 65536\nsteps = [{}, {}, {}{last}]\n",
+            toml_str(loud),
+            toml_str(loud),
+            toml_str(loud)
+        )
+    };
+    w.config("gitee", &steps(&format!(", {}", toml_str(&fill))));
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = w.status()["last"].clone();
+    assert_eq!(last["result"], "succeeded", "{said}");
+    assert!(filler.exists(), "the disk was not filled: {said}");
+    assert!(said.contains("cannot cut it to log_max_bytes"), "{said}");
+    let log = fs::read_to_string(last["log"].as_str().unwrap()).unwrap();
+    assert!(log.starts_with("deploy-hook build "), "{log}");
+    assert_eq!(log.matches("bytes of this output cut here").count(), 3, "{log}");
+    assert!(
+        !log.contains("bytes of this log cut here"),
+        "the log was cut in place: {log}"
+    );
+    assert!(
+        log.lines().last().unwrap_or("").starts_with("result: succeeded"),
+        "{log}"
+    );
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        names(&builds).iter().all(|n| n.ends_with(".log")),
+        "{:?}",
+        names(&builds)
+    );
+
+    // With room again, the next build's log is cut to its cap, and a half-written copy a
+    // killed worker left is removed.
+    fs::remove_file(w.state.join("filler")).unwrap();
+    let left = builds.join("20200101-000000-000.sealing");
+    fs::write(&left, "half a log").unwrap();
+    w.config("gitee", &steps(""));
+    assert!(w.cmd(&["run", "docs", "--wait", "--force"]).status.success());
+    let last = w.status()["last"].clone();
+    assert_eq!(last["result"], "succeeded");
+    let log = fs::read_to_string(last["log"].as_str().unwrap()).unwrap();
+    assert!(log.len() <= 65536, "{} bytes", log.len());
+    assert!(log.contains("bytes of this log cut here"), "{log}");
+    assert!(
+        log.lines().last().unwrap_or("").starts_with("result: succeeded"),
+        "{log}"
+    );
+    assert!(!left.exists(), "a stale copy was left: {:?}", names(&builds));
 }

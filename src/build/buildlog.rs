@@ -16,7 +16,8 @@
 //!   how many bytes were cut and where (`[deploy-hook: ... cut here ...]`);
 //! - our own lines are always written (there are few);
 //! - when the build ends (`seal`), a log still over the cap (several children cut) is cut
-//!   once more in its middle, with such a line, to the cap.
+//!   once more in its middle, with such a line, to the cap: into a copy that is renamed
+//!   over it, so that a worker killed meanwhile leaves the whole log, not a garbled one.
 //!
 //! A child's output that is held back (at most a quarter of the cap, and the unfinished
 //! last line, at most `LINE_MAX`) is lost if the worker dies; everything before it is in
@@ -25,9 +26,10 @@
 //! Every `Stream` keeps the last `TAIL` bytes of its child's output whatever the cap did
 //! (`Stream::finish`): the lines that say why a step failed, without reading the log.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -142,11 +144,21 @@ impl BuildLog {
     /// Ends the log: when it is over its cap, its middle is cut out, so that it keeps its
     /// first half and its end, with a line that says what was cut. Call it when nothing
     /// writes any more (after the notifications).
+    ///
+    /// The cut log is written beside the log (`<id>.sealing`), synced, and renamed over
+    /// it, never rewritten in place: a worker killed meanwhile leaves the whole log (and a
+    /// `.sealing` file that the next build's log pruning removes), and a reader that holds
+    /// the log open (`status --follow`) reads on to the end of the file it opened. A line
+    /// written after this goes into that old file, which no name leads to any more: it is
+    /// lost, never written into the sealed log.
     pub fn seal(&self) -> io::Result<()> {
         let Some(path) = &self.inner.path else { return Ok(()) };
         let max = self.inner.max;
-        // Not through our O_APPEND descriptor: there, pwrite(2) appends wherever it is told.
-        let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+        // Never through a symlink, as `reopen`.
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
         let size = f.metadata()?.len();
         if size <= max {
             return Ok(());
@@ -160,23 +172,41 @@ impl BuildLog {
             end - head,
             size - end,
         );
-        f.write_all_at(note.as_bytes(), head)?;
-        // Forward, in pieces: the kept end moves towards the start, and a piece is read
-        // before anything is written over it.
-        let mut to = head + note.len() as u64;
-        let mut from = end;
-        let mut buf = vec![0u8; 1 << 20];
-        while from < size {
-            let n = ((size - from) as usize).min(buf.len());
-            f.read_exact_at(&mut buf[..n], from)?;
-            f.write_all_at(&buf[..n], to)?;
-            from += n as u64;
-            to += n as u64;
+        let tmp = sealing_path(path);
+        let sealed = write_cut(&mut f, &tmp, head, note.as_bytes(), end..size).and_then(|()| fs::rename(&tmp, path));
+        // A half-written copy (a full disk) goes; the log stays as it was, whole.
+        if sealed.is_err() {
+            let _ = fs::remove_file(&tmp);
         }
-        f.set_len(to)?;
-        self.inner.size.store(to, Ordering::Relaxed);
-        Ok(())
+        sealed
     }
+}
+
+/// Where `seal` writes the cut log before it takes the log's place (`<id>.sealing`). Not a
+/// `.log`: the build ids and the log pruning never take it for a log.
+fn sealing_path(log: &Path) -> PathBuf {
+    log.with_extension("sealing")
+}
+
+/// Writes to `to` the first `head` bytes of `from`, `note`, then its bytes `tail`, and
+/// waits for the disk.
+fn write_cut(from: &mut File, to: &Path, head: u64, note: &[u8], tail: Range<u64>) -> io::Result<()> {
+    // A new file (O_EXCL): what a killed worker left there goes first, and a symlink
+    // planted there is removed, never followed.
+    let _ = fs::remove_file(to);
+    let mut out = OpenOptions::new().write(true).create_new(true).mode(0o640).open(to)?;
+    for (start, len, then) in [(0, head, note), (tail.start, tail.end - tail.start, &[][..])] {
+        from.seek(SeekFrom::Start(start))?;
+        // Copied with copy_file_range(2) where it can be: no pass through our memory.
+        if io::copy(&mut (&mut *from).take(len), &mut out)? != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the log shrank while it was cut",
+            ));
+        }
+        out.write_all(then)?;
+    }
+    out.sync_data()
 }
 
 /// The offset just after the last newline before `at` (or `at` when there is none in the
@@ -474,6 +504,52 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// A log over its cap, as three cut children leave it.
+    fn over_the_cap(path: &Path, max: u64) -> BuildLog {
+        let log = BuildLog::create(path, max).unwrap();
+        log.line("build start");
+        for round in 0..3 {
+            let mut s = log.stream("");
+            for i in 0..20_000 {
+                s.write(format!("step {round} line {i}\n").as_bytes());
+            }
+            s.finish();
+        }
+        log.line("result: succeeded");
+        log
+    }
+
+    /// `status --follow` holds the log open while the build seals it: what it reads on is
+    /// the rest of the log it was reading, not the sealed log from the same offset.
+    #[test]
+    fn a_reader_holding_the_log_open_reads_it_whole_through_the_seal() {
+        let path = temp("held");
+        let max = MIN_MAX;
+        let log = over_the_cap(&path, max);
+        let before = std::fs::read(&path).unwrap();
+        assert!(before.len() as u64 > max);
+        let mut held = File::open(&path).unwrap();
+        let mut read = vec![0u8; before.len() / 2];
+        held.read_exact(&mut read).unwrap();
+        log.seal().unwrap();
+        held.read_to_end(&mut read).unwrap();
+        assert!(read == before, "a reader that held the log open read it garbled");
+        // The sealed log took its place, whole; nothing is left beside it.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() as u64 <= max, "{} bytes", text.len());
+        assert!(text.starts_with("build start\nstep 0 line 0\n"), "{}", &text[..100]);
+        assert!(text.ends_with("step 2 line 19999\nresult: succeeded\n"));
+        assert!(text.contains("bytes of this log cut here"));
+        let dir = path.parent().unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["b.log"]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

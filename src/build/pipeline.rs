@@ -720,16 +720,22 @@ fn publish_stage(
     }
 }
 
-/// Keeps the newest `keep` build logs.
+/// Keeps the newest `keep` build logs, and removes the copy a seal left half written
+/// (`<id>.sealing`, from `BuildLog::seal`: its worker was killed; this build's seal is over).
 fn prune_logs(state: &HookState, keep: usize) {
     let Ok(entries) = fs::read_dir(state.builds_dir()) else {
         return;
     };
-    let mut logs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
+    let mut logs: Vec<PathBuf> = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        match path.extension() {
+            Some(e) if e == "log" => logs.push(path),
+            Some(e) if e == "sealing" => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
     // By id, not by file name: `X.log` sorts after `X-02.log` (`.` > `-`).
     logs.sort_by(|a, b| a.file_stem().cmp(&b.file_stem()));
     let excess = logs.len().saturating_sub(keep);
