@@ -2,6 +2,15 @@
 //! sh` (a ControlMaster that rsync's ssh reuses) or a local `sh`, reading commands on stdin
 //! and answering on stdout. A command's answer ends with a marker line that carries its exit
 //! status, so many commands share one connection and one round trip each.
+//!
+//! What the connection prints on stderr (ssh's own messages) goes into the build log
+//! through a reader thread. Dropping a `Session` ends that for good, so that the order is
+//! certain: the child's group is stopped, the reader gets `STDERR_DRAIN` to read to the
+//! end, and then the session finishes the log's stream itself, taking it from the reader.
+//! Everything a connection writes into the log is therefore written before it is dropped,
+//! which a publish or a rollback does before it returns, so before the build seals the log
+//! (`BuildLog::seal`); a process that escaped the group and still holds the stderr can
+//! write nothing into the log after that.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -12,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::scripts::{parse_probe, probe_script, Probe};
 use super::{fail, targets, Failure, Target, Tools};
+use crate::build::buildlog::Stream;
 use crate::config::Hosts;
 use crate::sys::process::{Process, Running};
 
@@ -30,6 +40,11 @@ pub(super) const LINE_MAX: usize = 64 << 10;
 /// The most one command's answer may hold (a listing of many releases is far less).
 pub(super) const ANSWER_MAX: usize = 4 << 20;
 
+/// Once the connection's group is stopped, how long its stderr may stay open for the rest
+/// of what it said: a process outside the group (a `setsid` ProxyCommand) may hold it for
+/// ever.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
+
 /// What the reader of a host's stdout hands over.
 pub(super) enum Answer {
     Line(String),
@@ -47,6 +62,11 @@ pub(super) struct Session {
     pub(super) lines: Receiver<(Instant, Answer)>,
     /// The end of what ssh printed on stderr: why a connection failed.
     pub(super) err_tail: Arc<Mutex<Vec<u8>>>,
+    /// Where the stderr reader writes into the build log, until the session takes it
+    /// (`end_stderr`).
+    err_log: Arc<Mutex<Option<Stream>>>,
+    /// Disconnected once the stderr reader has ended (it sends nothing).
+    err_done: Receiver<()>,
     /// Why this connection can no longer be used, once it cannot.
     pub(super) broken: Option<String>,
     /// The ControlMaster's socket, for rsync's `-e`.
@@ -116,13 +136,21 @@ impl Session {
         });
         let err_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&err_tail);
-        let mut log = tools.log.stream(&format!("[{}] ", target.name));
+        let err_log = Arc::new(Mutex::new(Some(tools.log.stream(&format!("[{}] ", target.name)))));
+        let log = Arc::clone(&err_log);
+        let (done, err_done) = mpsc::channel::<()>();
         std::thread::spawn(move || {
+            let _done = done;
             let Some(mut err) = stderr else { return };
             let mut buf = [0u8; 8192];
-            // Into the build log (capped there) and the last 1 KiB here, for `lost`.
+            // Into the build log (capped there) while the session lets it, and the last
+            // 1 KiB here, for `lost`.
             while let Ok(n @ 1..) = err.read(&mut buf) {
-                log.write(&buf[..n]);
+                if let Ok(mut stream) = log.lock() {
+                    if let Some(stream) = stream.as_mut() {
+                        stream.write(&buf[..n]);
+                    }
+                }
                 if let Ok(mut t) = tail.lock() {
                     t.extend_from_slice(&buf[..n]);
                     let excess = t.len().saturating_sub(1024);
@@ -136,6 +164,8 @@ impl Session {
             child,
             lines: rx,
             err_tail,
+            err_log,
+            err_done,
             broken: None,
             control,
             seq: 0,
@@ -229,8 +259,8 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        // The stderr reader may still be on the last line.
-        std::thread::sleep(Duration::from_millis(20));
+        // The stderr reader may still be on the last line: it ends with the stderr.
+        let _ = self.err_done.recv_timeout(Duration::from_millis(200));
         let tail = self.err_tail.lock().map(|t| last_lines(&t)).unwrap_or_default();
         format!(
             "the connection to {} ended{}{}",
@@ -292,12 +322,26 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Ends what this connection writes into the build log (see the module's comment):
+    /// waits up to `STDERR_DRAIN` for the stderr reader to reach the end, then finishes
+    /// the stream. Call it once the child's group is stopped.
+    fn end_stderr(&mut self) {
+        let _ = self.err_done.recv_timeout(STDERR_DRAIN);
+        let stream = self.err_log.lock().ok().and_then(|mut s| s.take());
+        if let Some(stream) = stream {
+            stream.finish();
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         // EOF ends the remote sh, and with it the ControlMaster; the group is stopped when
         // it hangs.
         self.stdin = None;
         self.child.stop(Duration::from_millis(500), Duration::from_millis(500));
+        self.end_stderr();
         if let Some(c) = &self.control {
             let _ = std::fs::remove_file(c);
         }
@@ -395,4 +439,88 @@ impl<'a> Connections<'a> {
 /// The first failure, in the targets' order, of a step run on every target.
 pub(super) fn first_failure<T>(results: &[Result<T, Failure>]) -> Option<Failure> {
     results.iter().find_map(|r| r.as_ref().err().cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::build::buildlog::BuildLog;
+    use crate::publish::Tools;
+
+    /// Lets the stderr holder go when the test ends, passed or not.
+    struct Gate<'a>(&'a Path);
+
+    impl Drop for Gate<'_> {
+        fn drop(&mut self) {
+            let _ = fs::write(self.0, "");
+        }
+    }
+
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < until, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What a connection's `ssh` said on stderr is in the build log once the connection is
+    /// dropped (a publish drops them all before the build seals its log), even while a
+    /// process it started outside its group still holds that stderr; and what that process
+    /// writes later never reaches the log.
+    #[test]
+    fn a_dropped_connection_has_written_its_stderr_and_writes_no_more() {
+        let dir = std::env::temp_dir().join(format!("dh-session-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let bin = dir.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let (gate, holder) = (dir.join("gate"), dir.join("holder"));
+        let _gate = Gate(&gate);
+        // A `sh` that says its last words on stderr, without a newline, and leaves a
+        // process in a session of its own holding that stderr until the gate opens.
+        fs::write(
+            bin.join("sh"),
+            format!(
+                "#!/bin/sh\nprintf LAST-WORDS >&2\nsetsid /bin/sh -c 'echo $$ > {h}; while [ ! -e {g} ]; do sleep 0.01; done; echo LATE-LINE >&2' </dev/null >/dev/null &\nexec /bin/sh\n",
+                h = holder.display(),
+                g = gate.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(bin.join("sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let log_path = dir.join("b.log");
+        let log = BuildLog::create(&log_path, 8 << 20).unwrap();
+        let env = BTreeMap::from([("PATH".to_string(), format!("{}:/usr/bin:/bin", bin.display()))]);
+        let tools = Tools {
+            env: &env,
+            state_dir: &dir,
+            upload_timeout: Duration::from_secs(60),
+            log: &log,
+            repo: &dir,
+        };
+        let cfg = Hosts {
+            local: Some(dir.join("site")),
+            hosts: Vec::new(),
+            ssh: vec!["ssh".into()],
+            bucket: None,
+        };
+        let mut session = Session::open(&targets(&cfg)[0], &cfg, &tools, None, 5).unwrap();
+        assert_eq!(session.run_ok("echo", "echo up").unwrap(), "up");
+        wait_until("the holder to start", || holder.exists());
+        let reader = Arc::clone(&session.err_log);
+        drop(session);
+        let text = fs::read_to_string(&log_path).unwrap();
+        assert!(text.contains("[local] LAST-WORDS\n"), "{text:?}");
+        // The holder writes, then lets the stderr go: the reader reads it and ends.
+        fs::write(&gate, "").unwrap();
+        wait_until("the stderr reader to end", || Arc::strong_count(&reader) == 1);
+        let text = fs::read_to_string(&log_path).unwrap();
+        assert!(!text.contains("LATE-LINE"), "{text:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
