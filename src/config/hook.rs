@@ -12,34 +12,10 @@ use toml::Spanned;
 
 use super::raw::RawHook;
 use super::{
-    choose, default_steps, inside_relative, valid_env_name, valid_git_name, Ctx, GiteeMode, Hook, Mode, OnBusy,
+    choose, default_steps, inside_relative, valid_env_name, valid_git_name, At, Ctx, GiteeMode, Hook, Mode, OnBusy,
     Provider, Secret, Step,
 };
-use crate::error::{Error, Result};
-
-/// Where in the file a hook's keys are: its table's line, and its name for `hooks.NAME.KEY`.
-pub(super) struct At<'a> {
-    pub(super) ctx: &'a Ctx<'a>,
-    pub(super) name: &'a str,
-    /// Line of the `[hooks.NAME]` table, for keys whose value has no span of its own.
-    pub(super) line: usize,
-}
-
-impl At<'_> {
-    pub(super) fn key(&self, k: &str) -> String {
-        format!("hooks.{}.{k}", self.name)
-    }
-
-    /// An error on the hook's table line, for keys read without a span.
-    fn on_table(&self, key: String, message: &str) -> Error {
-        Error::Config {
-            file: self.ctx.file.to_path_buf(),
-            line: Some(self.line),
-            key,
-            message: message.to_string(),
-        }
-    }
-}
+use crate::error::Result;
 
 pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) -> Result<Hook> {
     let at = At { ctx, name, line };

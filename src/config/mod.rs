@@ -405,6 +405,32 @@ impl Ctx<'_> {
     }
 }
 
+/// Where in the file a hook's keys are: its table's line, and its name for `hooks.NAME.KEY`.
+/// Here, not in `hook.rs`, because `publish.rs` reads `[hooks.NAME.publish]` with it too:
+/// `hook.rs` calls `publish.rs`, never the other way.
+struct At<'a> {
+    ctx: &'a Ctx<'a>,
+    name: &'a str,
+    /// Line of the `[hooks.NAME]` table, for keys whose value has no span of its own.
+    line: usize,
+}
+
+impl At<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("hooks.{}.{k}", self.name)
+    }
+
+    /// An error on the hook's table line, for keys read without a span.
+    fn on_table(&self, key: String, message: &str) -> Error {
+        Error::Config {
+            file: self.ctx.file.to_path_buf(),
+            line: Some(self.line),
+            key,
+            message: message.to_string(),
+        }
+    }
+}
+
 fn choose<T: Copy>(
     ctx: &Ctx,
     key: &str,

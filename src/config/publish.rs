@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::hook::At;
 use super::raw::{CacheControl, RawPublish};
-use super::{inside_relative, Bucket, Cmd, Destinations, Hosts, Publish, RemoteHost};
+use super::{inside_relative, At, Bucket, Cmd, Destinations, Hosts, Publish, RemoteHost};
 use crate::error::Result;
 
 /// The `Cache-Control` of files that are not HTML when `cache_control` does not say: short,
