@@ -149,21 +149,24 @@ fn processes_with(needle: &str) -> Vec<i32> {
     found
 }
 
-/// init's clone that hangs is stopped after `--timeout` with everything it started: the
-/// clone's http helper (`git-remote-http`) used to outlive it, holding the connection.
-#[test]
-fn a_hung_clone_is_stopped_after_the_timeout_with_its_helper() {
-    requires!(Root, WwwData);
-    let w = World::new("children-init-timeout");
-    // A forge that takes the connection and never answers.
+/// A forge that takes connections and never answers: its port, and a channel that says
+/// when it took one.
+fn hung_forge() -> (u16, std::sync::mpsc::Receiver<()>) {
     let forge = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = forge.local_addr().unwrap().port();
+    let (took, taken) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for c in forge.incoming() {
             held.push(c);
+            let _ = took.send(());
         }
     });
+    (port, taken)
+}
+
+/// `deploy-hook init docs` cloning from `port`, with its config in the test's folder.
+fn init_cloning(w: &World, port: u16, timeout: &str) -> (std::process::Command, std::path::PathBuf) {
     let etc = w.path("etc");
     fs::create_dir_all(&etc).unwrap();
     let config = etc.join("config.toml");
@@ -173,26 +176,52 @@ fn a_hung_clone_is_stopped_after_the_timeout_with_its_helper() {
     )
     .unwrap();
     let url = format!("http://127.0.0.1:{port}/hung.git");
-    let out = std::process::Command::new(BIN)
-        .args([
-            "init",
-            "docs",
-            "--provider",
-            "gitee",
-            "--repo-url",
-            &url,
-            "--timeout",
-            "2",
-        ])
-        .arg("--dir")
-        .arg(w.path("srv/docs"))
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let mut init = std::process::Command::new(BIN);
+    init.args([
+        "init",
+        "docs",
+        "--provider",
+        "gitee",
+        "--repo-url",
+        &url,
+        "--timeout",
+        timeout,
+    ])
+    .arg("--dir")
+    .arg(w.path("srv/docs"))
+    .arg("--config")
+    .arg(&config)
+    .env_clear()
+    .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    .stdin(std::process::Stdio::null());
+    (init, config)
+}
+
+/// Kills what is left of a clone from the hung forge when a test ends, passed or not.
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pid in processes_with(&self.0) {
+            // SAFETY: kill(2) on a pid; no memory is involved.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// init's clone that hangs is stopped after `--timeout` with everything it started: the
+/// clone's http helper (`git-remote-http`) used to outlive it, holding the connection.
+#[test]
+fn a_hung_clone_is_stopped_after_the_timeout_with_its_helper() {
+    requires!(Root, WwwData);
+    let w = World::new("children-init-timeout");
+    let (port, _) = hung_forge();
+    let needle = format!("127.0.0.1:{port}");
+    let _leftovers = Leftovers(needle.clone());
+    let (mut init, config) = init_cloning(&w, port, "2");
+    let out = init.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -201,7 +230,44 @@ fn a_hung_clone_is_stopped_after_the_timeout_with_its_helper() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("did not finish in 2 s"), "{text}");
     assert!(!fs::read_to_string(&config).unwrap().contains("[hooks.docs]"), "{text}");
+    wait_for("the clone's helper to end", Duration::from_secs(10), || {
+        processes_with(&needle).is_empty()
+    });
+}
+
+/// An init interrupted during its clone (Ctrl-C on a terminal reaches init, not the clone,
+/// which runs in a group of its own) stops the whole clone, and dies of the signal as it
+/// would have. It used to die alone: git died with it, but the clone's http helper stayed,
+/// holding the connection.
+#[test]
+fn an_interrupted_init_stops_its_clone_with_its_helper() {
+    use std::os::unix::process::ExitStatusExt;
+    requires!(Root, WwwData);
+    let w = World::new("children-init-sigint");
+    let (port, taken) = hung_forge();
     let needle = format!("127.0.0.1:{port}");
+    let _leftovers = Leftovers(needle.clone());
+    let (mut init, config) = init_cloning(&w, port, "600");
+    let init = init
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    taken
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the clone to connect to the forge");
+    // SAFETY: kill(2) on our child's pid; no memory is involved.
+    unsafe {
+        libc::kill(init.id() as i32, libc::SIGINT);
+    }
+    let out = init.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}: {text}", out.status);
+    assert!(!fs::read_to_string(&config).unwrap().contains("[hooks.docs]"), "{text}");
     wait_for("the clone's helper to end", Duration::from_secs(10), || {
         processes_with(&needle).is_empty()
     });

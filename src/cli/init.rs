@@ -654,7 +654,8 @@ fn current_branch(dir: &Path, user: &User, home: &Path, limit: Duration) -> Resu
 /// Runs `git` as `user` with the build's kind of environment: HOME in the hook's state
 /// folder (the user's own home, /var/www for www-data, is not theirs to write), no prompt
 /// for credentials, and a time limit after which its whole group is stopped (a clone's
-/// ssh or https helper too). Returns its stdout; its stderr goes into the error when it
+/// ssh or https helper too); an init interrupted meanwhile (Ctrl-C) stops that group too,
+/// then dies of the signal. Returns its stdout; its stderr goes into the error when it
 /// fails.
 fn run_as(
     git: &mut Process,
@@ -671,7 +672,8 @@ fn run_as(
         .env_var("LANG", "C.UTF-8")
         .env_var("GIT_TERMINAL_PROMPT", "0")
         .env_var("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-        .timeout(limit);
+        .timeout(limit)
+        .forward_signals();
     if privilege::euid() == 0 {
         git.user(user);
     }

@@ -11,6 +11,10 @@
 //!   `KILL_GRACE` for the leader to go, then SIGKILL to the group. When the leader ends,
 //!   what is left of its group is killed too, before the leader is reaped (its pid, the
 //!   group's id, cannot be reused until then);
+//! - for a command a person waits on (`init`'s clone), `forward_signals` (`signals`): its
+//!   own group keeps a terminal's Ctrl-C from reaching it, so the signal we get is passed
+//!   on to the group (git and its ssh or https helper), and we die of it once the group
+//!   is gone;
 //! - its stdout and stderr drained together (`read2`), captured (bounded) or handed to a
 //!   sink as they come (the build log's writer, `build::buildlog`), so a chatty child can
 //!   never deadlock against us.
@@ -35,6 +39,7 @@
 
 mod read2;
 mod reaper;
+mod signals;
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -49,6 +54,7 @@ pub use reaper::{
     become_subreaper, boot_id, cloexec_inherited_fds, flock_held, kill_by_env, kill_orphans, kill_session,
     scrub_request_environ, spare, Identity,
 };
+use signals::Forwarding;
 
 /// How long a group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -199,6 +205,7 @@ pub struct Process {
     session: bool,
     pdeathsig: bool,
     leftovers: bool,
+    forward_signals: bool,
     user: Option<Switch>,
     capture_limit: usize,
 }
@@ -216,6 +223,7 @@ impl Process {
             session: false,
             pdeathsig: true,
             leftovers: false,
+            forward_signals: false,
             user: None,
             capture_limit: CAPTURE_LIMIT,
         }
@@ -293,6 +301,18 @@ impl Process {
         self
     }
 
+    /// For a command a person waits on (`init`'s clone): a SIGINT, SIGTERM or SIGHUP we
+    /// get while it runs is passed on to its whole group, which then has `KILL_GRACE` to
+    /// end before SIGKILL; once it is reaped, we die of that signal, as we would have
+    /// without it. Its group is its own, so a terminal's Ctrl-C reaches only us: without
+    /// this, git died with us (`PR_SET_PDEATHSIG`) but its ssh or https helper stayed.
+    /// A signal we ignore (`nohup`'s SIGHUP) stays ignored. `run` only, in one thread at a
+    /// time: the signals' dispositions are the process's.
+    pub fn forward_signals(&mut self) -> &mut Process {
+        self.forward_signals = true;
+        self
+    }
+
     /// Runs it as `user`, with that user's groups; only when we are root.
     pub fn user(&mut self, user: &crate::sys::privilege::User) -> &mut Process {
         self.user = Some(Switch {
@@ -317,6 +337,15 @@ impl Process {
     /// Runs it to its end: stdout and stderr go where they are told, `cancel` is asked
     /// between reads (true stops it as a timeout does).
     pub fn run<'a>(&self, out: Out<'a>, err: Out<'a>, cancel: &mut dyn FnMut() -> bool) -> Finished {
+        let forwarding = self.forward_signals.then(Forwarding::install);
+        let done = self.run_to_end(out, err, cancel);
+        if let Some(f) = forwarding {
+            f.end();
+        }
+        done
+    }
+
+    fn run_to_end<'a>(&self, out: Out<'a>, err: Out<'a>, cancel: &mut dyn FnMut() -> bool) -> Finished {
         let mut cmd = match self.command() {
             Ok(c) => c,
             Err(why) => return Finished::not_started(why),
@@ -366,13 +395,19 @@ impl Process {
         while !leader_ended(pid) {
             let now = Instant::now();
             if now >= next_look {
-                if deadline.is_some_and(|d| now >= d) {
+                let caught = if self.forward_signals { signals::caught() } else { 0 };
+                let mut first = libc::SIGTERM;
+                if caught != 0 {
+                    // Passed on as it came: git removes a clone it did not finish.
+                    first = caught;
+                    stopped = Some(Exit::Signal(caught));
+                } else if deadline.is_some_and(|d| now >= d) {
                     stopped = Some(Exit::TimedOut);
                 } else if cancel() {
                     stopped = Some(Exit::Cancelled);
                 }
                 if stopped.is_some() {
-                    end_group(pid, KILL_GRACE, &mut || {
+                    end_group(pid, first, KILL_GRACE, &mut || {
                         read2::pump(sources, Duration::from_millis(20), &mut buf)
                     });
                     break;
@@ -512,19 +547,22 @@ impl Running {
             std::thread::sleep(Duration::from_millis(5));
         }
         if !leader_ended(pid) {
-            end_group(pid, grace, &mut || std::thread::sleep(Duration::from_millis(10)));
+            end_group(pid, libc::SIGTERM, grace, &mut || {
+                std::thread::sleep(Duration::from_millis(10))
+            });
         }
         kill_group(pid, libc::SIGKILL);
         self.child.wait().ok()
     }
 }
 
-/// The one TERM-grace-KILL: SIGTERM to the group, up to `grace` for its leader to end
-/// (`meanwhile` runs between looks: the caller drains its pipes), then SIGKILL to whatever
-/// is left of the group (children that ignore SIGTERM, grandchildren). The leader is not
-/// reaped here, so that its pid still names the group.
-fn end_group(pgid: i32, grace: Duration, meanwhile: &mut dyn FnMut()) {
-    kill_group(pgid, libc::SIGTERM);
+/// The one TERM-grace-KILL: SIGTERM (or the signal we were stopped with, `first`) to the
+/// group, up to `grace` for its leader to end (`meanwhile` runs between looks: the caller
+/// drains its pipes), then SIGKILL to whatever is left of the group (children that ignore
+/// SIGTERM, grandchildren). The leader is not reaped here, so that its pid still names the
+/// group.
+fn end_group(pgid: i32, first: i32, grace: Duration, meanwhile: &mut dyn FnMut()) {
+    kill_group(pgid, first);
     let until = Instant::now() + grace;
     while !leader_ended(pgid) && Instant::now() < until {
         meanwhile();
