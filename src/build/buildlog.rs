@@ -1,6 +1,7 @@
 //! The one writer of a build's log (`<state>/builds/<id>.log`). Everything that goes into
 //! the log goes through here: the pipeline's own lines, the output of every child (steps,
-//! git, rsync, the web hosts' ssh), the notifications.
+//! git, rsync, the web hosts' ssh), the notifications. And the logs' end: `prune` keeps a
+//! hook's newest `keep_logs`.
 //!
 //! Each line is written with one write(2) on a file opened `O_APPEND`: the kernel appends
 //! a write whole, so lines written at once by several threads (one per web host) never
@@ -207,6 +208,31 @@ fn write_cut(from: &mut File, to: &Path, head: u64, note: &[u8], tail: Range<u64
         out.write_all(then)?;
     }
     out.sync_data()
+}
+
+/// Keeps the newest `keep` build logs in `dir` (a hook's `builds/`), and removes the copy a
+/// seal left half written (`<id>.sealing`: its worker was killed; this build's seal is
+/// over). Logs go by id, oldest first.
+pub fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        match path.extension() {
+            Some(e) if e == "log" => logs.push(path),
+            Some(e) if e == "sealing" => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+    // By id, not by file name: `X.log` sorts after `X-02.log` (`.` > `-`).
+    logs.sort_by(|a, b| a.file_stem().cmp(&b.file_stem()));
+    let excess = logs.len().saturating_sub(keep);
+    for old in &logs[..excess] {
+        let _ = fs::remove_file(old);
+    }
 }
 
 /// The offset just after the last newline before `at` (or `at` when there is none in the

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::build::buildlog::BuildLog;
+use crate::build::buildlog::{self, BuildLog};
 use crate::build::finish::{self, Finished};
 use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
 use crate::config::{Cmd, Destinations, Hook, Step};
@@ -46,7 +46,7 @@ fn new_build_id(state: &HookState) -> String {
 
 /// The first free id for `base` (a time to the millisecond): `base`, then `base-02`,
 /// `base-03`, ... Ids sort as strings in the order they were made (the number is padded,
-/// and `base` is a prefix of the others), which is the order `prune_logs` removes them in.
+/// and `base` is a prefix of the others), which is the order `buildlog::prune` removes them in.
 fn next_id(base: &str, taken: impl Fn(&str) -> bool) -> String {
     let mut id = base.to_string();
     let mut n = 2;
@@ -372,7 +372,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             hook.name
         ));
     }
-    prune_logs(state, hook.keep_logs);
+    buildlog::prune(&state.builds_dir(), hook.keep_logs);
     Ok(record)
 }
 
@@ -717,30 +717,6 @@ fn publish_stage(
             };
             Err(Failed::new(step, "publish", Exit::NotStarted(f.message)))
         }
-    }
-}
-
-/// Keeps the newest `keep` build logs, and removes the copy a seal left half written
-/// (`<id>.sealing`, from `BuildLog::seal`: its worker was killed; this build's seal is over).
-fn prune_logs(state: &HookState, keep: usize) {
-    let Ok(entries) = fs::read_dir(state.builds_dir()) else {
-        return;
-    };
-    let mut logs: Vec<PathBuf> = Vec::new();
-    for path in entries.flatten().map(|e| e.path()) {
-        match path.extension() {
-            Some(e) if e == "log" => logs.push(path),
-            Some(e) if e == "sealing" => {
-                let _ = fs::remove_file(&path);
-            }
-            _ => {}
-        }
-    }
-    // By id, not by file name: `X.log` sorts after `X-02.log` (`.` > `-`).
-    logs.sort_by(|a, b| a.file_stem().cmp(&b.file_stem()));
-    let excess = logs.len().saturating_sub(keep);
-    for old in &logs[..excess] {
-        let _ = fs::remove_file(old);
     }
 }
 
