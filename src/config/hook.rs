@@ -52,6 +52,9 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
     let keep_logs = keep_logs(&at, raw.keep_logs)?;
     let log_max_bytes = log_max_bytes(&at, raw.log_max_bytes)?;
     let publish = super::publish::validate(&at, &repo, raw.publish)?;
+    let report = super::report::report(&at, provider, raw.report)?;
+    let page = super::report::page(&at, &repo, publish.as_ref().and_then(|p| p.local_to()), raw.page)?;
+    let notify = super::report::notify(&at, raw.notify)?;
 
     Ok(Hook {
         name: name.to_string(),
@@ -75,6 +78,9 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
         on_failure: raw.on_failure,
         on_success: raw.on_success,
         publish,
+        report,
+        page,
+        notify,
     })
 }
 

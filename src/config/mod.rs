@@ -23,6 +23,9 @@ pub use hook::MIN_LOG_MAX_BYTES;
 mod hook;
 mod publish;
 mod raw;
+mod report;
+
+pub use report::{check_url, Forge, Notify, NotifyKind, On, Page, Report, EVENTS};
 
 pub const DEFAULT_CONFIG: &str = "/etc/deploy-hook/config.toml";
 pub const CONFIG_ENV: &str = "DEPLOY_HOOK_CONFIG";
@@ -282,6 +285,12 @@ pub struct Hook {
     pub on_success: Option<Cmd>,
     /// `[hooks.NAME.publish]`, when the hook publishes its output.
     pub publish: Option<Publish>,
+    /// `[hooks.NAME.report]`: a commit status on the forge for every build.
+    pub report: Option<Report>,
+    /// `[hooks.NAME.page]`: the build page.
+    pub page: Option<Page>,
+    /// `[[hooks.NAME.notify]]`: chat robots and webhooks, in the order written.
+    pub notify: Vec<Notify>,
 }
 
 impl Hook {
@@ -572,7 +581,12 @@ impl Config {
                     "a hook name may hold only letters, digits, '-' and '_' (at most 64), and starts with a letter or digit",
                 );
             }
+            let span = spanned.span();
             let hook = hook::validate_hook(&ctx, &name, line, spanned.into_inner())?;
+            if hook.page.as_ref().is_some_and(|p| p.dir.starts_with(&state_dir)) {
+                // The state folder holds the logs unmasked and the replay tokens.
+                return ctx.err(span, &format!("hooks.{name}.page.dir"), "must be outside state_dir");
+            }
             hooks.insert(name, hook);
         }
 

@@ -158,6 +158,9 @@ pub(super) struct RawHook {
     pub(super) on_failure: Option<Cmd>,
     pub(super) on_success: Option<Cmd>,
     pub(super) publish: Option<Spanned<RawPublish>>,
+    pub(super) report: Option<Spanned<RawReport>>,
+    pub(super) page: Option<Spanned<RawPage>>,
+    pub(super) notify: Option<Vec<Spanned<RawNotify>>>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +202,35 @@ impl<'de> Deserialize<'de> for CacheControl {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `[hooks.NAME.report]`: the commit status on the forge.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    pub(super) api: Option<String>,
+    pub(super) repo: String,
+    pub(super) token_file: String,
+    pub(super) context: Option<String>,
+}
+
+/// `[hooks.NAME.page]`: the build page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPage {
+    pub(super) dir: String,
+    pub(super) url: String,
+    pub(super) logs: Option<bool>,
+}
+
+/// One `[[hooks.NAME.notify]]`: a chat robot or a plain JSON webhook.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) kind: Spanned<String>,
+    pub(super) url_file: String,
+    pub(super) secret_file: Option<String>,
+    pub(super) on: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for Cmd {
