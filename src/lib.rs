@@ -26,6 +26,7 @@ pub(crate) mod config;
 pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod publish;
+pub(crate) mod report;
 pub(crate) mod sys;
 
 use std::ffi::{OsStr, OsString};

@@ -25,7 +25,7 @@ mod publish;
 mod raw;
 mod report;
 
-pub use report::{check_url, Forge, Notify, NotifyKind, On, Page, Report, EVENTS};
+pub use report::{check_url, Forge, Notify, NotifyKind, On, Page, Report};
 
 pub const DEFAULT_CONFIG: &str = "/etc/deploy-hook/config.toml";
 pub const CONFIG_ENV: &str = "DEPLOY_HOOK_CONFIG";
