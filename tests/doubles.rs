@@ -73,13 +73,19 @@ impl Doubles {
 
     /// The requests to `service`.
     pub fn to(&self, service: &str) -> Vec<Value> {
-        self.requests().into_iter().filter(|r| r["service"] == service).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r["service"] == service)
+            .collect()
     }
 
     /// Waits until `count` requests to `service` were answered, and returns them all.
     pub fn wait_for(&self, service: &str, count: usize, limit: Duration) -> Vec<Value> {
         wait_for(
-            &format!("{count} requests to the {service} double (so far: {:?})", self.to(service)),
+            &format!(
+                "{count} requests to the {service} double (so far: {:?})",
+                self.to(service)
+            ),
             limit,
             || self.to(service).len() >= count,
         );

@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod tier;
+mod doubles;
 mod own_web;
 mod util;
 
@@ -35,6 +36,7 @@ mod programs;
 mod queue;
 mod readme;
 mod releases;
+mod report;
 mod rollback;
 mod root;
 mod s3;

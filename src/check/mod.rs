@@ -11,7 +11,8 @@
 //! log lines really go), `remote` (reaching the remote as the build does, and never
 //! printing its credentials), `node` (what a Node.js site needs), `web` and `nginx` (the
 //! web server that starts us, and where it sends `/hooks/NAME`), `hosts` (the web hosts a
-//! hook publishes to), `bucket` (the bucket a hook publishes to).
+//! hook publishes to), `bucket` (the bucket a hook publishes to), `report` (the token and
+//! robot files, the page's folder, and whether the forge lets the token write statuses).
 
 mod bucket;
 mod files;
@@ -20,6 +21,7 @@ mod log;
 mod nginx;
 mod node;
 mod remote;
+mod report;
 mod secret;
 mod web;
 
@@ -620,6 +622,8 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
             bucket::check(hook, &state, &home, b, r);
         }
     }
+
+    report::check(ctx, hook, r);
 }
 
 /// A remote URL with a token in it, in a .git/config every user of the machine can read

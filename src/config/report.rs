@@ -151,9 +151,7 @@ pub fn check_url(url: &str, query: bool) -> std::result::Result<&str, String> {
 fn loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|a| a.is_loopback())
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// The checked `[report]` of a hook, when it has one.
@@ -195,7 +193,11 @@ pub(super) fn report(at: &At, provider: Provider, raw: Option<Spanned<RawReport>
         } else {
             "\"owner/name\""
         };
-        let hint = if r.repo.ends_with(".git") { " (drop the .git)" } else { "" };
+        let hint = if r.repo.ends_with(".git") {
+            " (drop the .git)"
+        } else {
+            ""
+        };
         return err("repo", format!("{:?} is not {what}{hint}", r.repo));
     }
     if r.token_file.is_empty() {
@@ -221,10 +223,7 @@ pub(super) fn report(at: &At, provider: Provider, raw: Option<Spanned<RawReport>
 /// a numeric id. Names are what the forges allow in a URL path unencoded.
 fn valid_repo(forge: Forge, repo: &str) -> bool {
     let part = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        !p.is_empty() && p != "." && p != ".." && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     };
     if repo.ends_with(".git") {
         return false;
@@ -239,7 +238,12 @@ fn valid_repo(forge: Forge, repo: &str) -> bool {
 
 /// The checked `[page]` of a hook, when it has one. Its folder is outside the hook's
 /// checkout (a build would reset it, or publish it) and outside what `publish.to` switches.
-pub(super) fn page(at: &At, repo: &Path, publish_to: Option<&Path>, raw: Option<Spanned<RawPage>>) -> Result<Option<Page>> {
+pub(super) fn page(
+    at: &At,
+    repo: &Path,
+    publish_to: Option<&Path>,
+    raw: Option<Spanned<RawPage>>,
+) -> Result<Option<Page>> {
     let Some(p) = raw else { return Ok(None) };
     let span = p.span();
     let p = p.into_inner();
@@ -308,7 +312,10 @@ pub(super) fn notify(at: &At, raw: Option<Vec<Spanned<RawNotify>>>) -> Result<Ve
             Some(_) if !kind.signs() => {
                 return err(
                     "secret_file",
-                    format!("{} messages are not signed: secret_file is for dingtalk, feishu and webhook", kind.name()),
+                    format!(
+                        "{} messages are not signed: secret_file is for dingtalk, feishu and webhook",
+                        kind.name()
+                    ),
                 )
             }
             Some("") => return err("secret_file", "is empty".into()),
@@ -323,7 +330,10 @@ pub(super) fn notify(at: &At, raw: Option<Vec<Spanned<RawNotify>>>) -> Result<Ve
             Some(words) if words.is_empty() => {
                 return err(
                     "on",
-                    format!("lists no event: leave it out for [\"failed\", \"fixed\"], or pick from {}", EVENTS.join(", ")),
+                    format!(
+                        "lists no event: leave it out for [\"failed\", \"fixed\"], or pick from {}",
+                        EVENTS.join(", ")
+                    ),
                 )
             }
             Some(words) => {
@@ -399,13 +409,19 @@ mod tests {
         ))
         .unwrap();
         let r = gl.hooks["docs"].report.clone().unwrap();
-        assert_eq!((r.api.as_str(), r.context.as_str()), ("https://gitlab.com/api/v4", "docs build"));
+        assert_eq!(
+            (r.api.as_str(), r.context.as_str()),
+            ("https://gitlab.com/api/v4", "docs build")
+        );
         let gitea = parse(&with(
             "gitea",
             "[hooks.docs.report]\napi = \"http://127.0.0.1:3000/api/v1/\"\nrepo = \"a/b\"\ntoken_file = \"/t\"\n",
         ))
         .unwrap();
-        assert_eq!(gitea.hooks["docs"].report.as_ref().unwrap().api, "http://127.0.0.1:3000/api/v1");
+        assert_eq!(
+            gitea.hooks["docs"].report.as_ref().unwrap().api,
+            "http://127.0.0.1:3000/api/v1"
+        );
         assert!(parse(MINIMAL).unwrap().hooks["docs"].report.is_none());
     }
 
@@ -415,38 +431,107 @@ mod tests {
         let page = |body: &str| with("github", &format!("[hooks.docs.page]\n{body}"));
         let notify = |body: &str| with("github", &format!("[[hooks.docs.notify]]\n{body}"));
         for (text, key, why) in [
-            (report("gogs", "repo = \"a/b\"\ntoken_file = \"/t\""), "hooks.docs.report", "Gogs"),
-            (report("gitea", "repo = \"a/b\"\ntoken_file = \"/t\""), "report.api", "required"),
             (
-                report("github", "api = \"http://api.example.com\"\nrepo = \"a/b\"\ntoken_file = \"/t\""),
+                report("gogs", "repo = \"a/b\"\ntoken_file = \"/t\""),
+                "hooks.docs.report",
+                "Gogs",
+            ),
+            (
+                report("gitea", "repo = \"a/b\"\ntoken_file = \"/t\""),
+                "report.api",
+                "required",
+            ),
+            (
+                report(
+                    "github",
+                    "api = \"http://api.example.com\"\nrepo = \"a/b\"\ntoken_file = \"/t\"",
+                ),
                 "report.api",
                 "https",
             ),
             (
-                report("github", "api = \"https://u:p@api.example.com\"\nrepo = \"a/b\"\ntoken_file = \"/t\""),
+                report(
+                    "github",
+                    "api = \"https://u:p@api.example.com\"\nrepo = \"a/b\"\ntoken_file = \"/t\"",
+                ),
                 "report.api",
                 "password",
             ),
             (
-                report("github", "api = \"https://x/?token=1\"\nrepo = \"a/b\"\ntoken_file = \"/t\""),
+                report(
+                    "github",
+                    "api = \"https://x/?token=1\"\nrepo = \"a/b\"\ntoken_file = \"/t\"",
+                ),
                 "report.api",
                 "query",
             ),
-            (report("github", "repo = \"acme/docs.git\"\ntoken_file = \"/t\""), "report.repo", "drop the .git"),
-            (report("github", "repo = \"a/b/c\"\ntoken_file = \"/t\""), "report.repo", "owner/name"),
-            (report("gitlab", "repo = \"docs\"\ntoken_file = \"/t\""), "report.repo", "group/project"),
-            (report("github", "repo = \"a/b\"\ntoken_file = \"\""), "report.token_file", "token"),
-            (report("github", "repo = \"a/b\"\ntoken_file = \"/t\"\ncontext = \"\""), "report.context", "printable"),
+            (
+                report("github", "repo = \"acme/docs.git\"\ntoken_file = \"/t\""),
+                "report.repo",
+                "drop the .git",
+            ),
+            (
+                report("github", "repo = \"a/b/c\"\ntoken_file = \"/t\""),
+                "report.repo",
+                "owner/name",
+            ),
+            (
+                report("gitlab", "repo = \"docs\"\ntoken_file = \"/t\""),
+                "report.repo",
+                "group/project",
+            ),
+            (
+                report("github", "repo = \"a/b\"\ntoken_file = \"\""),
+                "report.token_file",
+                "token",
+            ),
+            (
+                report("github", "repo = \"a/b\"\ntoken_file = \"/t\"\ncontext = \"\""),
+                "report.context",
+                "printable",
+            ),
             (report("github", "repo = \"a/b\""), "token_file", "missing"),
-            (page("dir = \"/srv/docs/out\"\nurl = \"https://x/\""), "page.dir", "outside repo"),
-            (page("dir = \"/var/lib/deploy-hook/docs/page\"\nurl = \"https://x/\""), "page.dir", "state_dir"),
+            (
+                page("dir = \"/srv/docs/out\"\nurl = \"https://x/\""),
+                "page.dir",
+                "outside repo",
+            ),
+            (
+                page("dir = \"/var/lib/deploy-hook/docs/page\"\nurl = \"https://x/\""),
+                "page.dir",
+                "state_dir",
+            ),
             (page("dir = \"/var/www/b\"\nurl = \"ftp://x/\""), "page.url", "https"),
-            (page("dir = \"/var/www/b\"\nurl = \"https://x/#top\""), "page.url", "fragment"),
-            (notify("kind = \"teams\"\nurl_file = \"/u\""), "notify[1].kind", "dingtalk"),
-            (notify("kind = \"wecom\"\nurl_file = \"/u\"\nsecret_file = \"/s\""), "notify[1].secret_file", "not signed"),
-            (notify("kind = \"slack\"\nurl_file = \"/u\"\non = []"), "notify[1].on", "no event"),
-            (notify("kind = \"slack\"\nurl_file = \"/u\"\non = [\"broken\"]"), "notify[1].on", "fixed"),
-            (notify("kind = \"slack\"\nurl_file = \"\""), "notify[1].url_file", "robot"),
+            (
+                page("dir = \"/var/www/b\"\nurl = \"https://x/#top\""),
+                "page.url",
+                "fragment",
+            ),
+            (
+                notify("kind = \"teams\"\nurl_file = \"/u\""),
+                "notify[1].kind",
+                "dingtalk",
+            ),
+            (
+                notify("kind = \"wecom\"\nurl_file = \"/u\"\nsecret_file = \"/s\""),
+                "notify[1].secret_file",
+                "not signed",
+            ),
+            (
+                notify("kind = \"slack\"\nurl_file = \"/u\"\non = []"),
+                "notify[1].on",
+                "no event",
+            ),
+            (
+                notify("kind = \"slack\"\nurl_file = \"/u\"\non = [\"broken\"]"),
+                "notify[1].on",
+                "fixed",
+            ),
+            (
+                notify("kind = \"slack\"\nurl_file = \"\""),
+                "notify[1].url_file",
+                "robot",
+            ),
         ] {
             let e = err(&text);
             assert!(e.contains(key) && e.contains(why), "{text}\n-> {e}");

@@ -60,7 +60,10 @@ impl Conclusion {
 
     /// A failure as `failed` (the event) counts it.
     pub fn failure(self) -> bool {
-        matches!(self, Conclusion::Failed | Conclusion::TimedOut | Conclusion::Interrupted)
+        matches!(
+            self,
+            Conclusion::Failed | Conclusion::TimedOut | Conclusion::Interrupted
+        )
     }
 }
 

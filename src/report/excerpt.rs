@@ -123,7 +123,10 @@ fn error_code(line: &str) -> bool {
     }
     line.contains("ERR!")
         && line.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| {
-            w[0] == "code" && w[1].starts_with('E') && w[1].len() > 1 && w[1][1..].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            w[0] == "code"
+                && w[1].starts_with('E')
+                && w[1].len() > 1
+                && w[1][1..].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         })
 }
 
@@ -176,7 +179,9 @@ fn js_error(line: &str) -> bool {
     ["SyntaxError", "TypeError", "ReferenceError", "RangeError"]
         .iter()
         .any(|e| has_word(line, e, false))
-        || line.match_indices("Error: ").any(|(i, _)| i == 0 || !is_word(line[..i].chars().next_back().unwrap_or(' ')))
+        || line
+            .match_indices("Error: ")
+            .any(|(i, _)| i == 0 || !is_word(line[..i].chars().next_back().unwrap_or(' ')))
 }
 
 /// Docusaurus' broken links report.
@@ -214,9 +219,19 @@ fn file_line_col(line: &str) -> bool {
 
 /// Words that say something went wrong.
 fn failure_word(line: &str) -> bool {
-    ["error", "failed", "cannot", "can't", "not found", "missing", "denied", "timed out", "timeout"]
-        .iter()
-        .any(|w| has_word(line, w, true))
+    [
+        "error",
+        "failed",
+        "cannot",
+        "can't",
+        "not found",
+        "missing",
+        "denied",
+        "timed out",
+        "timeout",
+    ]
+    .iter()
+    .any(|w| has_word(line, w, true))
 }
 
 /// Whether `word` is in `line` with no letter, digit or `_` right before or after it.
@@ -268,7 +283,10 @@ fn dedupe_key(line: &str) -> String {
 /// One space for any run of spaces (pnpm frames its codes with U+2009 THIN SPACE), trimmed,
 /// and the checkout's path made relative.
 fn tidy(raw: &str, checkout: &str) -> String {
-    let spaced: Vec<&str> = raw.split(|c: char| c.is_whitespace()).filter(|w| !w.is_empty()).collect();
+    let spaced: Vec<&str> = raw
+        .split(|c: char| c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
     let line = spaced.join(" ");
     let checkout = checkout.trim_end_matches('/');
     if checkout.len() > 1 {
@@ -297,13 +315,15 @@ mod tests {
         ] {
             let got = lines_of(log, "/tmp/vp");
             assert_eq!(
-                got[0],
-                "[vite:vue] [plugin vite:vue] docs/install.md (7:1): Element is missing end tag.",
+                got[0], "[vite:vue] [plugin vite:vue] docs/install.md (7:1): Element is missing end tag.",
                 "{got:?}"
             );
-            assert!(got.iter().any(|l| l.contains("install.md (7:1): Element is missing end tag.")));
+            assert!(got
+                .iter()
+                .any(|l| l.contains("install.md (7:1): Element is missing end tag.")));
             assert!(
-                !got.iter().any(|l| l.contains("ELIFECYCLE") || l.starts_with("at ") || l.contains("/tmp/vp")),
+                !got.iter()
+                    .any(|l| l.contains("ELIFECYCLE") || l.starts_with("at ") || l.contains("/tmp/vp")),
                 "{got:?}"
             );
             assert!(got.len() <= 2, "one message, not its three wrappers: {got:?}");
@@ -327,7 +347,10 @@ mod tests {
     fn unmarked_output_gives_its_last_lines_and_lines_are_capped() {
         let out: Vec<String> = (1..=9).map(|i| format!("plain {i}")).collect();
         let refs: Vec<&str> = out.iter().map(String::as_str).collect();
-        assert_eq!(pick(&refs, "/x"), ["plain 5", "plain 6", "plain 7", "plain 8", "plain 9"]);
+        assert_eq!(
+            pick(&refs, "/x"),
+            ["plain 5", "plain 6", "plain 7", "plain 8", "plain 9"]
+        );
         let long = format!("error: {}", "x".repeat(400));
         let got = pick(&[long.as_str()], "/x");
         assert_eq!(got[0].chars().count(), MAX_CHARS);

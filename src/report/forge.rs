@@ -198,7 +198,9 @@ pub fn comment_text(context: &str, b: &Build, event: Event, link: Option<&str>) 
 pub fn judge(forge: Forge, a: &Answer) -> Result<(), String> {
     match a {
         Answer::Http { status: 200..=299, .. } => Ok(()),
-        Answer::Http { status: 400, body, .. } if forge == Forge::Gitlab && body.contains("Cannot transition status") => {
+        Answer::Http { status: 400, body, .. }
+            if forge == Forge::Gitlab && body.contains("Cannot transition status") =>
+        {
             // Already in that state (a second `running`): nothing to do.
             Ok(())
         }
@@ -380,7 +382,16 @@ mod tests {
     fn the_table() {
         use Conclusion::*;
         let words = |f: Forge| {
-            [Building, Succeeded, Unchanged, Failed, TimedOut, Interrupted, Superseded].map(|c| status(f, &build(c), None).state)
+            [
+                Building,
+                Succeeded,
+                Unchanged,
+                Failed,
+                TimedOut,
+                Interrupted,
+                Superseded,
+            ]
+            .map(|c| status(f, &build(c), None).state)
         };
         assert_eq!(
             words(Forge::Github),
@@ -399,7 +410,10 @@ mod tests {
             status(Forge::Github, &build(TimedOut), None).description,
             "step 2 (pnpm) timed out after 30 min 00 s"
         );
-        assert_eq!(status(Forge::Gitlab, &build(Superseded), Some("89abcde")).description, "Superseded by 89abcde");
+        assert_eq!(
+            status(Forge::Gitlab, &build(Superseded), Some("89abcde")).description,
+            "Superseded by 89abcde"
+        );
         let mut long = build(Failed);
         long.lines = vec!["é".repeat(300)];
         let d = status(Forge::Github, &long, None).description;
@@ -409,11 +423,23 @@ mod tests {
     #[test]
     fn requests() {
         let s = status(Forge::Gitlab, &build(Conclusion::Building), None);
-        let r = status_request(&cfg(Forge::Gitlab, "grp/sub/docs"), "glpat", &"a".repeat(40), &s, None, "main");
-        assert!(r.url.ends_with(&format!("/projects/grp%2Fsub%2Fdocs/statuses/{}", "a".repeat(40))));
+        let r = status_request(
+            &cfg(Forge::Gitlab, "grp/sub/docs"),
+            "glpat",
+            &"a".repeat(40),
+            &s,
+            None,
+            "main",
+        );
+        assert!(r
+            .url
+            .ends_with(&format!("/projects/grp%2Fsub%2Fdocs/statuses/{}", "a".repeat(40))));
         assert!(r.headers.contains(&("PRIVATE-TOKEN".into(), "glpat".into())));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!((body["state"].as_str(), body["name"].as_str()), (Some("running"), Some("deploy-hook/docs")));
+        assert_eq!(
+            (body["state"].as_str(), body["name"].as_str()),
+            (Some("running"), Some("deploy-hook/docs"))
+        );
         let g = gitee_comment(&cfg(Forge::Gitee, "a/b"), "tok", "c0ffee", "x");
         assert!(!g.url.contains("tok"), "the token is never in a URL: {}", g.url);
         assert!(judge(
@@ -433,7 +459,10 @@ mod tests {
         let mut b = build(Conclusion::Failed);
         b.lines.push("```<script>".into());
         let t = comment_text("deploy-hook/docs", &b, Event::Failed, Some("https://x/#b1"));
-        assert!(t.starts_with("**deploy-hook/docs**: build 20261130-060011-6 failed at step 2 (pnpm)"), "{t}");
+        assert!(
+            t.starts_with("**deploy-hook/docs**: build 20261130-060011-6 failed at step 2 (pnpm)"),
+            "{t}"
+        );
         assert_eq!(t.matches("```").count(), 2, "{t}");
         assert!(t.ends_with("[Build page](https://x/#b1)"));
     }
@@ -461,17 +490,41 @@ mod tests {
             scopes: scopes.map(String::from),
         };
         let gh = cfg(Forge::Github, "acme/docs");
-        assert!(matches!(probe_verdict(&gh, &ok(r#"{"permissions":{"push":true}}"#, Some("repo:status, user"))), Probe::Writes(_)));
-        assert!(matches!(probe_verdict(&gh, &ok(r#"{"permissions":{"push":true}}"#, Some("read:user"))), Probe::Cannot(..)));
-        assert!(matches!(probe_verdict(&gh, &ok(r#"{"permissions":{"push":true}}"#, None)), Probe::Unknown(_)));
-        assert!(matches!(probe_verdict(&gh, &ok(r#"{"permissions":{"push":false}}"#, Some("repo"))), Probe::Cannot(..)));
-        let gl = cfg(Forge::Gitlab, "17");
         assert!(matches!(
-            probe_verdict(&gl, &ok(r#"{"permissions":{"project_access":{"access_level":20},"group_access":{"access_level":40}}}"#, None)),
+            probe_verdict(&gh, &ok(r#"{"permissions":{"push":true}}"#, Some("repo:status, user"))),
             Probe::Writes(_)
         ));
         assert!(matches!(
-            probe_verdict(&gl, &ok(r#"{"permissions":{"project_access":{"access_level":20},"group_access":null}}"#, None)),
+            probe_verdict(&gh, &ok(r#"{"permissions":{"push":true}}"#, Some("read:user"))),
+            Probe::Cannot(..)
+        ));
+        assert!(matches!(
+            probe_verdict(&gh, &ok(r#"{"permissions":{"push":true}}"#, None)),
+            Probe::Unknown(_)
+        ));
+        assert!(matches!(
+            probe_verdict(&gh, &ok(r#"{"permissions":{"push":false}}"#, Some("repo"))),
+            Probe::Cannot(..)
+        ));
+        let gl = cfg(Forge::Gitlab, "17");
+        assert!(matches!(
+            probe_verdict(
+                &gl,
+                &ok(
+                    r#"{"permissions":{"project_access":{"access_level":20},"group_access":{"access_level":40}}}"#,
+                    None
+                )
+            ),
+            Probe::Writes(_)
+        ));
+        assert!(matches!(
+            probe_verdict(
+                &gl,
+                &ok(
+                    r#"{"permissions":{"project_access":{"access_level":20},"group_access":null}}"#,
+                    None
+                )
+            ),
             Probe::Cannot(..)
         ));
         let bad = Answer::Http {
@@ -480,6 +533,9 @@ mod tests {
             scopes: None,
         };
         assert!(matches!(probe_verdict(&gh, &bad), Probe::Cannot(..)));
-        assert!(matches!(probe_verdict(&gh, &Answer::Transport("x".into())), Probe::Unreachable(_)));
+        assert!(matches!(
+            probe_verdict(&gh, &Answer::Transport("x".into())),
+            Probe::Unreachable(_)
+        ));
     }
 }

@@ -320,7 +320,10 @@ mod tests {
         assert!(http(503, "").retryable() && http(429, "").retryable());
         assert!(!http(401, "").retryable() && !http(200, "").retryable());
         assert!(Answer::Transport("x".into()).retryable());
-        assert_eq!(reason(&http(401, r#"{"message":"Bad credentials"}"#)), "HTTP 401: Bad credentials");
+        assert_eq!(
+            reason(&http(401, r#"{"message":"Bad credentials"}"#)),
+            "HTTP 401: Bad credentials"
+        );
         assert_eq!(
             reason(&http(200, r#"{"errcode":310000,"errmsg":"sign not match"}"#)),
             "HTTP 200: sign not match"
@@ -357,7 +360,10 @@ mod tests {
         let head = server.join().unwrap().to_ascii_lowercase();
         assert_eq!(a.status(), Some(302), "a redirect is an answer, not followed: {a:?}");
         assert!(head.starts_with("post /x?token=t http/1.1"), "{head}");
-        assert!(head.contains("x-test: 1") && head.contains("user-agent: deploy-hook/"), "{head}");
+        assert!(
+            head.contains("x-test: 1") && head.contains("user-agent: deploy-hook/"),
+            "{head}"
+        );
         // Nothing listens on port 1: an answer-less failure, in our words.
         let gone = client.send(&Request::get("http://127.0.0.1:1/?access_token=secret".into(), vec![]));
         match gone {

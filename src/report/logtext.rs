@@ -122,9 +122,18 @@ impl Masker {
     /// Whether an `env` variable's name says its value is a secret.
     pub fn secret_name(name: &str) -> bool {
         let n = name.to_ascii_uppercase();
-        ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "AUTH", "CREDENTIAL", "COOKIE"]
-            .iter()
-            .any(|w| n.contains(w))
+        [
+            "TOKEN",
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "KEY",
+            "AUTH",
+            "CREDENTIAL",
+            "COOKIE",
+        ]
+        .iter()
+        .any(|w| n.contains(w))
     }
 
     /// `text` with every secret replaced by `***`, line by line.
@@ -182,7 +191,8 @@ fn mask_params(line: &str) -> String {
     let mut i = 0;
     let mut copied = 0;
     while i < bytes.len() {
-        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'-');
+        let boundary =
+            i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'-');
         if boundary {
             if let Some(name) = CREDENTIAL_PARAMS.iter().find(|n| {
                 let n = n.as_bytes();
@@ -279,7 +289,15 @@ mod tests {
                     curl -H 'Authorization: token zzz' -H \"PRIVATE-TOKEN: glpat-1\"\n\
                     monkey=1 key=K1 api_key=K2";
         let masked = m.mask(text);
-        for gone in ["hunter2", "ghp_0123456789abcdef", "dt-123", "aGVsbG8", "zzz", "glpat-1", "K1"] {
+        for gone in [
+            "hunter2",
+            "ghp_0123456789abcdef",
+            "dt-123",
+            "aGVsbG8",
+            "zzz",
+            "glpat-1",
+            "K1",
+        ] {
             assert!(!masked.contains(gone), "{gone} in {masked}");
         }
         assert!(masked.contains("https://***@git.example.com/x.git"), "{masked}");
@@ -293,7 +311,10 @@ mod tests {
     #[test]
     fn the_failed_steps_section() {
         let log = "deploy-hook build 1\n\n$ git fetch origin main\n-> exit 0 (0.1s)\n\n$ pnpm install\nok\n-> exit 0 (1.0s)\n\n$ pnpm docs:build\nline 1\n-> an arrow of its own\nline 2\n-> exit 1 (2.0s)\n\ntiming: x\nresult: failed\n";
-        assert_eq!(section(log, Some("pnpm docs:build")), ["line 1", "-> an arrow of its own", "line 2"]);
+        assert_eq!(
+            section(log, Some("pnpm docs:build")),
+            ["line 1", "-> an arrow of its own", "line 2"]
+        );
         assert_eq!(section(log, Some("pnpm install")), ["ok"]);
         let publish = format!("{log}\npublish failed at web1: rsync: connection refused\n");
         assert_eq!(

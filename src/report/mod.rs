@@ -157,7 +157,9 @@ impl Reporter {
         let Ok(bytes) = std::fs::read(log_path) else {
             return Vec::new();
         };
-        let text = self.masker.mask(&logtext::strip_terminal(&String::from_utf8_lossy(&bytes)));
+        let text = self
+            .masker
+            .mask(&logtext::strip_terminal(&String::from_utf8_lossy(&bytes)));
         excerpt::pick(&logtext::section(&text, failed_step), &self.checkout.to_string_lossy())
     }
 
@@ -177,12 +179,16 @@ impl Reporter {
     /// Publishes build `id`'s log (stripped, masked) when the page has `logs`. `live`: the
     /// build still runs, so a big log waits for the end.
     pub fn publish_log(&self, id: &str, log_path: &Path, live: bool, log: &mut Log) {
-        let Some(p) = self.page.as_ref().filter(|p| p.logs) else { return };
+        let Some(p) = self.page.as_ref().filter(|p| p.logs) else {
+            return;
+        };
         if live && std::fs::metadata(log_path).is_ok_and(|m| m.len() > LIVE_LOG_MAX) {
             return;
         }
         let Ok(bytes) = std::fs::read(log_path) else { return };
-        let text = self.masker.mask(&logtext::strip_terminal(&String::from_utf8_lossy(&bytes)));
+        let text = self
+            .masker
+            .mask(&logtext::strip_terminal(&String::from_utf8_lossy(&bytes)));
         if let Err(e) = page::write_log(&p.dir, id, &text, self.keep_logs) {
             log.warn(&format!(
                 "page log not written hook={} id={id} detail={}",
@@ -253,7 +259,9 @@ impl Reporter {
 
     /// Gitee's stand-in for a status: a comment on a failure and on the fix.
     fn gitee_comment(&mut self, b: &Build, event: Event, log: &mut Log) {
-        let Some(cfg) = self.report.clone().filter(|c| c.forge == Forge::Gitee) else { return };
+        let Some(cfg) = self.report.clone().filter(|c| c.forge == Forge::Gitee) else {
+            return;
+        };
         let Some(commit) = &b.commit else { return };
         if !matches!(event, Event::Failed | Event::Fixed) {
             return;
@@ -272,7 +280,9 @@ impl Reporter {
             if !event.wanted(&n.on) {
                 continue;
             }
-            let Some(url) = read_secret_file(&n.url_file, "url_file", &self.hook, log) else { continue };
+            let Some(url) = read_secret_file(&n.url_file, "url_file", &self.hook, log) else {
+                continue;
+            };
             if let Err(why) = crate::config::check_url(&url, true) {
                 log.warn(&format!(
                     "notify skipped hook={} kind={} url_file={} detail={}",

@@ -88,7 +88,10 @@ impl Message<'_> {
 /// The request for one robot. `url` and `secret` come from the `[[notify]]`'s files;
 /// `now` is the time since the epoch (the signatures' timestamps).
 pub fn request(kind: NotifyKind, url: &str, secret: Option<&str>, m: &Message, now: Duration) -> Request {
-    let json = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
+    let json = vec![(
+        "Content-Type".to_string(),
+        "application/json; charset=utf-8".to_string(),
+    )];
     match kind {
         NotifyKind::Dingtalk => {
             let url = match secret {
@@ -151,7 +154,11 @@ fn markdown(m: &Message, heading: &str) -> String {
     if !m.build.lines.is_empty() {
         t.push('\n');
     }
-    let links: Vec<String> = m.links().iter().map(|(label, url)| format!("[{label}]({url})")).collect();
+    let links: Vec<String> = m
+        .links()
+        .iter()
+        .map(|(label, url)| format!("[{label}]({url})"))
+        .collect();
     t.push_str(&links.join(" · "));
     t.trim_end().to_string()
 }
@@ -169,7 +176,11 @@ fn wecom(m: &Message) -> serde_json::Value {
         Event::Started => "comment",
         Event::Fixed | Event::Succeeded => "info",
     };
-    let heading = format!("**deploy-hook · {}** <font color=\"{colour}\">{}</font>", m.hook, m.event.word());
+    let heading = format!(
+        "**deploy-hook · {}** <font color=\"{colour}\">{}</font>",
+        m.hook,
+        m.event.word()
+    );
     // WeCom refuses markdown.content over 4096 bytes (UTF-8).
     let content = cut_bytes(&markdown(m, &heading), 4000);
     serde_json::json!({"msgtype": "markdown", "markdown": {"content": content}})
@@ -208,14 +219,27 @@ fn slack_escape(s: &str) -> String {
 fn slack(m: &Message) -> serde_json::Value {
     let mut t = format!("*{}*\n", slack_escape(&m.title()));
     if let Some((short, subject, author)) = m.commit_parts() {
-        t.push_str(&format!("`{short}` {} — {}\n", slack_escape(&subject), slack_escape(&author)));
+        t.push_str(&format!(
+            "`{short}` {} — {}\n",
+            slack_escape(&subject),
+            slack_escape(&author)
+        ));
     }
     t.push_str(&format!("{}\n", slack_escape(&m.what())));
     if !m.build.lines.is_empty() {
-        let lines: Vec<String> = m.build.lines.iter().map(|l| slack_escape(&l.replace("```", "'''"))).collect();
+        let lines: Vec<String> = m
+            .build
+            .lines
+            .iter()
+            .map(|l| slack_escape(&l.replace("```", "'''")))
+            .collect();
         t.push_str(&format!("```{}```\n", lines.join("\n")));
     }
-    let links: Vec<String> = m.links().iter().map(|(label, url)| format!("<{url}|{label}>")).collect();
+    let links: Vec<String> = m
+        .links()
+        .iter()
+        .map(|(label, url)| format!("<{url}|{label}>"))
+        .collect();
     t.push_str(&links.join(" · "));
     let fallback = match m.build.commit.as_ref() {
         Some(c) => format!("{} ({})", m.title(), c.short()),
@@ -327,10 +351,23 @@ mod tests {
         let b = failed();
         let m = message(&b);
         let now = Duration::from_secs(1_700_000_000);
-        for kind in [NotifyKind::Dingtalk, NotifyKind::Feishu, NotifyKind::Wecom, NotifyKind::Slack, NotifyKind::Webhook] {
+        for kind in [
+            NotifyKind::Dingtalk,
+            NotifyKind::Feishu,
+            NotifyKind::Wecom,
+            NotifyKind::Slack,
+            NotifyKind::Webhook,
+        ] {
             let r = request(kind, "https://robot.example/x", None, &m, now);
             let text = String::from_utf8(r.body.clone()).unwrap();
-            for want in ["docs", "4be09a7", "Ana", "step 2", "install.md (7:1)", "_builds/#b20261130-060011-6"] {
+            for want in [
+                "docs",
+                "4be09a7",
+                "Ana",
+                "step 2",
+                "install.md (7:1)",
+                "_builds/#b20261130-060011-6",
+            ] {
                 let plain = text.replace('\\', "");
                 assert!(plain.contains(want), "{kind:?} lacks {want}: {text}");
             }
@@ -339,7 +376,11 @@ mod tests {
             }
             // Markup kinds get it escaped; Feishu's text tags and the JSON show it as it is.
             let markup = matches!(kind, NotifyKind::Dingtalk | NotifyKind::Wecom | NotifyKind::Slack);
-            assert_eq!(text.contains("<b>Fix"), !markup, "{kind:?} shows markup as text: {text}");
+            assert_eq!(
+                text.contains("<b>Fix"),
+                !markup,
+                "{kind:?} shows markup as text: {text}"
+            );
         }
     }
 
@@ -348,18 +389,38 @@ mod tests {
         let b = failed();
         let m = message(&b);
         let now = Duration::from_millis(1_700_000_000_123);
-        let d = request(NotifyKind::Dingtalk, "https://o/robot/send?access_token=a", Some("SECx"), &m, now);
+        let d = request(
+            NotifyKind::Dingtalk,
+            "https://o/robot/send?access_token=a",
+            Some("SECx"),
+            &m,
+            now,
+        );
         assert!(d.url.contains("&timestamp=1700000000123&sign="), "{}", d.url);
         assert_eq!(body(&d)["msgtype"], "markdown");
-        assert!(body(&d)["markdown"]["text"].as_str().unwrap().contains(r"\<b\>Fix\</b\> \[x\](y) \*now\*"));
+        assert!(body(&d)["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains(r"\<b\>Fix\</b\> \[x\](y) \*now\*"));
         let f = request(NotifyKind::Feishu, "https://f/hook/t", Some("s"), &m, now);
         let fb = body(&f);
-        assert_eq!((fb["msg_type"].as_str(), fb["timestamp"].as_str()), (Some("post"), Some("1700000000")));
-        assert!(fb["content"]["post"]["zh_cn"]["content"].to_string().contains("<b>Fix</b>"));
+        assert_eq!(
+            (fb["msg_type"].as_str(), fb["timestamp"].as_str()),
+            (Some("post"), Some("1700000000"))
+        );
+        assert!(fb["content"]["post"]["zh_cn"]["content"]
+            .to_string()
+            .contains("<b>Fix</b>"));
         let s = body(&request(NotifyKind::Slack, "https://s", None, &m, now));
-        assert!(s["blocks"][0]["text"]["text"].as_str().unwrap().contains("&lt;b&gt;Fix"));
+        assert!(s["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;b&gt;Fix"));
         let w = request(NotifyKind::Webhook, "https://w", Some("k"), &m, now);
-        assert!(w.headers.iter().any(|(k, v)| k == "X-Deploy-Hook-Signature-256" && v == &sign::webhook_signature(&w.body, "k")));
+        assert!(w
+            .headers
+            .iter()
+            .any(|(k, v)| k == "X-Deploy-Hook-Signature-256" && v == &sign::webhook_signature(&w.body, "k")));
         assert_eq!(body(&w)["commit"]["short"], "4be09a7");
         let long = "汉".repeat(3000);
         assert!(cut_bytes(&long, 4000).len() <= 4000);
@@ -373,9 +434,17 @@ mod tests {
             scopes: None,
         };
         assert!(judge(NotifyKind::Dingtalk, &http(200, r#"{"errcode":0,"errmsg":"ok"}"#)).is_ok());
-        let e = judge(NotifyKind::Dingtalk, &http(200, r#"{"errcode":310000,"errmsg":"sign not match"}"#)).unwrap_err();
+        let e = judge(
+            NotifyKind::Dingtalk,
+            &http(200, r#"{"errcode":310000,"errmsg":"sign not match"}"#),
+        )
+        .unwrap_err();
         assert!(e.contains("sign not match"), "{e}");
-        assert!(judge(NotifyKind::Feishu, &http(200, r#"{"code":19021,"msg":"sign match fail"}"#)).is_err());
+        assert!(judge(
+            NotifyKind::Feishu,
+            &http(200, r#"{"code":19021,"msg":"sign match fail"}"#)
+        )
+        .is_err());
         assert!(judge(NotifyKind::Feishu, &http(200, r#"{"StatusCode":0}"#)).is_ok());
         assert!(judge(NotifyKind::Slack, &http(200, "ok")).is_ok());
         assert!(judge(NotifyKind::Slack, &http(400, "no_text")).is_err());

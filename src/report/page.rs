@@ -164,7 +164,10 @@ footer{margin-top:1.5rem;color:var(--muted);font-size:.8rem}
 pub fn index(v: &View) -> String {
     let state = match (&v.running, v.last_finished()) {
         (Some(_), _) => ("building", "building".to_string()),
-        (None, Some(b)) if b.conclusion.failure() => (b.conclusion.word(), format!("idle · last build {}", b.conclusion.label())),
+        (None, Some(b)) if b.conclusion.failure() => (
+            b.conclusion.word(),
+            format!("idle · last build {}", b.conclusion.label()),
+        ),
         (None, Some(_)) => ("succeeded", "idle · last build passed".to_string()),
         (None, None) => ("unchanged", "idle".to_string()),
     };
@@ -183,7 +186,10 @@ pub fn index(v: &View) -> String {
             .and_then(|t| since(t, v.now))
             .map(|s| format!(", for {}", duration_words(s)))
             .unwrap_or_default();
-        facts.push(("Running", format!("build {} · {}{}", escape(&r.id), escape(step), escape(&for_))));
+        facts.push((
+            "Running",
+            format!("build {} · {}{}", escape(&r.id), escape(step), escape(&for_)),
+        ));
     }
     if v.pending {
         facts.push(("Waiting", "a delivery waits for the next build".into()));
@@ -502,10 +508,14 @@ mod tests {
     #[test]
     fn hostile_text_is_text() {
         let hostile = "<script>alert('x')</script> & <img src=x onerror=alert(1)> 修复";
-        let v = view(false, vec![b("2", Conclusion::Failed, hostile), b("1", Conclusion::Succeeded, "ok")]);
+        let v = view(
+            false,
+            vec![b("2", Conclusion::Failed, hostile), b("1", Conclusion::Succeeded, "ok")],
+        );
         let html = index(&v);
         assert!(!html.contains("<script") && !html.contains("<img src=x"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt; 修复"));
+        assert!(html
+            .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt; 修复"));
         assert!(html.contains("Mallory &quot;&lt;b&gt;&quot; O&#39;Hara"));
         assert!(html.contains("default-src 'none'") && !html.contains("http-equiv=\"refresh\""));
         assert!(html.contains("id=\"b2\"") && html.contains("href=\"builds/2.log.txt\""));
@@ -526,19 +536,28 @@ mod tests {
         assert_eq!(v.badge(), "building");
         assert!(badge("building").contains("#dfb317"));
         let s = public_status(&v);
-        assert_eq!((s["state"].as_str(), s["builds"][0]["result"].as_str()), (Some("building"), Some("building")));
+        assert_eq!(
+            (s["state"].as_str(), s["builds"][0]["result"].as_str()),
+            (Some("building"), Some("building"))
+        );
     }
 
     #[test]
     fn superseded_builds_do_not_set_the_badge_and_holds_show() {
-        let mut v = view(false, vec![b("3", Conclusion::Superseded, "x"), b("2", Conclusion::Succeeded, "y")]);
+        let mut v = view(
+            false,
+            vec![b("3", Conclusion::Superseded, "x"), b("2", Conclusion::Succeeded, "y")],
+        );
         assert_eq!(v.badge(), "passing");
         v.held = Some(Held {
             since: "2026-11-30T07:00:00Z".into(),
             release: "20261130-052210-5".into(),
         });
         let html = index(&v);
-        assert!(html.contains("id=\"held\"") && html.contains("deploy-hook resume docs"), "{html}");
+        assert!(
+            html.contains("id=\"held\"") && html.contains("deploy-hook resume docs"),
+            "{html}"
+        );
         assert_eq!(public_status(&v)["held"]["release"], "20261130-052210-5");
     }
 
@@ -561,7 +580,11 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["20261130-000002.log.txt", "20261130-000003.log.txt"]);
-        let leftovers = fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with('.')).count();
+        let leftovers = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count();
         assert_eq!(leftovers, 0, "no temp file left");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -51,7 +51,10 @@ pub fn feishu_sign(body: &mut serde_json::Value, secret: &str, now_s: u64) {
 
 /// The webhook's signature header value for `body`.
 pub fn webhook_signature(body: &[u8], secret: &str) -> String {
-    format!("sha256={}", crate::sys::text::hex_encode(&hmac(secret.as_bytes(), body)))
+    format!(
+        "sha256={}",
+        crate::sys::text::hex_encode(&hmac(secret.as_bytes(), body))
+    )
 }
 
 #[cfg(test)]
