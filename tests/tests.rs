@@ -30,6 +30,7 @@ mod init;
 mod init_setups;
 mod logging;
 mod package;
+mod page;
 mod payloads;
 mod pnpm;
 mod programs;

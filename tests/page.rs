@@ -1,0 +1,232 @@
+//! The build page in a real browser: headless Chromium (Debian's `chromium`) loads it through
+//! real nginx, configured with the shipped `nginx/builds.conf`, for an idle, a building and
+//! a failed hook. The test reads the DOM Chromium dumps and keeps its screenshots (a phone
+//! and a desktop width) in `$TMPDIR/deploy-hook-tests/screenshots/`, which outlives the test.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// A commit subject no page may run: it must show as text.
+pub const HOSTILE: &str = "<script>alert('x')</script> & <img src=x onerror=alert(1)> 修复安装页";
+
+/// nginx serving `dir` at `/_builds/`, with the shipped location block; stopped on drop.
+pub struct PageServer {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl PageServer {
+    /// Starts nginx for `page` (the hook's page.dir) on `port`.
+    pub fn start(w: &World, page: &Path, port: u16) -> PageServer {
+        let dir = w.path("page-nginx");
+        fs::create_dir_all(&dir).unwrap();
+        let snippet = fs::read_to_string(Path::new(ROOT).join("nginx/builds.conf")).unwrap();
+        assert!(snippet.contains("/var/www/docs-builds/"), "nginx/builds.conf no longer names its example dir");
+        let location = snippet.replace("/var/www/docs-builds/", &format!("{}/", page.display()));
+        let conf = dir.join("nginx.conf");
+        fs::write(
+            &conf,
+            format!(
+                "pid {d}/nginx.pid;\nerror_log {d}/error.log info;\ndaemon off;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n{location}\n  }}\n}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(system_program("nginx", "nginx"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("nginx.stderr")).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        wait_for("nginx for the page", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        PageServer {
+            child,
+            port,
+            dir: page.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/_builds/{path}", self.port)
+    }
+
+    /// `GET /_builds/{path}`: the status line and headers, and the body.
+    pub fn get(&self, path: &str) -> (String, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET /_builds/{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+        (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split + 4..].to_vec())
+    }
+}
+
+/// Where screenshots are kept: outside the test's world, which is removed when it passes.
+pub fn shots_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join("deploy-hook-tests").join("screenshots").join(test);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Loads `url` in headless Chromium at `width` x `height`: the DOM as loaded, and a
+/// screenshot written to `png` (checked to exist: Chromium exits 0 without one when a page
+/// refreshes at once).
+pub fn chromium(url: &str, png: &Path, width: u32, height: u32) -> String {
+    let profile = png.with_extension("profile");
+    let _ = fs::remove_dir_all(&profile);
+    fs::create_dir_all(&profile).unwrap();
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg(system_program("chromium", "chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Its stderr is noisy (dbus, Vulkan, Debian's wrapper script) and harmless: kept, not judged.
+    fs::write(png.with_extension("stderr.txt"), &out.stderr).unwrap();
+    let _ = fs::remove_dir_all(&profile);
+    assert!(out.status.success(), "chromium failed ({}) on {url}", out.status);
+    assert!(png.exists(), "chromium wrote no screenshot of {url}");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    fs::write(png.with_extension("dom.html"), &dom).unwrap();
+    dom
+}
+
+/// Commits `file` with `content` and the subject `subject` to main on the remote.
+pub fn push_with_subject(w: &World, file: &str, content: &str, subject: &str) -> String {
+    let path = w.seed.join(file);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+    git(&w.seed, &["add", "-A"]);
+    git(&w.seed, &["commit", "-q", "-m", subject]);
+    git(&w.seed, &["push", "-q", "origin", "HEAD:main"]);
+    git(&w.seed, &["rev-parse", "HEAD"])
+}
+
+/// The step of the page tests: waits for `gate` when `wait` is in the checkout, fails with
+/// the VitePress log when `fail` is.
+fn step(gate: &Path) -> String {
+    format!(
+        "if [ -e wait ]; then while [ ! -e {g} ]; do sleep 0.02; done; fi; if [ -e fail ]; then cat {log}; exit 1; fi; echo built",
+        g = gate.display(),
+        log = Path::new(ROOT).join("tests/fixtures/failures/vitepress-color.log").display()
+    )
+}
+
+#[test]
+fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
+    requires!(Nginx, Chromium);
+    let w = World::new("page-chromium");
+    let page = w.path("page");
+    let gate = w.path("gate");
+    let server_port = free_port();
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [{step}]\n[hooks.docs.page]\ndir = {dir:?}\nurl = \"http://127.0.0.1:{server_port}/_builds/\"\nlogs = true\n",
+            step = toml_str(&step(&gate)),
+            dir = page.to_str().unwrap(),
+        ),
+    );
+    let shots = shots_dir("page-chromium");
+
+    // idle, after a build that passed
+    push_with_subject(&w, "index.md", "one\n", "First page");
+    w.gitee_push().run();
+    assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
+    let web = PageServer::start(&w, &page, server_port);
+    let dom = chromium(&web.url(""), &shots.join("idle-390.png"), 390, 844);
+    assert!(dom.contains("idle · last build passed") && dom.contains("First page"), "{dom}");
+    assert!(!dom.contains("http-equiv=\"refresh\""), "an idle page does not reload itself");
+    chromium(&web.url(""), &shots.join("idle-1280.png"), 1280, 800);
+    let (head, badge) = web.get("badge.svg");
+    assert!(head.contains("image/svg+xml") && String::from_utf8_lossy(&badge).contains("passing"), "{head}");
+
+    // building: held at its gate
+    fs::write(w.seed.join("wait"), "").unwrap();
+    fs::write(w.seed.join("fail"), "").unwrap();
+    let hostile = push_with_subject(&w, "index.md", "two\n", HOSTILE);
+    w.gitee_push().run();
+    wait_for("the page to say building", Duration::from_secs(60), || {
+        fs::read_to_string(page.join("index.html")).is_ok_and(|h| h.contains("step 1 of 1"))
+    });
+    let dom = chromium(&web.url(""), &shots.join("building-390.png"), 390, 844);
+    assert!(dom.contains("http-equiv=\"refresh\"") && dom.contains("building"), "{dom}");
+    assert!(dom.contains("step 1 of 1 (sh)"), "the running step, by position: {dom}");
+    chromium(&web.url(""), &shots.join("building-1280.png"), 1280, 800);
+
+    // failed: the lines that say why, the subject as text, the log as text
+    fs::write(&gate, "").unwrap();
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "failed", "{s}");
+    let id = s["last"]["id"].as_str().unwrap().to_string();
+    let dom = chromium(&format!("{}#b{id}", web.url("")), &shots.join("failed-390.png"), 390, 844);
+    chromium(&web.url(""), &shots.join("failed-1280.png"), 1280, 800);
+    assert!(dom.contains("idle · last build failed"), "{dom}");
+    assert!(
+        dom.contains("docs/install.md (7:1): Element is missing end tag."),
+        "the failure lines: {dom}"
+    );
+    assert!(!dom.contains("ELIFECYCLE"), "{dom}");
+    assert!(
+        dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt; 修复安装页"),
+        "the hostile subject shows as text: {dom}"
+    );
+    assert!(!dom.contains("<script") && !dom.contains("<img src=\"x\""), "{dom}");
+    assert!(dom.contains(&format!("id=\"b{id}\"")) && dom.contains(&hostile[..7]), "{dom}");
+    let (head, log) = web.get(&format!("builds/{id}.log.txt"));
+    assert!(head.contains("text/plain; charset=utf-8"), "{head}");
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("Element is missing end tag.") && !log.contains('\u{1b}'), "colour codes removed: {log}");
+    let (head, status) = web.get("status.json");
+    assert!(head.contains("application/json"), "{head}");
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(status["builds"][0]["subject"], HOSTILE);
+    assert_eq!(status["badge"], "failing");
+    let text = status.to_string();
+    assert!(
+        !text.contains(w.dir.to_str().unwrap()),
+        "status.json holds no path of the server: {text}"
+    );
+}
