@@ -4,12 +4,14 @@
 //! and pending-marker protocol (at most one build per site, none lost) and the workers;
 //! `pipeline` is one build (sync, clean, steps, publish); `finish` records a build that
 //! ended, whoever saw it end, and tells about it; `state` is the per-hook state folder
-//! they share with `status`; `buildlog` writes a build's log.
+//! they share with `status`; `buildlog` writes a build's log; `reporting` tells
+//! `crate::report` what the author is to see of each build.
 
 pub mod buildlog;
 pub mod enqueue;
 pub mod finish;
 pub mod pipeline;
 pub mod queue;
+pub mod reporting;
 pub mod state;
 pub mod tokens;

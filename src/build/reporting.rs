@@ -1,0 +1,272 @@
+//! The build's side of what the author sees (`crate::report`): what the build engine knows
+//! (status.json, the running build, its log, the checkout's commits) turned into what the
+//! report shows, at the moments it shows it: the page when a build starts, at each step
+//! and when it ends; the forge's status and the robots' messages when the commit is known
+//! and when the build is recorded (by its own worker, or by recovery after it died).
+//!
+//! Only the build worker (and `run --wait`) makes `Reports`; a delivery never does. Nothing
+//! here can fail a build: the page is a few file writes whose failure is logged, and what
+//! goes over the network is queued to the reporter's threads.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::build::state::{BuildRecord, HookState, Status};
+use crate::config::{Hook, LogConfig};
+use crate::report::event::{Build, Commit, Conclusion};
+use crate::report::page::{Running, View};
+use crate::report::{Reporter, JOIN};
+use crate::sys::log::Log;
+use crate::sys::process::{Out, Process};
+use crate::sys::time;
+
+/// What one worker reports for one hook, with what it learnt of the commits.
+pub struct Reports {
+    reporter: Reporter,
+    /// Subject and author by commit id, read from the checkout once each.
+    commits: HashMap<String, (String, String)>,
+}
+
+impl Reports {
+    pub fn new(hook: &Hook, log_config: &LogConfig) -> Reports {
+        Reports {
+            reporter: Reporter::new(hook, log_config),
+            commits: HashMap::new(),
+        }
+    }
+
+    /// Rewrites the page from `status` (status.json as just written), with the running
+    /// build's log when the page publishes logs.
+    pub fn page(&mut self, hook: &Hook, state: &HookState, status: &Status, log: &mut Log) {
+        if !self.reporter.has_page() {
+            return;
+        }
+        let view = self.view(hook, state, status);
+        self.reporter.write_page(&view, log);
+        if let Some(c) = &status.current {
+            self.reporter.publish_log(&c.id, Path::new(&c.log), true, log);
+        }
+    }
+
+    /// The running build knows its commit: the forge hears `pending`, robots with
+    /// `started` hear of it, and the page shows the commit.
+    pub fn started(&mut self, hook: &Hook, state: &HookState, status: &Status, log: &mut Log) {
+        if !self.reporter.active() {
+            return;
+        }
+        if let Some(c) = &status.current {
+            let commit = c.commit.as_deref().and_then(|sha| self.commit(hook, state, sha));
+            let b = Build {
+                id: c.id.clone(),
+                conclusion: Conclusion::Building,
+                commit,
+                started: c.started.clone(),
+                duration_secs: 0.0,
+                failed_at: None,
+                release: None,
+                lines: Vec::new(),
+                timeout_secs: None,
+            };
+            self.reporter.started(&b, log);
+        }
+        self.page(hook, state, status, log);
+    }
+
+    /// `record` was recorded; `status` is status.json with it. The page with its log, its
+    /// final status, the messages its event asks for. Recovery calls this too, for a
+    /// build whose worker died.
+    pub fn finished(&mut self, hook: &Hook, state: &HookState, status: &Status, record: &BuildRecord, log: &mut Log) {
+        if !self.reporter.active() {
+            return;
+        }
+        let b = self.build_of(hook, state, record, true);
+        let previous = status
+            .history
+            .iter()
+            .filter(|r| r.id != record.id)
+            .map(|r| conclusion(r))
+            .find(|c| *c != Conclusion::Superseded);
+        self.reporter.publish_log(&record.id, Path::new(&record.log), false, log);
+        self.page(hook, state, status, log);
+        self.reporter.finished(&b, previous, log);
+    }
+
+    /// After the worker's last build, with the build lock let go: what is still queued
+    /// goes out, for at most `JOIN`.
+    pub fn join(self, log: &mut Log) {
+        self.join_within(JOIN, log);
+    }
+
+    pub fn join_within(self, limit: Duration, log: &mut Log) {
+        self.reporter.join(limit, log);
+    }
+
+    /// A recorded build as the report shows it; `lines`: read the failure lines from its
+    /// log (only the builds a message or the page's failure box is about).
+    fn build_of(&mut self, hook: &Hook, state: &HookState, r: &BuildRecord, lines: bool) -> Build {
+        let c = conclusion(r);
+        let commit = r.commit.as_deref().and_then(|sha| self.commit(hook, state, sha));
+        let failed_at = r
+            .failed_at
+            .clone()
+            .or_else(|| r.failed_step.as_deref().map(|s| step_words(hook, s)));
+        Build {
+            id: r.id.clone(),
+            conclusion: c,
+            commit,
+            started: r.started.clone(),
+            duration_secs: r.duration_secs,
+            failed_at,
+            release: r.release.clone(),
+            lines: if lines && c.failure() {
+                self.reporter.failure_lines(Path::new(&r.log), r.failed_step.as_deref())
+            } else {
+                Vec::new()
+            },
+            timeout_secs: (c == Conclusion::TimedOut).then(|| hook.step_timeout.as_secs()),
+        }
+    }
+
+    fn view(&mut self, hook: &Hook, state: &HookState, status: &Status) -> View {
+        self.learn(hook, state, status);
+        let mut builds = Vec::new();
+        let running = status.current.as_ref().map(|c| {
+            builds.push(Build {
+                id: c.id.clone(),
+                conclusion: Conclusion::Building,
+                commit: c.commit.as_deref().and_then(|sha| self.commit(hook, state, sha)),
+                started: c.started.clone(),
+                duration_secs: 0.0,
+                failed_at: None,
+                release: None,
+                lines: Vec::new(),
+                timeout_secs: None,
+            });
+            Running {
+                id: c.id.clone(),
+                started: c.started.clone(),
+                step: c.step.as_deref().map(|s| step_words(hook, s)),
+                step_started: c.step_started.clone(),
+            }
+        });
+        // The failure lines only of the build the failure box is about: the last one that
+        // was not superseded.
+        let boxed = status
+            .history
+            .iter()
+            .find(|r| conclusion(r) != Conclusion::Superseded)
+            .map(|r| r.id.clone());
+        for r in &status.history {
+            let with_lines = boxed.as_deref() == Some(r.id.as_str()) && running.is_none();
+            builds.push(self.build_of(hook, state, r, with_lines));
+        }
+        View {
+            hook: hook.name.clone(),
+            branch: hook.branch.clone(),
+            running,
+            pending: status.pending,
+            live_release: status.live_release.clone(),
+            held: None,
+            builds,
+            commit_url: self.reporter.commit_url(),
+            logs: hook.page.as_ref().is_some_and(|p| p.logs),
+            previews: Vec::new(),
+            now: time::now(),
+        }
+    }
+
+    /// Reads the subjects and authors of the commits `status` names that are not known yet,
+    /// with one git command.
+    fn learn(&mut self, hook: &Hook, state: &HookState, status: &Status) {
+        let wanted: Vec<&str> = status
+            .current
+            .iter()
+            .filter_map(|c| c.commit.as_deref())
+            .chain(status.history.iter().filter_map(|r| r.commit.as_deref()))
+            .filter(|sha| !self.commits.contains_key(*sha))
+            .collect();
+        self.read_commits(hook, state, &wanted);
+    }
+
+    fn commit(&mut self, hook: &Hook, state: &HookState, sha: &str) -> Option<Commit> {
+        if !self.commits.contains_key(sha) {
+            self.read_commits(hook, state, &[sha]);
+        }
+        let (subject, author) = self.commits.get(sha).cloned().unwrap_or_default();
+        Some(Commit {
+            sha: sha.to_string(),
+            subject,
+            author,
+        })
+    }
+
+    fn read_commits(&mut self, hook: &Hook, state: &HookState, shas: &[&str]) {
+        // Only commit ids: nothing git could read as an option.
+        let shas: Vec<&str> = shas.iter().copied().filter(|s| hex_id(s)).collect();
+        if shas.is_empty() {
+            return;
+        }
+        let home = hook
+            .env
+            .get("HOME")
+            .map(Into::into)
+            .unwrap_or_else(|| state.home_dir());
+        let mut p = Process::new("git");
+        p.args(["log", "--no-walk=unsorted", "--ignore-missing", "--format=%H%x00%s%x00%an"])
+            .args(&shas)
+            .cwd(&hook.repo)
+            .env(&hook.child_env(&home))
+            .nice(hook.nice)
+            .timeout(Duration::from_secs(10));
+        let done = p.run(Out::Capture, Out::Capture, &mut || false);
+        for line in String::from_utf8_lossy(&done.stdout).lines() {
+            let mut parts = line.splitn(3, '\0');
+            if let (Some(sha), Some(subject), Some(author)) = (parts.next(), parts.next(), parts.next()) {
+                self.commits.insert(sha.to_string(), (subject.to_string(), author.to_string()));
+            }
+        }
+        // Gone from the checkout (a force push and a gc): known, without words.
+        for sha in shas {
+            self.commits.entry(sha.to_string()).or_default();
+        }
+    }
+}
+
+/// How a recorded build ended, as the report says it.
+fn conclusion(r: &BuildRecord) -> Conclusion {
+    Conclusion::from_word(&r.result.to_string())
+}
+
+fn hex_id(s: &str) -> bool {
+    (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What the page may say of a running or failed command: its position and program
+/// (`step 2 of 3 (pnpm)`), or the stage, never its arguments (one may hold a token).
+fn step_words(hook: &Hook, command: &str) -> String {
+    if command.starts_with("git fetch") {
+        return "fetching".into();
+    }
+    if command.starts_with("git reset") {
+        return "checking out".into();
+    }
+    if command == "publish" || command.starts_with("publish ") {
+        return "publishing".into();
+    }
+    if command.starts_with("clean ") {
+        return "cleaning".into();
+    }
+    match hook.steps.iter().position(|s| s.run.to_string() == command) {
+        Some(i) => {
+            let program = hook.steps[i].run.program();
+            format!(
+                "step {} of {} ({})",
+                i + 1,
+                hook.steps.len(),
+                program.rsplit('/').next().unwrap_or(program)
+            )
+        }
+        None => "running".into(),
+    }
+}
