@@ -10,6 +10,7 @@ with apt-get first:
     python3 tests/bench/run.py hosts        # 4: publish to 1 and 3 web hosts over ssh + rsync
     python3 tests/bench/run.py site         # 5 and 6: a real VitePress site; publish alone
     python3 tests/bench/run.py bucket       # 7: a bucket behind a CDN (SeaweedFS), against rclone sync
+    python3 tests/bench/run.py report       # 8: a build with and without report, page and notify
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
@@ -1231,6 +1232,103 @@ def bucket_bench(runs=3):
     print("live manifest, the uploads in order, the manifest, one rclone process per step.")
     print("The floor's are the wall time of `rclone sync --checksum` alone, which lists the bucket, and deletes")
     print("what left at once (a reader of the page before then gets 404s for its assets).")
+# ---------------------------------------------------------------- 8: report, page, notify
+
+def report_bench(rounds=15):
+    """A build's wall time with and without [report], [page] (with logs) and two
+    [[notify]] robots, against the local doubles of the forge and the robots
+    (tests/doubles/forge.py): `run --wait` of one commit after another, the two configs in
+    turn, so the machine's load hits both alike. Every build sends (on = all four events):
+    a pending and a final status, two messages to each robot, the page four times."""
+    print("\n## 8. A build with report, page and notify against local endpoints, median of %d builds each\n" % rounds)
+    d = world("report")
+    with open(os.path.join(d, "work"), "w") as f:
+        f.write("1")
+    open(os.path.join(d, "build-times"), "w").close()
+    doubles = os.path.join(ROOT, "tests", "doubles", "forge.py")
+    conf = {"github": {"token": "ghp_bench", "repo": "acme/docs", "scopes": "repo:status"},
+            "dingtalk": {"access_token": "dt", "secret": "SECbench0123456789"},
+            "feishu": {"hook": "fs", "secret": "feishu-bench"}}
+    with open(os.path.join(d, "doubles.json"), "w") as f:
+        json.dump(conf, f)
+    ready = os.path.join(d, "doubles.ready")
+    dbl = subprocess.Popen([sys.executable, doubles, "--config", os.path.join(d, "doubles.json"),
+                            "--record", os.path.join(d, "requests.jsonl"), "--ready", ready],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not os.path.exists(ready):
+        if time.time() - t0 > 20:
+            raise SystemExit("the doubles did not start")
+        time.sleep(0.02)
+    port = json.load(open(ready))["port"]
+    for name, value in [("token", "ghp_bench"), ("dingtalk", f"http://127.0.0.1:{port}/dingtalk/robot/send?access_token=dt"),
+                        ("dingtalk-secret", "SECbench0123456789"),
+                        ("feishu", f"http://127.0.0.1:{port}/feishu/open-apis/bot/v2/hook/fs"), ("feishu-secret", "feishu-bench")]:
+        p = os.path.join(d, name)
+        with open(p, "w") as f:
+            f.write(value + "\n")
+        os.chmod(p, 0o600)
+    reporting = f'''
+[hooks.docs.report]
+api = "http://127.0.0.1:{port}/github"
+repo = "acme/docs"
+token_file = "{d}/token"
+[hooks.docs.page]
+dir = "{d}/page"
+url = "http://127.0.0.1:1/_builds/"
+logs = true
+[[hooks.docs.notify]]
+kind = "dingtalk"
+url_file = "{d}/dingtalk"
+secret_file = "{d}/dingtalk-secret"
+on = ["started", "failed", "fixed", "succeeded"]
+[[hooks.docs.notify]]
+kind = "feishu"
+url_file = "{d}/feishu"
+secret_file = "{d}/feishu-secret"
+on = ["started", "failed", "fixed", "succeeded"]
+'''
+    plain_cfg, report_cfg = os.path.join(d, "plain.toml"), os.path.join(d, "report.toml")
+    config(d, "step_timeout_secs = 60")
+    os.rename(os.path.join(d, "config.toml"), plain_cfg)
+    config(d, "step_timeout_secs = 60")
+    # The hook's own tables end with publish: the report's go after it, in the same hook.
+    with open(os.path.join(d, "config.toml"), "a") as f:
+        f.write(reporting)
+    os.rename(os.path.join(d, "config.toml"), report_cfg)
+    seed = os.path.join(d, "seed")
+    serial = [0]
+
+    def build(cfg):
+        serial[0] += 1
+        with open(os.path.join(seed, "index.md"), "w") as f:
+            f.write(f"v{serial[0]}\n")
+        sh(f"git commit -qam v{serial[0]} && git push -q origin main", cwd=seed)
+        t = time.perf_counter()
+        subprocess.run([BIN, "run", "docs", "--wait", "--config", cfg], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t
+
+    build(plain_cfg)
+    build(report_cfg)  # the first of each: pnpm-less, but git's first fetch and the page's folder
+    a, b = [], []
+    for i in range(rounds):
+        if i % 2:
+            a.append(build(plain_cfg)); b.append(build(report_cfg))
+        else:
+            b.append(build(report_cfg)); a.append(build(plain_cfg))
+    dbl.terminate()
+    dbl.wait()
+    sent = [json.loads(l) for l in open(os.path.join(d, "requests.jsonl"))]
+    refused = [r for r in sent if not r.get("ok")]
+    ma, mb = statistics.median(a), statistics.median(b)
+    print("| build (`run --wait`, one commit each) | median wall | p90 |")
+    print("|---|---|---|")
+    print(f"| without report, page, notify | {ma * 1000:.0f} ms | {pct(a, 90) * 1000:.0f} ms |")
+    print(f"| with report, page (logs), 2 robots, every event | {mb * 1000:.0f} ms | {pct(b, 90) * 1000:.0f} ms |")
+    print(f"| difference | {(mb - ma) * 1000:+.0f} ms | |")
+    print(f"\nrequests the doubles took: {len(sent) - len(refused)}; refused: {len(refused)}")
+    print(f"goal: under 50 ms more: {'met' if mb - ma < 0.050 else 'MISSED'}")
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -1271,3 +1369,5 @@ if __name__ == "__main__":
         publish_bench()
     if what in ("all", "bucket"):
         bucket_bench()
+    if what in ("all", "report"):
+        report_bench()
