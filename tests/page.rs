@@ -37,7 +37,10 @@ impl PageServer {
         let dir = w.path("page-nginx");
         fs::create_dir_all(&dir).unwrap();
         let snippet = fs::read_to_string(Path::new(ROOT).join("nginx/builds.conf")).unwrap();
-        assert!(snippet.contains("/var/www/docs-builds/"), "nginx/builds.conf no longer names its example dir");
+        assert!(
+            snippet.contains("/var/www/docs-builds/"),
+            "nginx/builds.conf no longer names its example dir"
+        );
         let location = snippet.replace("/var/www/docs-builds/", &format!("{}/", page.display()));
         let conf = dir.join("nginx.conf");
         fs::write(
@@ -83,13 +86,19 @@ impl PageServer {
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
-        (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split + 4..].to_vec())
+        (
+            String::from_utf8_lossy(&raw[..split]).into_owned(),
+            raw[split + 4..].to_vec(),
+        )
     }
 }
 
 /// Where screenshots are kept: outside the test's world, which is removed when it passes.
 pub fn shots_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join("deploy-hook-tests").join("screenshots").join(test);
+    let d = std::env::temp_dir()
+        .join("deploy-hook-tests")
+        .join("screenshots")
+        .join(test);
     fs::create_dir_all(&d).unwrap();
     d
 }
@@ -177,11 +186,20 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
     assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
     let web = PageServer::start(&w, &page, server_port);
     let dom = chromium(&web.url(""), &shots.join("idle-390.png"), 390, 844);
-    assert!(dom.contains("idle · last build passed") && dom.contains("First page"), "{dom}");
-    assert!(!dom.contains("http-equiv=\"refresh\""), "an idle page does not reload itself");
+    assert!(
+        dom.contains("idle · last build passed") && dom.contains("First page"),
+        "{dom}"
+    );
+    assert!(
+        !dom.contains("http-equiv=\"refresh\""),
+        "an idle page does not reload itself"
+    );
     chromium(&web.url(""), &shots.join("idle-1280.png"), 1280, 800);
     let (head, badge) = web.get("badge.svg");
-    assert!(head.contains("image/svg+xml") && String::from_utf8_lossy(&badge).contains("passing"), "{head}");
+    assert!(
+        head.contains("image/svg+xml") && String::from_utf8_lossy(&badge).contains("passing"),
+        "{head}"
+    );
 
     // building: held at its gate
     fs::write(w.seed.join("wait"), "").unwrap();
@@ -192,7 +210,10 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
         fs::read_to_string(page.join("index.html")).is_ok_and(|h| h.contains("step 1 of 1"))
     });
     let dom = chromium(&web.url(""), &shots.join("building-390.png"), 390, 844);
-    assert!(dom.contains("http-equiv=\"refresh\"") && dom.contains("building"), "{dom}");
+    assert!(
+        dom.contains("http-equiv=\"refresh\"") && dom.contains("building"),
+        "{dom}"
+    );
     assert!(dom.contains("step 1 of 1 (sh)"), "the running step, by position: {dom}");
     chromium(&web.url(""), &shots.join("building-1280.png"), 1280, 800);
 
@@ -201,7 +222,12 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
     let s = w.wait_idle();
     assert_eq!(s["last"]["result"], "failed", "{s}");
     let id = s["last"]["id"].as_str().unwrap().to_string();
-    let dom = chromium(&format!("{}#b{id}", web.url("")), &shots.join("failed-390.png"), 390, 844);
+    let dom = chromium(
+        &format!("{}#b{id}", web.url("")),
+        &shots.join("failed-390.png"),
+        390,
+        844,
+    );
     chromium(&web.url(""), &shots.join("failed-1280.png"), 1280, 800);
     assert!(dom.contains("idle · last build failed"), "{dom}");
     assert!(
@@ -214,11 +240,17 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
         "the hostile subject shows as text: {dom}"
     );
     assert!(!dom.contains("<script") && !dom.contains("<img src=\"x\""), "{dom}");
-    assert!(dom.contains(&format!("id=\"b{id}\"")) && dom.contains(&hostile[..7]), "{dom}");
+    assert!(
+        dom.contains(&format!("id=\"b{id}\"")) && dom.contains(&hostile[..7]),
+        "{dom}"
+    );
     let (head, log) = web.get(&format!("builds/{id}.log.txt"));
     assert!(head.contains("text/plain; charset=utf-8"), "{head}");
     let log = String::from_utf8(log).unwrap();
-    assert!(log.contains("Element is missing end tag.") && !log.contains('\u{1b}'), "colour codes removed: {log}");
+    assert!(
+        log.contains("Element is missing end tag.") && !log.contains('\u{1b}'),
+        "colour codes removed: {log}"
+    );
     let (head, status) = web.get("status.json");
     assert!(head.contains("application/json"), "{head}");
     let status: serde_json::Value = serde_json::from_slice(&status).unwrap();

@@ -147,3 +147,527 @@ fn check_reports_robot_url_files_and_the_page_folder() {
         assert!(!text.contains(secret), "check printed {secret}:\n{text}");
     }
 }
+
+const DINGTALK_SECRET: &str = "SECdeploy-hook-test-0123456789abcdef";
+const FEISHU_SECRET: &str = "deploy-hook-feishu-test-secret";
+
+/// A signed GitHub push to main, as the CGI gets it.
+fn github_push(w: &World) -> Reply {
+    let body = br#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#;
+    w.cgi()
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", github_sig(SECRET, body))
+        .body(body)
+        .run()
+}
+
+/// The step of these tests: fails with the VitePress log (in colour, as VitePress prints
+/// it with CI=true) while `fail` is in the checkout, else succeeds; prints a secret of the
+/// hook's env either way, which the published log must not show.
+fn step() -> String {
+    format!(
+        "echo \"token in use: $NPM_TOKEN\"; if [ -e fail ]; then cat {}; exit 1; fi; echo built",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/failures/vitepress-color.log")
+            .display()
+    )
+}
+
+/// Whether a worker of this world still runs (its command line names the world's config).
+fn worker_alive(w: &World) -> bool {
+    let config = w.config.to_str().unwrap().to_string();
+    fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("__worker") && c.contains(&config)
+        })
+    })
+}
+
+/// The texts of the messages a robot double took (their bodies, as JSON text).
+fn taken(d: &Doubles, service: &str) -> Vec<String> {
+    d.to(service)
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .map(|r| r["body"].to_string())
+        .collect()
+}
+
+#[test]
+fn a_push_shows_its_status_on_the_commit_the_page_and_one_message_on_the_failure_and_one_on_the_fix() {
+    requires!(Python);
+    let w = World::new("report-all");
+    let d = Doubles::start(
+        &w.path("doubles"),
+        &json!({
+            "github": {"token": GITHUB_TOKEN, "repo": "acme/docs", "scopes": "repo:status"},
+            "dingtalk": {"access_token": "dt-access", "secret": DINGTALK_SECRET, "keyword": "deploy-hook"},
+            "feishu": {"hook": "fs-hook", "secret": FEISHU_SECRET},
+        }),
+    );
+    let token = secret_file(&w, "docs.token", GITHUB_TOKEN, 0o600);
+    let dingtalk = secret_file(
+        &w,
+        "docs.dingtalk",
+        &d.url("/dingtalk/robot/send?access_token=dt-access"),
+        0o600,
+    );
+    let dingtalk_secret = secret_file(&w, "docs.dingtalk-secret", DINGTALK_SECRET, 0o600);
+    let feishu = secret_file(
+        &w,
+        "docs.feishu",
+        &d.url("/feishu/open-apis/bot/v2/hook/fs-hook"),
+        0o600,
+    );
+    let feishu_secret = secret_file(&w, "docs.feishu-secret", FEISHU_SECRET, 0o600);
+    let page = w.path("page");
+    w.config(
+        "github",
+        &format!(
+            "steps = [{step}]\nenv = {{ NPM_TOKEN = \"npm_secret_value_42\" }}\n{report}\
+             [hooks.docs.page]\ndir = {page:?}\nurl = \"https://docs.example.com/_builds/\"\nlogs = true\n\
+             [[hooks.docs.notify]]\nkind = \"dingtalk\"\nurl_file = {dingtalk:?}\nsecret_file = {dingtalk_secret:?}\n\
+             [[hooks.docs.notify]]\nkind = \"feishu\"\nurl_file = {feishu:?}\nsecret_file = {feishu_secret:?}\n",
+            step = toml_str(&step()),
+            report = report_table(&d.url("/github"), "acme/docs", &token),
+            page = page.to_str().unwrap(),
+            dingtalk = dingtalk.to_str().unwrap(),
+            dingtalk_secret = dingtalk_secret.to_str().unwrap(),
+            feishu = feishu.to_str().unwrap(),
+            feishu_secret = feishu_secret.to_str().unwrap(),
+        ),
+    );
+    let limit = std::time::Duration::from_secs(60);
+
+    // 1. a push that fails: pending, then failure, on its commit; one message per robot
+    fs::write(w.seed.join("fail"), "").unwrap();
+    let broken = w.push("docs/install.md", "<section>\n");
+    assert_eq!(github_push(&w).status, 202);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "failed", "{s}");
+    let id = s["last"]["id"].as_str().unwrap().to_string();
+    let statuses = d.wait_for("github", 2, limit);
+    let states: Vec<&str> = statuses.iter().map(|r| r["body"]["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["pending", "failure"], "{statuses:?}");
+    for r in &statuses {
+        assert_eq!(r["ok"], true, "the double took it: {r}");
+        assert_eq!(r["path"], format!("/github/repos/acme/docs/statuses/{broken}"));
+        assert_eq!(r["body"]["context"], "deploy-hook/docs");
+        assert_eq!(
+            r["body"]["target_url"],
+            format!("https://docs.example.com/_builds/#b{id}")
+        );
+    }
+    let failure = statuses[1]["body"]["description"].as_str().unwrap();
+    assert!(
+        failure.contains("install.md (7:1): Element is missing end tag."),
+        "{failure}"
+    );
+    d.wait_for("dingtalk", 1, limit);
+    d.wait_for("feishu", 1, limit);
+    wait_for("the worker to end", limit, || !worker_alive(&w));
+    let (ding, fei) = (taken(&d, "dingtalk"), taken(&d, "feishu"));
+    assert_eq!((ding.len(), fei.len()), (1, 1), "one message each: {:?}", d.requests());
+    for m in [&ding[0], &fei[0]] {
+        assert!(m.contains("install.md (7:1): Element is missing end tag."), "{m}");
+        assert!(!m.contains("ELIFECYCLE") && !m.contains("\\u001b"), "{m}");
+        assert!(m.contains(&broken[..7]) && m.contains(&format!("#b{id}")), "{m}");
+    }
+    // the page, its log published with the secret masked and the colours gone
+    let html = fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(
+        html.contains("idle · last build failed") && html.contains(&broken[..7]),
+        "{html}"
+    );
+    let log = fs::read_to_string(page.join(format!("builds/{id}.log.txt"))).unwrap();
+    assert!(
+        log.contains("token in use: ***") && !log.contains("npm_secret_value_42"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}') && log.contains("Element is missing end tag."),
+        "{log}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&fs::read_to_string(page.join("status.json")).unwrap()).unwrap()
+            ["badge"],
+        "failing"
+    );
+
+    // 2. the fix: pending, success; one message per robot saying it is fixed
+    fs::remove_file(w.seed.join("fail")).unwrap();
+    let fixed = w.push("docs/install.md", "<section></section>\n");
+    assert_eq!(github_push(&w).status, 202);
+    assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
+    let statuses = d.wait_for("github", 4, limit);
+    assert_eq!(statuses[2]["body"]["state"], "pending");
+    assert_eq!(statuses[3]["body"]["state"], "success");
+    assert_eq!(statuses[3]["path"], format!("/github/repos/acme/docs/statuses/{fixed}"));
+    wait_for("the worker to end", limit, || !worker_alive(&w));
+    let (ding, fei) = (taken(&d, "dingtalk"), taken(&d, "feishu"));
+    assert_eq!((ding.len(), fei.len()), (2, 2), "{:?}", d.requests());
+    assert!(
+        ding[1].contains("build fixed") && fei[1].contains("build fixed"),
+        "{ding:?} {fei:?}"
+    );
+
+    // 3. another success: statuses, and no message (on = failed, fixed)
+    w.push("index.md", "more\n");
+    assert_eq!(github_push(&w).status, 202);
+    assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
+    d.wait_for("github", 6, limit);
+    wait_for("the worker to end", limit, || !worker_alive(&w));
+    assert_eq!((taken(&d, "dingtalk").len(), taken(&d, "feishu").len()), (2, 2));
+    assert!(
+        d.requests().iter().all(|r| r["ok"] == true),
+        "every request was as the services want it: {:?}",
+        d.requests()
+    );
+    let worker_log = fs::read_to_string(w.hook_dir().join("worker.log")).unwrap_or_default();
+    for secret in [GITHUB_TOKEN, "dt-access", DINGTALK_SECRET, FEISHU_SECRET, "fs-hook"] {
+        assert!(
+            !worker_log.contains(secret),
+            "{secret} in the worker's log:\n{worker_log}"
+        );
+    }
+}
+
+/// The pids of this world's workers.
+fn worker_pids(w: &World) -> Vec<i32> {
+    let config = w.config.to_str().unwrap().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("__worker") && c.contains(&config)
+            })
+        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// A hook whose forge API and robot never answer: `mode` async or sync.
+fn hanging_world(name: &str, mode: &str) -> (World, Doubles) {
+    let w = World::new(name);
+    let d = Doubles::start(&w.path("doubles"), &json!({}));
+    let token = secret_file(&w, "docs.token", GITHUB_TOKEN, 0o600);
+    let robot = secret_file(&w, "docs.webhook", &d.url("/hang/webhook?key=robot-key-77"), 0o600);
+    w.config(
+        "github",
+        &format!(
+            "mode = {mode:?}\nsteps = [\"true\"]\n{}[[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {:?}\non = [\"started\", \"succeeded\"]\n",
+            report_table(&d.url("/hang/github"), "acme/docs", &token),
+            robot.to_str().unwrap()
+        ),
+    );
+    (w, d)
+}
+
+#[test]
+fn a_hanging_api_holds_neither_the_build_nor_the_next_delivery() {
+    requires!(Python);
+    let (w, d) = hanging_world("report-hang", "async");
+    let limit = std::time::Duration::from_secs(60);
+    w.push("index.md", "one\n");
+    assert_eq!(github_push(&w).status, 202);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "succeeded", "the build's result is its own: {s}");
+    // Its worker still waits on the API (it lets go of the lock first)...
+    let first = worker_pids(&w);
+    assert_eq!(first.len(), 1, "the first worker, sending: {first:?}");
+    assert!(!d.to("hang").is_empty(), "it did try");
+    // ...and the next delivery builds at once, beside it. (The first worker lives at least
+    // a request's 5 s timeout after its build: a bound, not a measured time.)
+    w.push("index.md", "two\n");
+    assert_eq!(github_push(&w).status, 202);
+    wait_for("the second build", limit, || {
+        w.history().len() == 2 && w.status()["state"] == "idle"
+    });
+    assert!(
+        first.iter().any(|p| pid_alive(*p)),
+        "the second build was recorded while the first worker was still sending"
+    );
+    assert_eq!(w.history()[0]["result"], "succeeded");
+    // Both workers give up within their bound, saying so without the token or the query.
+    wait_for("the workers to give up", limit, || worker_pids(&w).is_empty());
+    let log = fs::read_to_string(w.hook_dir().join("worker.log")).unwrap_or_default();
+    assert!(log.contains("report try failed") && log.contains("to=github"), "{log}");
+    assert!(
+        log.contains("report abandoned") || log.contains("report not sent"),
+        "{log}"
+    );
+    assert!(
+        log.contains("/hang/webhook?key=***"),
+        "the URL, its query masked: {log}"
+    );
+    for secret in [GITHUB_TOKEN, "robot-key-77"] {
+        assert!(!log.contains(secret), "{secret} in the log: {log}");
+    }
+}
+
+#[test]
+fn a_sync_delivery_is_answered_before_the_report_is_sent() {
+    requires!(Python);
+    let (w, _d) = hanging_world("report-hang-sync", "sync");
+    w.push("index.md", "one\n");
+    let r = github_push(&w);
+    assert_eq!((r.status, r.word()), (200, "succeeded"), "{}", r.json);
+    // The answer came while the worker still sends to an API that never answers.
+    assert!(!worker_pids(&w).is_empty(), "the answer did not wait for the report");
+    wait_for("the worker to give up", std::time::Duration::from_secs(60), || {
+        worker_pids(&w).is_empty()
+    });
+}
+
+#[test]
+fn a_worker_killed_mid_build_is_reported_when_recovery_records_it() {
+    requires!(Python);
+    let w = World::new("report-recovery");
+    let d = Doubles::start(
+        &w.path("doubles"),
+        &json!({"github": {"token": GITHUB_TOKEN, "repo": "acme/docs"}, "webhook": {"secret": "hook-signing-key"}}),
+    );
+    let token = secret_file(&w, "docs.token", GITHUB_TOKEN, 0o600);
+    let robot = secret_file(&w, "docs.webhook", &d.url("/webhook/builds"), 0o600);
+    let key = secret_file(&w, "docs.webhook-key", "hook-signing-key", 0o600);
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    w.config(
+        "github",
+        &format!(
+            "steps = [{}]\n{}[[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {:?}\nsecret_file = {:?}\n",
+            toml_str(&gated_step(&record, &gate)),
+            report_table(&d.url("/github"), "acme/docs", &token),
+            robot.to_str().unwrap(),
+            key.to_str().unwrap()
+        ),
+    );
+    let limit = std::time::Duration::from_secs(60);
+    let head = w.push("index.md", "one\n");
+    assert_eq!(github_push(&w).status, 202);
+    wait_for("the step to start", limit, || record.exists());
+    d.wait_for("github", 1, limit);
+    // The worker dies (kill -9, the OOM killer); its step is left waiting at the gate.
+    for pid in worker_pids(&w) {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    wait_for("the worker to be gone", limit, || worker_pids(&w).is_empty());
+    fs::write(&gate, "").unwrap();
+    assert_eq!(github_push(&w).status, 202);
+    let s = w.wait_idle();
+    assert_eq!(s["history"][1]["result"], "interrupted", "{s}");
+    assert_eq!(s["history"][0]["result"], "succeeded", "{s}");
+    let statuses = d.wait_for("github", 4, limit);
+    let interrupted = statuses
+        .iter()
+        .find(|r| r["body"]["state"] == "error")
+        .unwrap_or_else(|| panic!("an error status: {statuses:?}"));
+    assert_eq!(interrupted["path"], format!("/github/repos/acme/docs/statuses/{head}"));
+    assert_eq!(
+        interrupted["body"]["description"],
+        "Build interrupted (its worker died)"
+    );
+    let messages = d.wait_for("webhook", 1, limit);
+    assert_eq!(messages[0]["ok"], true, "signed as the double checks: {messages:?}");
+    assert_eq!(messages[0]["body"]["event"], "failed");
+    assert_eq!(messages[0]["body"]["result"], "interrupted");
+    assert_eq!(messages[0]["body"]["commit"]["sha"], head.as_str());
+    assert_eq!(messages[0]["headers"]["x-deploy-hook-event"], "failed");
+    wait_for("the worker to end", limit, || worker_pids(&w).is_empty());
+    // the next success is the fix
+    let messages = d.to("webhook");
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1]["body"]["event"], "fixed");
+}
+
+/// `run --wait` of the hook, as its owner would: the result is printed, then the report
+/// is sent before the command exits.
+fn run_wait(w: &World) -> String {
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gitlab_gitea_and_gitee_and_the_other_robots_get_what_their_documents_ask() {
+    requires!(Python);
+    for (provider, conf, api, repo, token) in [
+        (
+            "gitlab",
+            json!({"gitlab": {"token": "glpat-double", "project": "grp/sub/docs", "id": 17}}),
+            "/gitlab/api/v4",
+            "grp/sub/docs",
+            "glpat-double",
+        ),
+        (
+            "gitea",
+            json!({"gitea": {"token": "gitea-double", "repo": "acme/docs"}}),
+            "/gitea/api/v1",
+            "acme/docs",
+            "gitea-double",
+        ),
+        (
+            "gitee",
+            json!({"gitee": {"token": "gitee-double", "repo": "acme/docs"}}),
+            "/gitee/api/v5",
+            "acme/docs",
+            "gitee-double",
+        ),
+    ] {
+        let w = World::new(&format!("report-{provider}"));
+        let mut conf = conf;
+        conf["wecom"] = json!({"key": "wc-key"});
+        conf["slack"] = json!({"path": "T000/B000/slacksecret"});
+        let d = Doubles::start(&w.path("doubles"), &conf);
+        let token_file = secret_file(&w, "docs.token", token, 0o600);
+        let wecom = secret_file(
+            &w,
+            "docs.wecom",
+            &d.url("/wecom/cgi-bin/webhook/send?key=wc-key"),
+            0o600,
+        );
+        let slack = secret_file(&w, "docs.slack", &d.url("/slack/services/T000/B000/slacksecret"), 0o600);
+        let webhook = secret_file(&w, "docs.webhook", &d.url("/webhook/x"), 0o600);
+        let every = "on = [\"started\", \"failed\", \"fixed\", \"succeeded\"]";
+        w.config(
+            provider,
+            &format!(
+                "steps = [{step}]\n{report}\
+                 [[hooks.docs.notify]]\nkind = \"wecom\"\nurl_file = {wecom:?}\n{every}\n\
+                 [[hooks.docs.notify]]\nkind = \"slack\"\nurl_file = {slack:?}\n{every}\n\
+                 [[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {webhook:?}\n{every}\n",
+                step = toml_str(&step()),
+                report = report_table(&d.url(api), repo, &token_file),
+                wecom = wecom.to_str().unwrap(),
+                slack = slack.to_str().unwrap(),
+                webhook = webhook.to_str().unwrap(),
+            ),
+        );
+        fs::write(w.seed.join("fail"), "").unwrap();
+        let head = w.push("index.md", "one\n");
+        assert!(run_wait(&w).contains("failed"), "{provider}");
+        assert!(run_wait(&w).contains("failed"), "{provider}: the same commit again");
+        fs::remove_file(w.seed.join("fail")).unwrap();
+        let fixed = w.push("index.md", "two\n");
+        assert!(run_wait(&w).contains("succeeded"), "{provider}");
+        w.push("index.md", "three\n");
+        assert!(run_wait(&w).contains("succeeded"), "{provider}");
+        let all = d.requests();
+        assert!(
+            !all.is_empty() && all.iter().all(|r| r["ok"] == true),
+            "{provider}: {all:#?}"
+        );
+        let forge = d.to(provider);
+        match provider {
+            "gitlab" => {
+                let states: Vec<&str> = forge.iter().map(|r| r["body"]["state"].as_str().unwrap()).collect();
+                assert_eq!(
+                    states,
+                    ["running", "failed", "running", "failed", "running", "success", "running", "success"]
+                );
+                assert_eq!(
+                    forge[0]["path"],
+                    format!("/gitlab/api/v4/projects/grp%2Fsub%2Fdocs/statuses/{head}")
+                );
+                assert_eq!(forge[0]["headers"]["private-token"], token);
+                assert_eq!(forge[0]["body"]["name"], "deploy-hook/docs");
+            }
+            "gitea" => {
+                let states: Vec<&str> = forge.iter().map(|r| r["body"]["state"].as_str().unwrap()).collect();
+                assert_eq!(
+                    states,
+                    ["pending", "failure", "pending", "failure", "pending", "success", "pending", "success"]
+                );
+                assert_eq!(forge[0]["headers"]["authorization"], format!("token {token}"));
+            }
+            _ => {
+                // a comment on each failure and on the fix, none on the next success
+                assert_eq!(forge.len(), 3, "{forge:#?}");
+                assert_eq!(
+                    forge[0]["path"],
+                    format!("/gitee/api/v5/repos/acme/docs/commits/{head}/comments")
+                );
+                assert_eq!(
+                    forge[2]["path"],
+                    format!("/gitee/api/v5/repos/acme/docs/commits/{fixed}/comments")
+                );
+                assert!(
+                    forge.iter().all(|r| r["query"] == json!({})),
+                    "the token never in a URL"
+                );
+                assert!(forge[0]["body"]["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Element is missing end tag."));
+                assert!(forge[2]["body"]["body"].as_str().unwrap().contains("fixed"));
+            }
+        }
+        // every event to every robot: started + result for each of the 4 builds
+        for robot in ["wecom", "slack", "webhook"] {
+            assert_eq!(d.to(robot).len(), 8, "{provider} {robot}: {:#?}", d.to(robot));
+        }
+        let hooks = d.to("webhook");
+        let events: Vec<&str> = hooks.iter().map(|r| r["body"]["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            events,
+            [
+                "started",
+                "failed",
+                "started",
+                "failed",
+                "started",
+                "fixed",
+                "started",
+                "succeeded"
+            ],
+            "{provider}"
+        );
+    }
+}
+
+#[test]
+fn a_superseded_build_names_the_commit_that_replaced_it() {
+    requires!(Python);
+    let w = World::new("report-supersede");
+    let d = Doubles::start(
+        &w.path("doubles"),
+        &json!({"github": {"token": GITHUB_TOKEN, "repo": "acme/docs"}}),
+    );
+    let token = secret_file(&w, "docs.token", GITHUB_TOKEN, 0o600);
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    // the step waits at the gate only for the first commit (its checkout holds `wait`)
+    let step = format!("if [ -e wait ]; then {}; fi", gated_step(&record, &gate));
+    w.config(
+        "github",
+        &format!(
+            "on_busy = \"supersede\"\nsteps = [{}]\n{}",
+            toml_str(&step),
+            report_table(&d.url("/github"), "acme/docs", &token)
+        ),
+    );
+    let limit = std::time::Duration::from_secs(60);
+    fs::write(w.seed.join("wait"), "").unwrap();
+    let first = w.push("index.md", "one\n");
+    assert_eq!(github_push(&w).status, 202);
+    wait_for("the first build's step", limit, || record.exists());
+    fs::remove_file(w.seed.join("wait")).unwrap();
+    let second = w.push("index.md", "two\n");
+    assert_eq!(github_push(&w).status, 202);
+    wait_for("both builds", limit, || {
+        w.history().len() == 2 && w.status()["state"] == "idle"
+    });
+    assert_eq!(w.history()[1]["result"], "superseded");
+    wait_for("the worker to end", limit, || worker_pids(&w).is_empty());
+    let statuses = d.to("github");
+    let old: Vec<&serde_json::Value> = statuses
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with(&first))
+        .collect();
+    let last = old.last().unwrap();
+    assert_eq!(last["body"]["state"], "error", "{statuses:#?}");
+    assert_eq!(last["body"]["description"], format!("Superseded by {}", &second[..7]));
+    assert!(statuses.iter().all(|r| r["ok"] == true), "{statuses:#?}");
+    assert_eq!(statuses.last().unwrap()["body"]["state"], "success");
+}

@@ -10,6 +10,7 @@
 //! its own, asked for through the same path.
 
 use crate::build::queue;
+use crate::build::reporting::Reports;
 use crate::build::state::{BuildRecord, HookState, Pending};
 use crate::build::tokens::TokenClaim;
 use crate::config::{Config, Hook, OnBusy};
@@ -42,8 +43,8 @@ pub enum Then<'a> {
     /// Build in a worker with a cleared environment and wait for its result (a sync
     /// delivery: no request header may be in any ancestor of a step).
     WaitInWorker,
-    /// Build in this process and wait (`run --wait`).
-    WaitHere(&'a mut Log),
+    /// Build in this process and wait (`run --wait`), the report made here.
+    WaitHere(&'a mut Log, &'a mut Reports),
 }
 
 /// What became of an ask.
@@ -98,6 +99,8 @@ pub fn enqueue(cfg: &Config, site: Site, ask: Ask) -> Result<Enqueued> {
             Ok(Enqueued::Queued { behind, held })
         }
         Then::WaitInWorker => queue::build_in_worker(&cfg.file, hook, state).map(|r| Enqueued::Built(Box::new(r))),
-        Then::WaitHere(log) => queue::build_now(cfg, hook, state, log).map(|r| Enqueued::Built(Box::new(r))),
+        Then::WaitHere(log, reports) => {
+            queue::build_now(cfg, hook, state, log, reports).map(|r| Enqueued::Built(Box::new(r)))
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::build::buildlog::BuildLog;
+use crate::build::reporting::Reports;
 use crate::build::state::{BuildRecord, BuildResult, HookState, Status};
 use crate::config::{Cmd, Hook};
 use crate::error::Result;
@@ -36,6 +37,8 @@ pub struct Finished<'a> {
     pub build_log: &'a BuildLog,
     /// Recorded by `queue::recover`, not by its own worker.
     pub recovered: bool,
+    /// What the author sees of it (the forge's status, the robots, the page).
+    pub reports: &'a mut Reports,
 }
 
 /// Records the build (`also` changes status.json in the same write), logs its end, and
@@ -66,6 +69,9 @@ pub fn finished(f: Finished, log: &mut Log, also: impl FnOnce(&mut Status)) -> R
     } else {
         log.warn(&line);
     }
+    // First what is only queued (the statuses and messages go out from their threads),
+    // then the notification commands, which may take their minute.
+    f.reports.finished(f.hook, f.state, &recorded, &f.record);
     tell(&f, log);
     Ok(recorded)
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::buildlog::{self, BuildLog};
 use crate::build::finish::{self, Finished};
+use crate::build::reporting::Reports;
 use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
 use crate::config::{Cmd, Destinations, Hook, Step};
 use crate::error::{Error, Result};
@@ -84,6 +85,8 @@ pub struct Build<'a> {
     pub log: &'a mut Log,
     /// Polled while a child runs; true stops the build (supersede).
     pub cancel: &'a mut dyn FnMut(&str) -> bool,
+    /// What the author is to see of it: the page, the commit status, the robots.
+    pub reports: &'a mut Reports,
 }
 
 struct Run<'a> {
@@ -94,6 +97,7 @@ struct Run<'a> {
     state: &'a HookState,
     /// An `if_changed` step about to start, to be marked in `dirty_steps`.
     dirty: Option<usize>,
+    reports: &'a mut Reports,
 }
 
 impl Run<'_> {
@@ -113,10 +117,13 @@ impl Run<'_> {
             }
         };
         // Progress only, unless a step is marked dirty: that must survive a power cut.
-        let _ = match dirty {
+        let written = match dirty {
             Some(_) => self.state.update_status(change),
             None => self.state.update_progress(change),
         };
+        if let Ok(status) = written {
+            self.reports.page(self.hook, self.state, &status);
+        }
     }
 
     /// Runs a command of the build (a step, git, a notification) to its end, its output
@@ -225,6 +232,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         state,
         log,
         cancel,
+        reports,
     } = b;
     let id = new_build_id(state);
     let log_path = state.builds_dir().join(format!("{id}.log"));
@@ -241,6 +249,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         hook,
         state,
         dirty: None,
+        reports,
     };
     if !hook.env.contains_key("HOME") {
         let _ = fs::DirBuilder::new()
@@ -258,7 +267,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         held: None,
         live_history: Vec::new(),
     };
-    state.update_status(|s| {
+    let building = state.update_status(|s| {
         plan.base = s.base.clone();
         plan.dirty = s.dirty_steps.clone();
         plan.live_release = s.live_release.clone();
@@ -281,6 +290,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             git_ref: p.git_ref.clone(),
         });
     })?;
+    run.reports.page(hook, state, &building);
     log.info(&format!(
         "build start hook={} id={id} delivery={} event={}",
         hook.name,
@@ -342,6 +352,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         env: run.env.clone(),
         build_log: &run.log,
         recovered: false,
+        reports: &mut *run.reports,
     };
     let recorded = finish::finished(ended, log, |s| {
         if let Some(p) = &published {
@@ -372,6 +383,8 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             hook.name
         ));
     }
+    // Published once nothing writes into it: cut to log_max_bytes last.
+    run.reports.publish_log(state, &record);
     buildlog::prune(&state.builds_dir(), hook.keep_logs);
     Ok(record)
 }
@@ -533,6 +546,18 @@ fn must_run(run: &Run, plan: &Plan, i: usize, step: &Step, head: &str) -> std::r
     }
 }
 
+/// The build knows its commit: status.json says it, and the author hears that it builds.
+fn commit_known(run: &mut Run, commit: &str) {
+    let known = run.state.update_progress(|s| {
+        if let Some(cur) = s.current.as_mut() {
+            cur.commit = Some(commit.to_string());
+        }
+    });
+    if let Ok(status) = known {
+        run.reports.started(run.hook, run.state, &status);
+    }
+}
+
 /// Sync, clean, steps, publish. The error names the failed stage and how it ended.
 fn stages(
     run: &mut Run,
@@ -568,6 +593,7 @@ fn stages(
                 base.release.as_ref().map(|r| format!(", live as {r}")).unwrap_or_default(),
                 hook.name
             ));
+            commit_known(run, head);
             *commit = fetched;
             return Ok(Done::Unchanged(base.clone()));
         }
@@ -595,11 +621,7 @@ fn stages(
     if let Some(c) = &head {
         run.env.insert("DEPLOY_HOOK_COMMIT".into(), c.clone());
         run.note(&format!("commit {c}"));
-        let _ = run.state.update_progress(|s| {
-            if let Some(cur) = s.current.as_mut() {
-                cur.commit = Some(c.clone());
-            }
-        });
+        commit_known(run, c);
     }
     *commit = head.clone();
     timing.fetch = Some(clock.elapsed().as_secs_f64());

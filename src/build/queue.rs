@@ -27,7 +27,6 @@
 //! lock taken on a file that was replaced meanwhile is let go and taken again.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,12 +37,13 @@ use serde::{Deserialize, Serialize};
 use crate::build::buildlog::BuildLog;
 use crate::build::finish::{self, Finished};
 use crate::build::pipeline::{self, Build};
+use crate::build::reporting::Reports;
 use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
 use crate::publish::{self, local};
 use crate::sys::log::Log;
-use crate::sys::process::{self, Identity, Out, Process};
+use crate::sys::process::{self, Identity, Process};
 use crate::sys::time;
 
 /// The build lock of a hook; dropping it releases every flock in it.
@@ -277,7 +277,7 @@ fn note_builder(state: &HookState) {
 ///
 /// Without a daemon, this runs when someone next takes the lock: a worker started by the
 /// next delivery, `run`, or `status` seeing the dead builder (`start_recovery`).
-pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log) -> Result<()> {
+pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log, reports: &mut Reports) -> Result<()> {
     if state.untake()? {
         log.warn(&format!(
             "delivery put back hook={} (its builder stopped before the build was recorded)",
@@ -372,15 +372,17 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log)
     let ended = Finished {
         hook,
         state,
-        record,
+        record: record.clone(),
         // It ran every step and published: the same transition as a build that says so.
         live: if published { c.release.clone() } else { None },
         env,
         build_log: &build_log,
         recovered: true,
+        reports: &mut *reports,
     };
     finish::finished(ended, log, |_| {})?;
     let _ = build_log.seal();
+    reports.publish_log(state, &record);
     Ok(())
 }
 
@@ -406,17 +408,23 @@ pub fn request_supersede(state: &HookState) -> Result<()> {
 }
 
 /// With the lock held: builds while a delivery is waiting. Returns the last build.
-pub fn drain(lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log) -> Result<Option<BuildRecord>> {
-    recover(lock, hook, state, log)?;
+pub fn drain(
+    lock: &BuildLock,
+    hook: &Hook,
+    state: &HookState,
+    log: &mut Log,
+    reports: &mut Reports,
+) -> Result<Option<BuildRecord>> {
+    recover(lock, hook, state, log, reports)?;
     note_builder(state);
     let mut last = None;
     while let Some(p) = state.take_pending()? {
-        last = Some(build_one(hook, state, log, &p)?);
+        last = Some(build_one(hook, state, log, &p, reports)?);
     }
     Ok(last)
 }
 
-fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending) -> Result<BuildRecord> {
+fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending, reports: &mut Reports) -> Result<BuildRecord> {
     let marker = supersede_path(state);
     let supersede = hook.on_busy == OnBusy::Supersede;
     let mut cancel = |id: &str| supersede && fs::read_to_string(&marker).is_ok_and(|m| m.trim() == id);
@@ -426,6 +434,7 @@ fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending) -> Resu
             state,
             log,
             cancel: &mut cancel,
+            reports,
         },
         p,
     )
@@ -447,11 +456,12 @@ pub fn work(cfg: &Config, hook: &Hook, log: &mut Log) -> Result<()> {
     // What a step leaves running (a `setsid` child, a daemon) is reparented to us and ended
     // when the step ends (process::kill_orphans).
     process::become_subreaper();
+    let mut reports = Reports::new(hook, &cfg.log);
     let built = loop {
         let Some(lock) = lock(hook, &state, false)? else {
             break Ok(()); // the holder hands over what waits
         };
-        let drained = drain(&lock, hook, &state, log);
+        let drained = drain(&lock, hook, &state, log, &mut reports);
         drop(lock);
         if drained.is_err() || !state.has_pending() {
             break drained.map(drop);
@@ -460,6 +470,9 @@ pub fn work(cfg: &Config, hook: &Hook, log: &mut Log) -> Result<()> {
     // Only after our last release: a worker started here for another hook of this lock is
     // a child of ours, and is spared by kill_orphans anyway.
     let handed = hand_over(cfg, hook, false);
+    // With the lock let go and the next worker started: what the report still sends
+    // delays nobody's build.
+    reports.join();
     built.and(handed)
 }
 
@@ -508,33 +521,54 @@ pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result
 /// server gives up on this request and kills us, the build goes on.
 pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Result<BuildRecord> {
     let (p, _) = worker(config_file, &hook.name, state, true)?;
+    let mut child = p
+        .spawn(Stdio::null(), Stdio::piped(), Stdio::piped())
+        .map_err(|e| Error::io("cannot start the build worker", e))?;
     // The build's log lines go where ours go (the web server's error log), as long as we
     // live; through a pipe, not our stderr itself, so that a build that outlives us (the
     // web server gave up on this request) holds nothing of the web server's open.
-    let mut relay = |bytes: &[u8]| {
-        let _ = std::io::stderr().write_all(bytes);
-    };
-    let done = p.run(Out::Capture, Out::To(&mut relay), &mut || false);
-    serde_json::from_slice(&done.stdout).map_err(|_| {
-        Error::Internal(format!(
-            "the build worker ended ({}) without a result; its errors are above",
-            done.exit
-        ))
+    let relay = child.take_stderr().map(|mut from| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut std::io::stderr());
+        })
+    });
+    // The answer is the result, not the worker's end: after handing it over the worker
+    // closes both pipes and may still send the build's report (report::JOIN). It is not
+    // waited for, as an async delivery's worker is not.
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.take_stdout() {
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+    }
+    if let Some(r) = relay {
+        let _ = r.join();
+    }
+    process::spare(child.id());
+    serde_json::from_slice(&out).map_err(|_| {
+        Error::Internal(match child.ended() {
+            Some(status) => format!("the build worker ended ({status}) without a result; its errors are above"),
+            None => "the build worker gave no result; its errors are above".to_string(),
+        })
     })
 }
 
 /// `run --wait` and a sync delivery's worker: wait for the lock and build here, then hand
 /// over what waits. When another process built after this delivery was recorded, its
 /// result is this delivery's result.
-pub fn build_now(cfg: &Config, hook: &Hook, state: &HookState, log: &mut Log) -> Result<BuildRecord> {
+pub fn build_now(
+    cfg: &Config,
+    hook: &Hook,
+    state: &HookState,
+    log: &mut Log,
+    reports: &mut Reports,
+) -> Result<BuildRecord> {
     process::become_subreaper();
     // A lock that is waited for is never given up on: `None` cannot come back.
     let held = lock(hook, state, true)?.ok_or_else(|| Error::Internal("cannot lock the build".into()))?;
     let built = (|| {
-        recover(&held, hook, state, log)?;
+        recover(&held, hook, state, log, reports)?;
         note_builder(state);
         match state.take_pending()? {
-            Some(p) => build_one(hook, state, log, &p),
+            Some(p) => build_one(hook, state, log, &p, reports),
             // Another holder took this delivery and built it: its record is the answer.
             None => state
                 .read_status()?

@@ -26,6 +26,9 @@ pub struct Reports {
     reporter: Reporter,
     /// Subject and author by commit id, read from the checkout once each.
     commits: HashMap<String, (String, String)>,
+    /// Where the reporter's warnings go; opened when there is something to report.
+    log: Option<Log>,
+    log_config: LogConfig,
 }
 
 impl Reports {
@@ -33,28 +36,42 @@ impl Reports {
         Reports {
             reporter: Reporter::new(hook, log_config),
             commits: HashMap::new(),
+            log: None,
+            log_config: log_config.clone(),
         }
+    }
+
+    /// Its own log handle: the build's is borrowed elsewhere while it runs.
+    fn log(&mut self) -> Log {
+        self.log.take().unwrap_or_else(|| Log::open(&self.log_config))
     }
 
     /// Rewrites the page from `status` (status.json as just written), with the running
     /// build's log when the page publishes logs.
-    pub fn page(&mut self, hook: &Hook, state: &HookState, status: &Status, log: &mut Log) {
+    pub fn page(&mut self, hook: &Hook, state: &HookState, status: &Status) {
         if !self.reporter.has_page() {
             return;
         }
+        let mut log = self.log();
         let view = self.view(hook, state, status);
-        self.reporter.write_page(&view, log);
-        if let Some(c) = &status.current {
-            self.reporter.publish_log(&c.id, Path::new(&c.log), true, log);
+        self.reporter.write_page(&view, &mut log);
+        if let Some((c, path)) = status
+            .current
+            .as_ref()
+            .and_then(|c| own_log(state, &c.log).map(|p| (c, p)))
+        {
+            self.reporter.publish_log(&c.id, path, true, &mut log);
         }
+        self.log = Some(log);
     }
 
     /// The running build knows its commit: the forge hears `pending`, robots with
     /// `started` hear of it, and the page shows the commit.
-    pub fn started(&mut self, hook: &Hook, state: &HookState, status: &Status, log: &mut Log) {
+    pub fn started(&mut self, hook: &Hook, state: &HookState, status: &Status) {
         if !self.reporter.active() {
             return;
         }
+        let mut log = self.log();
         if let Some(c) = &status.current {
             let commit = c.commit.as_deref().and_then(|sha| self.commit(hook, state, sha));
             let b = Build {
@@ -68,15 +85,16 @@ impl Reports {
                 lines: Vec::new(),
                 timeout_secs: None,
             };
-            self.reporter.started(&b, log);
+            self.reporter.started(&b, &mut log);
         }
-        self.page(hook, state, status, log);
+        self.log = Some(log);
+        self.page(hook, state, status);
     }
 
     /// `record` was recorded; `status` is status.json with it. The page with its log, its
     /// final status, the messages its event asks for. Recovery calls this too, for a
     /// build whose worker died.
-    pub fn finished(&mut self, hook: &Hook, state: &HookState, status: &Status, record: &BuildRecord, log: &mut Log) {
+    pub fn finished(&mut self, hook: &Hook, state: &HookState, status: &Status, record: &BuildRecord) {
         if !self.reporter.active() {
             return;
         }
@@ -85,21 +103,33 @@ impl Reports {
             .history
             .iter()
             .filter(|r| r.id != record.id)
-            .map(|r| conclusion(r))
+            .map(conclusion)
             .find(|c| *c != Conclusion::Superseded);
-        self.reporter.publish_log(&record.id, Path::new(&record.log), false, log);
-        self.page(hook, state, status, log);
-        self.reporter.finished(&b, previous, log);
+        self.page(hook, state, status);
+        let mut log = self.log();
+        self.reporter.finished(&b, previous, &mut log);
+        self.log = Some(log);
+    }
+
+    /// Publishes a finished build's log, once nothing writes into it any more (it is cut
+    /// to `log_max_bytes` last).
+    pub fn publish_log(&mut self, state: &HookState, record: &BuildRecord) {
+        let Some(path) = own_log(state, &record.log).filter(|_| self.reporter.has_page()) else {
+            return;
+        };
+        let mut log = self.log();
+        self.reporter.publish_log(&record.id, path, false, &mut log);
+        self.log = Some(log);
     }
 
     /// After the worker's last build, with the build lock let go: what is still queued
     /// goes out, for at most `JOIN`.
-    pub fn join(self, log: &mut Log) {
-        self.join_within(JOIN, log);
-    }
-
-    pub fn join_within(self, limit: Duration, log: &mut Log) {
-        self.reporter.join(limit, log);
+    pub fn join(mut self) {
+        if !self.reporter.active() {
+            return;
+        }
+        let mut log = self.log();
+        self.reporter.join(JOIN, &mut log);
     }
 
     /// A recorded build as the report shows it; `lines`: read the failure lines from its
@@ -120,7 +150,9 @@ impl Reports {
             failed_at,
             release: r.release.clone(),
             lines: if lines && c.failure() {
-                self.reporter.failure_lines(Path::new(&r.log), r.failed_step.as_deref())
+                own_log(state, &r.log)
+                    .map(|p| self.reporter.failure_lines(p, r.failed_step.as_deref()))
+                    .unwrap_or_default()
             } else {
                 Vec::new()
             },
@@ -207,23 +239,25 @@ impl Reports {
         if shas.is_empty() {
             return;
         }
-        let home = hook
-            .env
-            .get("HOME")
-            .map(Into::into)
-            .unwrap_or_else(|| state.home_dir());
+        let home = hook.env.get("HOME").map(Into::into).unwrap_or_else(|| state.home_dir());
         let mut p = Process::new("git");
-        p.args(["log", "--no-walk=unsorted", "--ignore-missing", "--format=%H%x00%s%x00%an"])
-            .args(&shas)
-            .cwd(&hook.repo)
-            .env(&hook.child_env(&home))
-            .nice(hook.nice)
-            .timeout(Duration::from_secs(10));
+        p.args([
+            "log",
+            "--no-walk=unsorted",
+            "--ignore-missing",
+            "--format=%H%x00%s%x00%an",
+        ])
+        .args(&shas)
+        .cwd(&hook.repo)
+        .env(&hook.child_env(&home))
+        .nice(hook.nice)
+        .timeout(Duration::from_secs(10));
         let done = p.run(Out::Capture, Out::Capture, &mut || false);
         for line in String::from_utf8_lossy(&done.stdout).lines() {
             let mut parts = line.splitn(3, '\0');
             if let (Some(sha), Some(subject), Some(author)) = (parts.next(), parts.next(), parts.next()) {
-                self.commits.insert(sha.to_string(), (subject.to_string(), author.to_string()));
+                self.commits
+                    .insert(sha.to_string(), (subject.to_string(), author.to_string()));
             }
         }
         // Gone from the checkout (a force push and a gc): known, without words.
@@ -231,6 +265,13 @@ impl Reports {
             self.commits.entry(sha.to_string()).or_default();
         }
     }
+}
+
+/// A build's log as status.json names it, when it is one of the hook's own: status.json is
+/// not trusted with a path, and what is read here may be published.
+fn own_log<'a>(state: &HookState, path: &'a str) -> Option<&'a Path> {
+    let p = Path::new(path);
+    (p.parent() == Some(state.builds_dir().as_path())).then_some(p)
 }
 
 /// How a recorded build ended, as the report says it.

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::build::enqueue::{enqueue, Ask, Enqueued, Site, Then};
 use crate::build::queue;
+use crate::build::reporting::Reports;
 use crate::build::state::{HookState, Pending};
 use crate::config::{self, Config, Hook, OnBusy};
 use crate::delivery::cgi::Env;
@@ -129,17 +130,26 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
     if opts.wait && running && hook.on_busy != OnBusy::Reject {
         writeln!(out, "{}: a build is running; waiting for it, then building", hook.name).ok();
     }
+    // `--wait` builds here: what the author sees of the build is sent from here too, after
+    // the result is printed.
+    let mut reports = Reports::new(hook, &cfg.log);
     let ask = Ask {
         pending: p,
         force: opts.force,
         token: None,
         then: if opts.wait {
-            Then::WaitHere(&mut log)
+            Then::WaitHere(&mut log, &mut reports)
         } else {
             Then::Answer
         },
     };
-    let enqueued = enqueue(&cfg, Site { hook, state: &state }, ask)?;
+    let enqueued = match enqueue(&cfg, Site { hook, state: &state }, ask) {
+        Ok(e) => e,
+        Err(e) => {
+            reports.join();
+            return Err(e);
+        }
+    };
     let outcome = match &enqueued {
         Enqueued::Queued { .. } => "queued".to_string(),
         Enqueued::Built(record) => record.result.to_string(),
@@ -172,6 +182,9 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
                 )
                 .ok();
             }
+            // The result is printed; the build's statuses and messages go out before we exit.
+            out.flush().ok();
+            reports.join();
             Ok(record.result.exit_code())
         }
         Enqueued::Queued { behind, held } => {
@@ -229,9 +242,16 @@ fn worker(config: &Path, name: &str, wait: bool, out: &mut dyn Write) -> Result<
     let mut log = Log::open(&cfg.log);
     // --wait: a sync delivery's build, whose result goes to the waiting CGI on stdout.
     let done = if wait {
-        queue::build_now(&cfg, hook, &state, &mut log).and_then(|record| {
+        let mut reports = Reports::new(hook, &cfg.log);
+        let handed = queue::build_now(&cfg, hook, &state, &mut log, &mut reports).and_then(|record| {
             serde_json::to_writer(&mut *out, &record).map_err(|e| Error::io("cannot hand the result over", e.into()))
-        })
+        });
+        // The delivery has its answer: let go of its pipes before the report is sent, so
+        // that the web server's answer waits for nothing more.
+        let _ = out.flush();
+        let_go_of_the_caller(&state);
+        reports.join();
+        handed
     } else {
         queue::work(&cfg, hook, &mut log)
     };
@@ -244,4 +264,25 @@ fn worker(config: &Path, name: &str, wait: bool, out: &mut dyn Write) -> Result<
         return Ok(e.exit_code());
     }
     Ok(exit::OK)
+}
+
+/// A sync worker after handing its result over: stdout becomes /dev/null and stderr the
+/// hook's `worker.log`, so the waiting delivery reads the end of both pipes now, not when
+/// this process exits.
+fn let_go_of_the_caller(state: &HookState) {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    let errors = std::fs::OpenOptions::new()
+        .append(true)
+        .open(state.worker_log_path())
+        .or_else(|_| std::fs::OpenOptions::new().write(true).open("/dev/null"));
+    // SAFETY: dup2(2) onto our own standard descriptors, from files we hold open.
+    unsafe {
+        if let Ok(n) = &null {
+            libc::dup2(n.as_raw_fd(), 1);
+        }
+        if let Ok(e) = &errors {
+            libc::dup2(e.as_raw_fd(), 2);
+        }
+    }
 }

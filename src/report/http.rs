@@ -77,13 +77,6 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Answer::Http { status, .. } => Some(*status),
-            Answer::Transport(_) => None,
-        }
-    }
-
     pub fn json(&self) -> Option<serde_json::Value> {
         match self {
             Answer::Http { body, .. } => serde_json::from_str(body).ok(),
@@ -358,7 +351,10 @@ mod tests {
         );
         let a = client.send(&r);
         let head = server.join().unwrap().to_ascii_lowercase();
-        assert_eq!(a.status(), Some(302), "a redirect is an answer, not followed: {a:?}");
+        assert!(
+            matches!(a, Answer::Http { status: 302, .. }),
+            "a redirect is an answer, not followed: {a:?}"
+        );
         assert!(head.starts_with("post /x?token=t http/1.1"), "{head}");
         assert!(
             head.contains("x-test: 1") && head.contains("user-agent: deploy-hook/"),
