@@ -19,7 +19,6 @@ pub const HOSTILE: &str = "<script>alert('x')</script> & <img src=x onerror=aler
 pub struct PageServer {
     child: Child,
     pub port: u16,
-    pub dir: PathBuf,
 }
 
 impl Drop for PageServer {
@@ -67,11 +66,7 @@ impl PageServer {
         wait_for("nginx for the page", Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        PageServer {
-            child,
-            port,
-            dir: page.to_path_buf(),
-        }
+        PageServer { child, port }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -55,6 +55,17 @@ fn the_config_reference_block_with_its_paths_adjusted_passes_check_and_publishes
     // a site whose generator is in devDependencies, as VuePress and VitePress sites have
     // it; here a local package, so that `pnpm install` needs no network
     site_with_a_local_generator(&w, "docs/.vuepress/dist");
+    // the report's token and the robot's URL, where docs/report.md says to put them; the
+    // block's first build succeeds, which sends nothing (a Gitee comment and the robot's
+    // default events are failures and fixes)
+    let token = w.path("docs.token");
+    let robot = w.path("docs.dingtalk");
+    fs::write(&token, "a-gitee-token\n").unwrap();
+    fs::write(&robot, "https://oapi.dingtalk.com/robot/send?access_token=x\n").unwrap();
+    for f in [&token, &robot] {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(f, fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let block = toml_block("docs/config.md", "Every key");
     let text = adjust(
         &w,
@@ -66,9 +77,20 @@ fn the_config_reference_block_with_its_paths_adjusted_passes_check_and_publishes
             ("/etc/deploy-hook/docs.secret", &w.secret_file),
             ("/srv/docs", &w.repo),
             ("/var/www/docs", &www.join("docs")),
+            ("/etc/deploy-hook/docs.token", &token),
+            ("/var/www/docs-builds", &www.join("docs-builds")),
+            ("/etc/deploy-hook/docs.dingtalk", &robot),
         ],
     );
+    // No test reaches the internet: the forge's API is this machine's, where nothing
+    // listens (check says it could not ask).
+    assert!(text.contains("\"https://gitee.com/api/v5\""), "the block's report api");
+    let text = text.replace("\"https://gitee.com/api/v5\"", "\"http://127.0.0.1:9/api/v5\"");
+    // the page lists the build that published
+    let page = www.join("docs-builds/index.html");
     checks_builds_and_publishes(&w, &text, &www.join("docs/index.html"));
+    let html = fs::read_to_string(&page).unwrap();
+    assert!(html.contains("idle · last build passed"), "{html}");
 }
 
 #[test]

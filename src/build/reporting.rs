@@ -156,7 +156,7 @@ impl Reports {
             } else {
                 Vec::new()
             },
-            timeout_secs: (c == Conclusion::TimedOut).then(|| hook.step_timeout.as_secs()),
+            timeout_secs: (c == Conclusion::TimedOut).then_some(hook.step_timeout.as_secs()),
         }
     }
 
