@@ -671,3 +671,36 @@ fn a_superseded_build_names_the_commit_that_replaced_it() {
     assert!(statuses.iter().all(|r| r["ok"] == true), "{statuses:#?}");
     assert_eq!(statuses.last().unwrap()["body"]["state"], "success");
 }
+
+#[test]
+fn the_page_shows_a_rollbacks_hold_until_resume() {
+    let w = World::new("report-held");
+    let (page, www) = (w.path("page"), w.path("www"));
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [\"mkdir -p dist && git rev-parse HEAD > dist/index.html\"]\n\
+             [hooks.docs.publish]\nfrom = \"dist\"\nto = {:?}\n\
+             [hooks.docs.page]\ndir = {:?}\nurl = \"https://docs.example.com/_builds/\"\n",
+            www.join("site").to_str().unwrap(),
+            page.to_str().unwrap()
+        ),
+    );
+    for n in ["one", "two"] {
+        w.push("index.md", n);
+        assert!(run_wait(&w).contains("succeeded"));
+    }
+    let status = || -> serde_json::Value { serde_json::from_slice(&fs::read(page.join("status.json")).unwrap()).unwrap() };
+    assert!(status()["held"].is_null());
+    let out = w.cmd(&["rollback", "docs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let held = status();
+    let release = held["held"]["release"].as_str().expect("the page says the hook is held").to_string();
+    assert_eq!(held["live_release"], release.as_str());
+    let html = fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(html.contains("id=\"held\"") && html.contains(&release) && html.contains("deploy-hook resume docs"), "{html}");
+    let out = w.cmd(&["resume", "docs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(status()["held"].is_null());
+    assert!(!fs::read_to_string(page.join("index.html")).unwrap().contains("id=\"held\""));
+}

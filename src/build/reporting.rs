@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::build::state::{BuildRecord, HookState, Status};
 use crate::config::{Hook, LogConfig};
 use crate::report::event::{Build, Commit, Conclusion};
-use crate::report::page::{Running, View};
+use crate::report::page::{Held, Running, View};
 use crate::report::{Reporter, JOIN};
 use crate::sys::log::Log;
 use crate::sys::process::{Out, Process};
@@ -199,7 +199,10 @@ impl Reports {
             running,
             pending: status.pending,
             live_release: status.live_release.clone(),
-            held: None,
+            held: status.held.as_ref().map(|h| Held {
+                since: h.since.clone(),
+                release: h.release.clone(),
+            }),
             builds,
             commit_url: self.reporter.commit_url(),
             logs: hook.page.as_ref().is_some_and(|p| p.logs),
@@ -272,6 +275,17 @@ impl Reports {
 fn own_log<'a>(state: &HookState, path: &'a str) -> Option<&'a Path> {
     let p = Path::new(path);
     (p.parent() == Some(state.builds_dir().as_path())).then_some(p)
+}
+
+/// After a change to what is live outside a build (`rollback`, `resume`): the page says
+/// it (the live release, the hold).
+pub fn page_now(hook: &Hook, state: &HookState, log_config: &LogConfig) {
+    if hook.page.is_none() {
+        return;
+    }
+    if let Ok(status) = state.read_status() {
+        Reports::new(hook, log_config).page(hook, state, &status);
+    }
 }
 
 /// How a recorded build ended, as the report says it.

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::{become_owner, hook_and_state};
 use crate::build::buildlog::BuildLog;
-use crate::build::queue;
+use crate::build::{queue, reporting};
 use crate::build::state::{HookState, Status};
 use crate::config::{Config, Destinations, Hook, Publish};
 use crate::error::{exit, Error, Result};
@@ -118,6 +118,7 @@ pub(super) fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dy
         })?;
         Ok((from, target, status))
     })?;
+    reporting::page_now(hook, &state, &cfg.log);
     log.info(&format!(
         "rollback hook={} from={} to={} held=yes",
         hook.name,
@@ -183,6 +184,7 @@ pub(super) fn resume(config: &Path, name: &str, out: &mut dyn Write) -> Result<i
         Some((from, to)) => (from.as_deref().unwrap_or("-"), to.as_str()),
         None => (held.release.as_str(), held.release.as_str()),
     };
+    reporting::page_now(hook, &state, &cfg.log);
     log.info(&format!("resume hook={} from={} to={}", hook.name, q(from), q(to)));
     let (what, verb) = switched_what(p);
     match &switched {
