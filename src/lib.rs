@@ -9,6 +9,7 @@
 //! cli, check   the subcommands; check validates the config and the machine
 //! delivery     a CGI request (cgi), verified (verify), answered, its build queued
 //! build        the lock and pending protocol (queue), one build (pipeline), state files
+//! report       what the author sees: commit statuses, the build page, chat messages
 //! publish      a release to the local path (local) or to web hosts (hosts); releases
 //! config       the config file, checked
 //! sys          processes, privilege, log, time, text
