@@ -690,17 +690,84 @@ fn the_page_shows_a_rollbacks_hold_until_resume() {
         w.push("index.md", n);
         assert!(run_wait(&w).contains("succeeded"));
     }
-    let status = || -> serde_json::Value { serde_json::from_slice(&fs::read(page.join("status.json")).unwrap()).unwrap() };
+    let status =
+        || -> serde_json::Value { serde_json::from_slice(&fs::read(page.join("status.json")).unwrap()).unwrap() };
     assert!(status()["held"].is_null());
     let out = w.cmd(&["rollback", "docs"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let held = status();
-    let release = held["held"]["release"].as_str().expect("the page says the hook is held").to_string();
+    let release = held["held"]["release"]
+        .as_str()
+        .expect("the page says the hook is held")
+        .to_string();
     assert_eq!(held["live_release"], release.as_str());
     let html = fs::read_to_string(page.join("index.html")).unwrap();
-    assert!(html.contains("id=\"held\"") && html.contains(&release) && html.contains("deploy-hook resume docs"), "{html}");
+    assert!(
+        html.contains("id=\"held\"") && html.contains(&release) && html.contains("deploy-hook resume docs"),
+        "{html}"
+    );
     let out = w.cmd(&["resume", "docs"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(status()["held"].is_null());
-    assert!(!fs::read_to_string(page.join("index.html")).unwrap().contains("id=\"held\""));
+    assert!(!fs::read_to_string(page.join("index.html"))
+        .unwrap()
+        .contains("id=\"held\""));
+}
+
+#[test]
+fn https_trusts_the_systems_roots_only() {
+    requires!(Python);
+    let w = World::new("report-tls");
+    // A local https API whose certificate no system root signed.
+    let (cert, key) = (w.path("cert.pem"), w.path("key.pem"));
+    let made = std::process::Command::new(system_program("openssl", "openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let port = free_port();
+    let script = format!(
+        "import http.server, ssl\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'{{}}')\n\
+         s = http.server.HTTPServer(('127.0.0.1', {port}), H)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain({cert:?}, {key:?})\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\ns.serve_forever()\n",
+        cert = cert.to_str().unwrap(),
+        key = key.to_str().unwrap()
+    );
+    let mut server = std::process::Command::new(system_program("python3", "python3"))
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .unwrap();
+    wait_for("the https server", std::time::Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let token = secret_file(&w, "docs.token", GITHUB_TOKEN, 0o600);
+    w.config(
+        "github",
+        &report_table(&format!("https://127.0.0.1:{port}/api"), "acme/docs", &token),
+    );
+    let lines = report_lines(&check_text(&w));
+    let _ = server.kill();
+    let _ = server.wait();
+    // The TLS handshake ran (rustls, ring) and refused the certificate: not checked, not trusted.
+    assert!(
+        lines.contains("\"skip\"") && lines.contains("invalid peer certificate"),
+        "{lines}"
+    );
 }

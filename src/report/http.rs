@@ -126,6 +126,7 @@ impl Client {
         };
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -206,6 +207,8 @@ fn transport_words(e: &ureq::Error) -> String {
     match e {
         E::Timeout(t) => format!("no answer in time ({t})"),
         E::HostNotFound => "host not found".into(),
+        // An OS or TLS error says what failed (refused, UnknownIssuer), never where.
+        E::Io(io) if !io.to_string().contains("://") => format!("connection failed: {io}"),
         E::Io(io) => format!("connection failed: {}", io.kind()),
         E::Tls(why) => format!("TLS: {why}"),
         E::BadUri(_) => "not a valid URL".into(),
