@@ -27,7 +27,7 @@ pub(crate) mod page;
 pub(crate) mod sign;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,9 @@ pub struct Reporter {
     notify: Vec<Notify>,
     masker: Masker,
     log_config: LogConfig,
-    client: Option<Client>,
+    /// Made by the first sender thread that needs it (reading the system's roots takes a
+    /// few milliseconds: not the build's), shared by the others.
+    client: Arc<OnceLock<Client>>,
     /// Index 0: the forge; 1..: each `[[notify]]`. Started at their first message.
     senders: Vec<Option<Sender>>,
     /// A superseded build's status waits for the commit that replaced it.
@@ -120,7 +122,7 @@ impl Reporter {
             notify: hook.notify.clone(),
             masker: Masker::default(),
             log_config: log_config.clone(),
-            client: None,
+            client: Arc::new(OnceLock::new()),
             senders: (0..=hook.notify.len()).map(|_| None).collect(),
             superseded: None,
         };
@@ -323,16 +325,9 @@ impl Reporter {
 
     /// Hands a job to its target's thread, starting the thread at its first job.
     fn queue(&mut self, slot: usize, target: Target, what: String, request: Request, secrets: Masker, log: &mut Log) {
-        if self.client.is_none() {
-            let (client, warning) = Client::new(Path::new(http::SYSTEM_BUNDLE));
-            if let Some(w) = warning {
-                log.warn(&format!("report hook={} detail={}", self.hook, q(&w)));
-            }
-            self.client = Some(client);
-        }
         let job = Job { what, request, secrets };
         if self.senders[slot].is_none() {
-            let Some(client) = self.client.clone() else { return };
+            let client = Arc::clone(&self.client);
             let (tx, rx) = mpsc::channel::<Job>();
             let hook = self.hook.clone();
             let log_config = self.log_config.clone();
@@ -400,8 +395,15 @@ impl Reporter {
 
 /// A target's thread: sends its jobs in order, each with its tries, and logs how each
 /// ended. Its own log handle: `Log` is not shared between threads.
-fn send_all(client: &Client, target: Target, hook: &str, log_config: &LogConfig, rx: mpsc::Receiver<Job>) {
+fn send_all(client: &OnceLock<Client>, target: Target, hook: &str, log_config: &LogConfig, rx: mpsc::Receiver<Job>) {
     let mut log = Log::open(log_config);
+    let client = client.get_or_init(|| {
+        let (client, warning) = Client::new(Path::new(http::SYSTEM_BUNDLE));
+        if let Some(w) = warning {
+            log.warn(&format!("report hook={hook} detail={}", q(&w)));
+        }
+        client
+    });
     for job in rx {
         let url = http::redact(&job.request.url);
         let (answer, tries) = client.send_with_retries(
