@@ -111,6 +111,74 @@ pub mod fuzzing {
         }
     }
 
+    /// What a build's log (a step's output: anyone's text) goes through before others see
+    /// it: terminal codes removed, secrets masked, the failed step's section found, the
+    /// lines that say what failed picked, and those lines on the page and in each robot's
+    /// message. The log's first line names the failed step.
+    pub fn build_log(bytes: &[u8]) {
+        use crate::report::event::{Build, Commit, Conclusion, Event};
+        use crate::report::{excerpt, logtext, notify, page};
+        let text = String::from_utf8_lossy(bytes);
+        let failed_step = text.lines().next();
+        let mut masker = logtext::Masker::default();
+        masker.add("s3cret-value");
+        let clean = masker.mask(&logtext::strip_terminal(&text));
+        let lines = excerpt::pick(&logtext::section(&clean, failed_step), "/srv/docs");
+        let b = Build {
+            id: "1".into(),
+            conclusion: Conclusion::Failed,
+            commit: Some(Commit {
+                sha: "0123456789abcdef0123456789abcdef01234567".into(),
+                subject: text.chars().take(200).collect(),
+                author: failed_step.unwrap_or("").into(),
+            }),
+            started: "2026-11-30T06:00:11Z".into(),
+            duration_secs: 1.0,
+            failed_at: failed_step.map(String::from),
+            release: None,
+            lines,
+            timeout_secs: None,
+        };
+        let m = notify::Message {
+            hook: "docs",
+            event: Event::Failed,
+            build: &b,
+            branch: "main",
+            page: None,
+            log: None,
+        };
+        for kind in [
+            crate::config::NotifyKind::Dingtalk,
+            crate::config::NotifyKind::Feishu,
+            crate::config::NotifyKind::Wecom,
+            crate::config::NotifyKind::Slack,
+            crate::config::NotifyKind::Webhook,
+        ] {
+            let _ = notify::request(
+                kind,
+                "https://robot.invalid/x",
+                Some("k"),
+                &m,
+                std::time::Duration::ZERO,
+            );
+        }
+        let view = page::View {
+            hook: "docs".into(),
+            branch: "main".into(),
+            running: None,
+            pending: false,
+            live_release: None,
+            held: None,
+            builds: vec![b],
+            commit_url: None,
+            logs: true,
+            previews: Vec::new(),
+            now: std::time::Duration::ZERO,
+        };
+        let _ = page::index(&view);
+        let _ = page::public_status(&view);
+    }
+
     /// Verifies a delivery (headers from `env`, the body as it is) for the only hook of
     /// `config`, whose secret is `secret`, at `now_ms`. Panics when `config` is not a valid
     /// config with one hook: the target must give one.

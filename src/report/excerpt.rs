@@ -264,7 +264,8 @@ fn dedupe_key(line: &str) -> String {
             }
         }
         for w in ["SyntaxError:", "TypeError:", "Error:", "error:", "error", "file:"] {
-            if rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w) {
+            // `get`: the line is anyone's text, and w.len() may fall inside a character.
+            if rest.get(..w.len()).is_some_and(|head| head.eq_ignore_ascii_case(w)) {
                 rest = rest[w.len()..].trim_start();
             }
         }
@@ -366,6 +367,9 @@ mod tests {
         assert!(!file_line_col("at 10:30 today"));
         assert!(error_prefix("[ERROR] Error: x") && error_prefix("error Command failed") && !error_prefix("errors: 0"));
         assert!(has_word("Build FAILED.", "failed", true) && !has_word("unfailedness", "failed", true));
+        // found by the fuzzer: a prefix's length inside a character
+        assert_eq!(dedupe_key("[plu\u{fffd}n x"), "[plu\u{fffd}n x");
+        assert_eq!(dedupe_key("erré"), "erré");
         assert_eq!(
             dedupe_key("[vite:vue] [plugin vite:vue] docs/install.md (7:1): x"),
             dedupe_key("SyntaxError: [plugin vite:vue] /srv/docs/install.md (7:1): x")

@@ -8,10 +8,11 @@ cd "$(dirname "$0")/../.."
 secs=${SECONDS_PER_TARGET:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
-for target in request signature config; do
+for target in request signature config build_log; do
   corpus=tests/fuzz/corpus/$target
   mkdir -p "$corpus"
   [ "$target" = request ] && cp -n tests/fixtures/*.json "$corpus"/ 2>/dev/null || true
+  [ "$target" = build_log ] && cp -n tests/fixtures/failures/*.log "$corpus"/ 2>/dev/null || true
   log=$(mktemp)
   if ! cargo fuzz run --fuzz-dir tests/fuzz "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
     tail -40 "$log"
