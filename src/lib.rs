@@ -138,6 +138,7 @@ pub mod fuzzing {
             release: None,
             lines,
             timeout_secs: None,
+            target_url: None,
         };
         let m = notify::Message {
             hook: "docs",

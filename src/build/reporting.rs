@@ -84,6 +84,7 @@ impl Reports {
                 release: None,
                 lines: Vec::new(),
                 timeout_secs: None,
+                target_url: None,
             };
             self.reporter.started(&b, &mut log);
         }
@@ -157,6 +158,7 @@ impl Reports {
                 Vec::new()
             },
             timeout_secs: (c == Conclusion::TimedOut).then_some(hook.step_timeout.as_secs()),
+            target_url: None,
         }
     }
 
@@ -174,6 +176,7 @@ impl Reports {
                 release: None,
                 lines: Vec::new(),
                 timeout_secs: None,
+                target_url: None,
             });
             Running {
                 id: c.id.clone(),

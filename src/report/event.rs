@@ -101,6 +101,8 @@ pub struct Build {
     pub lines: Vec<String>,
     /// For a timed-out build: the step timeout, in seconds.
     pub timeout_secs: Option<u64>,
+    /// Where its result is seen, when not its entry on the page: a preview's URL.
+    pub target_url: Option<String>,
 }
 
 /// What a message is about: `[[notify]]`'s `on` words.

@@ -365,6 +365,7 @@ mod tests {
             release: Some("20261130-060011-6".into()),
             lines: vec!["docs/install.md (7:1): Element is missing end tag.".into()],
             timeout_secs: Some(1800),
+            target_url: None,
         }
     }
 

@@ -251,7 +251,7 @@ impl Reporter {
         }
         let Some(token) = self.token(&cfg, log) else { return };
         let s = forge::status(cfg.forge, b, newer);
-        let target = self.entry_url(&b.id);
+        let target = b.target_url.clone().or_else(|| self.entry_url(&b.id));
         let request = forge::status_request(&cfg, &token, &commit.sha, &s, target.as_deref(), &self.branch);
         let what = format!("status {} {}", s.state, commit.short());
         self.queue(0, Target::Forge(cfg.forge), what, request, masker_of(&[&token]), log);

@@ -328,6 +328,7 @@ mod tests {
             release: None,
             lines: vec!["docs/install.md (7:1): Element is missing end tag.".into()],
             timeout_secs: None,
+            target_url: None,
         }
     }
 

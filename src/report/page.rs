@@ -481,6 +481,7 @@ mod tests {
                 Vec::new()
             },
             timeout_secs: None,
+            target_url: None,
         }
     }
 
