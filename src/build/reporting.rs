@@ -293,7 +293,7 @@ pub fn page_now(hook: &Hook, state: &HookState, log_config: &LogConfig) {
 
 /// How a recorded build ended, as the report says it.
 fn conclusion(r: &BuildRecord) -> Conclusion {
-    Conclusion::from_word(&r.result.to_string())
+    Conclusion::from(r.result)
 }
 
 fn hex_id(s: &str) -> bool {

@@ -3,8 +3,10 @@
 //! so statuses, messages and the page all say the same thing.
 
 use crate::config::On;
+use crate::error::BuildResult;
 
-/// How a build ended, or that it runs.
+/// How a build ended (`BuildResult`, as status.json records it), or that it still runs:
+/// the page, the statuses and the messages speak of running builds too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conclusion {
     Building,
@@ -17,22 +19,25 @@ pub enum Conclusion {
     Interrupted,
     /// A newer delivery stopped it.
     Superseded,
+    /// A result a newer version wrote: neither a success nor a failure here.
+    Unknown,
+}
+
+impl From<BuildResult> for Conclusion {
+    fn from(r: BuildResult) -> Conclusion {
+        match r {
+            BuildResult::Succeeded => Conclusion::Succeeded,
+            BuildResult::Unchanged => Conclusion::Unchanged,
+            BuildResult::Failed => Conclusion::Failed,
+            BuildResult::TimedOut => Conclusion::TimedOut,
+            BuildResult::Interrupted => Conclusion::Interrupted,
+            BuildResult::Superseded => Conclusion::Superseded,
+            BuildResult::Unknown => Conclusion::Unknown,
+        }
+    }
 }
 
 impl Conclusion {
-    /// From the word status.json records.
-    pub fn from_word(word: &str) -> Conclusion {
-        match word {
-            "building" => Conclusion::Building,
-            "succeeded" => Conclusion::Succeeded,
-            "unchanged" => Conclusion::Unchanged,
-            "timed_out" => Conclusion::TimedOut,
-            "interrupted" => Conclusion::Interrupted,
-            "superseded" => Conclusion::Superseded,
-            _ => Conclusion::Failed,
-        }
-    }
-
     /// The word status.json and the page's `status.json` use.
     pub fn word(self) -> &'static str {
         match self {
@@ -43,6 +48,7 @@ impl Conclusion {
             Conclusion::TimedOut => "timed_out",
             Conclusion::Interrupted => "interrupted",
             Conclusion::Superseded => "superseded",
+            Conclusion::Unknown => "unknown",
         }
     }
 
@@ -189,7 +195,8 @@ mod tests {
             ..On::default()
         };
         assert!(Event::Fixed.wanted(&every) && !Event::Failed.wanted(&every));
-        assert_eq!(Conclusion::from_word("timed_out").label(), "timed out");
+        assert_eq!(Conclusion::from(BuildResult::TimedOut).label(), "timed out");
+        assert_eq!(Event::of(Conclusion::from(BuildResult::Unknown), Some(Failed)), None);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub fn status(forge: Forge, b: &Build, newer: Option<&str>) -> Status {
         Interrupted => "error",
         Superseded if gitlab => "canceled",
         Superseded => "error",
+        // Never sent (`Reporter::status`): a newer version's word.
+        Unknown if gitlab => "failed",
+        Unknown => "error",
     };
     Status {
         state,
@@ -82,6 +85,7 @@ fn description(b: &Build, newer: Option<&str>) -> String {
             Some(c) => format!("Superseded by {c}"),
             None => "Superseded by a newer delivery".into(),
         },
+        Conclusion::Unknown => "Ended; this version does not know how".into(),
     }
 }
 

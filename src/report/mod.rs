@@ -246,7 +246,7 @@ impl Reporter {
     fn status(&mut self, b: &Build, newer: Option<&str>, log: &mut Log) {
         let Some(cfg) = self.report.clone() else { return };
         let Some(commit) = &b.commit else { return };
-        if cfg.forge == Forge::Gitee {
+        if cfg.forge == Forge::Gitee || b.conclusion == Conclusion::Unknown {
             return;
         }
         let Some(token) = self.token(&cfg, log) else { return };

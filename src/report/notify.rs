@@ -58,6 +58,7 @@ impl Message<'_> {
                 Some(r) => format!("Nothing changed; release {r} stays live"),
                 None => "Nothing changed since the last build".into(),
             },
+            Conclusion::Unknown => "The build ended; this version does not know how".into(),
             Conclusion::Succeeded | Conclusion::Superseded => match &b.release {
                 Some(r) => format!("Built in {took}; release {r} is live"),
                 None => format!("Built in {took}"),
