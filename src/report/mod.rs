@@ -441,16 +441,19 @@ fn masker_of(values: &[&str]) -> Masker {
     let mut m = Masker::default();
     for v in values {
         m.add(v);
-        // A robot's URL: its query values and last path segment are its token.
+        // A robot's URL: its token is a query value (DingTalk, WeCom) or the path's last
+        // segment (Feishu, Slack), and may show without the rest of the URL. Tokens are
+        // long; a short value (`?v=2`, the path's `send`) is a word, not a secret.
         if v.contains("://") {
             let (base, query) = v.split_once('?').unwrap_or((v, ""));
-            for pair in query.split('&') {
-                if let Some((_, value)) = pair.split_once('=') {
-                    m.add(value);
-                }
-            }
-            if let Some(last) = base.rsplit('/').next() {
-                m.add(last);
+            let parts = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').map(|(_, value)| value));
+            let last = (base.contains("/hook/") || base.contains("/services/"))
+                .then(|| base.rsplit('/').next())
+                .flatten();
+            for part in parts.chain(last).filter(|p| p.len() >= 8) {
+                m.add(part);
             }
         }
     }
@@ -509,5 +512,21 @@ fn read_secret_file(path: &Path, key: &str, hook: &str, log: &mut Log) -> Option
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_robots_token_is_masked_alone_and_its_words_are_not() {
+        let m = masker_of(&[
+            "https://oapi.dingtalk.com/robot/send?access_token=0123456789abcdef&v=2",
+            "https://open.feishu.cn/open-apis/bot/v2/hook/fs-0123456789",
+            "https://example.com/deploy/notify?mode=json",
+        ]);
+        let text = m.mask("send 0123456789abcdef and fs-0123456789 to deploy notify json");
+        assert_eq!(text, "send *** and *** to deploy notify json");
     }
 }
