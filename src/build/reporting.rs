@@ -26,6 +26,9 @@ pub struct Reports {
     reporter: Reporter,
     /// Subject and author by commit id, read from the checkout once each.
     commits: HashMap<String, (String, String)>,
+    /// The failure lines of the last failed build read (by id): its message and the
+    /// page's box read them once.
+    lines: Option<(String, Vec<String>)>,
     /// Where the reporter's warnings go; opened when there is something to report.
     log: Option<Log>,
     log_config: LogConfig,
@@ -36,6 +39,7 @@ impl Reports {
         Reports {
             reporter: Reporter::new(hook, log_config),
             commits: HashMap::new(),
+            lines: None,
             log: None,
             log_config: log_config.clone(),
         }
@@ -151,14 +155,25 @@ impl Reports {
             failed_at,
             release: r.release.clone(),
             lines: if lines && c.failure() {
-                own_log(state, &r.log)
-                    .map(|p| self.reporter.failure_lines(p, r.failed_step.as_deref()))
-                    .unwrap_or_default()
+                self.failure_lines(state, r)
             } else {
                 Vec::new()
             },
             timeout_secs: (c == Conclusion::TimedOut).then_some(hook.step_timeout.as_secs()),
             target_url: None,
+        }
+    }
+
+    fn failure_lines(&mut self, state: &HookState, r: &BuildRecord) -> Vec<String> {
+        match &self.lines {
+            Some((id, lines)) if *id == r.id => lines.clone(),
+            _ => {
+                let lines = own_log(state, &r.log)
+                    .map(|p| self.reporter.failure_lines(p, r.failed_step.as_deref()))
+                    .unwrap_or_default();
+                self.lines = Some((r.id.clone(), lines.clone()));
+                lines
+            }
         }
     }
 
