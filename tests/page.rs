@@ -231,6 +231,10 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
     );
     assert!(!dom.contains("ELIFECYCLE"), "{dom}");
     assert!(
+        dom.contains("data-label=\"Started (UTC)\""),
+        "a phone's card names the time zone too: {dom}"
+    );
+    assert!(
         dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt; 修复安装页"),
         "the hostile subject shows as text: {dom}"
     );

@@ -306,7 +306,7 @@ fn row(v: &View, b: &Build) -> String {
         String::new()
     };
     format!(
-        "<tr id=\"b{id}\"><td data-label=\"Result\" class=\"result\"><span class=\"pill {word}\">{label}</span></td><td data-label=\"Commit\" class=\"commit\">{commit}</td><td data-label=\"Subject\" class=\"subject\">{subject}</td><td data-label=\"Author\">{author}</td><td data-label=\"Started\" class=\"num\">{started}</td><td data-label=\"Duration\" class=\"num\">{duration}</td><td data-label=\"Failed step\" class=\"step\">{step}</td><td data-label=\"Log\" class=\"log\">{log}</td></tr>",
+        "<tr id=\"b{id}\"><td data-label=\"Result\" class=\"result\"><span class=\"pill {word}\">{label}</span></td><td data-label=\"Commit\" class=\"commit\">{commit}</td><td data-label=\"Subject\" class=\"subject\">{subject}</td><td data-label=\"Author\">{author}</td><td data-label=\"Started (UTC)\" class=\"num\">{started}</td><td data-label=\"Duration\" class=\"num\">{duration}</td><td data-label=\"Failed step\" class=\"step\">{step}</td><td data-label=\"Log\" class=\"log\">{log}</td></tr>",
         id = escape(&b.id),
         word = c.word(),
         label = escape(c.label()),
