@@ -221,14 +221,24 @@ fn a_push_shows_its_status_on_the_commit_the_page_and_one_message_on_the_failure
     );
     let feishu_secret = secret_file(&w, "docs.feishu-secret", FEISHU_SECRET, 0o600);
     let page = w.path("page");
+    // on_success and on_failure still run beside the report, each once per build
+    let told = w.path("told");
+    let tell = |word: &str| {
+        format!(
+            "[\"sh\", \"-c\", \"echo {word} $DEPLOY_HOOK_RESULT >> {}\"]",
+            told.display()
+        )
+    };
     w.config(
         "github",
         &format!(
-            "steps = [{step}]\nenv = {{ NPM_TOKEN = \"npm_secret_value_42\" }}\n{report}\
+            "steps = [{step}]\nenv = {{ NPM_TOKEN = \"npm_secret_value_42\" }}\non_success = {on_success}\non_failure = {on_failure}\n{report}\
              [hooks.docs.page]\ndir = {page:?}\nurl = \"https://docs.example.com/_builds/\"\nlogs = true\n\
              [[hooks.docs.notify]]\nkind = \"dingtalk\"\nurl_file = {dingtalk:?}\nsecret_file = {dingtalk_secret:?}\n\
              [[hooks.docs.notify]]\nkind = \"feishu\"\nurl_file = {feishu:?}\nsecret_file = {feishu_secret:?}\n",
             step = toml_str(&step()),
+            on_success = tell("on_success"),
+            on_failure = tell("on_failure"),
             report = report_table(&d.url("/github"), "acme/docs", &token),
             page = page.to_str().unwrap(),
             dingtalk = dingtalk.to_str().unwrap(),
@@ -318,17 +328,70 @@ fn a_push_shows_its_status_on_the_commit_the_page_and_one_message_on_the_failure
     d.wait_for("github", 6, limit);
     wait_for("the worker to end", limit, || !worker_alive(&w));
     assert_eq!((taken(&d, "dingtalk").len(), taken(&d, "feishu").len()), (2, 2));
+
+    // 4. the same push again: unchanged, which is a success on the commit (SPEC)
+    let again = github_push(&w);
+    assert_eq!(again.status, 202);
+    assert_eq!(w.wait_idle()["last"]["result"], "unchanged");
+    let statuses = d.wait_for("github", 8, limit);
+    assert_eq!(statuses[6]["body"]["state"], "pending", "{statuses:?}");
+    assert_eq!(statuses[7]["body"]["state"], "success", "{statuses:?}");
+    assert_eq!(statuses[7]["path"], statuses[5]["path"], "the same commit");
+    assert!(
+        statuses[7]["body"]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nothing changed"),
+        "{statuses:?}"
+    );
+    wait_for("the worker to end", limit, || !worker_alive(&w));
+    assert_eq!((taken(&d, "dingtalk").len(), taken(&d, "feishu").len()), (2, 2));
+    assert_eq!(
+        fs::read_to_string(&told).unwrap(),
+        "on_failure failed\non_success succeeded\non_success succeeded\n",
+        "on_success and on_failure ran as before (not after an unchanged build)"
+    );
     assert!(
         d.requests().iter().all(|r| r["ok"] == true),
         "every request was as the services want it: {:?}",
         d.requests()
     );
-    let worker_log = fs::read_to_string(w.hook_dir().join("worker.log")).unwrap_or_default();
-    for secret in [GITHUB_TOKEN, "dt-access", DINGTALK_SECRET, FEISHU_SECRET, "fs-hook"] {
-        assert!(
-            !worker_log.contains(secret),
-            "{secret} in the worker's log:\n{worker_log}"
-        );
+    // No token, robot URL query or secret in any file the hook wrote: its logs (worker,
+    // builds), state and page.
+    let secrets = [
+        GITHUB_TOKEN,
+        "dt-access",
+        DINGTALK_SECRET,
+        FEISHU_SECRET,
+        "fs-hook",
+        "npm_secret_value_42",
+    ];
+    let mut files = Vec::new();
+    let mut dirs = vec![w.hook_dir(), page.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() && e.file_name() != "checkout" {
+                dirs.push(e.path());
+            } else if t.is_file() {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("worker.log"))
+            && files.iter().any(|f| f.extension().is_some_and(|e| e == "log")),
+        "the logs are among them: {files:?}"
+    );
+    for f in &files {
+        let text = String::from_utf8_lossy(&fs::read(f).unwrap()).into_owned();
+        for secret in secrets {
+            // the build's own log holds what its step printed; the env value is the hook's own
+            if secret == "npm_secret_value_42" && f.starts_with(w.hook_dir()) {
+                continue;
+            }
+            assert!(!text.contains(secret), "{secret} in {}:\n{text}", f.display());
+        }
     }
 }
 
@@ -483,6 +546,28 @@ fn a_worker_killed_mid_build_is_reported_when_recovery_records_it() {
     assert_eq!(messages[1]["body"]["event"], "fixed");
 }
 
+/// Each status links to its build's entry on the page, the builds in order.
+fn assert_target_urls(w: &World, forge: &[serde_json::Value]) {
+    let mut ids: Vec<String> = w
+        .history()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.reverse();
+    let urls: Vec<String> = forge
+        .iter()
+        .map(|r| r["body"]["target_url"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let want: Vec<String> = ids
+        .iter()
+        .flat_map(|id| {
+            let url = format!("https://docs.example.com/_builds/#b{id}");
+            [url.clone(), url]
+        })
+        .collect();
+    assert_eq!(urls, want, "pending and result of each build link to its entry");
+}
+
 /// `run --wait` of the hook, as its owner would: the result is printed, then the report
 /// is sent before the command exits.
 fn run_wait(w: &World) -> String {
@@ -535,11 +620,13 @@ fn gitlab_gitea_and_gitee_and_the_other_robots_get_what_their_documents_ask() {
             provider,
             &format!(
                 "steps = [{step}]\n{report}\
+                 [hooks.docs.page]\ndir = {page:?}\nurl = \"https://docs.example.com/_builds/\"\n\
                  [[hooks.docs.notify]]\nkind = \"wecom\"\nurl_file = {wecom:?}\n{every}\n\
                  [[hooks.docs.notify]]\nkind = \"slack\"\nurl_file = {slack:?}\n{every}\n\
                  [[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {webhook:?}\n{every}\n",
                 step = toml_str(&step()),
                 report = report_table(&d.url(api), repo, &token_file),
+                page = w.path("page").to_str().unwrap(),
                 wecom = wecom.to_str().unwrap(),
                 slack = slack.to_str().unwrap(),
                 webhook = webhook.to_str().unwrap(),
@@ -573,6 +660,7 @@ fn gitlab_gitea_and_gitee_and_the_other_robots_get_what_their_documents_ask() {
                 );
                 assert_eq!(forge[0]["headers"]["private-token"], token);
                 assert_eq!(forge[0]["body"]["name"], "deploy-hook/docs");
+                assert_target_urls(&w, &forge);
             }
             "gitea" => {
                 let states: Vec<&str> = forge.iter().map(|r| r["body"]["state"].as_str().unwrap()).collect();
@@ -581,6 +669,7 @@ fn gitlab_gitea_and_gitee_and_the_other_robots_get_what_their_documents_ask() {
                     ["pending", "failure", "pending", "failure", "pending", "success", "pending", "success"]
                 );
                 assert_eq!(forge[0]["headers"]["authorization"], format!("token {token}"));
+                assert_target_urls(&w, &forge);
             }
             _ => {
                 // a comment on each failure and on the fix, none on the next success
