@@ -1232,6 +1232,9 @@ def bucket_bench(runs=3):
     print("live manifest, the uploads in order, the manifest, one rclone process per step.")
     print("The floor's are the wall time of `rclone sync --checksum` alone, which lists the bucket, and deletes")
     print("what left at once (a reader of the page before then gets 404s for its assets).")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- 8: report, page, notify
 
 def report_bench(rounds=15):
