@@ -261,3 +261,179 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
         "status.json holds no path of the server: {text}"
     );
 }
+
+/// Apache serving `page` at `/_builds/` with `snippet` (the shipped apache/builds.conf, its
+/// dir replaced), as www-data; stopped on drop.
+fn apache_page(w: &World, name: &str, page: &Path, snippet: &str) -> (crate::servers::Proc, u16) {
+    let dir = w.path(name);
+    fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let site = dir.join("builds.conf");
+    fs::write(&site, snippet.replace("/var/www/docs-builds", page.to_str().unwrap())).unwrap();
+    let m = "/usr/lib/apache2/modules";
+    let modules: String = [
+        "mpm_event",
+        "authz_core",
+        "authz_user",
+        "authn_core",
+        "authn_file",
+        "auth_basic",
+        "alias",
+        "mime",
+        "dir",
+        "headers",
+    ]
+    .iter()
+    .map(|n| format!("LoadModule {n}_module {m}/mod_{n}.so\n"))
+    .collect();
+    let conf = dir.join("httpd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\nDefaultRuntimeDir {d}\nMutex file:{d} default\nErrorLog {d}/error.log\nTypesConfig /dev/null\nUser www-data\nGroup www-data\n{modules}\
+             <Directory />\n    Require all denied\n</Directory>\nInclude {site}\n",
+            d = dir.display(),
+            site = site.display()
+        ),
+    )
+    .unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", "www-data:www-data"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let apache = crate::servers::spawn(
+        "apache2",
+        Command::new(crate::servers::find("apache2"))
+            .arg("-f")
+            .arg(&conf)
+            .arg("-DFOREGROUND")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("apache.stderr")).unwrap()),
+    );
+    crate::servers::wait_listening(port, &dir.join("error.log"));
+    (apache, port)
+}
+
+#[test]
+fn the_apache_snippet_serves_the_page_as_text_and_its_auth_lines_close_it() {
+    requires!(Apache);
+    let w = World::new("page-apache");
+    let page = w.path("page");
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [{step}]\n[hooks.docs.page]\ndir = {dir:?}\nurl = \"https://docs.example.com/_builds/\"\nlogs = true\n",
+            step = toml_str(&format!("echo '<b>not bold</b>'; cat {}; exit 1", Path::new(ROOT).join("tests/fixtures/failures/vitepress.log").display())),
+            dir = page.to_str().unwrap(),
+        ),
+    );
+    push_with_subject(&w, "index.md", "one\n", HOSTILE);
+    assert!(!w.cmd(&["run", "docs", "--wait"]).status.success());
+    let id = w.status()["last"]["id"].as_str().unwrap().to_string();
+    // The web server reads what the build wrote.
+    let ok = Command::new("chmod").args(["-R", "a+rX"]).arg(&w.dir).status().unwrap();
+    assert!(ok.success());
+    let shipped = fs::read_to_string(Path::new(ROOT).join("apache/builds.conf")).unwrap();
+    assert!(
+        shipped.contains("/var/www/docs-builds"),
+        "apache/builds.conf no longer names its example dir"
+    );
+
+    let (_apache, port) = apache_page(&w, "apache-open", &page, &shipped);
+    let get = |port: u16, path: &str, auth: Option<&str>| {
+        let headers: Vec<(String, String)> = auth
+            .map(|a| vec![("Authorization".to_string(), a.to_string())])
+            .unwrap_or_default();
+        crate::servers::http(port, "GET", &format!("/_builds/{path}"), &headers, None, false)
+    };
+    let index = get(port, "", None);
+    assert_eq!(index.status, 200, "{}", index.head);
+    let head = index.head.to_lowercase();
+    assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(String::from_utf8_lossy(&index.body).contains("&lt;script&gt;alert"));
+    let log = get(port, &format!("builds/{id}.log.txt"), None);
+    assert_eq!(log.status, 200, "{}", log.head);
+    assert!(
+        log.head
+            .to_lowercase()
+            .contains("content-type: text/plain; charset=utf-8"),
+        "{}",
+        log.head
+    );
+    assert!(
+        String::from_utf8_lossy(&log.body).contains("<b>not bold</b>"),
+        "the log as it was printed"
+    );
+    let status = get(port, "status.json", None);
+    assert!(
+        status.head.to_lowercase().contains("content-type: application/json"),
+        "{}",
+        status.head
+    );
+    assert_eq!(status.json()["badge"], "failing");
+    let badge = get(port, "badge.svg", None);
+    assert!(
+        badge.head.to_lowercase().contains("content-type: image/svg+xml"),
+        "{}",
+        badge.head
+    );
+    let listing = get(port, "builds/", None);
+    assert!(
+        matches!(listing.status, 403 | 404),
+        "no listing of the logs: {}",
+        listing.head
+    );
+    drop(_apache);
+
+    // The Auth lines, uncommented as the snippet says, close the page to the team.
+    let users = w.path("htpasswd");
+    let hash = Command::new(system_program("openssl", "openssl"))
+        .args(["passwd", "-apr1", "team-pass"])
+        .output()
+        .unwrap();
+    assert!(hash.status.success());
+    fs::write(&users, format!("ana:{}", String::from_utf8_lossy(&hash.stdout))).unwrap();
+    let closed: String = shipped
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("# ") {
+            Some(rest)
+                if ["AuthType", "AuthName", "AuthUserFile", "Require valid-user"]
+                    .iter()
+                    .any(|k| rest.starts_with(k)) =>
+            {
+                format!(
+                    "    {}\n",
+                    rest.replace("/etc/apache2/docs-builds.htpasswd", users.to_str().unwrap())
+                )
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(
+        closed.matches("\n    Auth").count(),
+        3,
+        "the snippet's Auth lines: {closed}"
+    );
+    let (_apache, port) = apache_page(&w, "apache-closed", &page, &closed);
+    assert_eq!(get(port, "", None).status, 401, "the page without a password");
+    assert_eq!(
+        get(port, &format!("builds/{id}.log.txt"), None).status,
+        401,
+        "a log without a password"
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ana:team-pass")
+    );
+    assert_eq!(
+        get(port, "", Some(&basic)).status,
+        200,
+        "the page with the team's password"
+    );
+}
