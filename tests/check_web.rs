@@ -428,3 +428,44 @@ fn a_secret_pasted_with_spaces_around_it_works_and_check_says_so() {
         );
     }
 }
+
+#[test]
+fn check_as_www_data_that_cannot_read_nginx_does_not_claim_no_location_runs_it() {
+    requires!(Root, WwwData, Nginx);
+    let w = www_data_world("web-unreadable");
+    w.config("gitee", "steps = [\"true\"]");
+    let config = w.config.clone();
+    let served = Served::start(&w, WWW_DATA_F, |port, snippet| shipped_site(port, snippet, &config));
+    assert_eq!(served.post("/hooks/docs", &gitee_headers(SECRET)).status, 202);
+    w.wait_idle();
+    // nginx's pid file as Debian has it: root's, 0644 in /run; `nginx -T` as www-data
+    // cannot open it, and stops.
+    let pid = w.web.run_dir().join("nginx.pid");
+    if !pid.exists() {
+        fs::write(&pid, "1\n").unwrap();
+    }
+    chown("root:root", false, &pid);
+    fs::set_permissions(&pid, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = crate::check::as_www_data(&w, &["check"]);
+    let t = text(&out);
+    assert!(
+        t.contains("skip  nginx's config could not be read") && t.contains("Permission denied"),
+        "the premise: www-data cannot read nginx's config: {t}"
+    );
+    assert!(
+        !t.contains("no nginx location or Apache ScriptAlias runs deploy-hook yet"),
+        "deliveries reach it (202 above), and check cannot know otherwise: {t}"
+    );
+    assert!(
+        t.contains("skip  whether a web server runs deploy-hook was not checked: nginx's config could not be read as www-data; run check as root (deploy-hook check): it reads the web server's config as root, then checks the hooks as www-data"),
+        "{t}"
+    );
+    // As root it reads it, and finds the location.
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("ok    nginx: /hooks/docs reaches deploy-hook with the hook's name"),
+        "{t}"
+    );
+}

@@ -140,6 +140,12 @@ impl OwnWeb {
         self.dir.join("apache")
     }
 
+    /// Where both servers' pid files are (`nginx.pid`, `httpd.pid`): a server a test starts
+    /// with this world's config writes its pid here, as a running one does in /run.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
     /// The text of nginx's one site (inside `http { }`); `snippet` is written as
     /// `snippets/deploy-hook-fcgiwrap.conf` next to it.
     pub fn nginx_site_with_snippet(&self, site: &str, snippet: &str) {

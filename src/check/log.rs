@@ -68,7 +68,12 @@ pub(super) fn check(ctx: &Ctx, web: &web::Observed, r: &mut Report) {
     }
     let workers = format!("{}/<hook>/worker.log", cfg.state_dir.display());
     let goes = web.delivery_stderr();
-    let places = if goes.is_empty() {
+    let places = if goes.is_empty() && !web.unreadable().is_empty() {
+        format!(
+            "the web server's error log (check could not read {}'s config to say which: run it as root)",
+            web.unreadable().join(" and ")
+        )
+    } else if goes.is_empty() {
         "the web server's error log (check found no web server that runs deploy-hook to say which)".to_string()
     } else {
         goes.iter().map(|g| g.describe()).collect::<Vec<_>>().join("; ")

@@ -188,6 +188,9 @@ impl Observed {
             .map(|u| u.name);
         let builder = state_owner.clone().unwrap_or_else(|| ctx.user.clone());
         let mut runs_us = 0;
+        // Servers whose config this user could not read: whether they run deploy-hook is
+        // not known, so "nothing runs it" must not be said.
+        let unreadable = self.unreadable();
         for (label, server) in [("nginx", &self.nginx), ("apache2", &self.apache)] {
             let item = format!("{label} config");
             match (&server.found, &server.error) {
@@ -244,7 +247,17 @@ impl Observed {
             }
         }
         self.check_routes(ctx, r);
-        if runs_us == 0 && (self.nginx.found.is_some() || self.apache.found.is_some()) {
+        if runs_us == 0 && !unreadable.is_empty() {
+            r.skip(
+                "web server",
+                format!(
+                    "whether a web server runs deploy-hook was not checked: {} could not be read as {}; run check as root (deploy-hook check): it reads the web server's config as root, then checks the hooks as {}",
+                    unreadable.iter().map(|l| format!("{l}'s config")).collect::<Vec<_>>().join(" and "),
+                    ctx.user,
+                    if ctx.user == "root" { super::DEFAULT_WEB_USER } else { ctx.user.as_str() }
+                ),
+            );
+        } else if runs_us == 0 && (self.nginx.found.is_some() || self.apache.found.is_some()) {
             r.warn(
                 "web server",
                 "no nginx location or Apache ScriptAlias runs deploy-hook yet: deliveries cannot reach it (docs/setup.md: nginx + fcgiwrap, or Apache)",
@@ -470,6 +483,15 @@ impl Observed {
                 format!("nginx: where /hooks/NAME goes was not decided: check cannot read the regex of location ~ {p}"),
             );
         }
+    }
+
+    /// The servers that are installed but whose config could not be read (as this user).
+    pub(super) fn unreadable(&self) -> Vec<&'static str> {
+        [("nginx", &self.nginx), ("apache2", &self.apache)]
+            .into_iter()
+            .filter(|(_, s)| s.found.is_some() && s.error.is_some())
+            .map(|(l, _)| l)
+            .collect()
     }
 
     /// Where the stderr of a delivery goes, for each way the web servers run deploy-hook.
