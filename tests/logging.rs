@@ -100,3 +100,40 @@ fn nginx_with_a_log_file_writes_every_line_there_and_survives_rotation() {
         .unwrap()
         .contains(&reply.json()["delivery"].as_str().unwrap().to_string()));
 }
+
+#[test]
+fn a_rejected_delivery_is_logged_with_the_event_and_delivery_id_it_was_sent_with() {
+    let w = World::new("log-rejected-ids");
+    w.config("github", "steps = [\"true\"]");
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let wrong = github_sig("a-wrong-secret", body);
+    let r = w
+        .cgi()
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header("X-Hub-Signature-256", &wrong)
+        .body(body)
+        .run();
+    assert_eq!(r.status, 403, "{} {}", r.json, r.stderr);
+    assert!(
+        r.stderr
+            .contains("event=push id=72d3162e-cc78-11e3-81ab-4c9367dc0958 status=403"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(&wrong) && !r.stderr.contains(&wrong[7..]),
+        "{}",
+        r.stderr
+    );
+    // No signature at all (401): the same, and a delivery id that is not a sane token is
+    // left out rather than logged.
+    let r = w
+        .cgi()
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "x\u{1b}[2J y")
+        .body(body)
+        .run();
+    assert_eq!(r.status, 401, "{} {}", r.json, r.stderr);
+    assert!(r.stderr.contains("event=push id=\"\" status=401"), "{}", r.stderr);
+}

@@ -96,6 +96,9 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     if hook.provider == Provider::Gitee && hook.gitee_mode == config::GiteeMode::Password {
         seen.provider.push_str("/password");
     }
+    // What the request says it is, for the log line of a rejection; replaced by the
+    // verified values below.
+    (seen.event, seen.delivery) = verify::claimed(hook.provider, req);
     if req.method != "POST" {
         return Err(Error::MethodNotAllowed(crate::sys::text::printable(&req.method, 16)));
     }

@@ -26,13 +26,9 @@ fn check(secret: &[u8], name: &str, header: &[u8], json: &[u8]) -> Result<()> {
 }
 
 pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result<Delivery> {
-    let (sig_headers, event_headers, id_headers): (&[&str], &[&str], &[&str]) = match hook.provider {
-        Provider::Gogs => (&["X-Gogs-Signature"], &["X-Gogs-Event"], &["X-Gogs-Delivery"]),
-        _ => (
-            &["X-Gitea-Signature", "X-Forgejo-Signature"],
-            &["X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event"],
-            &["X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery"],
-        ),
+    let sig_headers: &[&str] = match hook.provider {
+        Provider::Gogs => &["X-Gogs-Signature"],
+        _ => &["X-Gitea-Signature", "X-Forgejo-Signature"],
     };
     let (name, sig) = sig_headers
         .iter()
@@ -40,8 +36,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         .ok_or_else(|| Error::Unauthorized(format!("no {}: set the webhook's secret", sig_headers[0])))?;
     let payload = payload(req)?;
     check(secret, name, sig, &payload.json)?;
-    let event = event_header(req, event_headers)?;
-    let id = delivery_id(req, id_headers, now_ms);
+    let event = event_header(req, hook.provider)?;
+    let id = delivery_id(req, hook.provider, now_ms);
     let kind = match event.as_str() {
         "push" => classify_push(&payload.json, &hook.branch)?,
         other => Kind::Ignored(format!(

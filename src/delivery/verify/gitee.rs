@@ -118,8 +118,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         }
     };
 
-    let event = event_header(req, &["X-Gitee-Event", "X-Git-Oschina-Event"])?;
-    let id = delivery_id(req, &["X-Gitee-Delivery"], now_ms);
+    let event = event_header(req, hook.provider)?;
+    let id = delivery_id(req, hook.provider, now_ms);
     let ping = req
         .header_str("X-Gitee-Ping")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));

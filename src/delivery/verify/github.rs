@@ -45,8 +45,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         req.header("X-Hub-Signature").is_some(),
         &req.body,
     )?;
-    let event = event_header(req, &["X-GitHub-Event"])?;
-    let id = delivery_id(req, &["X-GitHub-Delivery"], now_ms);
+    let event = event_header(req, hook.provider)?;
+    let id = delivery_id(req, hook.provider, now_ms);
     let kind = match event.as_str() {
         "ping" => Kind::Ping,
         "push" => classify_push(&payload(req)?.json, &hook.branch)?,

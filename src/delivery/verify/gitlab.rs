@@ -15,8 +15,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
             "X-Gitlab-Token does not match the secret token".into(),
         ));
     }
-    let event = event_header(req, &["X-Gitlab-Event"])?;
-    let id = delivery_id(req, &["X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID"], now_ms);
+    let event = event_header(req, hook.provider)?;
+    let id = delivery_id(req, hook.provider, now_ms);
     let kind = match event.as_str() {
         "Push Hook" => classify_push(&payload(req)?.json, &hook.branch)?,
         "Tag Push Hook" => Kind::Ignored("tag push; this hook builds a branch".into()),

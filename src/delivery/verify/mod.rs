@@ -150,16 +150,55 @@ pub fn classify_push(json: &[u8], branch: &str) -> Result<Kind> {
     }
 }
 
+/// The headers a forge names its event and its delivery id in (the first one sent counts).
+struct HeaderNames {
+    event: &'static [&'static str],
+    id: &'static [&'static str],
+}
+
+fn header_names(p: Provider) -> HeaderNames {
+    let (event, id): (&'static [&'static str], &'static [&'static str]) = match p {
+        Provider::Gitee => (&["X-Gitee-Event", "X-Git-Oschina-Event"], &["X-Gitee-Delivery"]),
+        Provider::Github => (&["X-GitHub-Event"], &["X-GitHub-Delivery"]),
+        Provider::Gitlab => (&["X-Gitlab-Event"], &["X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID"]),
+        Provider::Gogs => (&["X-Gogs-Event"], &["X-Gogs-Delivery"]),
+        Provider::Gitea => (
+            &["X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event"],
+            &["X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery"],
+        ),
+    };
+    HeaderNames { event, id }
+}
+
+/// The delivery id header, if it is a sane token.
+fn sent_id(req: &Request, headers: &[&str]) -> Option<String> {
+    headers.iter().find_map(|h| {
+        req.header_str(h)
+            .filter(|v| {
+                !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            })
+            .map(str::to_string)
+    })
+}
+
 /// The delivery id header, if it is a sane token; else an id made up here.
-fn delivery_id(req: &Request, headers: &[&str], now_ms: u128) -> String {
-    for h in headers {
-        if let Some(v) = req.header_str(h) {
-            if !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
-                return v.to_string();
-            }
-        }
-    }
-    format!("local-{now_ms}-{}", std::process::id())
+fn delivery_id(req: &Request, provider: Provider, now_ms: u128) -> String {
+    sent_id(req, header_names(provider).id).unwrap_or_else(|| format!("local-{now_ms}-{}", std::process::id()))
+}
+
+/// The event and delivery id a request says it carries, before it is verified: for the log
+/// line of a delivery that is rejected, so the admin can find it in the forge's list of
+/// recent deliveries. Only these two headers (never a token or signature), the event
+/// escaped and capped, the id only when it is a plain token; empty when not sent.
+pub fn claimed(provider: Provider, req: &Request) -> (String, String) {
+    let names = header_names(provider);
+    let event = names
+        .event
+        .iter()
+        .find_map(|n| req.header(n))
+        .map(|v| printable(String::from_utf8_lossy(v).trim(), 100))
+        .unwrap_or_default();
+    (event, sent_id(req, names.id).unwrap_or_default())
 }
 
 /// Verifies the delivery against the hook's secret and says what it asks for.
@@ -173,7 +212,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
 }
 
 /// The event header, required.
-fn event_header(req: &Request, names: &[&str]) -> Result<String> {
+fn event_header(req: &Request, provider: Provider) -> Result<String> {
+    let names = header_names(provider).event;
     for n in names {
         if let Some(v) = req.header(n) {
             return match std::str::from_utf8(v) {
