@@ -43,7 +43,7 @@ fn follow_and_status_escape_subjects_step_output_and_release_names() {
         "gitee",
         &format!(
             "clean = [\"dist\"]\nsteps = [{}, {}, \"mkdir -p dist && echo page > dist/index.html\"]\n[hooks.docs.publish]\nfrom = \"dist\"\nto = {:?}",
-            toml_str(&format!("printf '{}step-output\\n'", HOSTILE.replace('\u{1b}', "\\033").replace('\u{7}', "\\007").replace('\u{9b}', "\\302\\233").replace('\r', "\\r"))),
+            toml_str(&format!("printf '\\033[32m✓\\033[0m green \\033[1;31mbold red\\033[m\\n{}step-output\\n'", HOSTILE.replace('\u{1b}', "\\033").replace('\u{7}', "\\007").replace('\u{9b}', "\\302\\233").replace('\r', "\\r"))),
             toml_str(&gated_step(&record, &gate)),
             www.to_str().unwrap()
         ),
@@ -74,6 +74,9 @@ fn follow_and_status_escape_subjects_step_output_and_release_names() {
         "the subject is shown, escaped:\n{text}"
     );
     assert!(text.contains("\\u{1b}[2J\\u{1b}]0;owned"), "{text}");
+    // Colours (SGR: ESC [ ... m) are dropped, not shown as escapes; the rest stays escaped.
+    assert!(text.contains("✓ green bold red\n"), "{text}");
+    assert!(!text.contains("\\u{1b}[32m") && !text.contains("\\u{1b}[0m"), "{text}");
 
     // A release folder renamed by whoever can write there, and the site pointed at it.
     let releases = w.path("www.releases");

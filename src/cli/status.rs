@@ -13,6 +13,7 @@ use crate::build::state::{BuildResult, Current, HookState, State, Status};
 use crate::config::{self, Config, Destinations, Hook};
 use crate::error::{exit, Error, Result};
 use crate::publish::{self, bucket, hosts};
+use crate::report::logtext::strip_colours;
 use crate::sys::text::{printable, printable_lines};
 use crate::sys::time;
 
@@ -22,8 +23,8 @@ fn shown(s: &str) -> String {
     printable(s, 1000)
 }
 
-/// A build log streamed to the terminal: whole lines, each escaped (`shown`), so that an
-/// escape sequence is never cut between two reads and sent half raw.
+/// A build log streamed to the terminal: whole lines, colours dropped and the rest escaped
+/// (`shown`), so that an escape sequence is never cut between two reads and sent half raw.
 #[derive(Default)]
 struct LogLines {
     partial: Vec<u8>,
@@ -37,7 +38,7 @@ impl LogLines {
             return String::new();
         };
         let lines: Vec<u8> = self.partial.drain(..=end).collect();
-        printable_lines(&String::from_utf8_lossy(&lines))
+        printable_lines(&strip_colours(&String::from_utf8_lossy(&lines)))
     }
 
     /// What is left when the build ended: a last line without its newline.
@@ -46,7 +47,7 @@ impl LogLines {
         if rest.is_empty() {
             String::new()
         } else {
-            printable_lines(&String::from_utf8_lossy(&rest)) + "\n"
+            printable_lines(&strip_colours(&String::from_utf8_lossy(&rest))) + "\n"
         }
     }
 }

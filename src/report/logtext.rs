@@ -27,45 +27,89 @@ pub fn strip_terminal(text: &str) -> String {
     out
 }
 
-fn strip_sequences(text: &str) -> String {
+/// Removes the colour and style sequences (SGR: `ESC [` or U+009B, parameters, `m`) and
+/// nothing else: for text that is then escaped for a terminal (`status --follow`), where a
+/// colour shown as `\u{1b}[32m` is noise, while any other sequence is kept, to be shown
+/// escaped.
+pub fn strip_colours(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
+    for piece in pieces(text) {
+        match piece {
+            Piece::Char(c) => out.push(c),
+            Piece::Sequence { sgr: true, .. } => {}
+            Piece::Sequence { raw, .. } => out.push_str(raw),
+        }
+    }
+    out
+}
+
+fn strip_sequences(text: &str) -> String {
+    pieces(text)
+        .filter_map(|p| match p {
+            Piece::Char(c) => Some(c),
+            Piece::Sequence { .. } => None,
+        })
+        .collect()
+}
+
+/// A character of text, or one whole terminal sequence.
+enum Piece<'a> {
+    Char(char),
+    Sequence {
+        raw: &'a str,
+        /// A CSI that sets colours or style (final byte `m`, no intermediates).
+        sgr: bool,
+    },
+}
+
+/// `text` cut into characters and terminal sequences, as `strip_terminal` describes them.
+fn pieces(text: &str) -> impl Iterator<Item = Piece<'_>> {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        let (start, c) = chars.next()?;
         let kind = match c {
-            '\u{1b}' => chars.next_if(|n| "[]PX^_".contains(*n)).or(Some('\u{1b}')),
+            '\u{1b}' => chars
+                .next_if(|(_, n)| "[]PX^_".contains(*n))
+                .map(|(_, n)| n)
+                .or(Some('\u{1b}')),
             '\u{9b}' => Some('['),
             '\u{9d}' => Some(']'),
             _ => None,
         };
+        let mut sgr = false;
         match kind {
-            None => out.push(c),
+            None => return Some(Piece::Char(c)),
             Some('[') => {
-                while chars.next_if(|n| ('\u{30}'..='\u{3f}').contains(n)).is_some() {}
-                while chars.next_if(|n| ('\u{20}'..='\u{2f}').contains(n)).is_some() {}
-                chars.next_if(|n| ('\u{40}'..='\u{7e}').contains(n));
+                while chars.next_if(|(_, n)| ('\u{30}'..='\u{3f}').contains(n)).is_some() {}
+                let mut intermediates = false;
+                while chars.next_if(|(_, n)| ('\u{20}'..='\u{2f}').contains(n)).is_some() {
+                    intermediates = true;
+                }
+                let last = chars.next_if(|(_, n)| ('\u{40}'..='\u{7e}').contains(n));
+                sgr = !intermediates && last.is_some_and(|(_, n)| n == 'm');
             }
             Some(']') => {
                 // Up to BEL or ST; an ESC that is not ST starts the next sequence.
-                while let Some(n) = chars.next_if(|n| *n != '\u{1b}') {
+                while let Some((_, n)) = chars.next_if(|(_, n)| *n != '\u{1b}') {
                     if n == '\u{7}' || n == '\u{9c}' {
                         break;
                     }
                 }
-                if chars.peek() == Some(&'\u{1b}') {
+                if chars.peek().is_some_and(|(_, n)| *n == '\u{1b}') {
                     let mut ahead = chars.clone();
                     ahead.next();
-                    if ahead.peek() == Some(&'\\') {
+                    if ahead.peek().is_some_and(|(_, n)| *n == '\\') {
                         chars.next();
                         chars.next();
                     }
                 }
             }
             Some('P' | 'X' | '^' | '_') => {
-                while chars.next_if(|n| *n != '\u{1b}' && *n != '\u{9c}').is_some() {}
-                if chars.next_if(|n| *n == '\u{9c}').is_none() {
+                while chars.next_if(|(_, n)| *n != '\u{1b}' && *n != '\u{9c}').is_some() {}
+                if chars.next_if(|(_, n)| *n == '\u{9c}').is_none() {
                     let mut ahead = chars.clone();
                     ahead.next();
-                    if ahead.peek() == Some(&'\\') {
+                    if ahead.peek().is_some_and(|(_, n)| *n == '\\') {
                         chars.next();
                         chars.next();
                     }
@@ -73,12 +117,16 @@ fn strip_sequences(text: &str) -> String {
             }
             Some(_) => {
                 // ESC, intermediates, a final byte: ESC ( B, ESC 7, ESC =.
-                while chars.next_if(|n| ('\u{20}'..='\u{2f}').contains(n)).is_some() {}
-                chars.next_if(|n| ('\u{30}'..='\u{7e}').contains(n));
+                while chars.next_if(|(_, n)| ('\u{20}'..='\u{2f}').contains(n)).is_some() {}
+                chars.next_if(|(_, n)| ('\u{30}'..='\u{7e}').contains(n));
             }
         }
-    }
-    out
+        let end = chars.peek().map_or(text.len(), |(i, _)| *i);
+        Some(Piece::Sequence {
+            raw: &text[start..end],
+            sgr,
+        })
+    })
 }
 
 /// Masks secrets in text meant for others: every value it was given (the hook's secret,
@@ -272,6 +320,11 @@ mod tests {
         assert_eq!(strip_terminal("a\tb\u{7}\u{0}c\u{7f}"), "a\tbc");
         assert_eq!(strip_terminal("\u{1b}Pq#0;2;0;0;0\u{1b}\\after"), "after");
         // A lone ESC at the end, an unfinished CSI: nothing is left of them.
+        assert_eq!(
+            strip_colours("\u{1b}[32m✓\u{1b}[0m ok \u{1b}[1;38:5:2mb\u{1b}[m \u{1b}[2J\u{1b}]0;t\u{7} \u{1b}[3"),
+            "✓ ok b \u{1b}[2J\u{1b}]0;t\u{7} \u{1b}[3"
+        );
+        assert_eq!(strip_colours("x\u{1b}"), "x\u{1b}");
         assert_eq!(strip_terminal("x\u{1b}"), "x");
         assert_eq!(strip_terminal("x\u{1b}[3"), "x");
         let colour = include_str!("../../tests/fixtures/failures/vitepress-color.log");
