@@ -34,6 +34,7 @@ const LAYOUT: &[&str] = &[
     "/usr/share/doc/deploy-hook/examples/fcgiwrap-deploy-hook.conf",
     "/usr/share/doc/deploy-hook/examples/nginx-builds.conf",
     "/usr/share/doc/deploy-hook/examples/apache-builds.conf",
+    "/usr/share/doc/deploy-hook/examples/apache-site.conf",
     "/usr/share/man/man1/deploy-hook.1.gz",
     "/usr/share/man/man5/deploy-hook.conf.5.gz",
     "/usr/share/bash-completion/completions/deploy-hook",

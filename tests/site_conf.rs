@@ -137,3 +137,111 @@ fn serves_the_site_with_real_404s(file: &str, root: &str) {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("the site's own not found page"), "{body}");
 }
+
+/// Apache on a free loopback port serving `apache/site.conf` with its DocumentRoot set to
+/// `to`, as www-data; stopped on drop.
+fn apache_serving(w: &World, to: &std::path::Path) -> (crate::servers::Proc, u16) {
+    let dir = w.path("apache-site");
+    fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let root = "/var/www/docs/site";
+    let shipped = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/apache/site.conf")).unwrap();
+    assert!(
+        shipped.contains(&format!("DocumentRoot {root}\n")),
+        "apache/site.conf: no DocumentRoot {root}"
+    );
+    assert!(
+        shipped.contains("<VirtualHost *:80>"),
+        "apache/site.conf: no <VirtualHost *:80>"
+    );
+    let site = shipped
+        .replace(root, to.to_str().unwrap())
+        .replace("<VirtualHost *:80>", &format!("<VirtualHost *:{port}>"));
+    fs::write(dir.join("site.conf"), site).unwrap();
+    // Debian's apache2.conf grants /var/www/ (with Indexes): here the world's www folder.
+    let www = w.path("www");
+    let m = "/usr/lib/apache2/modules";
+    let modules: String = [
+        "mpm_event",
+        "authz_core",
+        "alias",
+        "rewrite",
+        "dir",
+        "mime",
+        "autoindex",
+    ]
+    .iter()
+    .map(|n| format!("LoadModule {n}_module {m}/mod_{n}.so\n"))
+    .collect();
+    fs::write(
+        dir.join("httpd.conf"),
+        format!(
+            "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\nDefaultRuntimeDir {d}\nMutex file:{d} default\nErrorLog {d}/error.log\nTypesConfig /dev/null\nUser www-data\nGroup www-data\n{modules}\
+             <Directory />\n    Require all denied\n</Directory>\n<Directory {www}/>\n    Options Indexes FollowSymLinks\n    Require all granted\n</Directory>\nInclude {d}/site.conf\n",
+            d = dir.display(),
+            www = www.display()
+        ),
+    )
+    .unwrap();
+    assert!(Command::new("chown")
+        .args(["-R", "www-data:www-data"])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    let apache = crate::servers::spawn(
+        "apache2",
+        Command::new(crate::servers::find("apache2"))
+            .arg("-f")
+            .arg(dir.join("httpd.conf"))
+            .arg("-DFOREGROUND")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("apache.stderr")).unwrap()),
+    );
+    crate::servers::wait_listening(port, &dir.join("error.log"));
+    (apache, port)
+}
+
+#[test]
+fn the_apache_site_serves_clean_urls_and_the_sites_own_404_as_nginx_does() {
+    requires!(Root, WwwData, Apache);
+    let w = World::new("site-apache");
+    let to = w.path("www/docs/site");
+    fs::create_dir_all(to.parent().unwrap()).unwrap();
+    w.push("public/index.html", "<h1>home</h1>\n");
+    w.push("public/guide.html", "<h1>guide</h1>\n");
+    w.push("public/sub/index.html", "<h1>sub</h1>\n");
+    w.push("public/404.html", "<h1>the site's own not found page</h1>\n");
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [\"true\"]\n[hooks.docs.publish]\nfrom = \"public\"\nto = {:?}\n",
+            to.to_str().unwrap()
+        ),
+    );
+    let (_apache, port) = apache_serving(&w, &to);
+
+    // before the first publish: no site at all, and no 500
+    for path in ["/", "/guide", "/nope"] {
+        assert_eq!(get(port, path).0, 404, "{path} before the first publish");
+    }
+
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(get(port, "/"), (200, "<h1>home</h1>\n".into()));
+    assert_eq!(get(port, "/guide"), (200, "<h1>guide</h1>\n".into()));
+    assert_eq!(get(port, "/guide?x=1"), (200, "<h1>guide</h1>\n".into()));
+    assert_eq!(get(port, "/guide.html").0, 200);
+    assert_eq!(get(port, "/sub/"), (200, "<h1>sub</h1>\n".into()));
+    let (status, body) = get(port, "/no/such/page");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("the site's own not found page"), "{body}");
+
+    // the next build is seen at once through the switched symlink
+    w.push("public/guide.html", "<h1>guide 2</h1>\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(get(port, "/guide"), (200, "<h1>guide 2</h1>\n".into()));
+}
