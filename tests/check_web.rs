@@ -64,8 +64,10 @@ impl Served {
         fs::write(
             &conf,
             format!(
-                "user www-data;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {e} info;\ndaemon off;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {site};\n}}\n",
+                "user www-data;\nworker_processes 1;\npid {run}/nginx.pid;\nerror_log {e} info;\ndaemon off;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {site};\n}}\n",
                 d = dir.display(),
+                // Where the world's nginx.conf says, as a running nginx writes it.
+                run = w.web.run_dir().display(),
                 e = error_log.display(),
                 site = w.web.nginx_dir().join("site.conf").display()
             ),

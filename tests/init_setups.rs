@@ -287,7 +287,7 @@ fn init_prints_what_the_site_serves_and_never_the_first_sites_file_for_a_second_
     let site_file = w.web.nginx_dir().join("site.conf");
     assert!(
         t.contains(&format!(
-            "URL:          https://docs.test-site.org/hooks/blog   (as nginx serves it: {})",
+            "URL:          https://docs.test-site.org/hooks/blog   (as nginx's config says: {}; nginx is not running: start it)",
             site_file.display()
         )),
         "{t}"
@@ -383,4 +383,93 @@ fn init_on_a_hook_already_there_says_which_options_differ() {
     );
     assert!(t.contains(&format!("edit [hooks.docs] in {}", config.display())), "{t}");
     assert!(fs::read(&config).unwrap() == before, "nothing was written");
+}
+
+#[test]
+fn with_nginx_stopped_and_apache_serving_init_and_check_describe_apache() {
+    requires!(Root, WwwData, Nginx, Apache);
+    let w = World::new("init-apache");
+    let daemon = GitDaemon::start(&w.dir, &w.remote);
+    let config = etc(&w);
+    let url = daemon.url("remote.git");
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    let host = host.trim().to_string();
+    // The shipped nginx site is installed, but nginx is stopped; Apache runs the shipped
+    // conf (the package's conf-available/deploy-hook.conf) and answers.
+    w.web
+        .nginx_site(&installed_site(&w, "listen 127.0.0.1:1;", "docs.test-site.org"));
+    let apache_conf = crate::servers::template(
+        "apache/deploy-hook.conf",
+        &[
+            ("/usr/bin/deploy-hook", BIN.to_string()),
+            ("/etc/deploy-hook/config.toml", config.display().to_string()),
+        ],
+    );
+    w.web.apache_site("www-data", &apache_conf);
+    let _apache = w.web.start_apache();
+    let reply = crate::servers::http(w.web.apache_port, "POST", "/hooks/docs", &[], Some(b"{}"), false);
+    let body = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(
+        reply.head.contains("Content-Type: application/json") && body.contains("\"status\":\"error\""),
+        "Apache runs deploy-hook (which answers, in its JSON, that nothing is set up yet): {reply:?} {body}"
+    );
+
+    let www = w.path("www/docs/site");
+    let out = init(
+        &w,
+        &config,
+        "docs",
+        &url,
+        &["--publish-from", "dist", "--publish-to", www.to_str().unwrap()],
+    );
+    let t = text(&out);
+    let apache_file = w.web.apache_dir().join("conf-enabled/deploy-hook.conf");
+    let nginx_file = w.web.nginx_dir().join("site.conf");
+    assert!(
+        t.contains(&format!(
+            "URL:          http://{host}/hooks/docs   (as Apache serves it: {}; nginx has a config for deploy-hook too ({}), but is not running)",
+            apache_file.display(),
+            nginx_file.display()
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "Next: Apache already hands /hooks/docs to deploy-hook ({})",
+            apache_file.display()
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "sed \"s#/var/www/docs/site#{}#; s/docs.example.com/$(hostname -f)/\" /usr/share/doc/deploy-hook/examples/apache-site.conf > /etc/apache2/sites-available/docs.conf",
+            www.display()
+        )),
+        "{t}"
+    );
+    assert!(
+        !t.contains("as nginx serves it") && !t.contains("nginx-site.conf"),
+        "{t}"
+    );
+    // check (init runs it) says which one runs.
+    assert!(
+        t.contains("warn  nginx is not running (no live nginx process in"),
+        "{t}"
+    );
+    assert!(t.contains("ok    apache2 is running (pid "), "{t}");
+    assert!(
+        t.contains("warn  both nginx (not running) and Apache (running) have a config that runs deploy-hook"),
+        "{t}"
+    );
+    // What init printed is what Apache serves: a signed push through it is queued.
+    let secret = fs::read_to_string(w.path("etc/docs.secret")).unwrap();
+    let reply = crate::servers::http(
+        w.web.apache_port,
+        "POST",
+        "/hooks/docs",
+        &crate::servers::gitee_headers(secret.trim()),
+        Some(crate::servers::PUSH),
+        false,
+    );
+    assert_eq!(reply.status, 202, "{reply:?}");
 }

@@ -68,15 +68,21 @@ fn script(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// One world's own nginx and Apache, as check sees them (nothing is started).
+/// One world's own nginx and Apache, as check sees them (nothing is started; a test may
+/// start Apache with `start_apache`).
 pub struct OwnWeb {
     dir: PathBuf,
+    /// The port Apache's config listens on (free when the world was made).
+    pub apache_port: u16,
 }
 
 impl OwnWeb {
     /// Makes the configs and wrappers under `dir`.
     pub fn new(dir: PathBuf) -> OwnWeb {
-        let web = OwnWeb { dir };
+        let web = OwnWeb {
+            dir,
+            apache_port: crate::util::free_port(),
+        };
         let (bin, nginx, apache) = (web.bin(), web.nginx_dir(), web.apache_dir());
         for d in [&bin, &nginx.join("snippets"), &apache.join("conf-enabled")] {
             fs::create_dir_all(d).unwrap();
@@ -163,6 +169,24 @@ impl OwnWeb {
         self.apache_with(user, true, site);
     }
 
+    /// Starts Apache for real with this config (`apache_site` first), in the foreground,
+    /// stopped when the returned process is dropped; its pid file is in `run_dir`.
+    pub fn start_apache(&self) -> crate::servers::Proc {
+        let apache = crate::servers::spawn(
+            "apache2",
+            std::process::Command::new(crate::servers::find("apache2"))
+                .arg("-f")
+                .arg(self.apache_dir().join("apache2.conf"))
+                .arg("-DFOREGROUND")
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .stdout(std::process::Stdio::null())
+                .stderr(fs::File::create(self.dir.join("apache.stderr")).unwrap()),
+        );
+        crate::servers::wait_listening(self.apache_port, &self.dir.join("apache.stderr"));
+        apache
+    }
+
     /// As `apache_site`, with mod_cgid loaded only when `cgid`.
     pub fn apache_with(&self, user: &str, cgid: bool, site: &str) {
         let d = self.apache_dir();
@@ -180,11 +204,12 @@ impl OwnWeb {
         fs::write(
             d.join("apache2.conf"),
             format!(
-                "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:1\nPidFile {run}/httpd.pid\nDefaultRuntimeDir {run}\nErrorLog /dev/null\n{user}\
+                "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {run}/httpd.pid\nDefaultRuntimeDir {run}\nErrorLog /dev/null\n{user}\
                  LoadModule mpm_event_module {m}/mod_mpm_event.so\nLoadModule authz_core_module {m}/mod_authz_core.so\nLoadModule alias_module {m}/mod_alias.so\n{cgid}LoadModule env_module {m}/mod_env.so\n\
                  IncludeOptional {d}/conf-enabled/*.conf\n",
                 d = d.display(),
                 run = self.dir.join("run").display(),
+                port = self.apache_port,
             ),
         )
         .unwrap();

@@ -418,6 +418,7 @@ fn location_entry(d: &Directive, block: &[Directive], outer: &[&[Directive]]) ->
         program: script.unwrap_or("(no SCRIPT_FILENAME)").to_string(),
         path_info,
         config: config.map(str::to_string),
+        alias: None,
         socket: socket.or_else(|| Some(DEFAULT_FCGIWRAP_SOCKET.to_string())),
     })
 }

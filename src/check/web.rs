@@ -38,6 +38,8 @@ pub(super) struct Entry {
     pub(super) path_info: bool,
     /// `DEPLOY_HOOK_CONFIG` it passes, if any.
     pub(super) config: Option<String>,
+    /// Apache: the URL path the ScriptAlias maps (`/hooks`); the hook's URL is under it.
+    pub(super) alias: Option<String>,
     /// nginx: the `unix:` socket of its fastcgi_pass.
     pub(super) socket: Option<String>,
 }
@@ -56,6 +58,29 @@ struct Server {
     user: Option<String>,
     cgi_module: bool,
     error_log: Option<String>,
+    /// The pid file its config names, and the live server process it holds, if any:
+    /// a config that runs deploy-hook serves nothing while its server is stopped.
+    pid_file: Option<String>,
+    pid: Option<u32>,
+}
+
+impl Server {
+    /// How its config names the thing that runs deploy-hook.
+    fn what(label: &str) -> &'static str {
+        if label == "nginx" {
+            "location"
+        } else {
+            "ScriptAlias"
+        }
+    }
+}
+
+/// The pid in `pid_file` when it is a live process named one of `names` (the master of
+/// nginx, Apache's parent): whether that server runs now, as `service X status` decides.
+fn live_pid(pid_file: &str, names: &[&str]) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    names.contains(&comm.trim()).then_some(pid)
 }
 
 /// A running fcgiwrap: its uid, the unix sockets it listens on, and where a CGI's stderr
@@ -103,18 +128,25 @@ impl DeliveryStderr {
 /// A URL the web server hands `/hooks/NAME` to deploy-hook on, for `init` to print.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookUrl {
+    /// `nginx` or `Apache`.
+    pub server: &'static str,
+    /// That server runs now (its pid file names a live process).
+    pub running: bool,
+    /// The URL's path: `/hooks/NAME`, or `/hooks/?hook=NAME` where the name is not passed.
+    pub path: String,
     /// `https` when the server listens with TLS, else `http`.
     pub scheme: &'static str,
     /// Its server_name, when it names a host.
     pub host: Option<String>,
-    /// The nginx file the server is written in.
+    /// The config file that hands it to deploy-hook.
     pub file: String,
     /// It passes the hook's name (PATH_INFO): `/hooks/NAME` works with several hooks.
     pub with_name: bool,
 }
 
-/// Where nginx (as `nginx -T` on `admin_path` shows it) hands `/hooks/NAME` to deploy-hook;
-/// empty when it does not, or nginx cannot be read. Read as root, before anything else.
+/// Where nginx (as `nginx -T` on `admin_path` shows it) and Apache (its ScriptAlias) hand
+/// `/hooks/NAME` to deploy-hook, each marked running or not; empty when neither does, or
+/// neither can be read. Read as root, before anything else.
 pub fn hook_urls(admin_path: &str, name: &str) -> Vec<HookUrl> {
     let server = gather_nginx(admin_path);
     let uri = format!("/hooks/{name}");
@@ -122,14 +154,35 @@ pub fn hook_urls(admin_path: &str, name: &str) -> Vec<HookUrl> {
     for v in &server.vhosts {
         if let Route::To(i) = nginx::route(v, &uri) {
             if let Some(e) = v.locations[i].entry {
+                let with_name = server.entries[e].path_info;
                 out.push(HookUrl {
+                    server: "nginx",
+                    running: server.pid.is_some(),
+                    path: if with_name {
+                        uri.clone()
+                    } else {
+                        format!("/hooks/?hook={name}")
+                    },
                     scheme: if v.https { "https" } else { "http" },
                     host: v.host().map(str::to_string),
                     file: v.file.clone(),
-                    with_name: server.entries[e].path_info,
+                    with_name,
                 });
             }
         }
+    }
+    let apache = gather_apache(admin_path);
+    for e in &apache.entries {
+        let Some(alias) = &e.alias else { continue };
+        out.push(HookUrl {
+            server: "Apache",
+            running: apache.pid.is_some(),
+            path: format!("{}/{name}", alias.trim_end_matches('/')),
+            scheme: "http",
+            host: None,
+            file: e.file.clone(),
+            with_name: true,
+        });
     }
     out
 }
@@ -207,14 +260,27 @@ impl Observed {
                 }
                 _ => {}
             }
+            let what = Server::what(label);
             if server.entries.is_empty() {
-                let what = if label == "nginx" { "location" } else { "ScriptAlias" };
                 r.ok(&item, format!("{label}: no {what} runs deploy-hook"));
                 continue;
             }
             for e in &server.entries {
                 runs_us += 1;
                 self.check_entry(ctx, label, e, r);
+            }
+            let pid_file = server.pid_file.as_deref().unwrap_or("(none named)");
+            match server.pid {
+                Some(pid) => r.ok(
+                    &format!("{label} running"),
+                    format!("{label} is running (pid {pid}, {pid_file})"),
+                ),
+                None => r.warn(
+                    &format!("{label} running"),
+                    format!(
+                        "{label} is not running (no live {label} process in {pid_file}): its {what} above serves no delivery until it starts (service {label} start, or systemctl start {label})"
+                    ),
+                ),
             }
             if label == "apache2" {
                 if !server.cgi_module {
@@ -245,6 +311,17 @@ impl Observed {
                     None => {}
                 }
             }
+        }
+        if !self.nginx.entries.is_empty() && !self.apache.entries.is_empty() {
+            let state = |s: &Server| if s.pid.is_some() { "running" } else { "not running" };
+            r.warn(
+                "web server",
+                format!(
+                    "both nginx ({}) and Apache ({}) have a config that runs deploy-hook: a forge's URL reaches the one that answers on its host and port",
+                    state(&self.nginx),
+                    state(&self.apache)
+                ),
+            );
         }
         self.check_routes(ctx, r);
         if runs_us == 0 && !unreadable.is_empty() {
@@ -608,6 +685,23 @@ fn gather_nginx(path: &str) -> Server {
             let parsed = nginx::parse(&stdout);
             s.entries = parsed.entries;
             s.vhosts = parsed.vhosts;
+            // The `pid` directive of the config in use, else the one nginx was built with.
+            let pid_file = stdout
+                .lines()
+                .find_map(|l| {
+                    let t = nginx::tokens(l);
+                    (t.len() >= 2 && t[0] == "pid").then(|| t[1].clone())
+                })
+                .or_else(|| {
+                    let (_, _, built) = output(&nginx, &["-V"], path).ok()?;
+                    built
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("--pid-path="))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "/run/nginx.pid".into());
+            s.pid = live_pid(&pid_file, &["nginx"]);
+            s.pid_file = Some(pid_file);
         }
         Ok((false, _, stderr)) => s.error = Some(first_error(&stderr)),
         Err(e) => s.error = Some(e.to_string()),
@@ -658,6 +752,7 @@ fn gather_apache(path: &str) -> Server {
                         // The rest of the URL after the alias is PATH_INFO.
                         path_info: true,
                         config: None,
+                        alias: Some(words[1].clone()),
                         socket: None,
                     });
                 }
@@ -682,6 +777,12 @@ fn gather_apache(path: &str) -> Server {
             .find_map(|l| l.trim().strip_prefix("Main ErrorLog: \""))
             .and_then(|l| l.split('"').next())
             .map(str::to_string);
+        s.pid_file = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("PidFile: \""))
+            .and_then(|l| l.split('"').next())
+            .map(str::to_string);
+        s.pid = s.pid_file.as_deref().and_then(|f| live_pid(f, &["apache2", "httpd"]));
     }
     if let Ok((_, stdout, _)) = output(&ctl, &["-M"], path) {
         s.cgi_module = stdout.lines().any(|l| {

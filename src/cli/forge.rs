@@ -9,26 +9,47 @@ use std::path::Path;
 use super::args::InitProvider;
 use crate::check::HookUrl;
 
-/// The URL the forge is given: what nginx serves `/hooks/NAME` on now (https when that
-/// server has TLS, its server_name), else plain http on this machine's name, as the
-/// shipped site serves it. Returns (URL, the host for the test line, a note).
-fn hook_url(name: &str, urls: &[crate::check::HookUrl]) -> (String, String, String) {
-    let best = urls
-        .iter()
-        .max_by_key(|u| (u.with_name, u.scheme == "https", u.host.is_some()));
+/// The way to `/hooks/NAME` the forge is given: the running server's first (nginx or
+/// Apache: the one that answers), then one that passes the name, https, a host name.
+fn best(urls: &[HookUrl]) -> Option<&HookUrl> {
+    urls.iter()
+        .max_by_key(|u| (u.running, u.with_name, u.scheme == "https", u.host.is_some()))
+}
+
+/// The URL the forge is given: what the running web server serves `/hooks/NAME` on now
+/// (https when that server has TLS, its server_name), else plain http on this machine's
+/// name, as the shipped site serves it. Returns (URL, the host for the test line, a note
+/// that says which server, whether it runs, and the other server's config if it has one).
+fn hook_url(name: &str, urls: &[HookUrl]) -> (String, String, String) {
     let here = hostname().unwrap_or_else(|| "YOUR-HOST".into());
-    match best {
+    match best(urls) {
         Some(u) => {
             let host = u.host.clone().unwrap_or(here);
-            let path = if u.with_name {
-                format!("/hooks/{name}")
+            let mut note = if u.running {
+                format!("(as {} serves it: {}", u.server, u.file)
             } else {
-                format!("/hooks/?hook={name}")
+                format!(
+                    "(as {}'s config says: {}; {} is not running: start it",
+                    u.server, u.file, u.server
+                )
             };
+            if let Some(other) = urls.iter().find(|o| o.server != u.server) {
+                note.push_str(&format!(
+                    "; {} has a config for deploy-hook too ({}), {}",
+                    other.server,
+                    other.file,
+                    if other.running {
+                        "and runs"
+                    } else {
+                        "but is not running"
+                    }
+                ));
+            }
+            note.push(')');
             (
-                format!("{}://{host}{path}", u.scheme),
-                format!("{}://{host}{path}", u.scheme),
-                format!("(as nginx serves it: {})", u.file),
+                format!("{}://{host}{}", u.scheme, u.path),
+                format!("{}://{host}{}", u.scheme, u.path),
+                note,
             )
         }
         None => (
@@ -103,6 +124,9 @@ pub(super) fn provider_name(p: InitProvider) -> &'static str {
 /// serves `/hooks/`, and only its published folder needs a server of its own, in a file of
 /// its own: copying the example again would replace the first hook's edited site.
 pub(super) fn next_steps(name: &str, publish_to: Option<&Path>, urls: &[HookUrl], others: &[String]) -> String {
+    if let Some(u) = best(urls).filter(|u| u.server == "Apache") {
+        return apache_next_steps(name, publish_to, u);
+    }
     const EXAMPLES: &str = "/usr/share/doc/deploy-hook/examples";
     let first_site = "/etc/nginx/sites-enabled/deploy-hook";
     if urls.is_empty() && others.is_empty() {
@@ -119,7 +143,7 @@ pub(super) fn next_steps(name: &str, publish_to: Option<&Path>, urls: &[HookUrl]
              then run the test line above, and push.\n"
         );
     }
-    let reach = match urls.first() {
+    let reach = match best(urls) {
         Some(u) => format!("nginx already hands /hooks/{name} to deploy-hook ({}): its deliveries need no change there", u.file),
         None => format!(
             "the nginx site of {} serves /hooks/NAME for every hook: leave it as it is (copying the example again would replace it)",
@@ -136,6 +160,30 @@ pub(super) fn next_steps(name: &str, publish_to: Option<&Path>, urls: &[HookUrl]
         None => String::new(),
     };
     format!("Next: {reach}.{site}\nThen run the test line above, and push.\n")
+}
+
+/// What to do next when Apache hands `/hooks/NAME` to deploy-hook: nothing for the
+/// deliveries; the published folder gets a site of its own from the shipped example.
+fn apache_next_steps(name: &str, publish_to: Option<&Path>, u: &HookUrl) -> String {
+    const EXAMPLES: &str = "/usr/share/doc/deploy-hook/examples";
+    let start = if u.running {
+        String::new()
+    } else {
+        "\nApache is not running: service apache2 start (or systemctl start apache2).".into()
+    };
+    let site = match publish_to {
+        Some(to) => format!(
+            "\nIts published folder needs a site of its own:\n  \
+             sed \"s#/var/www/docs/site#{}#; s/docs.example.com/$(hostname -f)/\" {EXAMPLES}/apache-site.conf > /etc/apache2/sites-available/{name}.conf\n  \
+             a2enmod rewrite && a2ensite {name} && apache2ctl configtest && apache2ctl graceful",
+            to.display()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "Next: Apache already hands {} to deploy-hook ({}): its deliveries need no change there.{start}{site}\nThen run the test line above, and push.\n",
+        u.path, u.file
+    )
 }
 
 /// One option `init` was given that the hook's table in the config says otherwise.
