@@ -408,3 +408,122 @@ fn init_refuses_a_state_folder_planted_as_a_symlink_and_gives_root_nothing() {
     let m = fs::symlink_metadata(&planted).unwrap();
     assert!(m.is_dir() && m.uid() == uid_of("www-data"), "{m:?}");
 }
+
+#[test]
+fn init_from_a_repository_www_data_does_not_own_says_how_to_trust_it_and_what_it_left() {
+    requires!(Root, WwwData);
+    let s = setup("init-dubious");
+    let config = fs::read(&s.config).unwrap();
+    // The forge is a bare repository of root's on this machine, cloned by path.
+    let url = format!("file://{}", s.w.remote.display());
+    let out = admin_seeing(
+        &s.w.web,
+        BIN,
+        &[
+            "init",
+            "docs",
+            "--provider",
+            "gitee",
+            "--repo-url",
+            &url,
+            "--dir",
+            s.dir.to_str().unwrap(),
+            "--publish-from",
+            "dist",
+            "--publish-to",
+            s.www.to_str().unwrap(),
+            "--config",
+            s.config.to_str().unwrap(),
+        ],
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("detected dubious ownership"), "the premise: {t}");
+    // git's message as git prints it: a tab, not an escaped one.
+    assert!(!t.contains("\\t"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "git config --global --add safe.directory {}",
+            s.w.remote.display()
+        )),
+        "{t}"
+    );
+    // The advice that works for www-data's clone, and its trade-off.
+    assert!(
+        t.contains(&format!("chown -R www-data: {}", s.w.remote.display())),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "git config --system --add safe.directory {}",
+            s.w.remote.display()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("--global above is root's own git"), "{t}");
+    assert_eq!(fs::read(&s.config).unwrap(), config, "nothing added to the config");
+    // What this run made is named, and a second run reuses it.
+    let secret_file = s.config.parent().unwrap().join("docs.secret");
+    assert!(
+        t.contains(&format!(
+            "  - made the secret file {} (owner www-data",
+            secret_file.display()
+        )),
+        "{t}"
+    );
+    for made in [
+        &secret_file,
+        &s.w.state.join("docs"),
+        &s.www.parent().unwrap().to_path_buf(),
+        &s.dir,
+    ] {
+        assert!(made.exists(), "{}", made.display());
+        assert!(
+            t.contains(&format!("made {}", made.display())) || made == &secret_file,
+            "{}: {t}",
+            made.display()
+        );
+    }
+    assert!(
+        t.contains("what this run made is kept (init run again reuses them"),
+        "{t}"
+    );
+
+    // Trusted as the message says (system-wide, here through the build HOME's config, the
+    // narrowest of the choices): the second run sets it up with what the first one left.
+    let secret = fs::read(s.config.parent().unwrap().join("docs.secret")).unwrap();
+    let home_config = s.w.state.join("docs/home/.gitconfig");
+    fs::write(
+        &home_config,
+        format!("[safe]\n\tdirectory = {}\n", s.w.remote.display()),
+    )
+    .unwrap();
+    crate::check::chown("www-data:www-data", false, &home_config);
+    let out = admin_seeing(
+        &s.w.web,
+        BIN,
+        &[
+            "init",
+            "docs",
+            "--provider",
+            "gitee",
+            "--repo-url",
+            &url,
+            "--dir",
+            s.dir.to_str().unwrap(),
+            "--publish-from",
+            "dist",
+            "--publish-to",
+            s.www.to_str().unwrap(),
+            "--config",
+            s.config.to_str().unwrap(),
+        ],
+    );
+    let t = text(&out);
+    assert!(t.contains("docs: set up"), "{t}");
+    assert!(t.contains("kept the existing secret file"), "{t}");
+    assert_eq!(
+        fs::read(s.config.parent().unwrap().join("docs.secret")).unwrap(),
+        secret
+    );
+}

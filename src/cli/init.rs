@@ -33,7 +33,28 @@ const DEFAULT_CLONE_PARENT: &str = "/srv/deploy-hook";
 
 /// `env` is the environment init was started with: its check looks for the web server on
 /// the same PATH as a `deploy-hook check` the admin runs next.
+///
+/// A run that stops half way says what it made: those are kept (removing folders as root
+/// is riskier than leaving them), and a run again reuses each of them.
 pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> Result<i32> {
+    let mut done: Vec<String> = Vec::new();
+    let result = set_up(a, config_path, env, out, &mut done);
+    let made: Vec<&String> = done.iter().filter(|d| d.starts_with("made ")).collect();
+    if result.is_err() && !made.is_empty() {
+        writeln!(
+            out,
+            "{}: stopped before the config was changed; what this run made is kept (init run again reuses them, or remove them):",
+            a.name
+        )
+        .ok();
+        for d in made {
+            writeln!(out, "  - {d}").ok();
+        }
+    }
+    result
+}
+
+fn set_up(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write, done: &mut Vec<String>) -> Result<i32> {
     if !config::valid_hook_name(&a.name) {
         return Err(Error::Usage(format!(
             "{:?} is not a valid hook name: use letters, digits, - and _ (at most 64), starting with a letter or digit",
@@ -95,8 +116,6 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
         .unwrap_or_else(|| Path::new(DEFAULT_CLONE_PARENT).join(name));
     let dir = absolute(&dir)?;
     let publish_to = a.publish_to.as_deref().map(absolute).transpose()?;
-
-    let mut done: Vec<String> = Vec::new();
 
     // The secret: random, readable by the user only (root reads anything). Never replaced.
     fs::DirBuilder::new()
@@ -171,7 +190,10 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
     // The publish target's folder: a build switches a symlink in it, so the user writes it.
     if let Some(to) = &publish_to {
         let parent = to.parent().unwrap_or(Path::new("/"));
-        make_parents(parent)?;
+        if let Some(top) = highest_missing(parent).filter(|t| t != parent) {
+            make_parents(parent)?;
+            done.push(format!("made {} (owner root)", top.display()));
+        }
         if make_dir_for(parent, &user, 0o755)? {
             done.push(format!("made {} (owner {})", parent.display(), user.name));
         }
@@ -191,8 +213,15 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
                 dir.display()
             )));
         }
-        make_parents(&dir)?;
-        make_dir_for(&dir, &user, 0o755)?;
+        if let Some(top) = highest_missing(&dir) {
+            make_parents(&dir)?;
+            if top != dir {
+                done.push(format!("made {} (owner root)", top.display()));
+            }
+        }
+        if make_dir_for(&dir, &user, 0o755)? {
+            done.push(format!("made {} (owner {}, for the clone)", dir.display(), user.name));
+        }
         // A token in the URL goes to a file of the user's alone, read by git's store
         // helper, and the checkout's .git/config (0644 in a 0755 folder: anyone's to read)
         // gets the URL without it: on every fetch of the build, and whatever git rewrites.
@@ -271,7 +300,7 @@ pub fn run(a: &InitArgs, config_path: &Path, env: &Env, out: &mut dyn Write) -> 
     });
 
     writeln!(out, "{name}: set up").ok();
-    for d in &done {
+    for d in done.iter() {
         writeln!(out, "  - {d}").ok();
     }
     writeln!(
@@ -539,6 +568,15 @@ fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(err)
 }
 
+/// The highest of `dir` and the folders above it that is missing (what `make_parents` and
+/// `make_dir_for` make), if any.
+fn highest_missing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err())
+        .last()
+        .map(Path::to_path_buf)
+}
+
 /// Makes the folders above `dir` (as root's, 0755), so that `dir` itself can be the user's.
 fn make_parents(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent() {
@@ -693,20 +731,51 @@ fn run_as(
         _ => {}
     }
     if !done.exit.success() {
+        // git indents the command it suggests with a tab: shown as spaces, not as `\t`.
+        let said = stderr.trim().replace('\t', "    ");
+        // git hides a URL's password itself; this makes sure of it.
+        let said = match url {
+            Some(u) => said.replace(u, &crate::check::redact_url(u)),
+            None => said,
+        };
+        let hint = match dubious_repository(&said) {
+            Some(repo) => trust_advice(&repo, user, home),
+            None => format!(
+                "(it runs with HOME={} and no prompt: credentials must work for {} without one, \
+                 e.g. a deploy key or a token in the URL)",
+                home.display(),
+                user.name
+            ),
+        };
         return Err(Error::Usage(format!(
-            "{what} as {} failed: {}\n(it runs with HOME={} and no prompt: credentials must work for {} without one, \
-             e.g. a deploy key or a token in the URL); nothing was added to the config",
-            user.name,
-            // git hides a URL's password itself; this makes sure of it.
-            match url {
-                Some(u) => stderr.trim().replace(u, &crate::check::redact_url(u)),
-                None => stderr.trim().to_string(),
-            },
-            home.display(),
+            "{what} as {} failed: {said}\n{hint}; nothing was added to the config",
             user.name
         )));
     }
     Ok(stdout)
+}
+
+/// The repository git refused as "dubious ownership" (owned by another user than the one
+/// running git), as git names it.
+fn dubious_repository(stderr: &str) -> Option<String> {
+    let rest = stderr.split("detected dubious ownership in repository at '").nth(1)?;
+    rest.split('\'').next().map(str::to_string)
+}
+
+/// What makes `user`'s git accept a repository another user owns. git's own advice
+/// (`--global`, run by whoever reads it: root) changes root's config, which the user's
+/// clone never reads.
+fn trust_advice(repo: &str, user: &User, home: &Path) -> String {
+    let q = shell_quote(repo);
+    format!(
+        "git refuses a repository that {u} does not own; the --global above is root's own git, not {u}'s clone. Either:\n  \
+         - give it to {u} (who must read it anyway): chown -R {u}: {q}\n  \
+         - or trust it for this hook's git only: runuser -u {u} -- git config --file {} --add safe.directory {q}\n  \
+         - or trust it for every user of the machine: git config --system --add safe.directory {q} \
+         (the trade-off: git then runs with that repository's config, which its owner can change, for every user; only for an owner you trust)",
+        shell_quote(&home.join(".gitconfig").to_string_lossy()),
+        u = user.name
+    )
 }
 
 #[cfg(test)]
