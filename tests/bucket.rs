@@ -466,6 +466,27 @@ fn a_bucket_that_is_down_switches_nothing_anywhere() {
     assert_eq!(second["result"], "failed", "{log}");
     assert_eq!(second["failed_step"], "publish bucket", "{log}");
     assert!(log.contains("nothing was switched"), "{log}");
+    // What to do next, in the log and in status: nothing retries by itself.
+    let next = "nothing retries by itself; once the bucket answers, `deploy-hook run docs` publishes the newest commit (so does the next push)";
+    assert!(log.contains(&format!("next: {next}")), "{log}");
+    let out = w.cmd(&["status", "docs"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "  next:    the last publish to the bucket failed and nothing was switched; {next}"
+        )),
+        "{said}"
+    );
+    // And `run` does try again (not "unchanged": the failed commit is not live).
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let again = w.status()["last"].clone();
+    assert_eq!(
+        again["failed_step"],
+        "publish bucket",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_ne!(again["id"], second["id"]);
     assert_eq!(fs::read_link(&served).unwrap(), live, "the local `to` was not switched");
     assert_eq!(fs::read_to_string(served.join("index.html")).unwrap(), "one");
     let releases: Vec<String> = fs::read_dir(w.path("www/docs.releases"))

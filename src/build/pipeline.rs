@@ -731,6 +731,9 @@ fn publish_stage(
         Err(f) => {
             let at = f.target.as_ref().map(|t| format!(" at {t}")).unwrap_or_default();
             run.note(&format!("\npublish failed{at}: {}", f.message));
+            if f.target.as_deref() == Some(publish::bucket::target::NAME) {
+                run.note(&format!("next: {}", bucket_next_step(&hook.name)));
+            }
             // The host's name goes to status.json and the log; the forge's answer and syslog
             // say only "publish" (a host name may be an internal address).
             let step = match &f.target {
@@ -740,6 +743,14 @@ fn publish_stage(
             Err(Failed::new(step, "publish", Exit::NotStarted(f.message)))
         }
     }
+}
+
+/// What to do after a publish the bucket did not take (down, unreachable, refusing): no
+/// build is tried again by itself, so the admin is told what brings the site up to date.
+pub(crate) fn bucket_next_step(hook: &str) -> String {
+    format!(
+        "nothing retries by itself; once the bucket answers, `deploy-hook run {hook}` publishes the newest commit (so does the next push)"
+    )
 }
 
 #[cfg(test)]

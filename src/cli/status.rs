@@ -424,6 +424,13 @@ fn print_status(out: &mut dyn Write, hook: &Hook, s: &Status, (stale, recovering
             }
             if let Some(last) = &s.last {
                 w.push_str(&format!("  last log: {}\n", shown(&last.log)));
+                let bucket_step = format!("publish {}", bucket::target::NAME);
+                if last.result == BuildResult::Failed && last.failed_step.as_deref() == Some(bucket_step.as_str()) {
+                    w.push_str(&format!(
+                        "  next:    the last publish to the bucket failed and nothing was switched; {}\n",
+                        crate::build::pipeline::bucket_next_step(&hook.name)
+                    ));
+                }
             }
         }
     }

@@ -150,7 +150,7 @@ impl Rclone {
             Exit::Status(c) => Some(c),
             Exit::TimedOut => {
                 return Err(format!(
-                    "rclone {} took longer than {}s (step_timeout_secs) and was stopped",
+                    "rclone {} took longer than {}s and was stopped (the limit: step_timeout_secs in a build, at most 60s in check and status)",
                     args.first().unwrap_or(&""),
                     self.timeout.as_secs()
                 ))
