@@ -293,7 +293,7 @@ fn init_prints_what_the_site_serves_and_never_the_first_sites_file_for_a_second_
         "{t}"
     );
     assert!(
-        t.contains("eval \"curl -sS https://docs.test-site.org/hooks/blog"),
+        t.contains("h=$(deploy-hook sign blog --format curl) && eval \"curl -sS https://docs.test-site.org/hooks/blog"),
         "{t}"
     );
     assert!(
@@ -318,6 +318,49 @@ fn init_prints_what_the_site_serves_and_never_the_first_sites_file_for_a_second_
     let out = init(&w, &config, "wiki", &url, &[]);
     let t = text(&out);
     assert!(t.contains("URL:          http://docs.test-site.org/hooks/wiki"), "{t}");
+
+    // The test line, run as printed: with a deploy-hook that cannot sign (no config there)
+    // it stops before curl; with the config, curl gets the signature's headers.
+    let line = t
+        .lines()
+        .skip_while(|l| !l.starts_with("Test it from here"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no test line: {t}"))
+        .trim()
+        .to_string();
+    let bin = w.path("test-line-bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("deploy-hook")).unwrap();
+    let called = w.path("curl-called");
+    fs::write(
+        bin.join("curl"),
+        format!(
+            "#!/bin/sh
+printf '%s\\n' \"$@\" > {}\n",
+            called.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("curl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run_line = |config: &Path| {
+        Command::new("sh")
+            .args(["-c", &line])
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("DEPLOY_HOOK_CONFIG", config)
+            .output()
+            .unwrap()
+    };
+    let out = run_line(&w.path("etc/no-such-config.toml"));
+    assert!(!out.status.success(), "{line}: {}", text(&out));
+    assert!(!called.exists(), "curl ran without a signature: {line}");
+    let out = run_line(&config);
+    assert!(out.status.success(), "{line}: {}", text(&out));
+    let args = fs::read_to_string(&called).unwrap();
+    assert!(
+        args.contains("http://docs.test-site.org/hooks/wiki") && args.contains("X-Gitee-Token: "),
+        "{args}"
+    );
 }
 
 #[test]

@@ -372,7 +372,7 @@ fn the_debian_package_installs_sets_up_a_hook_and_publishes_through_nginx() {
     fs::set_permissions(&body, fs::Permissions::from_mode(0o644)).unwrap();
     let url = format!("http://127.0.0.1:{port}/hooks/docs");
     let script = format!(
-        "eval \"curl -sS -w '\\n%{{http_code}}' {url} --data-binary @{b} $(deploy-hook sign docs --body {b} --format curl)\"",
+        "h=$(deploy-hook sign docs --body {b} --format curl) && eval \"curl -sS -w '\\n%{{http_code}}' {url} --data-binary @{b} $h\"",
         b = body.display()
     );
     let sent = admin("sh", &["-c", &script]);

@@ -101,10 +101,12 @@ pub(super) fn paste_instructions(
         }
     }
     // The body is the one `sign` signs by default; the host is the nginx site's
-    // server_name, which the README's Quick start sets to `hostname -f`.
+    // server_name, which the README's Quick start sets to `hostname -f`. `sign` runs
+    // first, on its own: when it fails (no config, a secret it cannot read) the line
+    // stops there, instead of sending an unsigned request that only says 401.
     t.push_str(&format!(
         "Test it from here, once the web server serves it (a push of {branch}):\n  \
-         eval \"curl -sS {test_url} --data-binary '{{\\\"ref\\\":\\\"refs/heads/{branch}\\\"}}' $(deploy-hook sign {name} --format curl)\"\n"
+         h=$(deploy-hook sign {name} --format curl) && eval \"curl -sS {test_url} --data-binary '{{\\\"ref\\\":\\\"refs/heads/{branch}\\\"}}' $h\"\n"
     ));
     out.write_all(t.as_bytes()).ok();
 }
