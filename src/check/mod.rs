@@ -16,6 +16,7 @@
 
 mod bucket;
 mod files;
+mod gather;
 mod hosts;
 mod log;
 mod nginx;
