@@ -138,6 +138,8 @@ pub(super) struct Observed {
     nginx: Server,
     apache: Server,
     fcgiwrap: Vec<Fcgiwrap>,
+    /// Gathered as this user (root reads everything; another user cannot run `nginx -T`).
+    gathered_as: String,
 }
 
 impl Observed {
@@ -146,6 +148,9 @@ impl Observed {
             nginx: gather_nginx(admin_path),
             apache: gather_apache(admin_path),
             fcgiwrap: gather_fcgiwrap(),
+            gathered_as: privilege::user_by_uid(privilege::euid())
+                .map(|u| u.name)
+                .unwrap_or_else(|| format!("uid {}", privilege::euid())),
         }
     }
 
@@ -171,7 +176,11 @@ impl Observed {
                 (Some(_), Some(e)) => {
                     r.skip(
                         &item,
-                        format!("{label}'s config could not be read ({e}); run check as root to read it"),
+                        if self.gathered_as == "root" {
+                            format!("{label}'s config could not be read ({e}): `{label} -t` (as root) says where it is wrong")
+                        } else {
+                            format!("{label}'s config could not be read ({e}); run check as root to read it")
+                        },
                     );
                     continue;
                 }
@@ -245,10 +254,17 @@ impl Observed {
             r.skip(
                 "web server",
                 format!(
-                    "whether a web server runs deploy-hook was not checked: {} could not be read as {}; run check as root (deploy-hook check): it reads the web server's config as root, then checks the hooks as {}",
+                    "whether a web server runs deploy-hook was not checked: {} could not be read as {}{}",
                     unreadable.iter().map(|l| format!("{l}'s config")).collect::<Vec<_>>().join(" and "),
-                    ctx.user,
-                    if ctx.user == "root" { super::DEFAULT_WEB_USER } else { ctx.user.as_str() }
+                    self.gathered_as,
+                    if self.gathered_as == "root" {
+                        String::new()
+                    } else {
+                        format!(
+                            "; run check as root (deploy-hook check): it reads the web server's config as root, then checks the hooks as {}",
+                            ctx.user
+                        )
+                    }
                 ),
             );
         } else if runs_us == 0 && (self.nginx.found.is_some() || self.apache.found.is_some()) {
