@@ -860,3 +860,114 @@ fn https_trusts_the_systems_roots_only() {
         "{lines}"
     );
 }
+
+#[test]
+fn a_build_publishes_no_secret_of_any_hook_in_the_config() {
+    requires!(Python);
+    let w = World::new("report-other-secrets");
+    let d = Doubles::start(
+        &w.path("doubles"),
+        &json!({"github": {"token": GITHUB_TOKEN, "repo": "acme/docs"}}),
+    );
+    let token = secret_file(&w, "docs.token", GITHUB_TOKEN, 0o600);
+    let robot = secret_file(&w, "docs.webhook", &d.url("/webhook/builds"), 0o600);
+    // Another hook's secrets, each in a file the build's user may read (the same user runs
+    // every hook's build): its webhook secret, report token, robot URL and signing secret,
+    // an rclone key, the token init keeps for its remote, an env token, an inline secret.
+    let other = [
+        ("other.secret", "other-hook-secret-5150"),
+        ("other.token", "gtea_other_token_8086"),
+        (
+            "other.dingtalk",
+            "https://oapi.dingtalk.com/robot/send?access_token=otherdingtoken77",
+        ),
+        ("other.dingtalk-secret", "SECother-signing-secret-6502"),
+    ];
+    for (name, value) in other {
+        secret_file(&w, name, value, 0o600);
+    }
+    let rclone = w.path("rclone.conf");
+    fs::write(
+        &rclone,
+        "[s3]\ntype = s3\naccess_key_id = OTHERKEYID1234\nsecret_access_key = other/rclone+secret9\n",
+    )
+    .unwrap();
+    let credentials = w.state.join("other/git-credentials");
+    fs::create_dir_all(credentials.parent().unwrap()).unwrap();
+    fs::write(&credentials, "https://bot:glpat-otherremote42@git.example.com\n").unwrap();
+    let third = "inline-third-hook-secret-31";
+    let files: Vec<String> = ["other.secret", "other.token", "other.dingtalk", "other.dingtalk-secret"]
+        .iter()
+        .map(|n| w.path(n).display().to_string())
+        .chain([rclone.display().to_string(), credentials.display().to_string()])
+        .collect();
+    // The step prints each as an error line (so each is a failure line too), then fails.
+    let step = format!(
+        "for f in {}; do echo \"error: $(cat $f)\"; done; echo \"error: $OTHER_ENV\"; echo 'error: {third}'; exit 1",
+        files.join(" ")
+    );
+    let page = w.path("page");
+    w.config(
+        "github",
+        &format!(
+            "steps = [{step}]\n{report}\
+             [hooks.docs.page]\ndir = {page:?}\nurl = \"https://docs.example.com/_builds/\"\nlogs = true\n\
+             [[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {robot:?}\n\
+             [hooks.other]\nprovider = \"gitea\"\nsecret_file = {secret:?}\nrepo = {repo:?}\n\
+             env = {{ OTHER_TOKEN = \"other-env-token-1701\" }}\n\
+             [hooks.other.publish]\nfrom = \"public\"\nbucket = \"s3:site/other\"\nrclone_config = {rclone:?}\n\
+             [hooks.other.report]\napi = \"http://127.0.0.1:1/api/v1\"\nrepo = \"acme/other\"\ntoken_file = {token:?}\n\
+             [[hooks.other.notify]]\nkind = \"dingtalk\"\nurl_file = {ding:?}\nsecret_file = {ding_secret:?}\n\
+             [hooks.third]\nprovider = \"github\"\nsecret = {third:?}\nrepo = {repo3:?}\n",
+            step = toml_str(&step.replace("$OTHER_ENV", "other-env-token-1701")),
+            report = report_table(&d.url("/github"), "acme/docs", &token),
+            page = page.to_str().unwrap(),
+            robot = robot.to_str().unwrap(),
+            secret = w.path("other.secret").to_str().unwrap(),
+            repo = w.path("other-repo").to_str().unwrap(),
+            rclone = rclone.to_str().unwrap(),
+            token = w.path("other.token").to_str().unwrap(),
+            ding = w.path("other.dingtalk").to_str().unwrap(),
+            ding_secret = w.path("other.dingtalk-secret").to_str().unwrap(),
+            repo3 = w.path("third-repo").to_str().unwrap(),
+        ),
+    );
+    w.push("index.md", "one\n");
+    let out = run_wait(&w);
+    assert!(out.contains("failed"), "{out}");
+    let limit = std::time::Duration::from_secs(60);
+    let statuses = d.wait_for("github", 2, limit);
+    let messages = d.wait_for("webhook", 1, limit);
+    let id = w.history()[0]["id"].as_str().unwrap().to_string();
+    let published = [
+        (
+            "the log",
+            fs::read_to_string(page.join(format!("builds/{id}.log.txt"))).unwrap(),
+        ),
+        ("status.json", fs::read_to_string(page.join("status.json")).unwrap()),
+        ("index.html", fs::read_to_string(page.join("index.html")).unwrap()),
+        ("the status", statuses[1]["body"].to_string()),
+        ("the message", messages[0]["body"].to_string()),
+    ];
+    assert!(
+        published[0].1.contains("error: ***"),
+        "the lines are there, masked: {}",
+        published[0].1
+    );
+    assert!(published[4].1.contains("error: ***"), "{}", published[4].1);
+    for secret in [
+        "other-hook-secret-5150",
+        "gtea_other_token_8086",
+        "otherdingtoken77",
+        "SECother-signing-secret-6502",
+        "OTHERKEYID1234",
+        "other/rclone+secret9",
+        "glpat-otherremote42",
+        "other-env-token-1701",
+        third,
+    ] {
+        for (what, text) in &published {
+            assert!(!text.contains(secret), "{secret} in {what}:\n{text}");
+        }
+    }
+}

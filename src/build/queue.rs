@@ -456,7 +456,7 @@ pub fn work(cfg: &Config, hook: &Hook, log: &mut Log) -> Result<()> {
     // What a step leaves running (a `setsid` child, a daemon) is reparented to us and ended
     // when the step ends (process::kill_orphans).
     process::become_subreaper();
-    let mut reports = Reports::new(hook, &cfg.log);
+    let mut reports = Reports::new(hook, cfg);
     let built = loop {
         let Some(lock) = lock(hook, &state, false)? else {
             break Ok(()); // the holder hands over what waits

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::build::state::{BuildRecord, HookState, Status};
-use crate::config::{Hook, LogConfig};
+use crate::config::{Config, Hook, LogConfig};
 use crate::report::event::{Build, Commit, Conclusion};
 use crate::report::page::{Held, Running, View};
 use crate::report::{Reporter, JOIN};
@@ -35,13 +35,13 @@ pub struct Reports {
 }
 
 impl Reports {
-    pub fn new(hook: &Hook, log_config: &LogConfig) -> Reports {
+    pub fn new(hook: &Hook, cfg: &Config) -> Reports {
         Reports {
-            reporter: Reporter::new(hook, log_config),
+            reporter: Reporter::new(hook, cfg),
             commits: HashMap::new(),
             lines: None,
             log: None,
-            log_config: log_config.clone(),
+            log_config: cfg.log.clone(),
         }
     }
 
@@ -297,12 +297,12 @@ fn own_log<'a>(state: &HookState, path: &'a str) -> Option<&'a Path> {
 
 /// After a change to what is live outside a build (`rollback`, `resume`): the page says
 /// it (the live release, the hold).
-pub fn page_now(hook: &Hook, state: &HookState, log_config: &LogConfig) {
+pub fn page_now(hook: &Hook, state: &HookState, cfg: &Config) {
     if hook.page.is_none() {
         return;
     }
     if let Ok(status) = state.read_status() {
-        Reports::new(hook, log_config).page(hook, state, &status);
+        Reports::new(hook, cfg).page(hook, state, &status);
     }
 }
 

@@ -452,7 +452,7 @@ fn differences(
 }
 
 /// The file in the hook's state folder that holds the credentials of `--repo-url`.
-const CREDENTIALS: &str = "git-credentials";
+pub(crate) const CREDENTIALS: &str = "git-credentials";
 
 /// An http(s) URL without its userinfo, and the credential git's store helper keeps for it
 /// (`https://user:TOKEN@host:port`); other URLs as they are (`ssh://git@host` names a user

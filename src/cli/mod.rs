@@ -19,7 +19,7 @@ use crate::sys::time;
 
 mod args;
 mod forge;
-mod init;
+pub(crate) mod init;
 mod rollback;
 mod sign;
 mod status;
@@ -132,7 +132,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
     }
     // `--wait` builds here: what the author sees of the build is sent from here too, after
     // the result is printed.
-    let mut reports = Reports::new(hook, &cfg.log);
+    let mut reports = Reports::new(hook, &cfg);
     let ask = Ask {
         pending: p,
         force: opts.force,
@@ -242,7 +242,7 @@ fn worker(config: &Path, name: &str, wait: bool, out: &mut dyn Write) -> Result<
     let mut log = Log::open(&cfg.log);
     // --wait: a sync delivery's build, whose result goes to the waiting CGI on stdout.
     let done = if wait {
-        let mut reports = Reports::new(hook, &cfg.log);
+        let mut reports = Reports::new(hook, &cfg);
         let handed = queue::build_now(&cfg, hook, &state, &mut log, &mut reports).and_then(|record| {
             serde_json::to_writer(&mut *out, &record).map_err(|e| Error::io("cannot hand the result over", e.into()))
         });

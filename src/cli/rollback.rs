@@ -118,7 +118,7 @@ pub(super) fn rollback(config: &Path, name: &str, to: Option<&str>, out: &mut dy
         })?;
         Ok((from, target, status))
     })?;
-    reporting::page_now(hook, &state, &cfg.log);
+    reporting::page_now(hook, &state, &cfg);
     log.info(&format!(
         "rollback hook={} from={} to={} held=yes",
         hook.name,
@@ -184,7 +184,7 @@ pub(super) fn resume(config: &Path, name: &str, out: &mut dyn Write) -> Result<i
         Some((from, to)) => (from.as_deref().unwrap_or("-"), to.as_str()),
         None => (held.release.as_str(), held.release.as_str()),
     };
-    reporting::page_now(hook, &state, &cfg.log);
+    reporting::page_now(hook, &state, &cfg);
     log.info(&format!("resume hook={} from={} to={}", hook.name, q(from), q(to)));
     let (what, verb) = switched_what(p);
     match &switched {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use self::event::{Build, Conclusion, Event};
 use self::http::{Answer, Client, Request};
 use self::logtext::Masker;
-use crate::config::{Forge, Hook, LogConfig, Notify, Page, Report, Secret};
+use crate::config::{Config, Forge, Hook, LogConfig, Notify, Page, Report, Secret};
 use crate::sys::log::{q, Log};
 use crate::sys::time;
 
@@ -109,9 +109,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// The reporter of `hook`. With none of `[report]`, `[page]` and `[[notify]]` it does
-    /// nothing and reads nothing.
-    pub fn new(hook: &Hook, log_config: &LogConfig) -> Reporter {
+    /// The reporter of `hook` in `cfg`. With none of `[report]`, `[page]` and `[[notify]]`
+    /// it does nothing and reads nothing.
+    pub fn new(hook: &Hook, cfg: &Config) -> Reporter {
+        let log_config = &cfg.log;
         let mut r = Reporter {
             hook: hook.name.clone(),
             branch: hook.branch.clone(),
@@ -127,7 +128,7 @@ impl Reporter {
             superseded: None,
         };
         if r.active() {
-            r.masker = masks(hook);
+            r.masker = masks(cfg);
         }
         r
     }
@@ -460,33 +461,71 @@ fn masker_of(values: &[&str]) -> Masker {
     m
 }
 
-/// Every secret value the hook knows of, for masking what is published: its own secret,
-/// the report token, the robots' URLs and secrets, and the `env` values whose names say
-/// they are secret.
-fn masks(hook: &Hook) -> Masker {
+/// Every secret value the config names, of every hook: a build runs as the same user as
+/// every other hook's build and can read their files too, so one hook's page, statuses and
+/// messages must not show another's secrets either. Of each hook: its webhook secret
+/// (inline or in its file), the report token, the robots' URLs and secrets, the `env`
+/// values whose names say they are secret, the keys of its rclone config, and the token
+/// `init` kept for its remote (`git-credentials` in its state folder). A file that cannot
+/// be read cannot be printed by a build either.
+fn masks(cfg: &Config) -> Masker {
     let mut values: Vec<String> = Vec::new();
-    if let Ok(s) = hook.secret.load() {
-        values.push(String::from_utf8_lossy(&s).into_owned());
-    }
-    if let Secret::Inline(s) = &hook.secret {
-        values.push(s.clone());
-    }
     let read = |p: &Path| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
-    if let Some(t) = hook.report.as_ref().and_then(|r| read(&r.token_file)) {
-        values.push(t);
+    for hook in cfg.hooks.values() {
+        if let Ok(s) = hook.secret.load() {
+            values.push(String::from_utf8_lossy(&s).into_owned());
+        }
+        if let Secret::Inline(s) = &hook.secret {
+            values.push(s.clone());
+        }
+        if let Some(t) = hook.report.as_ref().and_then(|r| read(&r.token_file)) {
+            values.push(t);
+        }
+        for n in &hook.notify {
+            values.extend(read(&n.url_file));
+            values.extend(n.secret_file.as_deref().and_then(read));
+        }
+        values.extend(
+            hook.env
+                .iter()
+                .filter(|(k, _)| Masker::secret_name(k))
+                .map(|(_, v)| v.clone()),
+        );
+        if let Some(text) = hook
+            .publish
+            .as_ref()
+            .and_then(|p| p.bucket())
+            .and_then(|b| read(&b.rclone_config))
+        {
+            values.extend(rclone_secrets(&text));
+        }
+        let credentials = cfg.state_dir.join(&hook.name).join(crate::cli::init::CREDENTIALS);
+        if let Some(text) = read(&credentials) {
+            values.extend(text.lines().filter_map(url_password));
+        }
     }
-    for n in &hook.notify {
-        values.extend(read(&n.url_file));
-        values.extend(n.secret_file.as_deref().and_then(read));
-    }
-    values.extend(
-        hook.env
-            .iter()
-            .filter(|(k, _)| Masker::secret_name(k))
-            .map(|(_, v)| v.clone()),
-    );
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
     masker_of(&refs)
+}
+
+/// The values of an rclone config's keys whose names say they are secret
+/// (`secret_access_key`, `access_key_id`, `token`, `pass`, `service_account_credentials`).
+fn rclone_secrets(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .filter(|(k, _)| Masker::secret_name(k) || k.eq_ignore_ascii_case("pass"))
+        .map(|(_, v)| v.to_string())
+        .collect()
+}
+
+/// The password of a credential URL (`https://user:TOKEN@host`), as written.
+fn url_password(line: &str) -> Option<String> {
+    let rest = line.trim().split_once("://")?.1;
+    let userinfo = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, _) = userinfo.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    Some(password.to_string())
 }
 
 /// A token or URL file's first line, trimmed; `None` (logged) when it cannot be read or is
