@@ -477,17 +477,24 @@ fn check_as_root_with_a_broken_nginx_config_does_not_say_to_run_it_as_root() {
     requires!(Root, WwwData, Nginx);
     let w = www_data_world("web-broken");
     w.config("gitee", "steps = [\"true\"]");
-    w.web.nginx_site("server { listen 127.0.0.1:1; no_such_directive on; }\n");
+    w.web
+        .nginx_site("server { listen 127.0.0.1:1; no_such_directive on; }\n");
     let out = w.cmd(&["check"]);
     let t = text(&out);
     assert!(
-        t.contains("skip  nginx's config could not be read (") && t.contains("`nginx -t` (as root) says where it is wrong"),
+        t.contains("skip  nginx's config could not be read (")
+            && t.contains("`nginx -t` (as root) says where it is wrong"),
         "{t}"
     );
     assert!(
-        t.contains("skip  whether a web server runs deploy-hook was not checked: nginx's config could not be read as root\n"),
+        t.contains(
+            "skip  whether a web server runs deploy-hook was not checked: nginx's config could not be read as root\n"
+        ),
         "{t}"
     );
     assert!(!t.contains("run check as root"), "it is root: {t}");
-    assert!(!t.contains("no nginx location or Apache ScriptAlias runs deploy-hook yet"), "{t}");
+    assert!(
+        !t.contains("no nginx location or Apache ScriptAlias runs deploy-hook yet"),
+        "{t}"
+    );
 }
