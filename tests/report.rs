@@ -103,6 +103,44 @@ fn check_reports_the_token_files_mode_and_whether_it_may_write_statuses() {
 }
 
 #[test]
+fn check_masks_what_the_api_answers_and_names_a_redirect() {
+    requires!(Python);
+    let w = World::new("report-check-echo");
+    let d = Doubles::start(&w.path("doubles"), &json!({}));
+    let token = secret_file(&w, "docs.token", "gtea_echoed_token_4711", 0o600);
+    // An API that echoes the refused token in its 401 answer.
+    w.config("gitea", &report_table(&d.url("/echo401/api/v1"), "acme/docs", &token));
+    let text = check_text(&w);
+    let lines = report_lines(&text);
+    assert!(
+        lines.contains("\"fail\"") && lines.contains("invalid credentials: token ***"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gtea_echoed_token_4711"),
+        "check printed the token:\n{text}"
+    );
+    // An API URL that redirects (http to https, a moved instance): not followed, said so.
+    w.config("gitea", &report_table(&d.url("/redirect/api/v1"), "acme/docs", &token));
+    let lines = report_lines(&check_text(&w));
+    assert!(
+        lines.contains("\"skip\"")
+            && lines.contains(
+                "answered with a redirect (HTTP 302 to api.example.com), which is not followed; use the API's base URL"
+            ),
+        "{lines}"
+    );
+    // What could not be checked is not said to hold.
+    let out = w.cmd(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        !text.contains("check: everything holds\n") && last.contains(" not checked"),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_reports_robot_url_files_and_the_page_folder() {
     requires!(Python);
     let w = World::new("report-check-robots");

@@ -2,7 +2,8 @@
 //!
 //! Each line is a check that passed (`ok`), a problem that will break deliveries (`FAIL`,
 //! with the fix), something worth knowing (`warn`), or a check that could not be made here
-//! (`skip`). Exit 0 only when nothing failed. It checks as the build will run: started as
+//! (`skip`). Exit 0 only when nothing failed; the last line counts the problems and what
+//! was not checked. It checks as the build will run: started as
 //! root it first becomes the owner of the state folder, as the web server's user would be,
 //! and runs git with the build's environment. `--json` prints the same items for scripts.
 //!
@@ -137,14 +138,28 @@ impl Report {
                 }
             }
         }
-        if self.failures == 0 {
-            t.push_str("check: everything holds\n");
-        } else {
-            t.push_str(&format!(
-                "check: {} problem{} found\n",
-                self.failures,
-                if self.failures == 1 { "" } else { "s" },
-            ));
+        // What could not be checked (`skip`) is not said to hold.
+        let skipped = self
+            .lines
+            .iter()
+            .filter(|(_, i)| i.as_ref().is_some_and(|i| i.level == Level::Skip))
+            .count();
+        let not_checked = format!(
+            "{skipped} not checked (the skip line{} above)",
+            if skipped == 1 { "" } else { "s" }
+        );
+        match (self.failures, skipped) {
+            (0, 0) => t.push_str("check: everything holds\n"),
+            (0, _) => t.push_str(&format!(
+                "check: everything holds that could be checked; {not_checked}\n"
+            )),
+            (n, _) => {
+                t.push_str(&format!("check: {n} problem{} found", if n == 1 { "" } else { "s" }));
+                if skipped > 0 {
+                    t.push_str(&format!("; {not_checked}"));
+                }
+                t.push('\n');
+            }
         }
         t
     }

@@ -14,7 +14,7 @@ use crate::report::http::{self, Client};
 pub fn check(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     if let Some(cfg) = &hook.report {
         if let Some(token) = secret_file(ctx, &cfg.token_file, "report token", "token_file", r) {
-            probe(cfg, &token, r);
+            probe(ctx, cfg, &token, r);
         }
     }
     if let Some(p) = &hook.page {
@@ -110,7 +110,7 @@ fn secret_file(ctx: &Ctx, path: &Path, item: &str, key: &str, r: &mut Report) ->
 
 /// Asks the forge, read-only, whether the token may write statuses for `repo`. An API
 /// that does not answer is no failure: the build will try anyway, and logs what it gets.
-fn probe(cfg: &crate::config::Report, token: &str, r: &mut Report) {
+fn probe(ctx: &Ctx, cfg: &crate::config::Report, token: &str, r: &mut Report) {
     let (client, warning) = Client::new(Path::new(http::SYSTEM_BUNDLE));
     if let Some(w) = warning {
         r.warn("report api", w);
@@ -121,13 +121,20 @@ fn probe(cfg: &crate::config::Report, token: &str, r: &mut Report) {
     } else {
         "set statuses on"
     };
+    // The API's words go through the build log's masker: an API may echo the token it
+    // refused (or another hook's secret) in its answer.
+    let m = crate::report::masker(ctx.cfg);
     match forge::probe_verdict(cfg, &answer) {
-        Probe::Writes(d) => r.ok("report api", d),
-        Probe::Unknown(d) => r.warn("report api", d),
-        Probe::Cannot(d, fix) => r.fail("report api", format!("the token cannot {what} {}: {d}", cfg.repo), fix),
+        Probe::Writes(d) => r.ok("report api", m.mask(&d)),
+        Probe::Unknown(d) => r.warn("report api", m.mask(&d)),
+        Probe::Cannot(d, fix) => r.fail(
+            "report api",
+            m.mask(&format!("the token cannot {what} {}: {d}", cfg.repo)),
+            m.mask(&fix),
+        ),
         Probe::Unreachable(d) => r.skip(
             "report api",
-            format!("not checked: {} did not answer ({d})", http::redact(&cfg.api)),
+            m.mask(&format!("not checked: {} {d}", http::redact(&cfg.api))),
         ),
     }
 }

@@ -240,7 +240,8 @@ pub enum Probe {
     Unknown(String),
     /// It may not: why, and what to do.
     Cannot(String, String),
-    /// The API did not answer: nothing could be checked.
+    /// The API did not answer, or not as an API does (a redirect, a 5xx): nothing could be
+    /// checked. Says what it did: `did not answer (...)`, `answered HTTP 503: ...`.
     Unreachable(String),
 }
 
@@ -248,7 +249,7 @@ pub fn probe_verdict(cfg: &Report, a: &Answer) -> Probe {
     let repo = &cfg.repo;
     let where_ = token_place(cfg.forge);
     let status = match a {
-        Answer::Transport(t) => return Probe::Unreachable(t.clone()),
+        Answer::Transport(t) => return Probe::Unreachable(format!("did not answer ({t})")),
         Answer::Http { status, .. } => *status,
     };
     match status {
@@ -265,7 +266,13 @@ pub fn probe_verdict(cfg: &Report, a: &Answer) -> Probe {
             )
         }
         200..=299 => {}
-        _ => return Probe::Unreachable(reason(a)),
+        300..=399 => {
+            return Probe::Unreachable(format!(
+                "answered with a redirect (HTTP {status} to {}), which is not followed; use the API's base URL",
+                crate::report::http::redirect_to(a).unwrap_or_default()
+            ))
+        }
+        _ => return Probe::Unreachable(format!("answered {}", reason(a))),
     }
     let json = a.json().unwrap_or_default();
     match cfg.forge {
@@ -452,7 +459,8 @@ mod tests {
             &Answer::Http {
                 status: 400,
                 body: r#"{"message":"Cannot transition status via :run from :running"}"#.into(),
-                scopes: None
+                scopes: None,
+                location: None,
             }
         )
         .is_ok());
@@ -493,6 +501,7 @@ mod tests {
             status: 200,
             body: body.into(),
             scopes: scopes.map(String::from),
+            location: None,
         };
         let gh = cfg(Forge::Github, "acme/docs");
         assert!(matches!(
@@ -536,6 +545,7 @@ mod tests {
             status: 401,
             body: r#"{"message":"Bad credentials"}"#.into(),
             scopes: None,
+            location: None,
         };
         assert!(matches!(probe_verdict(&gh, &bad), Probe::Cannot(..)));
         assert!(matches!(

@@ -65,12 +65,13 @@ impl Request {
 /// What came back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    /// The service answered: its status, body (at most 64 KiB) and, from GitHub, the
-    /// token's scopes (`X-OAuth-Scopes`).
+    /// The service answered: its status, body (at most 64 KiB), from GitHub the token's
+    /// scopes (`X-OAuth-Scopes`), and a redirect's `Location` (never followed).
     Http {
         status: u16,
         body: String,
         scopes: Option<String>,
+        location: Option<String>,
     },
     /// No answer: DNS, connect, TLS, timeout. Never holds the URL.
     Transport(String),
@@ -164,13 +165,23 @@ impl Client {
                     .get("x-oauth-scopes")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
+                let location = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let body = resp
                     .body_mut()
                     .with_config()
                     .limit(ANSWER_LIMIT)
                     .read_to_string()
                     .unwrap_or_else(|e| format!("(the answer could not be read: {})", transport_words(&e)));
-                Answer::Http { status, body, scopes }
+                Answer::Http {
+                    status,
+                    body,
+                    scopes,
+                    location,
+                }
             }
             Err(e) => Answer::Transport(transport_words(&e)),
         }
@@ -260,6 +271,9 @@ pub fn redact(url: &str) -> String {
 /// The `message` a service put in an error answer (GitHub's `message`, a robot's
 /// `errmsg`/`msg`), else the body's start: made printable and short, for a log line.
 pub fn reason(a: &Answer) -> String {
+    if let Some(to) = redirect_to(a) {
+        return format!("HTTP {} to {to}: a redirect, not followed", status_of(a));
+    }
     match a {
         Answer::Transport(t) => t.clone(),
         Answer::Http { status, body, .. } => {
@@ -279,6 +293,37 @@ pub fn reason(a: &Answer) -> String {
             format!("HTTP {status}: {}", crate::sys::text::printable(&said, 200))
         }
     }
+}
+
+fn status_of(a: &Answer) -> u16 {
+    match a {
+        Answer::Http { status, .. } => *status,
+        Answer::Transport(_) => 0,
+    }
+}
+
+/// Where a redirect (3xx) points: the host of its `Location` (no path or query: they may
+/// hold a token), or "another path" for a relative one. `None` for any other answer.
+pub fn redirect_to(a: &Answer) -> Option<String> {
+    let Answer::Http {
+        status: 300..=399,
+        location,
+        ..
+    } = a
+    else {
+        return None;
+    };
+    let Some(location) = location else {
+        return Some("nowhere (no Location)".into());
+    };
+    Some(match location.split_once("://") {
+        Some((_, rest)) => {
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            crate::sys::text::printable(host, 100)
+        }
+        None => "another path on the same host".into(),
+    })
 }
 
 #[cfg(test)]
@@ -312,6 +357,7 @@ mod tests {
             status,
             body: body.into(),
             scopes: None,
+            location: None,
         };
         assert!(http(503, "").retryable() && http(429, "").retryable());
         assert!(!http(401, "").retryable() && !http(200, "").retryable());

@@ -128,7 +128,7 @@ impl Reporter {
             superseded: None,
         };
         if r.active() {
-            r.masker = masks(cfg);
+            r.masker = masker(cfg);
         }
         r
     }
@@ -467,8 +467,8 @@ fn masker_of(values: &[&str]) -> Masker {
 /// (inline or in its file), the report token, the robots' URLs and secrets, the `env`
 /// values whose names say they are secret, the keys of its rclone config, and the token
 /// `init` kept for its remote (`git-credentials` in its state folder). A file that cannot
-/// be read cannot be printed by a build either.
-fn masks(cfg: &Config) -> Masker {
+/// be read cannot be printed by a build either. `check` masks what an API answers with it.
+pub fn masker(cfg: &Config) -> Masker {
     let mut values: Vec<String> = Vec::new();
     let read = |p: &Path| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
     for hook in cfg.hooks.values() {

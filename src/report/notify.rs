@@ -434,6 +434,7 @@ mod tests {
             status,
             body: body.into(),
             scopes: None,
+            location: None,
         };
         assert!(judge(NotifyKind::Dingtalk, &http(200, r#"{"errcode":0,"errmsg":"ok"}"#)).is_ok());
         let e = judge(

@@ -17,6 +17,9 @@ One process, one loopback port, every service under its own path prefix:
   /slack/services/{T}/{B}/{X}                  POST  text and/or blocks
   /webhook/{anything}                          POST  our JSON (version 1), signed when a secret is set
   /hang/{anything}                             accepts, reads the request, never answers
+  /echo401/{anything}                          401, its message echoing the Authorization header
+                                               (APIs that say which credentials they refused)
+  /redirect/{anything}                         302 to https://api.example.com/{anything}
   /flaky/{kind}/...                            the first `flaky` requests get 503, then as {kind}
 
 Each service checks method, path, headers and JSON as its documentation says and answers
@@ -376,7 +379,15 @@ def webhook(h, rest: str):
     raise Reply(204, None, "accepted", ok=True)
 
 
-SERVICES = {"github": github, "gitea": gitea, "gitlab": gitlab, "gitee": gitee, "dingtalk": dingtalk,
+def echo401(h, rest: str):
+    raise Reply(401, {"message": f"invalid credentials: {h.headers.get('Authorization', '')}"}, "echoed")
+
+
+def redirect(h, rest: str):
+    raise Reply(302, "", "redirected", headers={"Location": f"https://api.example.com{rest}"})
+
+
+SERVICES = {"echo401": echo401, "redirect": redirect, "github": github, "gitea": gitea, "gitlab": gitlab, "gitee": gitee, "dingtalk": dingtalk,
             "feishu": feishu, "wecom": wecom, "slack": slack, "webhook": webhook}
 
 
