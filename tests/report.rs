@@ -1009,3 +1009,43 @@ fn a_build_publishes_no_secret_of_any_hook_in_the_config() {
         }
     }
 }
+
+#[test]
+fn two_hooks_may_not_share_a_page_folder() {
+    let w = World::new("report-shared-page");
+    let page = w.path("page");
+    for (other_dir, why) in [
+        (page.clone(), "the same folder"),
+        (page.join("blog"), "one inside the other"),
+    ] {
+        w.config(
+            "github",
+            &format!(
+                "[hooks.docs.page]\ndir = {page:?}\nurl = \"https://docs.example.com/_builds/\"\n\
+                 [hooks.blog]\nprovider = \"gitea\"\nsecret_file = {secret:?}\nrepo = {repo:?}\n\
+                 [hooks.blog.page]\ndir = {other:?}\nurl = \"https://blog.example.com/_builds/\"\n",
+                page = page.to_str().unwrap(),
+                secret = w.secret_file.to_str().unwrap(),
+                repo = w.path("blog-repo").to_str().unwrap(),
+                other = other_dir.to_str().unwrap(),
+            ),
+        );
+        for args in [&["check"][..], &["run", "docs", "--wait"]] {
+            let out = w.cmd(args);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!out.status.success(), "{why} {args:?}: {text}");
+            assert!(
+                text.contains("page.dir")
+                    && text.contains("docs")
+                    && text.contains("blog")
+                    && text.contains("a folder of its own"),
+                "{why} {args:?}: the error names both hooks: {text}"
+            );
+        }
+        assert!(!page.join("index.html").exists(), "{why}: nothing was written");
+    }
+}

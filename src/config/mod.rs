@@ -587,6 +587,31 @@ impl Config {
                 // The state folder holds the logs unmasked and the replay tokens.
                 return ctx.err(span, &format!("hooks.{name}.page.dir"), "must be outside state_dir");
             }
+            // Two pages in one folder overwrite each other's index.html and status.json,
+            // and each hook's log pruning deletes the other's logs.
+            if let Some(dir) = hook.page.as_ref().map(|p| &p.dir) {
+                let shared = hooks.values().find_map(|other: &Hook| {
+                    let theirs = &other.page.as_ref()?.dir;
+                    let how = if theirs == dir {
+                        "is also"
+                    } else if dir.starts_with(theirs) {
+                        "is inside"
+                    } else if theirs.starts_with(dir) {
+                        "holds"
+                    } else {
+                        return None;
+                    };
+                    Some(format!(
+                        "{} {how} hooks.{}.page.dir ({}): two hooks' pages would overwrite each other's index.html and status.json, and each would prune the other's logs; give each hook a folder of its own",
+                        dir.display(),
+                        other.name,
+                        theirs.display()
+                    ))
+                });
+                if let Some(message) = shared {
+                    return ctx.err(span, &format!("hooks.{name}.page.dir"), message);
+                }
+            }
             hooks.insert(name, hook);
         }
 
