@@ -1049,3 +1049,129 @@ fn two_hooks_may_not_share_a_page_folder() {
         assert!(!page.join("index.html").exists(), "{why}: nothing was written");
     }
 }
+
+/// A hook with a page, a webhook robot on every event and the GitHub double, whose step is
+/// `step`; returns the doubles.
+fn lines_world(w: &World, doubles: &str, step: &str, extra: &str) -> Doubles {
+    let d = Doubles::start(
+        &w.path(doubles),
+        &json!({"github": {"token": GITHUB_TOKEN, "repo": "acme/docs"}}),
+    );
+    let token = secret_file(w, "docs.token", GITHUB_TOKEN, 0o600);
+    let robot = secret_file(w, "docs.webhook", &d.url("/webhook/builds"), 0o600);
+    w.config(
+        "github",
+        &format!(
+            "steps = [{step}]\n{extra}{report}\
+             [hooks.docs.page]\ndir = {page:?}\nurl = \"https://docs.example.com/_builds/\"\n\
+             [[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {robot:?}\non = [\"started\", \"failed\", \"succeeded\"]\n",
+            step = toml_str(step),
+            report = report_table(&d.url("/github"), "acme/docs", &token),
+            page = w.path("page").to_str().unwrap(),
+            robot = robot.to_str().unwrap(),
+        ),
+    );
+    d
+}
+
+#[test]
+fn failure_lines_show_no_server_path_and_pick_error_words_not_flags() {
+    requires!(Python);
+    let w = World::new("report-paths");
+    let www = w.path("www");
+    let state = w.state.to_str().unwrap().to_string();
+    let step = format!(
+        "echo \"error: cannot read $HOME/.npmrc-missing\"; echo 'error: stale {state}/docs/build.lock'; \
+         echo 'error: cannot write {www}/site.releases/r1'; exit 1",
+        www = www.display()
+    );
+    let publish = format!(
+        "[hooks.docs.publish]\nfrom = \"public\"\nto = {:?}\n",
+        www.join("site").to_str().unwrap()
+    );
+    let d = lines_world(&w, "doubles", &step, &publish);
+    w.push("index.md", "one\n");
+    assert!(run_wait(&w).contains("failed"));
+    let limit = std::time::Duration::from_secs(60);
+    let statuses = d.wait_for("github", 2, limit);
+    let messages = d.wait_for("webhook", 2, limit);
+    let shown = [
+        ("the status", statuses[1]["body"]["description"].to_string()),
+        ("the message", messages[1]["body"]["lines"].to_string()),
+        ("status.json", fs::read_to_string(w.path("page/status.json")).unwrap()),
+    ];
+    for (what, text) in &shown {
+        assert!(
+            !text.contains(&state) && !text.contains(www.to_str().unwrap()),
+            "a server path in {what}: {text}"
+        );
+    }
+    let lines = &shown[1].1;
+    for want in [
+        "cannot read ~/.npmrc-missing",
+        "stale <state>/build.lock",
+        "cannot write <publish.to>.releases/r1",
+    ] {
+        assert!(lines.contains(want), "{want} in {lines}");
+    }
+
+    // A flag that holds an error word (`--error-on-no-transfer`) says nothing failed: the
+    // lines are the step's last ones, with the one that says why.
+    drop(d);
+    let d2 = lines_world(
+        &w,
+        "doubles-2",
+        "echo 'rclone cat --error-on-no-transfer s:b/x'; echo 'the disk quota is exceeded'; exit 1",
+        "",
+    );
+    w.push("index.md", "two\n");
+    assert!(run_wait(&w).contains("failed"));
+    let messages = d2.wait_for("webhook", 2, limit);
+    let lines = messages[1]["body"]["lines"].to_string();
+    assert!(lines.contains("the disk quota is exceeded"), "{lines}");
+}
+
+#[test]
+fn control_characters_of_a_commit_reach_no_message_status_or_page() {
+    requires!(Python);
+    let w = World::new("report-controls");
+    let d = lines_world(&w, "doubles", "exit 1", "");
+    fs::write(w.seed.join("index.md"), "two\n").unwrap();
+    git(&w.seed, &["add", "-A"]);
+    let out = std::process::Command::new("git")
+        .current_dir(&w.seed)
+        .args([
+            "-c",
+            "user.name=Eve\u{1b}[1mBold\u{7}",
+            "-c",
+            "user.email=eve@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "\u{1b}[31mRed\u{1b}[0m subject\u{8}\u{8}X \u{1b}]0;title\u{7}end",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    git(&w.seed, &["push", "-q", "origin", "HEAD:main"]);
+    assert!(run_wait(&w).contains("failed"));
+    let limit = std::time::Duration::from_secs(60);
+    let messages = d.wait_for("webhook", 2, limit);
+    let statuses = d.wait_for("github", 2, limit);
+    let shown = [
+        ("the message", messages[1]["body"].to_string()),
+        ("the status", statuses[1]["body"].to_string()),
+        ("index.html", fs::read_to_string(w.path("page/index.html")).unwrap()),
+        ("status.json", fs::read_to_string(w.path("page/status.json")).unwrap()),
+    ];
+    for (what, text) in &shown {
+        for bad in [
+            "\\u001b", "\u{1b}", "\\u0007", "\u{7}", "\\b", "\u{8}", "&#27;", "&#x1b;",
+        ] {
+            assert!(!text.contains(bad), "{bad:?} in {what}: {text}");
+        }
+    }
+    assert_eq!(messages[1]["body"]["commit"]["subject"], "Red subjectX end");
+    assert_eq!(messages[1]["body"]["commit"]["author"], "EveBold");
+    assert!(shown[2].1.contains("Red subjectX end"), "{}", shown[2].1);
+}

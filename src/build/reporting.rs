@@ -277,8 +277,8 @@ impl Reports {
         for line in String::from_utf8_lossy(&done.stdout).lines() {
             let mut parts = line.splitn(3, '\0');
             if let (Some(sha), Some(subject), Some(author)) = (parts.next(), parts.next(), parts.next()) {
-                self.commits
-                    .insert(sha.to_string(), (subject.to_string(), author.to_string()));
+                let (subject, author) = (self.reporter.clean(subject), self.reporter.clean(author));
+                self.commits.insert(sha.to_string(), (subject, author));
             }
         }
         // Gone from the checkout (a force push and a gc): known, without words.

@@ -217,7 +217,7 @@ fn file_line_col(line: &str) -> bool {
     })
 }
 
-/// Words that say something went wrong.
+/// Words that say something went wrong, as words: not inside a flag or a hyphenated name.
 fn failure_word(line: &str) -> bool {
     [
         "error",
@@ -231,7 +231,14 @@ fn failure_word(line: &str) -> bool {
         "timeout",
     ]
     .iter()
-    .any(|w| has_word(line, w, true))
+    .any(|w| {
+        // Part of a flag or a hyphenated name (`--error-on-no-transfer`) says nothing failed.
+        let hay = line.to_lowercase();
+        hay.match_indices(w).any(|(i, m)| {
+            let free = |c: Option<char>| c.is_none_or(|c| !is_word(c) && c != '-');
+            free(hay[..i].chars().next_back()) && free(hay[i + m.len()..].chars().next())
+        })
+    })
 }
 
 /// Whether `word` is in `line` with no letter, digit or `_` right before or after it.

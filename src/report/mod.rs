@@ -98,6 +98,10 @@ pub struct Reporter {
     page: Option<Page>,
     notify: Vec<Notify>,
     masker: Masker,
+    /// The server's paths a failure line may name, longest first, and what is shown for
+    /// each: the checkout (made relative), the steps' HOME (`~`), the hook's state folder
+    /// (`<state>`), `state_dir`, the local publish target.
+    places: Vec<(String, String)>,
     log_config: LogConfig,
     /// Made by the first sender thread that needs it (reading the system's roots takes a
     /// few milliseconds: not the build's), shared by the others.
@@ -122,6 +126,7 @@ impl Reporter {
             page: hook.page.clone(),
             notify: hook.notify.clone(),
             masker: Masker::default(),
+            places: places(hook, cfg),
             log_config: log_config.clone(),
             client: Arc::new(OnceLock::new()),
             senders: (0..=hook.notify.len()).map(|_| None).collect(),
@@ -161,7 +166,18 @@ impl Reporter {
         let text = self
             .masker
             .mask(&logtext::strip_terminal(&String::from_utf8_lossy(&bytes)));
-        excerpt::pick(&logtext::section(&text, failed_step), &self.checkout.to_string_lossy())
+        let mut text = logtext::section(&text, failed_step).join("\n");
+        for (path, shown) in &self.places {
+            text = text.replace(path.as_str(), shown);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        excerpt::pick(&lines, &self.checkout.to_string_lossy())
+    }
+
+    /// A commit's subject or author (anyone's text) as every report shows it: without
+    /// terminal codes and control characters, secrets masked.
+    pub fn clean(&self, text: &str) -> String {
+        self.masker.mask(&logtext::strip_terminal(text).replace('\n', " "))
     }
 
     /// Rewrites the page, when the hook has one; a failure is logged, never more.
@@ -435,6 +451,32 @@ fn send_all(client: &OnceLock<Client>, target: Target, hook: &str, log_config: &
             )),
         }
     }
+}
+
+/// The server paths of `hook` that failure lines show short, longest first (a path inside
+/// another is replaced first). The checkout becomes relative (`excerpt`).
+fn places(hook: &Hook, cfg: &Config) -> Vec<(String, String)> {
+    let state = cfg.state_dir.join(&hook.name);
+    let home = hook
+        .env
+        .get("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state.join("home"));
+    let checkout = hook.repo.to_string_lossy().trim_end_matches('/').to_string();
+    let mut out = vec![
+        (format!("{checkout}/"), String::new()),
+        (checkout, ".".to_string()),
+        (home.to_string_lossy().into_owned(), "~".to_string()),
+        (state.to_string_lossy().into_owned(), "<state>".to_string()),
+        (cfg.state_dir.to_string_lossy().into_owned(), "<state_dir>".to_string()),
+    ];
+    if let Some(to) = hook.publish.as_ref().and_then(|p| p.local_to()) {
+        out.push((to.to_string_lossy().into_owned(), "<publish.to>".to_string()));
+    }
+    // `/` alone, or a path of one letter, is no place to replace.
+    out.retain(|(p, _)| p.trim_end_matches('/').len() > 1);
+    out.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    out
 }
 
 /// A masker of these values alone.
