@@ -1175,3 +1175,75 @@ fn control_characters_of_a_commit_reach_no_message_status_or_page() {
     assert_eq!(messages[1]["body"]["commit"]["author"], "EveBold");
     assert!(shown[2].1.contains("Red subjectX end"), "{}", shown[2].1);
 }
+
+#[test]
+fn a_build_that_kills_its_worker_is_rebuilt_once_not_on_every_status() {
+    requires!(Python);
+    let w = World::new("report-killer");
+    let d = Doubles::start(&w.path("doubles"), &json!({}));
+    let robot = secret_file(&w, "docs.webhook", &d.url("/webhook/builds"), 0o600);
+    // While `killer` exists, the step kills the worker that runs it (its first ancestor
+    // whose command line is a worker's), as a step that runs the machine out of memory
+    // would get it killed.
+    let killer = w.path("killer");
+    fs::write(&killer, "").unwrap();
+    let step = format!(
+        "if [ -e {k} ]; then p=$$; while [ \"$p\" -gt 1 ]; do \
+           if [ \"$(tr '\\0' '\\n' < /proc/$p/cmdline | sed -n 2p)\" = __worker ]; then kill -9 $p; exit 1; fi; \
+           p=$(cut -d' ' -f4 /proc/$p/stat); done; fi; echo built",
+        k = killer.display()
+    );
+    w.config(
+        "github",
+        &format!(
+            "steps = [{}]\n[[hooks.docs.notify]]\nkind = \"webhook\"\nurl_file = {:?}\n",
+            toml_str(&step),
+            robot.to_str().unwrap()
+        ),
+    );
+    let limit = std::time::Duration::from_secs(60);
+    let head = w.push("index.md", "one\n");
+    assert_eq!(github_push(&w).status, 202);
+    let dead = |w: &World| {
+        wait_for("the worker to be gone", limit, || worker_pids(w).is_empty());
+    };
+    dead(&w);
+    assert_eq!(w.status()["state"], "building", "its worker died mid-build");
+    // `status` sees the dead worker: recovery records the build and builds it once more,
+    // which kills its worker again.
+    let status = |w: &World| {
+        let out = w.cmd(&["status", "docs"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    status(&w);
+    wait_for("the rebuild", limit, || {
+        w.history().len() == 1 && worker_pids(&w).is_empty() && w.status()["state"] == "building"
+    });
+    // The second time, the rebuild of the same commit is recorded and not built again.
+    status(&w);
+    wait_for("the second recovery", limit, || {
+        w.history().len() == 2 && worker_pids(&w).is_empty()
+    });
+    assert_eq!(w.status()["state"], "idle", "not rebuilt again: {}", w.status());
+    for _ in 0..3 {
+        status(&w);
+        w.wait_no_worker();
+    }
+    let s = w.status();
+    assert_eq!(s["state"], "idle", "{s}");
+    let history = w.history();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history
+        .iter()
+        .all(|b| b["result"] == "interrupted" && b["commit"] == head.as_str()));
+    wait_for("the messages", limit, || d.to("webhook").len() >= 2);
+    let messages = d.to("webhook");
+    assert_eq!(messages.len(), 2, "one message per interrupted build: {messages:?}");
+    let log = fs::read_to_string(w.hook_dir().join("worker.log")).unwrap_or_default();
+    assert!(log.contains("not built again"), "{log}");
+    // `run` still builds it (and a new delivery would).
+    fs::remove_file(&killer).unwrap();
+    let out = run_wait(&w);
+    assert!(out.contains("succeeded"), "{out}");
+    assert_eq!(w.history()[0]["commit"], head.as_str());
+}

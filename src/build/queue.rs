@@ -273,7 +273,8 @@ fn note_builder(state: &HookState) {
 /// is left of its processes is killed, and its build is recorded and told about as any
 /// finished build (`finish`): `interrupted`, or `succeeded` when it had switched the site.
 /// An interrupted build's delivery waits again, so that it is built, not only recorded
-/// (unless a newer delivery waits: the build of the newest head covers both).
+/// (unless a newer delivery waits: the build of the newest head covers both), once: when
+/// that rebuild is interrupted too, on the same commit, it is recorded and not built again.
 ///
 /// Without a daemon, this runs when someone next takes the lock: a worker started by the
 /// next delivery, `run`, or `status` seeing the dead builder (`start_recovery`).
@@ -344,8 +345,20 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log,
         record.result, hook.name, record.id
     ));
     let delivery = c.pending();
-    if !published {
+    // Built once more after an interruption, not for ever: a build whose step kills its
+    // worker (memory, a `kill`) would otherwise be rebuilt, and reported, at every
+    // `status`, `run` and delivery. A new delivery or `run` has a new id, and builds.
+    let again = format!("{} {}", c.delivery, c.commit.as_deref().unwrap_or("-"));
+    let rebuilt = rebuilt_path(state);
+    let stop = !published && fs::read_to_string(&rebuilt).is_ok_and(|r| r == again);
+    if stop {
+        log.warn(&format!(
+            "build {} hook={} id={} not built again: it was the rebuild of an interrupted build of the same commit; a new delivery or `run` builds it",
+            record.result, hook.name, record.id
+        ));
+    } else if !published {
         state.put_back(&delivery)?;
+        write_atomic(&rebuilt, again.as_bytes()).map_err(|e| Error::io("cannot write the rebuild marker", e))?;
     }
     // Its own log, when it is where our logs are (status.json is not trusted with a path).
     let log_path = Path::new(&c.log);
@@ -384,6 +397,12 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log,
     let _ = build_log.seal();
     reports.publish_log(state, &record);
     Ok(())
+}
+
+/// The delivery and commit of the last interrupted build that recovery put back to be
+/// built again (`recover`).
+fn rebuilt_path(state: &HookState) -> PathBuf {
+    state.dir.join("rebuilt")
 }
 
 /// `status` saw a builder that died: starts a worker, as a delivery does, to recover its
