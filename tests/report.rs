@@ -316,6 +316,19 @@ fn a_push_shows_its_status_on_the_commit_the_page_and_one_message_on_the_failure
     wait_for("the worker to end", limit, || !worker_alive(&w));
     let (ding, fei) = (taken(&d, "dingtalk"), taken(&d, "feishu"));
     assert_eq!((ding.len(), fei.len()), (1, 1), "one message each: {:?}", d.requests());
+    let post: serde_json::Value = serde_json::from_str(&fei[0]).unwrap();
+    let links: Vec<&serde_json::Value> = post["content"]["post"]["zh_cn"]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|line| line.as_array().unwrap())
+        .filter(|e| e["tag"] == "a")
+        .collect();
+    assert!(!links.is_empty(), "{post}");
+    for a in links {
+        let label = a["text"].as_str().unwrap();
+        assert_eq!(label, label.trim(), "a Feishu link's text is its words: {post}");
+    }
     for m in [&ding[0], &fei[0]] {
         assert!(m.contains("install.md (7:1): Element is missing end tag."), "{m}");
         assert!(!m.contains("ELIFECYCLE") && !m.contains("\\u001b"), "{m}");
@@ -1239,6 +1252,10 @@ fn a_build_that_kills_its_worker_is_rebuilt_once_not_on_every_status() {
     wait_for("the messages", limit, || d.to("webhook").len() >= 2);
     let messages = d.to("webhook");
     assert_eq!(messages.len(), 2, "one message per interrupted build: {messages:?}");
+    assert_eq!(
+        messages[0]["body"]["build"]["failed_step"], "step 1 (sh)",
+        "labelled as a failed build's step is"
+    );
     let log = fs::read_to_string(w.hook_dir().join("worker.log")).unwrap_or_default();
     assert!(log.contains("not built again"), "{log}");
     // `run` still builds it (and a new delivery would).

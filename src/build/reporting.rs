@@ -145,7 +145,7 @@ impl Reports {
         let failed_at = r
             .failed_at
             .clone()
-            .or_else(|| r.failed_step.as_deref().map(|s| step_words(hook, s)));
+            .or_else(|| r.failed_step.as_deref().map(|s| step_words(hook, s, false)));
         Build {
             id: r.id.clone(),
             conclusion: c,
@@ -196,7 +196,7 @@ impl Reports {
             Running {
                 id: c.id.clone(),
                 started: c.started.clone(),
-                step: c.step.as_deref().map(|s| step_words(hook, s)),
+                step: c.step.as_deref().map(|s| step_words(hook, s, true)),
                 step_started: c.step_started.clone(),
             }
         });
@@ -315,9 +315,11 @@ fn hex_id(s: &str) -> bool {
     (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// What the page may say of a running or failed command: its position and program
-/// (`step 2 of 3 (pnpm)`), or the stage, never its arguments (one may hold a token).
-fn step_words(hook: &Hook, command: &str) -> String {
+/// What the page may say of a running or failed command: its position and program, or
+/// the stage, never its arguments (one may hold a token). A failed step is labelled as the
+/// build records it (`step 2 (pnpm)`, `pipeline::step_label`), whether its build ended or
+/// its worker died; the running one with the count, for progress (`step 2 of 3 (pnpm)`).
+fn step_words(hook: &Hook, command: &str, running: bool) -> String {
     if command.starts_with("git fetch") {
         return "fetching".into();
     }
@@ -331,7 +333,7 @@ fn step_words(hook: &Hook, command: &str) -> String {
         return "cleaning".into();
     }
     match hook.steps.iter().position(|s| s.run.to_string() == command) {
-        Some(i) => {
+        Some(i) if running => {
             let program = hook.steps[i].run.program();
             format!(
                 "step {} of {} ({})",
@@ -340,6 +342,7 @@ fn step_words(hook: &Hook, command: &str) -> String {
                 program.rsplit('/').next().unwrap_or(program)
             )
         }
+        Some(i) => crate::build::pipeline::step_label(i + 1, &hook.steps[i].run),
         None => "running".into(),
     }
 }

@@ -198,11 +198,14 @@ fn feishu(m: &Message) -> serde_json::Value {
     for l in &m.build.lines {
         content.push(text(format!("> {l}")));
     }
-    let links: Vec<serde_json::Value> = m
-        .links()
-        .iter()
-        .map(|(label, url)| serde_json::json!({"tag": "a", "text": format!("{label} "), "href": url}))
-        .collect();
+    // Links on one line, apart by a separator of their own: a label is only its words.
+    let mut links: Vec<serde_json::Value> = Vec::new();
+    for (label, url) in m.links() {
+        if !links.is_empty() {
+            links.push(serde_json::json!({"tag": "text", "text": " · "}));
+        }
+        links.push(serde_json::json!({"tag": "a", "text": label, "href": url}));
+    }
     if !links.is_empty() {
         content.push(serde_json::Value::Array(links));
     }
