@@ -210,6 +210,25 @@ fn the_page_in_chromium_through_nginx_idle_building_and_failed() {
         "{dom}"
     );
     assert!(dom.contains("step 1 of 1 (sh)"), "the running step, by position: {dom}");
+    // How long it runs is counted in the browser (the page's clock script, allowed by the
+    // snippet's CSP), not the 0.0 s it was when the page was written; without scripts, the
+    // page says since when.
+    for after in ["data-after=\" so far\">", "data-after=\"\">for "] {
+        let shown = dom
+            .split(after)
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .unwrap_or_else(|| panic!("{after} in {dom}"));
+        assert!(
+            !shown.starts_with("since") && !shown.is_empty() && shown.as_bytes()[0].is_ascii_digit(),
+            "the clock ran: {shown:?} in {dom}"
+        );
+    }
+    let html = fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(
+        html.contains(" so far\">since ") && !html.contains("0.0 s so far"),
+        "as written: since when, no duration: {html}"
+    );
     chromium(&web.url(""), &shots.join("building-1280.png"), 1280, 800);
 
     // failed: the lines that say why, the subject as text, the log as text

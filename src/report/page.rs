@@ -6,9 +6,9 @@
 //!
 //! Rules:
 //! - every text from a commit, a branch, an author or a log is escaped (`& < > " '`), and
-//!   the page's Content-Security-Policy lets nothing run, so a missed escape still runs no
-//!   script;
-//! - nothing is loaded from elsewhere: the style is inline, there is no script and no web
+//!   the page's Content-Security-Policy lets run only its own clock script (`CLOCK`, by its
+//!   hash), so a missed escape still runs no script;
+//! - nothing is loaded from elsewhere: the style and the clock are inline, there is no web
 //!   font, the badge is a file beside it;
 //! - it reads well on a phone (the table becomes cards below 640 px) and in the dark;
 //! - while a build runs it reloads itself every 5 s (`<meta http-equiv="refresh">`);
@@ -118,9 +118,33 @@ fn when(rfc3339: &str) -> String {
     rfc3339.replace('T', " ").trim_end_matches('Z').to_string()
 }
 
-/// Seconds from an RFC 3339 time to `now`.
-fn since(rfc3339: &str, now: Duration) -> Option<f64> {
-    time::parse_rfc3339(rfc3339).map(|t| now.as_secs().saturating_sub(t) as f64)
+/// While a build runs, the page's one script: the time since each `data-start` (the
+/// build's start, the step's), counted in the reader's browser, in `duration_words`'
+/// units. Without it (scripts off) the page says since when, never a duration that was
+/// right only when the page was written. Allowed by its hash (`clock_csp`), which the
+/// shipped nginx and Apache snippets carry too.
+pub const CLOCK: &str = "function w(s){var r=Math.round(s),p=function(n){return String(n).padStart(2,'0')};return s<10?s.toFixed(1)+' s':r<60?r+' s':r<3600?Math.floor(r/60)+' min '+p(r%60)+' s':Math.floor(r/3600)+' h '+p(Math.floor(r%3600/60))+' min'}function t(){document.querySelectorAll('[data-start]').forEach(function(e){var s=(Date.now()-Date.parse(e.dataset.start))/1000;if(s>=0)e.textContent=(e.dataset.before||'')+w(s)+(e.dataset.after||'')})}t();setInterval(t,1000);";
+
+/// `'sha256-...'`: the CSP source that allows `CLOCK` and nothing else.
+pub fn clock_csp() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(CLOCK.as_bytes());
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// A time since `start` (RFC 3339) that the page's clock keeps counting: `since HH:MM:SS
+/// UTC` as written, `BEFORE 1 min 05 s AFTER` in a browser that runs the clock.
+fn ticking(start: &str, before: &str, after: &str) -> String {
+    let at = when(start);
+    let at = at.split(' ').nth(1).unwrap_or(&at);
+    format!(
+        "<span data-start=\"{}\" data-before=\"{}\" data-after=\"{}\">since {} UTC</span>",
+        escape(start),
+        escape(before),
+        escape(after),
+        escape(at)
+    )
 }
 
 const CSS: &str = r#":root{--bg:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--ok:#1a7f37;--bad:#cf222e;--run:#9a6700;--card:#f6f8fa;--code:#eff1f3}
@@ -179,16 +203,15 @@ pub fn index(v: &View) -> String {
     let mut facts: Vec<(&str, String)> = Vec::new();
     if let Some(r) = &v.running {
         let step = r.step.as_deref().unwrap_or("starting");
-        let for_ = r
-            .step_started
-            .as_deref()
-            .or(Some(r.started.as_str()))
-            .and_then(|t| since(t, v.now))
-            .map(|s| format!(", for {}", duration_words(s)))
-            .unwrap_or_default();
+        let start = r.step_started.as_deref().unwrap_or(r.started.as_str());
         facts.push((
             "Running",
-            format!("build {} · {}{}", escape(&r.id), escape(step), escape(&for_)),
+            format!(
+                "build {} · {}, {}",
+                escape(&r.id),
+                escape(step),
+                ticking(start, "for ", "")
+            ),
         ));
     }
     if v.pending {
@@ -226,7 +249,7 @@ pub fn index(v: &View) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src 'self'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src {clock_csp}">
 <meta name="referrer" content="no-referrer">
 {refresh}<title>{hook} · {state_text} · deploy-hook</title>
 <link rel="icon" href="data:,">
@@ -240,8 +263,14 @@ pub fn index(v: &View) -> String {
 {rows}
 </tbody></table>
 {previews}<footer>Written by deploy-hook at {now} UTC{footer_refresh}. <a href="status.json">status.json</a></footer>
-</main></body></html>
+</main>{clock}</body></html>
 "#,
+        clock_csp = clock_csp(),
+        clock = if v.running.is_some() {
+            format!("<script>{CLOCK}</script>")
+        } else {
+            String::new()
+        },
         hook = escape(&v.hook),
         state_class = state.0,
         state_text = escape(&state.1),
@@ -295,10 +324,8 @@ fn row(v: &View, b: &Build) -> String {
         .map(|k| (escape(&k.subject), escape(&k.author)))
         .unwrap_or_default();
     let duration = match c {
-        Conclusion::Building => since(&b.started, v.now)
-            .map(|s| format!("{} so far", duration_words(s)))
-            .unwrap_or_default(),
-        _ => duration_words(b.duration_secs),
+        Conclusion::Building => ticking(&b.started, "", " so far"),
+        _ => escape(&duration_words(b.duration_secs)),
     };
     let log = if v.logs {
         format!("<a href=\"{}\">log</a>", log_href(&b.id))
@@ -311,7 +338,6 @@ fn row(v: &View, b: &Build) -> String {
         word = c.word(),
         label = escape(c.label()),
         started = escape(&when(&b.started)),
-        duration = escape(&duration),
         step = escape(b.failed_at.as_deref().unwrap_or("")),
     )
 }
@@ -460,6 +486,20 @@ fn prune_logs(builds: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_snippets_allow_the_clock_and_nothing_else() {
+        for snippet in [
+            include_str!("../../nginx/builds.conf"),
+            include_str!("../../apache/builds.conf"),
+        ] {
+            let csp = snippet
+                .lines()
+                .find(|l| l.contains("Content-Security-Policy"))
+                .expect("a CSP line");
+            assert!(csp.contains(&format!("script-src {};", clock_csp())), "{csp}");
+        }
+    }
     use crate::report::event::Commit;
 
     fn b(id: &str, c: Conclusion, subject: &str) -> Build {
@@ -532,7 +572,11 @@ mod tests {
         let v = view(true, vec![running, b("2", Conclusion::Failed, "x")]);
         let html = index(&v);
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
-        assert!(html.contains("step 2 of 2 (pnpm), for 40 s"), "{html}");
+        assert!(
+            html.contains("step 2 of 2 (pnpm), <span data-start=\"2026-11-30T06:10:20Z\" data-before=\"for \" data-after=\"\">since 06:10:20 UTC</span>"),
+            "{html}"
+        );
+        assert!(html.contains(&format!("<script>{CLOCK}</script>")), "{html}");
         assert!(!html.contains("id=\"why\""), "no failure box while building");
         assert_eq!(v.badge(), "building");
         assert!(badge("building").contains("#dfb317"));
