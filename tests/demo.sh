@@ -108,7 +108,8 @@ say "deploy-hook check"
 BODY=$DEMO_BODY
 deliver() {
   # Sign exactly as Gitee does (a fresh timestamp each time) and run the CGI as fcgiwrap would.
-  ( eval "$("$BIN" sign docs --body "$BODY" --format env)"; exec "$BIN" < "$BODY" )
+  # sign first, on its own: when it fails, nothing unsigned is sent.
+  ( h=$("$BIN" sign docs --body "$BODY" --format env) && eval "$h" && exec "$BIN" < "$BODY" )
 }
 
 say "a signed delivery, as the web server would run it (deploy-hook sign prints the headers)"
