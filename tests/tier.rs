@@ -48,6 +48,8 @@ pub enum Need {
     Python,
     /// Debian's chromium, headless: the build page in a real browser.
     Chromium,
+    /// strace: to count what a delivery waits for (its writes that wait for the disk).
+    Strace,
 }
 
 impl Need {
@@ -63,6 +65,7 @@ impl Need {
             Need::S3 => "rclone + SeaweedFS (weed)",
             Need::Python => "python3 + openssl",
             Need::Chromium => "chromium",
+            Need::Strace => "strace",
         }
     }
 
@@ -104,6 +107,7 @@ impl Need {
                 }
             }
             Need::Nginx => programs(&["nginx", "fcgiwrap", "spawn-fcgi"], "nginx fcgiwrap spawn-fcgi"),
+            Need::Strace => programs(&["strace"], "strace"),
             Need::Apache => programs(&["apache2", "apache2ctl"], "apache2").and_then(|()| {
                 Path::new("/usr/lib/apache2/modules/mod_cgid.so")
                     .exists()

@@ -397,6 +397,8 @@ pub struct Cgi {
     env: Vec<(OsString, OsString)>,
     body: Vec<u8>,
     content_length: Option<String>,
+    /// A program the binary runs under (`strace ...`), as a web server would run it.
+    wrapper: Vec<String>,
 }
 
 pub struct Reply {
@@ -425,7 +427,14 @@ impl Cgi {
             ],
             body: Vec::new(),
             content_length: None,
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Runs the binary under `wrapper` (its argv, the binary and no argument follow).
+    pub fn wrap(mut self, wrapper: &[&str]) -> Cgi {
+        self.wrapper = wrapper.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Cgi {
@@ -462,7 +471,14 @@ impl Cgi {
     }
 
     pub fn run(self) -> Reply {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, args)) => {
+                let mut c = Command::new(crate::tier::find_system_program(program).unwrap_or_else(|| program.into()));
+                c.args(args).arg(BIN);
+                c
+            }
+        };
         cmd.env_clear().env("PATH", "/usr/bin:/bin");
         for (k, v) in &self.env {
             cmd.env(k, v);
