@@ -1,6 +1,7 @@
 //! Every row of the table of answers (docs/reference.md), through the real binary in CGI mode.
 
 use std::fs;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -85,6 +86,110 @@ fn pings_are_answered_pong_and_build_nothing() {
     assert_eq!((r.status, r.word()), (200, "pong"), "{}", r.json);
     assert!(!w.hook_dir().join("pending").exists());
     assert!(w.status()["last"].is_null());
+}
+
+#[test]
+fn what_builds_nothing_writes_no_replay_record() {
+    let w = World::new("ping-record");
+    quick(&w, "");
+    let ts = (now_ms() - 1000).to_string();
+    let ping = || {
+        w.cgi()
+            .header("X-Gitee-Token", gitee_token(SECRET, &ts))
+            .header("X-Gitee-Timestamp", &ts)
+            .header("X-Gitee-Ping", "true")
+            .header("X-Gitee-Event", "push_hooks")
+            .body(br#"{"hook_name":"push_hooks"}"#)
+            .run()
+    };
+    // a replayed ping is answered pong again: it builds nothing
+    for _ in 0..2 {
+        let r = ping();
+        assert_eq!((r.status, r.word()), (200, "pong"), "{}", r.json);
+    }
+    let r = w
+        .gitee_push()
+        .body(br#"{"ref":"refs/heads/other","after":"1111111111111111111111111111111111111111"}"#)
+        .run();
+    assert_eq!((r.status, r.word()), (200, "ignored"), "{}", r.json);
+    assert!(
+        !w.hook_dir().join("seen-tokens").exists(),
+        "a delivery that builds nothing wrote a replay record"
+    );
+}
+
+/// How many writes the CGI process itself (not the worker it starts) waits for the disk
+/// for, and its reply.
+fn syncs(w: &World, cgi: Cgi) -> (Reply, usize) {
+    let trace = w.path(&format!("trace-{}", now_ms()));
+    let r = cgi
+        .wrap(&[
+            "strace",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,sync,syncfs,sync_file_range,msync",
+            "-o",
+            trace.to_str().unwrap(),
+        ])
+        .run();
+    let calls = fs::read_to_string(&trace).unwrap();
+    let _ = fs::remove_file(&trace);
+    (r, calls.lines().filter(|l| l.contains("sync")).count())
+}
+
+#[test]
+fn a_delivery_waits_for_the_disk_at_most_once() {
+    requires!(Strace);
+    let w = World::new("syncs");
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    w.config(
+        "gitee",
+        &format!(
+            "on_busy = \"supersede\"\nsteps = [{}]",
+            toml_str(&gated_step(&record, &gate))
+        ),
+    );
+    let ts = (now_ms() - 1000).to_string();
+    let ping = w
+        .gitee_push()
+        .header("X-Gitee-Token", gitee_token(SECRET, &ts))
+        .header("X-Gitee-Timestamp", &ts)
+        .header("X-Gitee-Ping", "true");
+    let (r, n) = syncs(&w, ping);
+    assert_eq!((r.word(), n), ("pong", 0), "{}", r.json);
+    let other = w
+        .gitee_push()
+        .body(br#"{"ref":"refs/heads/other","after":"1111111111111111111111111111111111111111"}"#);
+    let (r, n) = syncs(&w, other);
+    assert_eq!((r.word(), n), ("ignored", 0), "{}", r.json);
+    let (r, n) = syncs(&w, w.gitee_push().header("X-Gitee-Token", "d3Jvbmc="));
+    assert_eq!((r.status, n), (403, 0), "{}", r.json);
+    // accepted: the first starts a build, the second comes while it runs and stops it
+    let (r, n) = syncs(&w, w.gitee_push());
+    assert_eq!((r.word(), n), ("queued", 1), "{}", r.json);
+    wait_for("the build to start", Duration::from_secs(30), || {
+        fs::read_to_string(&record).is_ok_and(|t| t.contains("start"))
+    });
+    let (r, n) = syncs(&w, w.gitee_push());
+    assert_eq!((r.word(), n), ("queued", 1), "{}", r.json);
+    assert!(
+        r.json["message"].as_str().unwrap().contains("being stopped"),
+        "{}",
+        r.json
+    );
+    fs::write(&gate, "").unwrap();
+    w.wait_idle();
+    // a replay: answered from what is recorded, nothing written
+    let ts = (now_ms() - 500).to_string();
+    let push = |ts: &str| {
+        w.gitee_push()
+            .header("X-Gitee-Token", gitee_token(SECRET, ts))
+            .header("X-Gitee-Timestamp", ts)
+    };
+    assert_eq!(push(&ts).run().word(), "queued");
+    w.wait_idle();
+    let (r, n) = syncs(&w, push(&ts));
+    assert_eq!((r.word(), n), ("duplicate", 0), "{}", r.json);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The one way a build is asked for: by a delivery (`delivery::handle`) and by
 //! `deploy-hook run`. In the order of queue.rs's protocol: the busy check of
-//! `on_busy = "reject"`, the waiting marker (`pending`, with the replay token it settles),
+//! `on_busy = "reject"`, the waiting marker (`pending`, holding the replay token it accepts),
 //! the supersede request, then the lock probe and a detached worker, or the build waited
 //! for (`run --wait`, a sync delivery).
 //!
@@ -31,8 +31,8 @@ pub struct Ask<'a> {
     /// `run --force`: that build runs every step, even for a commit already live.
     pub force: bool,
     /// A Gitee signing token reserved for this delivery: it is accepted (seen from now
-    /// on) once the delivery is recorded, and given back when it is not.
-    pub token: Option<TokenClaim<'a>>,
+    /// on) with the delivery's marker; when no marker is written (busy), it holds nothing.
+    pub token: Option<TokenClaim>,
     pub then: Then<'a>,
 }
 
@@ -74,11 +74,11 @@ pub fn enqueue(cfg: &Config, site: Site, ask: Ask) -> Result<Enqueued> {
         crate::build::state::write_atomic(&state.force_path(), b"")
             .map_err(|e| Error::io(format!("cannot write {}", state.force_path().display()), e))?;
     }
+    let mut pending = pending;
+    // Accepted with the marker (one write that waits for the disk, for both): whatever
+    // happens to this process now, it is built, and its token is seen.
+    pending.tokens.extend(token.map(|t| t.marker_line()));
     let status = state.mark_pending(&pending)?;
-    // Accepted once it is recorded: whatever happens to this process now, it is built.
-    if let Some(token) = token {
-        token.accept()?;
-    }
     if hook.on_busy == OnBusy::Supersede {
         queue::request_supersede(state)?;
     }

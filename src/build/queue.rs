@@ -38,7 +38,7 @@ use crate::build::buildlog::BuildLog;
 use crate::build::finish::{self, Finished};
 use crate::build::pipeline::{self, Build};
 use crate::build::reporting::Reports;
-use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State};
+use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State, Wait};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
 use crate::publish::{self, local};
@@ -420,10 +420,17 @@ fn supersede_path(state: &HookState) -> std::path::PathBuf {
 /// Asks the running build to stop so that a new one starts from the newest head.
 pub fn request_supersede(state: &HookState) -> Result<()> {
     if let Some(cur) = state.read_status()?.current {
-        crate::build::state::write_atomic(&supersede_path(state), cur.id.as_bytes())
+        // Not waited for on disk: a delivery makes one write that waits (the marker), and
+        // after a power cut there is no running build to stop.
+        crate::build::state::write_replacing(&supersede_path(state), cur.id.as_bytes(), Wait::Nothing)
             .map_err(|e| Error::io("cannot write the supersede marker", e))?;
     }
     Ok(())
+}
+
+/// How far back the Gitee tokens a taken marker settles in `seen-tokens` are kept.
+fn tokens_since(hook: &Hook) -> u128 {
+    crate::build::tokens::horizon(time::now_ms(), hook.max_age_secs)
 }
 
 /// With the lock held: builds while a delivery is waiting. Returns the last build.
@@ -437,7 +444,7 @@ pub fn drain(
     recover(lock, hook, state, log, reports)?;
     note_builder(state);
     let mut last = None;
-    while let Some(p) = state.take_pending()? {
+    while let Some(p) = state.take_pending(tokens_since(hook))? {
         last = Some(build_one(hook, state, log, &p, reports)?);
     }
     Ok(last)
@@ -586,7 +593,7 @@ pub fn build_now(
     let built = (|| {
         recover(&held, hook, state, log, reports)?;
         note_builder(state);
-        match state.take_pending()? {
+        match state.take_pending(tokens_since(hook))? {
             Some(p) => build_one(hook, state, log, &p, reports),
             // Another holder took this delivery and built it: its record is the answer.
             None => state

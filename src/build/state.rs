@@ -15,6 +15,40 @@
 //! ```
 //!
 //! Every file is replaced with write-to-temp + rename, so a reader never sees half a file.
+//!
+//! ## What waits for the disk, and why that is enough
+//!
+//! A write that waits for the disk (fdatasync) costs from a millisecond on a quiet disk to
+//! tens while a build writes, and a delivery is answered while the forge waits; so a
+//! delivery makes one such write at most, and a ping, an ignored event, a rejected or a
+//! replayed delivery none. The one is the `pending` marker, before the answer
+//! (`Wait::Durable`): a delivery answered 202 is on disk, and a power cut cannot lose it.
+//! `status.json`'s copy of "pending" is written without waiting: the marker is the truth,
+//! and every status write puts the copy right. The builder's writes wait as before
+//! (`Wait::Whole`), off the delivery's path.
+//!
+//! A Gitee push also records its signing token, so that a replay builds nothing. The
+//! token is reserved in `seen-tokens` by a line appended without waiting for the disk,
+//! naming the process that answers (pid and start time), and is accepted by going into
+//! the marker (`Pending::tokens`), in that one write that waits. A token is taken while
+//! the waiting marker holds it, while a live process reserves it, or once it is settled
+//! in `seen-tokens`: a builder that takes the marker first writes its tokens there as
+//! accepted, waiting for the disk, then takes it (`take_pending`). So at every moment an
+//! accepted token is on disk in the marker or in `seen-tokens`. After a power cut:
+//!
+//! - the marker is on disk: the delivery is built once, and a replay finds its token in
+//!   the marker;
+//! - the marker is not: the cut came before its write was done, so the delivery was not
+//!   answered 202 and the forge sends it again; its reservation, if it reached the disk,
+//!   names a process of the boot before, which holds nothing, so that retry is built. The
+//!   same goes for a process killed between the reservation and the marker.
+//!
+//! So no delivery answered 202 is lost, and no replay is built. What a cut can still
+//! cost: falling between the marker's rename and the end of its flush, it may leave the
+//! new name with no content on a filesystem that allocates late. Such a marker still asks
+//! for a build (an unreadable marker is built: `take_pending`) but has lost its token, so
+//! the forge's retry of that unanswered delivery is built once more: two builds of one
+//! push, the second one usually `unchanged`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -102,6 +136,7 @@ impl Current {
             event: self.event.clone(),
             git_ref: self.git_ref.clone(),
             received: crate::sys::time::rfc3339(crate::sys::time::now()),
+            tokens: Vec::new(),
         }
     }
 }
@@ -232,6 +267,10 @@ pub struct Pending {
     pub event: String,
     pub git_ref: String,
     pub received: String,
+    /// The Gitee signing tokens of the deliveries this marker stands for (`<sha256> <ms>`,
+    /// as `seen-tokens` has them), until a builder takes it and settles them there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -239,14 +278,37 @@ pub struct HookState {
     pub dir: PathBuf,
 }
 
-/// Writes `data` to `path` through a temp file and rename(2).
+/// Writes `data` to `path` through a temp file and rename(2), waiting for the disk before
+/// the rename (`Wait::Whole`).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    write_replacing(path, data, true)
+    write_replacing(path, data, Wait::Whole)
 }
 
-/// `write_atomic`, with the wait for the disk (`sync`) optional: a reader still never
-/// sees half a file, but a power cut may lose the write.
-fn write_replacing(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
+/// What a replacing write (`write_replacing`) waits for. A reader never sees half a file
+/// whichever it is; they differ in what a power cut leaves and in what they cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Nothing: a power cut may lose the write (the old file stays, or, on a filesystem
+    /// that allocates late, an empty one). For what repeats another file (status.json's
+    /// `pending`) or what the next write puts right (a build's progress).
+    Nothing,
+    /// The data, before the rename: after a power cut the file is the old one or the new
+    /// one, whole. The rename itself reaches the disk with the filesystem's next commit
+    /// (seconds later), in order with the changes made after it. For what must never be
+    /// lost half-way: `status.json` (the live release, the hold), `seen-tokens`.
+    Whole,
+    /// The new name, after the rename, through the still open file: on ext4 (Debian's
+    /// default) and xfs the one flush that puts the data on disk also commits the journal
+    /// that holds the rename, so that when it returns the write survives a power cut. The
+    /// usual flush-then-rename would need a second flush, of the folder, for that. A cut
+    /// during the flush may leave the new name empty on a filesystem that allocates late:
+    /// for the `pending` marker, whose unreadable form still asks for a build
+    /// (`take_pending`).
+    Durable,
+}
+
+/// `write_atomic`, waiting for the disk as `wait` says.
+pub(super) fn write_replacing(path: &Path, data: &[u8], wait: Wait) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let written = OpenOptions::new()
         .write(true)
@@ -256,17 +318,21 @@ fn write_replacing(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> 
         .open(&tmp)
         .and_then(|mut f| {
             f.write_all(data)?;
-            if sync {
+            if wait == Wait::Whole {
                 f.sync_data()?;
             }
-            Ok(())
+            Ok(f)
         })
-        .and_then(|()| fs::rename(&tmp, path));
-    // A half-written temp (a full disk, a file size limit) is removed, not left behind.
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+        .and_then(|f| fs::rename(&tmp, path).map(|()| f));
+    match written {
+        Ok(f) if wait == Wait::Durable => f.sync_data(),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // A half-written temp (a full disk, a file size limit) is removed, not left behind.
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    written
 }
 
 impl HookState {
@@ -364,7 +430,8 @@ impl HookState {
         status.pending = self.has_pending();
         let mut json = serde_json::to_vec_pretty(status).unwrap_or_default();
         json.push(b'\n');
-        write_replacing(&self.status_path(), &json, sync)
+        let wait = if sync { Wait::Whole } else { Wait::Nothing };
+        write_replacing(&self.status_path(), &json, wait)
             .map_err(|e| Error::io(format!("cannot write {}", self.status_path().display()), e))
     }
 
@@ -392,13 +459,28 @@ impl HookState {
     /// Records a delivery that wants a build. Written before anyone tries the build lock:
     /// see the protocol in queue.rs.
     /// Returns the status as it now is.
+    ///
+    /// The marker is the one write of a delivery that waits for the disk: see the module's
+    /// comment. It replaces a marker that waits, keeping the tokens that one holds.
     pub fn mark_pending(&self, p: &Pending) -> Result<Status> {
         self.locked(|| {
-            let json = serde_json::to_vec(p).unwrap_or_default();
-            write_atomic(&self.pending_path(), &json)
+            let mut p = p.clone();
+            if let Some(old) = fs::read(self.pending_path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Pending>(&b).ok())
+            {
+                let older: Vec<String> = old.tokens.into_iter().filter(|t| !p.tokens.contains(t)).collect();
+                p.tokens.splice(0..0, older);
+            }
+            let json = serde_json::to_vec(&p).unwrap_or_default();
+            write_replacing(&self.pending_path(), &json, Wait::Durable)
                 .map_err(|e| Error::io(format!("cannot write {}", self.pending_path().display()), e))?;
+            // Only a copy of what the marker says (the marker is what survives a power cut),
+            // rewritten when it changes: not for every delivery during a build.
             let mut status = self.read_status()?;
-            self.write_status_unlocked(&mut status, true)?;
+            if !status.pending {
+                self.write_status_unlocked(&mut status, false)?;
+            }
             Ok(status)
         })
     }
@@ -410,7 +492,11 @@ impl HookState {
     /// recorded as "building" (`update_status`). A builder that dies in between leaves
     /// `taking`, which the next holder of the build lock puts back (`untake`), so the
     /// delivery is built rather than lost.
-    pub fn take_pending(&self) -> Result<Option<Pending>> {
+    ///
+    /// The Gitee tokens the marker holds are settled in `seen-tokens` first (see the
+    /// module's comment), which keeps what was received since `tokens_since` (ms:
+    /// `tokens::horizon` of the hook's `max_age_secs`).
+    pub fn take_pending(&self, tokens_since: u128) -> Result<Option<Pending>> {
         self.locked(|| {
             let path = self.pending_path();
             let bytes = match fs::read(&path) {
@@ -418,16 +504,20 @@ impl HookState {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
             };
-            fs::rename(&path, self.taking_path())
-                .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
-            let mut status = self.read_status()?;
-            self.write_status_unlocked(&mut status, true)?;
-            Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Pending {
+            let p = serde_json::from_slice(&bytes).unwrap_or_else(|_| Pending {
                 delivery: "unknown".into(),
                 event: "unknown".into(),
                 git_ref: String::new(),
                 received: String::new(),
-            })))
+                tokens: Vec::new(),
+            });
+            // Its tokens are on disk in `seen-tokens` before the marker goes.
+            self.settle_tokens(&p.tokens, tokens_since)?;
+            fs::rename(&path, self.taking_path())
+                .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
+            let mut status = self.read_status()?;
+            self.write_status_unlocked(&mut status, true)?;
+            Ok(Some(p))
         })
     }
 
@@ -489,22 +579,23 @@ pub(super) mod tests {
     #[test]
     fn pending_round_trip_keeps_the_newest() {
         let s = temp_state("pending");
-        assert_eq!(s.take_pending().unwrap(), None);
+        assert_eq!(s.take_pending(0).unwrap(), None);
         let p = |d: &str| Pending {
             delivery: d.into(),
             event: "push".into(),
             git_ref: "refs/heads/main".into(),
             received: String::new(),
+            tokens: Vec::new(),
         };
         s.mark_pending(&p("a")).unwrap();
         assert!(s.read_status().unwrap().pending);
         s.mark_pending(&p("b")).unwrap();
-        assert_eq!(s.take_pending().unwrap().unwrap().delivery, "b");
+        assert_eq!(s.take_pending(0).unwrap().unwrap().delivery, "b");
         s.update_status(|st| st.state = State::Building).unwrap();
         assert!(!s.read_status().unwrap().pending);
-        assert_eq!(s.take_pending().unwrap(), None);
+        assert_eq!(s.take_pending(0).unwrap(), None);
         fs::write(s.pending_path(), "garbage").unwrap();
-        assert_eq!(s.take_pending().unwrap().unwrap().delivery, "unknown");
+        assert_eq!(s.take_pending(0).unwrap().unwrap().delivery, "unknown");
         fs::remove_dir_all(s.dir.parent().unwrap()).unwrap();
     }
 
@@ -516,16 +607,17 @@ pub(super) mod tests {
             event: "push".into(),
             git_ref: "refs/heads/main".into(),
             received: String::new(),
+            tokens: Vec::new(),
         };
         s.mark_pending(&p).unwrap();
-        assert_eq!(s.take_pending().unwrap().unwrap().delivery, "d1");
+        assert_eq!(s.take_pending(0).unwrap().unwrap().delivery, "d1");
         assert!(
             s.has_pending() && s.read_status().unwrap().pending,
             "taken, not yet building"
         );
         // the builder died here: the next holder puts it back
         assert!(s.untake().unwrap());
-        assert_eq!(s.take_pending().unwrap().unwrap().delivery, "d1");
+        assert_eq!(s.take_pending(0).unwrap().unwrap().delivery, "d1");
         s.update_status(|st| st.state = State::Building).unwrap();
         assert!(!s.has_pending() && !s.read_status().unwrap().pending);
         assert!(!s.untake().unwrap());

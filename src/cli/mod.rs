@@ -124,6 +124,7 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
         event: "manual".into(),
         git_ref: format!("refs/heads/{}", hook.branch),
         received: time::rfc3339(time::now()),
+        tokens: Vec::new(),
     };
     let id = p.delivery.clone();
     let running = queue::is_building(&state)?;

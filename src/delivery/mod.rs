@@ -119,9 +119,21 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     seen.event = delivery.event.clone();
     seen.delivery = delivery.id.clone();
 
-    // Gitee's signing token is claimed here and recorded as seen only when the delivery is
-    // accepted for a build (`accept` below): a 429, a 500 or a ping gives it back when the
-    // claim is dropped, so that the forge's retry is built, not answered "duplicate".
+    let git_ref = match &delivery.kind {
+        Kind::Ping => {
+            return Ok(Outcome::Pong {
+                hook: hook.name.clone(),
+                branch: hook.branch.clone(),
+            })
+        }
+        Kind::Ignored(why) => return Ok(Outcome::Ignored(why.clone())),
+        Kind::Push { git_ref } => git_ref.clone(),
+    };
+
+    // What builds nothing needs no replay record: a replayed ping is answered pong again.
+    // A push's Gitee signing token is reserved here and accepted with the delivery's
+    // marker (`enqueue`); a 429 or a 500 leaves it unaccepted, so that the forge's retry
+    // is built, not answered "duplicate".
     let claim = match &delivery.replay_token {
         None => None,
         Some(token) => {
@@ -140,22 +152,12 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         }
     };
 
-    let git_ref = match &delivery.kind {
-        Kind::Ping => {
-            return Ok(Outcome::Pong {
-                hook: hook.name.clone(),
-                branch: hook.branch.clone(),
-            })
-        }
-        Kind::Ignored(why) => return Ok(Outcome::Ignored(why.clone())),
-        Kind::Push { git_ref } => git_ref.clone(),
-    };
-
     let pending = Pending {
         delivery: delivery.id.clone(),
         event: delivery.event.clone(),
         git_ref,
         received: time::rfc3339(time::now()),
+        tokens: Vec::new(),
     };
     let then = match hook.mode {
         Mode::Async => Then::Answer,
