@@ -23,6 +23,7 @@ mod concurrency;
 mod config_errors;
 mod deliveries;
 mod faults;
+mod harden;
 mod hostile;
 mod hosts;
 mod hosts_rollback;

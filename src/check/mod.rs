@@ -41,6 +41,7 @@ use crate::delivery::cgi::Env;
 use crate::error::{exit, Error, Result};
 use crate::sys::privilege;
 use crate::sys::process::{which, Exit, Process};
+use crate::sys::text::printable;
 
 /// How long a local git command (rev-parse, remote get-url) may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -119,11 +120,16 @@ impl Report {
         self.lines.push((Some(text), None));
     }
 
+    /// The checklist for a terminal. Every detail and fix goes through `printable`, as in
+    /// `status`: they quote what a build step or a bucket wrote (a remote URL, a release
+    /// name in a manifest or on a web host), and an escape sequence in them must not reach
+    /// the admin's terminal raw. `--json` escapes through JSON instead.
     fn text(&self, header: &str) -> String {
-        let mut t = format!("{header}\n");
+        let show = |s: &str| printable(s, usize::MAX);
+        let mut t = format!("{}\n", show(header));
         for (head, item) in &self.lines {
             if let Some(h) = head {
-                t.push_str(&format!("{h}\n"));
+                t.push_str(&format!("{}\n", show(h)));
             }
             if let Some(i) = item {
                 let word = match i.level {
@@ -132,9 +138,9 @@ impl Report {
                     Level::Skip => "skip",
                     Level::Fail => "FAIL",
                 };
-                t.push_str(&format!("  {word}  {}\n", i.detail));
+                t.push_str(&format!("  {word}  {}\n", show(&i.detail)));
                 if let Some(f) = &i.fix {
-                    t.push_str(&format!("        fix: {f}\n"));
+                    t.push_str(&format!("        fix: {}\n", show(f)));
                 }
             }
         }
