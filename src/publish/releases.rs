@@ -30,6 +30,24 @@ pub fn name(commit: Option<&str>) -> String {
     format!("{}-{short}", time::compact(time::now()))
 }
 
+/// Whether `s` is a release name as `name` makes them: `YYYYMMDD-HHMMSS-mmm-` then a short
+/// commit (or `nocommit`), lowercase letters and digits. Names read from elsewhere (a
+/// bucket's manifest) go into local paths, so nothing else is taken for one.
+pub fn valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let commit = b.get(20..).unwrap_or_default();
+    b.len() > 20
+        && digits(0..8)
+        && b[8] == b'-'
+        && digits(9..15)
+        && b[15] == b'-'
+        && digits(16..19)
+        && b[19] == b'-'
+        && commit.len() <= 40
+        && commit.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
 /// How a release went live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -305,5 +323,26 @@ mod tests {
         assert!(keep(Vec::new(), None)
             .to_prune(Some("e"), &names(&["d", "e"]))
             .is_empty());
+    }
+
+    #[test]
+    fn a_release_name_is_what_name_makes() {
+        assert!(valid_name(&name(Some("1a2b3c4d5e6f"))));
+        assert!(valid_name(&name(None)));
+        assert!(valid_name("20261128-004015-123-1a2b3c4"));
+        for bad in [
+            "",
+            "r1",
+            "..",
+            "20261128-004015-123-",
+            "20261128-004015-123-../x",
+            "20261128-004015-123-1A2B",
+            "20261128-004015-1234-1a2b",
+            "2026112x-004015-123-1a2b",
+            "20261128_004015-123-1a2b",
+            "/20261128-004015-123-1a2b",
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
     }
 }

@@ -143,15 +143,15 @@ pub fn upload(
     let files = plan::scan(src)?;
     let live = match store.read(MANIFEST)? {
         None => None,
-        Some(bytes) => {
-            let m = Manifest::parse(&bytes);
-            if m.is_none() {
+        Some(bytes) => match Manifest::read(&bytes) {
+            Ok(m) => Some(m),
+            Err(why) => {
                 note(&format!(
-                    "{MANIFEST} in the bucket is not a manifest this deploy-hook reads: every file is sent, nothing is deleted"
+                    "{MANIFEST} in the bucket is damaged, {why}: it is ignored, every file is sent, nothing is deleted"
                 ));
+                None
             }
-            m
-        }
+        },
     };
     let mut pending = local.pending();
     let plan = Plan::new(release, files, live.as_ref(), &pending, table);

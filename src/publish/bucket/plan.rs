@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::sys::text::printable;
+
 /// Where the manifest lives in the bucket, beside the site.
 pub const MANIFEST: &str = ".deploy-hook/release.json";
 /// The folder of the manifest: no site file may be in it.
@@ -73,15 +75,45 @@ impl Manifest {
     /// Reads a manifest from the bucket; `None` when it is not one deploy-hook can use (the
     /// caller then treats the bucket as holding no release it knows).
     pub fn parse(bytes: &[u8]) -> Option<Manifest> {
-        serde_json::from_slice::<Manifest>(bytes)
-            .ok()
-            .filter(|m| m.format == FORMAT)
+        Manifest::read(bytes).ok()
+    }
+
+    /// Reads a manifest from the bucket, or says why it is not one deploy-hook can use.
+    /// Whoever holds the bucket's keys can write it, and its names go into local paths
+    /// (`release`, `previous`: a release folder) and into the lists of objects to delete
+    /// (`files`, `kept`), so only a release name `releases::name` makes and plain relative
+    /// paths are taken; anything else makes the whole manifest damaged.
+    pub fn read(bytes: &[u8]) -> Result<Manifest, String> {
+        let m = serde_json::from_slice::<Manifest>(bytes).map_err(|e| format!("it is not JSON of a manifest ({e})"))?;
+        if m.format != FORMAT {
+            return Err(format!("its format is {}, not {FORMAT}", m.format));
+        }
+        for name in std::iter::once(&m.release).chain(&m.previous) {
+            if !crate::publish::releases::valid_name(name) {
+                return Err(format!("{:?} is not a release name", printable(name, 80)));
+            }
+        }
+        if let Some(p) = m.files.keys().chain(&m.kept).find(|p| !plain_path(p)) {
+            return Err(format!(
+                "{:?} is not a plain relative path of the site",
+                printable(p, 200)
+            ));
+        }
+        Ok(m)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         // Compact: it is read and written on every publish (a 2,000-file site: ~240 KB).
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// A path as `scan` makes them: relative, `/`-separated, no empty, `.` or `..` part, no line
+/// break or NUL, and not in deploy-hook's own folder.
+fn plain_path(p: &str) -> bool {
+    !p.contains(['\n', '\r', '\0'])
+        && p.split('/').all(|part| !matches!(part, "" | "." | ".."))
+        && p.split('/').next() != Some(OWN_FOLDER)
 }
 
 /// Whether a path is an HTML page: it names assets, so it goes up after them, and it is
@@ -355,7 +387,7 @@ mod tests {
     #[test]
     fn a_first_publish_sends_everything_in_classes() {
         let f = files(&[("index.html", "i"), ("assets/a.1.js", "a"), ("robots.txt", "r")]);
-        let p = Plan::new("r1", f, None, &BTreeSet::new(), &[]);
+        let p = Plan::new("20260101-000000-000-r1", f, None, &BTreeSet::new(), &[]);
         assert_eq!(p.new_paths, ["assets/a.1.js", "robots.txt"]);
         assert!(p.changed.is_empty() && p.delete.is_empty() && p.manifest.kept.is_empty());
         assert_eq!(p.html, ["index.html"]);
@@ -365,7 +397,7 @@ mod tests {
     #[test]
     fn only_what_changed_is_sent_and_a_removed_file_is_kept_one_release() {
         let r1 = Plan::new(
-            "r1",
+            "20260101-000000-000-r1",
             files(&[
                 ("index.html", "i1"),
                 ("p.html", "p1"),
@@ -379,7 +411,7 @@ mod tests {
         .manifest;
         // r2: p.html names a new chunk, the old one leaves, map.json changes in place.
         let r2 = Plan::new(
-            "r2",
+            "20260101-000000-000-r2",
             files(&[
                 ("index.html", "i1"),
                 ("p.html", "p2"),
@@ -399,11 +431,11 @@ mod tests {
             "a file that left is kept while its release may be read"
         );
         assert_eq!(r2.manifest.kept, BTreeSet::from(["assets/p.1.js".to_string()]));
-        assert_eq!(r2.manifest.previous.as_deref(), Some("r1"));
+        assert_eq!(r2.manifest.previous.as_deref(), Some("20260101-000000-000-r1"));
         assert_eq!(r2.purge_list(), ["map.json", "p.html"]);
         // r3: the chunk of r1 is in neither r3 nor r2: it goes now.
         let r3 = Plan::new(
-            "r3",
+            "20260101-000000-000-r3",
             files(&[
                 ("index.html", "i1"),
                 ("p.html", "p2"),
@@ -422,16 +454,23 @@ mod tests {
     #[test]
     fn a_file_that_comes_back_is_not_deleted() {
         let r1 = Plan::new(
-            "r1",
+            "20260101-000000-000-r1",
             files(&[("a.html", "a"), ("x.js", "x")]),
             None,
             &BTreeSet::new(),
             &[],
         )
         .manifest;
-        let r2 = Plan::new("r2", files(&[("a.html", "a")]), Some(&r1), &BTreeSet::new(), &[]).manifest;
+        let r2 = Plan::new(
+            "20260101-000000-000-r2",
+            files(&[("a.html", "a")]),
+            Some(&r1),
+            &BTreeSet::new(),
+            &[],
+        )
+        .manifest;
         let r3 = Plan::new(
-            "r3",
+            "20260101-000000-000-r3",
             files(&[("a.html", "a"), ("x.js", "x2")]),
             Some(&r2),
             &BTreeSet::new(),
@@ -444,7 +483,7 @@ mod tests {
     #[test]
     fn what_an_unfinished_publish_touched_is_sent_again_or_kept() {
         let r1 = Plan::new(
-            "r1",
+            "20260101-000000-000-r1",
             files(&[("a.html", "a"), ("x.js", "x")]),
             None,
             &BTreeSet::new(),
@@ -453,14 +492,20 @@ mod tests {
         .manifest;
         // A publish of another release stopped after sending a.html, x.js and orphan.js.
         let pending: BTreeSet<String> = ["a.html", "x.js", "orphan.js"].map(String::from).into();
-        let p = Plan::new("r2", files(&[("a.html", "a"), ("x.js", "x")]), Some(&r1), &pending, &[]);
+        let p = Plan::new(
+            "20260101-000000-000-r2",
+            files(&[("a.html", "a"), ("x.js", "x")]),
+            Some(&r1),
+            &pending,
+            &[],
+        );
         assert_eq!(
             (p.html.as_slice(), p.changed.as_slice()),
             (&["a.html".to_string()][..], &["x.js".to_string()][..])
         );
         assert_eq!(p.manifest.kept, BTreeSet::from(["orphan.js".to_string()]));
         let next = Plan::new(
-            "r3",
+            "20260101-000000-000-r3",
             files(&[("a.html", "a")]),
             Some(&p.manifest),
             &BTreeSet::new(),
@@ -472,15 +517,28 @@ mod tests {
     #[test]
     fn an_undeleted_object_is_kept_for_the_next_publish() {
         let r1 = Plan::new(
-            "r1",
+            "20260101-000000-000-r1",
             files(&[("a.html", "a"), ("x.js", "x")]),
             None,
             &BTreeSet::new(),
             &[],
         )
         .manifest;
-        let r2 = Plan::new("r2", files(&[("a.html", "a")]), Some(&r1), &BTreeSet::new(), &[]).manifest;
-        let mut r3 = Plan::new("r3", files(&[("a.html", "b")]), Some(&r2), &BTreeSet::new(), &[]);
+        let r2 = Plan::new(
+            "20260101-000000-000-r2",
+            files(&[("a.html", "a")]),
+            Some(&r1),
+            &BTreeSet::new(),
+            &[],
+        )
+        .manifest;
+        let mut r3 = Plan::new(
+            "20260101-000000-000-r3",
+            files(&[("a.html", "b")]),
+            Some(&r2),
+            &BTreeSet::new(),
+            &[],
+        );
         assert_eq!(r3.delete, ["x.js"]);
         r3.keep_undeleted();
         assert!(r3.delete.is_empty() && r3.manifest.kept.contains("x.js"));
@@ -494,23 +552,60 @@ mod tests {
             (String::new(), "public, max-age=300".to_string()),
         ];
         let f = files(&[("a.html", "a"), ("assets/x.1.js", "x"), ("robots.txt", "r")]);
-        let r1 = Plan::new("r1", f.clone(), None, &BTreeSet::new(), &old).manifest;
-        let same = Plan::new("r2", f.clone(), Some(&r1), &BTreeSet::new(), &old);
+        let r1 = Plan::new("20260101-000000-000-r1", f.clone(), None, &BTreeSet::new(), &old).manifest;
+        let same = Plan::new("20260101-000000-000-r2", f.clone(), Some(&r1), &BTreeSet::new(), &old);
         assert_eq!(same.touched().count(), 0);
-        let p = Plan::new("r2", f, Some(&r1), &BTreeSet::new(), &new);
+        let p = Plan::new("20260101-000000-000-r2", f, Some(&r1), &BTreeSet::new(), &new);
         assert_eq!(p.changed, ["assets/x.1.js"], "only the file whose header changes");
         assert_eq!(p.manifest.cache_control, new);
     }
 
     #[test]
     fn manifests_round_trip_and_other_formats_are_not_read() {
-        let m = Plan::new("r1", files(&[("a.html", "a")]), None, &BTreeSet::new(), &[]).manifest;
+        let m = Plan::new(
+            "20260101-000000-000-r1",
+            files(&[("a.html", "a")]),
+            None,
+            &BTreeSet::new(),
+            &[],
+        )
+        .manifest;
         assert_eq!(Manifest::parse(&m.to_bytes()), Some(m.clone()));
         assert_eq!(
             Manifest::parse(b"{\"format\": 2, \"release\": \"x\", \"files\": {}}"),
             None
         );
         assert_eq!(Manifest::parse(b"<html>"), None);
+        // Names that would leave the release folder or the bucket path: damaged.
+        let damaged = |f: &dyn Fn(&mut Manifest)| {
+            let mut bad = m.clone();
+            f(&mut bad);
+            Manifest::read(&bad.to_bytes()).unwrap_err()
+        };
+        assert!(damaged(&|b| b.release = "../../etc".into()).contains("is not a release name"));
+        assert!(damaged(&|b| b.previous = Some("/tmp".into())).contains("is not a release name"));
+        for p in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "",
+            "a/",
+            ".deploy-hook/release.json",
+            "a\nb",
+        ] {
+            let why = damaged(&|b| {
+                b.kept.insert(p.into());
+            });
+            assert!(why.contains("is not a plain relative path"), "{p:?}: {why}");
+            let e = m.files.values().next().unwrap().clone();
+            assert!(damaged(&|b| {
+                b.files.insert(p.into(), e.clone());
+            })
+            .contains("is not a plain relative path"));
+        }
+        assert!(Manifest::read(&m.to_bytes()).is_ok());
     }
 
     #[test]

@@ -175,9 +175,20 @@ fn served_release(store: &mut Memory) -> String {
 fn the_order_never_serves_a_page_without_its_assets() {
     let s = Site::new("order");
     let mut b = Memory::default();
-    s.publish(&mut b, &s.release("r1", 1), "r1").unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r1", 1),
+        "20260101-000000-000-r1",
+    )
+    .unwrap();
     b.calls.clear();
-    let up = s.publish(&mut b, &s.release("r2", 2), "r2").unwrap();
+    let up = s
+        .publish(
+            &mut b,
+            &s.release("20260101-000000-000-r2", 2),
+            "20260101-000000-000-r2",
+        )
+        .unwrap();
     assert!(b.misses.is_empty(), "a reader missed: {:?}", b.misses);
     // Read the manifest; new assets (one call per Cache-Control), changed map.json, HTML,
     // the manifest last (nothing to delete yet).
@@ -191,7 +202,7 @@ fn the_order_never_serves_a_page_without_its_assets() {
             "put .deploy-hook/release.json"
         ]
     );
-    assert_eq!(served_release(&mut b), "r2");
+    assert_eq!(served_release(&mut b), "20260101-000000-000-r2");
     assert_eq!(up.plan.new_paths, ["assets/extra.js", "assets/p.2.js"]);
     assert_eq!(up.plan.unchanged, 2, "index.html and app.1.js are not sent again");
     assert!(
@@ -206,7 +217,12 @@ fn the_order_never_serves_a_page_without_its_assets() {
     );
     assert_eq!(b.headers[MANIFEST].as_deref(), Some("no-cache"));
     // r3 = r2's files again: r1's chunk, in neither r3 nor r2, is deleted.
-    s.publish(&mut b, &s.release("r3", 2), "r3").unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r3", 2),
+        "20260101-000000-000-r3",
+    )
+    .unwrap();
     assert!(!b.objects.contains_key("assets/p.1.js"));
     assert!(b.misses.is_empty(), "{:?}", b.misses);
     assert!(s.local.pending().is_empty());
@@ -216,12 +232,23 @@ fn the_order_never_serves_a_page_without_its_assets() {
 fn the_check_finds_the_misses_of_a_wrong_order() {
     let s = Site::new("wrong");
     let mut b = Memory::default();
-    s.publish(&mut b, &s.release("r1", 1), "r1").unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r1", 1),
+        "20260101-000000-000-r1",
+    )
+    .unwrap();
     // The same plan sent HTML first: the reader's check must see p.html name missing assets.
-    let src = s.release("r2", 2);
+    let src = s.release("20260101-000000-000-r2", 2);
     let files = plan::scan(&src).unwrap();
     let live = served(&mut b).unwrap();
-    let p = Plan::new("r2", files, live.as_ref(), &BTreeSet::new(), &s.table);
+    let p = Plan::new(
+        "20260101-000000-000-r2",
+        files,
+        live.as_ref(),
+        &BTreeSet::new(),
+        &s.table,
+    );
     send(&mut b, &src, &p.html, &s.table).unwrap();
     send(&mut b, &src, &p.new_paths, &s.table).unwrap();
     assert!(
@@ -235,16 +262,24 @@ fn the_check_finds_the_misses_of_a_wrong_order() {
 fn a_failed_switch_is_restored_from_the_live_release() {
     let s = Site::new("restore");
     let mut b = Memory::default();
-    let r1 = s.release("r1", 1);
-    s.publish(&mut b, &r1, "r1").unwrap();
+    let r1 = s.release("20260101-000000-000-r1", 1);
+    s.publish(&mut b, &r1, "20260101-000000-000-r1").unwrap();
     let before = b.objects.clone();
     b.fail_upload_of = Some("p.html".into());
-    let mut up = upload(&mut b, &s.local, &s.table, &s.release("r2", 2), "r2", &mut |_| {}).unwrap();
+    let mut up = upload(
+        &mut b,
+        &s.local,
+        &s.table,
+        &s.release("20260101-000000-000-r2", 2),
+        "20260101-000000-000-r2",
+        &mut |_| {},
+    )
+    .unwrap();
     let err = switch(&mut b, &s.local, &s.table, &mut up, &mut |_| {}).unwrap_err();
     assert!(err.contains("injected"), "{err}");
     assert_eq!(
         b.objects["map.json"],
-        fs::read(s.release("r2", 2).join("map.json")).unwrap()
+        fs::read(s.release("20260101-000000-000-r2", 2).join("map.json")).unwrap()
     );
     assert!(
         !s.local.pending().is_empty(),
@@ -257,7 +292,7 @@ fn a_failed_switch_is_restored_from_the_live_release() {
         }
     }
     let m = served(&mut b).unwrap().unwrap();
-    assert_eq!(m.release, "r1");
+    assert_eq!(m.release, "20260101-000000-000-r1");
     assert!(
         m.kept.contains("assets/p.2.js"),
         "the new paths sent are deleted later: {:?}",
@@ -266,8 +301,18 @@ fn a_failed_switch_is_restored_from_the_live_release() {
     assert!(s.local.pending().is_empty());
     assert!(b.misses.is_empty(), "{:?}", b.misses);
     // Two publishes later they are gone.
-    s.publish(&mut b, &s.release("r3", 3), "r3").unwrap();
-    s.publish(&mut b, &s.release("r4", 3), "r4").unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r3", 3),
+        "20260101-000000-000-r3",
+    )
+    .unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r4", 3),
+        "20260101-000000-000-r4",
+    )
+    .unwrap();
     assert!(!b.objects.contains_key("assets/p.2.js"));
 }
 
@@ -275,19 +320,38 @@ fn a_failed_switch_is_restored_from_the_live_release() {
 fn what_a_stopped_publish_sent_is_sent_again() {
     let s = Site::new("stopped");
     let mut b = Memory::default();
-    s.publish(&mut b, &s.release("r1", 1), "r1").unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r1", 1),
+        "20260101-000000-000-r1",
+    )
+    .unwrap();
     // Phase 1 of r2, then the publish stops (superseded, killed): nothing is switched.
-    let up = upload(&mut b, &s.local, &s.table, &s.release("r2", 2), "r2", &mut |_| {}).unwrap();
-    assert_eq!(served_release(&mut b), "r1");
+    let up = upload(
+        &mut b,
+        &s.local,
+        &s.table,
+        &s.release("20260101-000000-000-r2", 2),
+        "20260101-000000-000-r2",
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(served_release(&mut b), "20260101-000000-000-r1");
     assert!(s.local.pending().contains("p.html"));
     drop(up);
     // Someone changes map.json in the bucket by hand: it is pending, so it is sent again.
     b.objects.insert("map.json".into(), b"{}".to_vec());
-    let up = s.publish(&mut b, &s.release("r1b", 1), "r1b").unwrap();
+    let up = s
+        .publish(
+            &mut b,
+            &s.release("20260101-000000-000-r1b", 1),
+            "20260101-000000-000-r1b",
+        )
+        .unwrap();
     assert!(up.plan.changed.contains(&"map.json".to_string()), "{:?}", up.plan);
     assert_eq!(
         b.objects["map.json"],
-        fs::read(s.release("r1", 1).join("map.json")).unwrap()
+        fs::read(s.release("20260101-000000-000-r1", 1).join("map.json")).unwrap()
     );
     assert!(
         up.plan.manifest.kept.contains("assets/extra.js"),
@@ -299,17 +363,25 @@ fn what_a_stopped_publish_sent_is_sent_again() {
 fn a_rollback_serves_the_old_release_exact_bytes() {
     let s = Site::new("rollback");
     let mut b = Memory::default();
-    let r1 = s.release("r1", 1);
-    s.publish(&mut b, &r1, "r1").unwrap();
-    s.publish(&mut b, &s.release("r2", 2), "r2").unwrap();
-    let up = s.publish(&mut b, &r1, "r1").unwrap();
-    assert_eq!(up.was_live(), Some("r2"));
+    let r1 = s.release("20260101-000000-000-r1", 1);
+    s.publish(&mut b, &r1, "20260101-000000-000-r1").unwrap();
+    s.publish(
+        &mut b,
+        &s.release("20260101-000000-000-r2", 2),
+        "20260101-000000-000-r2",
+    )
+    .unwrap();
+    let up = s.publish(&mut b, &r1, "20260101-000000-000-r1").unwrap();
+    assert_eq!(up.was_live(), Some("20260101-000000-000-r2"));
     for (path, entry) in plan::scan(&r1).unwrap() {
         let got = &b.objects[&path];
         assert_eq!(got.len() as u64, entry.size);
         assert_eq!(got, &fs::read(r1.join(&path)).unwrap(), "{path}");
     }
-    assert_eq!(served(&mut b).unwrap().unwrap().previous.as_deref(), Some("r2"));
+    assert_eq!(
+        served(&mut b).unwrap().unwrap().previous.as_deref(),
+        Some("20260101-000000-000-r2")
+    );
     assert!(b.misses.is_empty(), "{:?}", b.misses);
 }
 
