@@ -116,3 +116,224 @@ fn a_bucket_manifest_naming_paths_outside_the_site_is_ignored() {
     let m: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
     assert_eq!(m["kept"], serde_json::json!([]), "{m}");
 }
+
+/// A root world (everything root's: a command started as root stays root) whose hook
+/// records who ran its step, publishes `public/` to an rclone alias bucket, with `extra`
+/// TOML in the hook's table and `publish` in its publish table.
+fn root_bucket_world(name: &str, extra: &str, publish: &str) -> (World, std::path::PathBuf) {
+    let w = World::new(name);
+    let who = w.path("who-built");
+    let bucket = w.path("bucket");
+    fs::create_dir_all(bucket.join("site/.deploy-hook")).unwrap();
+    fs::write(bucket.join("site/.deploy-hook/release.json"), "{}").unwrap();
+    fs::create_dir_all(w.path("etc")).unwrap();
+    let conf = w.path("etc/rclone.conf");
+    fs::write(&conf, format!("[b]\ntype = alias\nremote = {}\n", bucket.display())).unwrap();
+    // As docs/bucket.md installs it: root writes it, the web server's group reads it.
+    crate::check::chown("root:www-data", false, &conf);
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o640)).unwrap();
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"id -u >> {}\"]]\n{extra}\n[hooks.docs.publish]\nfrom = \"public\"\nbucket = \"b:site\"\nrclone_config = {:?}\n{publish}\n",
+            who.display(),
+            conf.display()
+        ),
+    );
+    fs::create_dir_all(w.seed.join("public")).unwrap();
+    w.push("public/index.html", "v1\n");
+    (w, who)
+}
+
+/// `run docs --wait` as root refuses (77), saying what `what` at `path` is, and no step ran.
+fn refuses(w: &World, who: &std::path::Path, what: &str, path: &std::path::Path, why: &str) -> String {
+    let _ = fs::remove_file(who);
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(77), "{what}: {t}");
+    assert!(
+        t.contains(&format!("its {what} {} is not root's alone: {why}", path.display())),
+        "{t}"
+    );
+    assert!(!who.exists(), "a step ran as root: {t}");
+    // check says the same.
+    let c = text(&w.cmd(&["check"]));
+    assert!(
+        c.contains("a command started as root would refuse to run") && c.contains(what),
+        "{c}"
+    );
+    t
+}
+
+#[test]
+fn staying_root_needs_the_rclone_config_and_the_path_folders_to_be_roots_alone() {
+    requires!(Root, WwwData, S3);
+    let (w, who) = root_bucket_world("root-reads", "", "");
+    // rclone.conf 640 root:www-data in a folder of root's: root stays root, publishes, and
+    // check takes the mode.
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "0\n");
+    let c = text(&w.cmd(&["check"]));
+    let conf = w.path("etc/rclone.conf");
+    assert!(
+        c.contains(&format!(
+            "ok    rclone_config {} is readable by its owner and group only (mode 0640)",
+            conf.display()
+        )),
+        "{c}"
+    );
+
+    // www-data could rewrite it (a union remote with a symlink to root's folder): refused.
+    crate::check::chown("www-data:www-data", false, &conf);
+    let t = refuses(
+        &w,
+        &who,
+        "publish.rclone_config",
+        &conf,
+        &format!("{} is www-data's", conf.display()),
+    );
+    assert!(
+        t.contains(&format!(
+            "or make it root's alone, in a folder only root can write: chown root:www-data {c} && chmod 640 {c}",
+            c = conf.display()
+        )),
+        "{t}"
+    );
+    // Root's, but in a folder www-data can write (it could swap the file).
+    crate::check::chown("root:www-data", false, &conf);
+    crate::check::chown("www-data:www-data", false, &w.path("etc"));
+    refuses(
+        &w,
+        &who,
+        "publish.rclone_config",
+        &conf,
+        &format!("{} belongs to www-data", w.path("etc").display()),
+    );
+    crate::check::chown("root:root", false, &w.path("etc"));
+
+    // A folder of www-data's on the hook's path: an `rclone` or `sh` planted there would
+    // run as root.
+    let bin = w.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    crate::check::chown("www-data:www-data", false, &bin);
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let config = fs::read_to_string(&w.config).unwrap();
+    fs::write(
+        &w.config,
+        config.replace(
+            "[hooks.docs.publish]",
+            &format!("path = {path:?}\n[hooks.docs.publish]"),
+        ),
+    )
+    .unwrap();
+    refuses(
+        &w,
+        &who,
+        "path folder",
+        &bin,
+        &format!("{} is www-data's", bin.display()),
+    );
+    // The folder root's, a program in it www-data's.
+    crate::check::chown("root:root", false, &bin);
+    fs::write(bin.join("rclone"), "#!/bin/sh\nexec /usr/bin/rclone \"$@\"\n").unwrap();
+    fs::set_permissions(bin.join("rclone"), fs::Permissions::from_mode(0o755)).unwrap();
+    crate::check::chown("www-data:www-data", false, &bin.join("rclone"));
+    refuses(
+        &w,
+        &who,
+        "path folder",
+        &bin,
+        &format!("{} is www-data's", bin.join("rclone").display()),
+    );
+    // Root's alone again: root stays root and builds, through that rclone.
+    crate::check::chown("root:root", false, &bin.join("rclone"));
+    w.push("public/index.html", "v2\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "0\n");
+}
+
+#[test]
+fn staying_root_needs_the_programs_and_ssh_files_the_config_names_to_be_roots_alone() {
+    requires!(Root, WwwData, S3);
+    let (w, who) = root_bucket_world("root-programs", "", "");
+    // A step's program named by its full path, in a folder of www-data's.
+    let dir = w.path("tools");
+    fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("build.sh");
+    fs::write(&script, format!("#!/bin/sh\nid -u >> {}\n", who.display())).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    crate::check::chown("www-data:www-data", true, &dir);
+    let config = fs::read_to_string(&w.config).unwrap();
+    let steps = format!("steps = [[{:?}]]", script.to_str().unwrap());
+    let with_step = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("steps = ") {
+                steps.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(&w.config, &with_step).unwrap();
+    refuses(
+        &w,
+        &who,
+        "steps program",
+        &script,
+        &format!("{} belongs to www-data", dir.display()),
+    );
+    crate::check::chown("root:root", false, &dir);
+    refuses(
+        &w,
+        &who,
+        "steps program",
+        &script,
+        &format!("{} is www-data's", script.display()),
+    );
+    crate::check::chown("root:root", true, &dir);
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&who).unwrap(), "0\n");
+
+    // Web hosts through an ssh config www-data can change (a ProxyCommand in it would run
+    // as root), and a key that config names.
+    let ssh_config = w.path("etc/ssh_config");
+    let key = w.path("etc/id_ed25519");
+    fs::write(
+        &ssh_config,
+        format!(
+            "Host web1\n  HostName 127.0.0.1\n  GlobalKnownHostsFile /dev/null\n  IdentityFile {}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    fs::write(&key, "not a key\n").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let hosts = format!(
+        "[hooks.docs.publish]\nhosts = [\"web1:/var/www/docs\"]\nssh = [\"ssh\", \"-F\", {:?}]\n",
+        ssh_config.to_str().unwrap()
+    );
+    let start = with_step.find("[hooks.docs.publish]").unwrap();
+    fs::write(&w.config, format!("{}{hosts}from = \"public\"\n", &with_step[..start])).unwrap();
+    crate::check::chown("www-data:www-data", false, &ssh_config);
+    refuses(
+        &w,
+        &who,
+        "publish.ssh -F config",
+        &ssh_config,
+        &format!("{} is www-data's", ssh_config.display()),
+    );
+    crate::check::chown("root:root", false, &ssh_config);
+    crate::check::chown("www-data:www-data", false, &key);
+    refuses(
+        &w,
+        &who,
+        &format!("IdentityFile (in {})", ssh_config.display()),
+        &key,
+        &format!("{} is www-data's", key.display()),
+    );
+}

@@ -70,11 +70,29 @@ fn check_bucket(hook: &Hook, cfg: &Bucket, tools: &Tools, scratch: &Path, r: &mu
                 format!("write {conf} with a [remote] section for the bucket, readable by this user (docs/bucket.md)"),
             )
         }
-        Ok(m) if m.mode() & 0o077 != 0 => r.warn(
+        // Its owner and group may read it (640 root:www-data: root writes it, the build's
+        // user reads it); nobody else may read it, and only its owner write it (a union
+        // remote written into it makes a publish delete what the writer chooses).
+        Ok(m) if m.mode() & 0o027 != 0 => r.warn(
             "bucket",
-            format!("rclone_config {conf} is readable by other users; it holds the bucket's keys: chmod 600 {conf}"),
+            format!(
+                "rclone_config {conf} is {} (mode {:04o}); it holds the bucket's keys: chown root:{user} {conf} && chmod 640 {conf}",
+                if m.mode() & 0o007 != 0 {
+                    "readable by other users"
+                } else {
+                    "writable by its group"
+                },
+                m.mode() & 0o7777,
+                user = crate::sys::privilege::current_user_name(),
+            ),
         ),
-        Ok(_) => r.ok("bucket", format!("rclone_config {conf} is readable by this user only")),
+        Ok(m) => r.ok(
+            "bucket",
+            format!(
+                "rclone_config {conf} is readable by its owner and group only (mode {:04o})",
+                m.mode() & 0o7777
+            ),
+        ),
     }
     let name = cfg.remote.split(':').next().unwrap_or_default();
     match store.remotes() {

@@ -24,6 +24,7 @@ mod hook;
 mod publish;
 mod raw;
 mod report;
+mod root;
 
 pub use report::{check_url, Forge, Notify, NotifyKind, On, Page, Report};
 
@@ -461,35 +462,17 @@ fn choose<T: Copy>(
     }
 }
 
-impl Hook {
-    /// What a command that stays root would run in or write besides the hook's state
-    /// folder, as the config calls each: the checkout, the local publish target and its
-    /// releases (`<to>.releases`, as `publish::local` names them; the folder holding both
-    /// is on the way to them), and a HOME the `env` table sets.
-    pub fn root_paths(&self) -> Vec<(&'static str, PathBuf)> {
-        let mut out = vec![("repo", self.repo.clone())];
-        if let Some(to) = self.publish.as_ref().and_then(Publish::local_to) {
-            let mut releases = to.file_name().map(std::ffi::OsString::from).unwrap_or_default();
-            releases.push(".releases");
-            out.push(("publish.to", to.to_path_buf()));
-            out.push(("publish.to's releases", to.with_file_name(releases)));
-        }
-        if let Some(home) = self.env.get("HOME") {
-            out.push((crate::sys::privilege::HOME, PathBuf::from(home)));
-        }
-        out
-    }
-}
-
 impl Config {
     /// What a command started as root works on for the hooks named (`sys::privilege`):
-    /// each hook's name and `root_paths`. A name the config does not have is left out.
+    /// each hook's name, `root_paths` and `root_reads`. A name the config does not have is
+    /// left out.
     pub fn hook_paths<'a>(&'a self, names: &[&'a str]) -> Vec<crate::sys::privilege::HookPaths<'a>> {
         names
             .iter()
             .map(|n| crate::sys::privilege::HookPaths {
                 name: n,
                 paths: self.hooks.get(*n).map(Hook::root_paths).unwrap_or_default(),
+                reads: self.hooks.get(*n).map(Hook::root_reads).unwrap_or_default(),
             })
             .collect()
     }

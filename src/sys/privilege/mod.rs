@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 mod alone;
-pub use alone::HOME;
+pub use alone::{Read, HOME, RCLONE_CONFIG};
 
 /// An account from the passwd database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,7 +367,7 @@ fn root_throughout(folder: &Path) -> Result<()> {
 /// Whether root alone decides what `path` names: each folder on the way to it (through
 /// any symlink on the way) is root's and writable by root only, or, like /tmp, sticky with
 /// the entry in it root's. A missing part must be in such a folder (then only root can make
-/// it). The error says which folder someone else can change.
+/// it); the last part may be a file. The error says which folder someone else can change.
 fn only_root_controls(path: &Path) -> std::result::Result<(), String> {
     use std::collections::VecDeque;
     use std::path::Component;
@@ -438,6 +438,9 @@ fn only_root_controls(path: &Path) -> std::result::Result<(), String> {
                 }
             }
             Some(m) if m.is_dir() => cur = next,
+            // A file at the end (a symlink's chain can end at a program): root alone decided
+            // which file it is; whether it is root's is the caller's question.
+            Some(_) if todo.is_empty() => return Ok(()),
             Some(_) => return Err(format!("{} is not a folder", next.display())),
         }
     }
@@ -484,6 +487,8 @@ pub fn become_user(user: &User) -> Result<()> {
 pub struct HookPaths<'a> {
     pub name: &'a str,
     pub paths: Vec<(&'static str, PathBuf)>,
+    /// What else it would read or run as root, that the config names (`alone::Read`).
+    pub reads: Vec<Read>,
 }
 
 /// Started as root: becomes whom `decide` names for `hooks` (see there), before anything of
@@ -499,6 +504,7 @@ pub fn become_owner(state_dir: &Path, hooks: &[HookPaths]) -> Result<Option<User
         Whom::Root => {
             for h in hooks {
                 alone::root_alone(h.name, state_dir, &h.paths)?;
+                alone::reads_root_alone(h.name, state_dir, &h.paths, &h.reads)?;
             }
             Ok(None)
         }
