@@ -336,4 +336,58 @@ fn staying_root_needs_the_programs_and_ssh_files_the_config_names_to_be_roots_al
         &key,
         &format!("{} is www-data's", key.display()),
     );
+
+    crate::check::chown("root:root", false, &key);
+
+    // The report's token, a robot's URL (root reads them and sends them away) and the
+    // build page's folder (root writes there).
+    let token = w.path("etc/token");
+    let robot = w.path("etc/robot.url");
+    fs::write(&token, "t0ken\n").unwrap();
+    fs::write(&robot, "https://chat.example.com/hook?access_token=x\n").unwrap();
+    let pages = w.path("pages");
+    fs::create_dir_all(&pages).unwrap();
+    fs::write(
+        &w.config,
+        format!(
+            "{}[hooks.docs.publish]\nfrom = \"public\"\nbucket = \"b:site\"\nrclone_config = {:?}\n\
+             [hooks.docs.report]\nrepo = \"a/b\"\ntoken_file = {:?}\n\
+             [hooks.docs.page]\ndir = {:?}\nurl = \"https://docs.example.com/_builds/\"\n\
+             [[hooks.docs.notify]]\nkind = \"slack\"\nurl_file = {:?}\n",
+            &with_step[..start],
+            w.path("etc/rclone.conf"),
+            token,
+            pages,
+            robot
+        ),
+    )
+    .unwrap();
+    let out = w.cmd(&["check"]);
+    assert!(!text(&out).contains("would refuse to run"), "{}", text(&out));
+    crate::check::chown("www-data:www-data", false, &token);
+    refuses(
+        &w,
+        &who,
+        "report.token_file",
+        &token,
+        &format!("{} is www-data's", token.display()),
+    );
+    crate::check::chown("root:root", false, &token);
+    crate::check::chown("www-data:www-data", false, &robot);
+    refuses(
+        &w,
+        &who,
+        "notify (slack) url_file",
+        &robot,
+        &format!("{} is www-data's", robot.display()),
+    );
+    crate::check::chown("root:root", false, &robot);
+    crate::check::chown("www-data:www-data", false, &pages);
+    refuses(
+        &w,
+        &who,
+        "page.dir",
+        &pages,
+        &format!("{} is www-data's", pages.display()),
+    );
 }

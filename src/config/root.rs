@@ -1,7 +1,7 @@
 //! What a command that stays root works on besides the hook's state folder, as the config
 //! names it (`sys::privilege` vouches that root alone controls each): the hook's own paths
 //! (`root_paths`: the checkout, the served folders, a HOME), and what it reads or runs
-//! (`root_reads`: the rclone config, the `path` folders, programs and ssh files).
+//! (`root_reads`: the rclone config, the `path` folders, programs, ssh files, tokens).
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ impl Hook {
     /// What a command that stays root would run in or write besides the hook's state
     /// folder, as the config calls each: the checkout, the local publish target and its
     /// releases (`<to>.releases`, as `publish::local` names them; the folder holding both
-    /// is on the way to them), and a HOME the `env` table sets.
+    /// is on the way to them), a HOME the `env` table sets, and the build page's folder.
     pub fn root_paths(&self) -> Vec<(&'static str, PathBuf)> {
         let mut out = vec![("repo", self.repo.clone())];
         if let Some(to) = self.publish.as_ref().and_then(Publish::local_to) {
@@ -22,6 +22,10 @@ impl Hook {
         }
         if let Some(home) = self.env.get("HOME") {
             out.push((crate::sys::privilege::HOME, PathBuf::from(home)));
+        }
+        // The build page is written there after every build.
+        if let Some(page) = &self.page {
+            out.push(("page.dir", page.dir.clone()));
         }
         out
     }
@@ -34,7 +38,7 @@ impl Hook {
     /// a notification or `after_publish` named by its absolute path (one relative to
     /// `repo` is in the checkout), and what `publish.ssh` names: its program, its `-F`
     /// config, `-i` key and `-o ...File=` files, and the key and known_hosts files that
-    /// config names.
+    /// config names; the report's token file and the notifications' URL and secret files.
     pub fn root_reads(&self) -> Vec<crate::sys::privilege::Read> {
         use crate::sys::privilege::Read;
         let mut out: Vec<Read> = Vec::new();
@@ -50,6 +54,21 @@ impl Hook {
                 b.rclone_config.clone(),
                 false,
             );
+        }
+        // Tokens and robots' URLs, read and sent to the forge or the chat: one another user
+        // could swap for a symlink would have root send what it leads to.
+        if let Some(r) = &self.report {
+            add("report.token_file".into(), r.token_file.clone(), false);
+        }
+        for n in &self.notify {
+            add(
+                format!("notify ({}) url_file", n.kind.name()),
+                n.url_file.clone(),
+                false,
+            );
+            if let Some(f) = &n.secret_file {
+                add(format!("notify ({}) secret_file", n.kind.name()), f.clone(), false);
+            }
         }
         for dir in self.path.split(':') {
             add("path folder".into(), PathBuf::from(dir), true);
