@@ -1,7 +1,7 @@
 //! What a red-team pass found, each pinned: text that www-data or a bucket controls never
 //! reaches a terminal raw, a hook that stays root reads and runs only what root alone
-//! controls, a damaged bucket manifest is never trusted, a bucket that never answers fails
-//! in seconds, and a Gitee signing secret shared between hooks is pointed out.
+//! controls, a damaged bucket manifest is never trusted, and a Gitee signing secret shared
+//! between hooks is pointed out.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -390,4 +390,45 @@ fn staying_root_needs_the_programs_and_ssh_files_the_config_names_to_be_roots_al
         &pages,
         &format!("{} is www-data's", pages.display()),
     );
+}
+
+#[test]
+fn check_warns_of_gitee_signing_hooks_that_share_a_secret() {
+    let w = World::new("gitee-shared");
+    let other = w.path("blog.secret");
+    let config = |blog_secret: &std::path::Path, blog_mode: &str| {
+        w.config(
+            "gitee",
+            &format!(
+                "steps = [\"true\"]\n\n[hooks.blog]\nprovider = \"gitee\"\n{blog_mode}\nsecret_file = {:?}\nrepo = {:?}\nsteps = [\"true\"]\n",
+                blog_secret.display(),
+                w.repo.display()
+            ),
+        );
+        let out = w.cmd(&["check"]);
+        let t = text(&out);
+        assert!(!t.contains(SECRET), "{t}");
+        t
+    };
+    let warning = "Gitee hooks blog and docs sign with the same secret";
+    // One file for both.
+    let t = config(&w.secret_file, "");
+    assert!(
+        t.contains(&format!(
+            "warn  {warning} (secret_file {}): Gitee's signature covers only the timestamp and the secret, so a delivery to one can be replayed to the other; give each hook its own secret",
+            w.secret_file.display()
+        )),
+        "{t}"
+    );
+    // Two files, one secret (spaces around it are no part of it).
+    fs::write(&other, format!("  {SECRET}\n\n")).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o600)).unwrap();
+    let t = config(&other, "");
+    assert!(t.contains(&format!("warn  {warning}: Gitee's signature")), "{t}");
+    let json = text(&w.cmd(&["check", "--json"]));
+    assert!(json.contains(warning) && !json.contains(SECRET), "{json}");
+    // A secret of its own, or a hook in password mode (no signature to replay): nothing.
+    fs::write(&other, "another-secret\n").unwrap();
+    assert!(!config(&other, "").contains(warning));
+    assert!(!config(&w.secret_file, "gitee_mode = \"password\"").contains(warning));
 }

@@ -414,6 +414,7 @@ fn check_config(ctx: &Ctx, web: &web::Observed, r: &mut Report) {
 
     check_sharing(cfg, r);
     bucket::check_shared(cfg, r);
+    secret::check_shared(cfg, r);
 
     for hook in cfg.hooks.values() {
         let mode = match (hook.provider, hook.gitee_mode) {

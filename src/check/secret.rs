@@ -1,11 +1,12 @@
 //! A hook's secret, for `check`: the file is there, not empty, readable by the build's user
 //! and nobody else, and whether spaces around the secret were pasted with it (they are not
-//! part of it: `config::Secret::load`).
+//! part of it: `config::Secret::load`). And Gitee signing hooks that share a secret: a
+//! delivery to one can be replayed to the other.
 
 use std::os::unix::fs::PermissionsExt;
 
 use super::Report;
-use crate::config::{GiteeMode, Hook, Provider, Secret};
+use crate::config::{Config, GiteeMode, Hook, Provider, Secret};
 use crate::error::Error;
 
 pub(super) fn check(hook: &Hook, user: &str, r: &mut Report) {
@@ -89,4 +90,38 @@ fn say_padding(hook: &Hook, r: &mut Report) {
             "{whose} has spaces or tabs around the secret: they are ignored, the secret is what is between them ({forge}: paste it there without them)"
         ),
     );
+}
+
+/// Gitee hooks in signing mode with the same secret (the same `secret_file`, or the same
+/// secret in two files or inline). Gitee's signature covers only the timestamp and the
+/// secret, not the hook or the body, and each hook remembers only the tokens it has seen:
+/// a delivery to one, replayed to the other within `max_age_secs`, is taken. A secret this
+/// user cannot read is not compared (its own line says so); none is ever printed.
+pub(super) fn check_shared(cfg: &Config, r: &mut Report) {
+    let signing: Vec<(&Hook, Option<Vec<u8>>)> = cfg
+        .hooks
+        .values()
+        .filter(|h| h.provider == Provider::Gitee && h.gitee_mode == GiteeMode::Sign)
+        .map(|h| (h, h.secret.load().ok()))
+        .collect();
+    for (i, (a, sa)) in signing.iter().enumerate() {
+        for (b, sb) in &signing[i + 1..] {
+            let same_file = matches!((&a.secret, &b.secret), (Secret::File(x), Secret::File(y)) if x == y);
+            let same_secret = matches!((sa, sb), (Some(x), Some(y)) if x == y);
+            if same_file || same_secret {
+                r.warn(
+                    "shared",
+                    format!(
+                        "Gitee hooks {} and {} sign with the same secret{}: Gitee's signature covers only the timestamp and the secret, so a delivery to one can be replayed to the other; give each hook its own secret (a secret_file each, and the new one set in that hook's Gitee webhook)",
+                        a.name,
+                        b.name,
+                        match (&a.secret, same_file) {
+                            (Secret::File(f), true) => format!(" (secret_file {})", f.display()),
+                            _ => String::new(),
+                        }
+                    ),
+                );
+            }
+        }
+    }
 }
