@@ -1,8 +1,8 @@
 //! One `[hooks.NAME]` table, from its raw shape to a checked `Hook`: a small function per
 //! key or group of keys, each with its default and the error that names the key and line.
 //! The checks run in the order the keys are documented, so that of several mistakes the
-//! first one a person reads in the file is the one reported. `[hooks.NAME.publish]` has
-//! its own file (`publish.rs`).
+//! first one a person reads in the file is the one reported. `[hooks.NAME.publish]` and
+//! `[hooks.NAME.previews]` have files of their own (`publish.rs`, `previews.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,6 +55,7 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
     let report = super::report::report(&at, provider, raw.report)?;
     let page = super::report::page(&at, &repo, publish.as_ref().and_then(|p| p.local_to()), raw.page)?;
     let notify = super::report::notify(&at, raw.notify)?;
+    let previews = super::previews::validate(&at, &repo, publish.as_ref(), raw.previews)?;
 
     Ok(Hook {
         name: name.to_string(),
@@ -81,6 +82,7 @@ pub(super) fn validate_hook(ctx: &Ctx, name: &str, line: usize, raw: RawHook) ->
         report,
         page,
         notify,
+        previews,
     })
 }
 

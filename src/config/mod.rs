@@ -21,6 +21,7 @@ use crate::sys::text::printable;
 pub use hook::MIN_LOG_MAX_BYTES;
 
 mod hook;
+mod previews;
 mod publish;
 mod raw;
 mod report;
@@ -292,6 +293,29 @@ pub struct Hook {
     pub page: Option<Page>,
     /// `[[hooks.NAME.notify]]`: chat robots and webhooks, in the order written.
     pub notify: Vec<Notify>,
+    /// `[hooks.NAME.previews]`, when branches and pull requests get previews.
+    pub previews: Option<Previews>,
+}
+
+/// `[hooks.NAME.previews]`: every branch matching `branches` and every pull request gets a
+/// site of its own, built in a working tree of its own and published under `to`
+/// (`config/previews.rs` checks it; docs/previews.md).
+#[derive(Debug, Clone)]
+pub struct Previews {
+    /// The folder of the previews: preview NAME is served from `to/NAME`, a symlink to its
+    /// live release in `to/NAME.releases/`.
+    pub to: PathBuf,
+    /// Where a preview is seen, with `{name}` for its name.
+    pub url: String,
+    /// Globs of the branches (other than the hook's own) whose pushes get a preview.
+    pub branches: Vec<String>,
+    /// Whether pull (merge) requests get previews.
+    pub pull_requests: bool,
+    /// Whether a pull request whose head is in another repository is built: its code runs
+    /// on this server as the build's user.
+    pub forks: bool,
+    /// At most this many previews; the least recently built one goes first.
+    pub keep: usize,
 }
 
 impl Hook {

@@ -161,6 +161,7 @@ pub(super) struct RawHook {
     pub(super) report: Option<Spanned<RawReport>>,
     pub(super) page: Option<Spanned<RawPage>>,
     pub(super) notify: Option<Vec<Spanned<RawNotify>>>,
+    pub(super) previews: Option<Spanned<RawPreviews>>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +232,18 @@ pub(super) struct RawNotify {
     pub(super) url_file: String,
     pub(super) secret_file: Option<String>,
     pub(super) on: Option<Vec<String>>,
+}
+
+/// `[hooks.NAME.previews]`: previews of branches and pull requests.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPreviews {
+    pub(super) to: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) branches: Option<Vec<String>>,
+    pub(super) pull_requests: Option<bool>,
+    pub(super) forks: Option<bool>,
+    pub(super) keep: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for Cmd {
