@@ -5,12 +5,14 @@
 //! `pipeline` is one build (sync, clean, steps, publish); `finish` records a build that
 //! ended, whoever saw it end, and tells about it; `state` is the per-hook state folder
 //! they share with `status`; `buildlog` writes a build's log; `reporting` tells
-//! `crate::report` what the author is to see of each build.
+//! `crate::report` what the author is to see of each build; `preview` is a preview of a
+//! branch or pull request: what it is of, its name, its files, its git side.
 
 pub mod buildlog;
 pub mod enqueue;
 pub mod finish;
 pub mod pipeline;
+pub mod preview;
 pub mod queue;
 pub mod reporting;
 pub mod state;
