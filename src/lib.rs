@@ -98,15 +98,15 @@ pub mod fuzzing {
     }
 
     /// Reads a CGI request from its environment and a body (at most 64 KiB), names its
-    /// hook, and when the body reads, takes its payload and classifies it as a push to
-    /// `main` or not.
+    /// hook, and when the body reads, takes its payload and classifies it as each forge's
+    /// push, pull request and delete events (`classify`).
     pub fn request(env: &Env, body: &[u8]) {
         let mut req = Request::from_env(env);
         let _ = req.hook_name();
         let _ = req.content_length();
         if req.read_body(&mut &body[..], 1 << 16).is_ok() {
             if let Ok(p) = verify::payload(&req) {
-                let _ = verify::classify_push(&p.json, "main");
+                classify(&p.json);
             }
         }
     }
@@ -178,6 +178,30 @@ pub mod fuzzing {
         };
         let _ = page::index(&view);
         let _ = page::public_status(&view);
+    }
+
+    /// A hook of each forge with previews, for `classify`.
+    const PREVIEWS: &str = "[hooks.docs]\nprovider = \"PROVIDER\"\nsecret = \"s\"\nrepo = \"/srv/docs\"\n\
+        [hooks.docs.publish]\nfrom = \"dist\"\nto = \"/var/www/docs\"\n\
+        [hooks.docs.previews]\nto = \"/var/www/previews\"\nurl = \"https://{name}.p.test/\"\n";
+
+    /// Reads `json` as every event each forge sends (push, pull request, Gitea's delete),
+    /// for a hook that builds `main` and previews every branch and pull request.
+    fn classify(json: &[u8]) {
+        use crate::delivery::event::{self, Forge};
+        static CONFIGS: std::sync::OnceLock<Vec<Config>> = std::sync::OnceLock::new();
+        let configs = CONFIGS.get_or_init(|| {
+            ["github", "gitlab", "gitea", "gitee"]
+                .iter()
+                .filter_map(|p| Config::parse(Path::new(CONFIG), &PREVIEWS.replace("PROVIDER", p)).ok())
+                .collect()
+        });
+        for cfg in configs {
+            let Ok(hook) = cfg.hook(None) else { continue };
+            let _ = event::push(json, hook);
+            let _ = event::pull_request(Forge::of(hook.provider), "pull_request", json, hook);
+            let _ = event::gitea_delete(json, hook);
+        }
     }
 
     /// Verifies a delivery (headers from `env`, the body as it is) for the only hook of

@@ -5,6 +5,7 @@
 //! a 500 whose detail goes to the log, never into the answer.
 
 pub mod cgi;
+pub mod event;
 pub mod verify;
 
 use std::ffi::OsStr;
@@ -128,6 +129,8 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         }
         Kind::Ignored(why) => return Ok(Outcome::Ignored(why.clone())),
         Kind::Push { git_ref } => git_ref.clone(),
+        // Phase B wires previews into the build engine.
+        Kind::Preview(_) => return Ok(Outcome::Ignored("previews are not built yet".into())),
     };
 
     // What builds nothing needs no replay record: a replayed ping is answered pong again.

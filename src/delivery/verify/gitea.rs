@@ -3,9 +3,10 @@
 //! (provider "gogs"). In form mode the JSON is the `payload` field, and that is what is
 //! signed, not the form body.
 
-use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, Delivery, Kind};
+use super::{delivery_id, event_header, hmac_sha256, payload, Delivery, Kind};
 use crate::config::{Hook, Provider};
 use crate::delivery::cgi::Request;
+use crate::delivery::event::{self, Forge};
 use crate::error::{Error, Result};
 use hmac::Mac;
 
@@ -39,7 +40,9 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
     let event = event_header(req, hook.provider)?;
     let id = delivery_id(req, hook.provider, now_ms);
     let kind = match event.as_str() {
-        "push" => classify_push(&payload.json, &hook.branch)?,
+        "push" => event::push(&payload.json, hook)?,
+        "pull_request" => event::pull_request(Forge::Gitea, &event, &payload.json, hook)?,
+        "delete" => event::gitea_delete(&payload.json, hook)?,
         other => Kind::Ignored(format!(
             "event \"{}\" does not start a build",
             crate::sys::text::printable(other, 60)

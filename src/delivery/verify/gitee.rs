@@ -2,14 +2,17 @@
 //! timestamp in ms within `max_age_secs`) and password mode (`X-Gitee-Token == secret`).
 //!
 //! The signature covers no part of the body, so the body only decides whether this is a
-//! push to the watched branch; what is built is always the head of `remote/branch`.
+//! push to the watched branch (what is built is always the head of `remote/branch`) or
+//! which branch or pull request of the hook's remote a preview is of (see
+//! `delivery::event`: the fork check is made in git, not on the body's word).
 
 use base64::Engine;
 use hmac::Mac;
 
-use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, token_matches, Delivery, Kind};
+use super::{delivery_id, event_header, hmac_sha256, payload, token_matches, Delivery, Kind};
 use crate::config::{GiteeMode, Hook};
 use crate::delivery::cgi::Request;
+use crate::delivery::event::{self, Forge};
 use crate::error::{Error, Result};
 
 /// The token Gitee sends for `timestamp` (ms, as a decimal string) in signing mode.
@@ -127,7 +130,10 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
         Kind::Ping
     } else {
         match event.as_str() {
-            "Push Hook" | "push_hooks" => classify_push(&payload(req)?.json, &hook.branch)?,
+            "Push Hook" | "push_hooks" => event::push(&payload(req)?.json, hook)?,
+            "Merge Request Hook" | "merge_request_hooks" => {
+                event::pull_request(Forge::Gitee, &event, &payload(req)?.json, hook)?
+            }
             "Tag Push Hook" | "tag_push_hooks" => Kind::Ignored("tag push; this hook builds a branch".into()),
             other => Kind::Ignored(format!(
                 "event \"{}\" does not start a build",

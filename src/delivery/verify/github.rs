@@ -3,9 +3,10 @@
 //! The legacy SHA-1 `X-Hub-Signature` is not accepted: a delivery that carries only that
 //! one is answered 401 with a message saying so.
 
-use super::{classify_push, delivery_id, event_header, hmac_sha256, payload, Delivery, Kind};
+use super::{delivery_id, event_header, hmac_sha256, payload, Delivery, Kind};
 use crate::config::Hook;
 use crate::delivery::cgi::Request;
+use crate::delivery::event::{self, Forge};
 use crate::error::{Error, Result};
 use hmac::Mac;
 
@@ -49,7 +50,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
     let id = delivery_id(req, hook.provider, now_ms);
     let kind = match event.as_str() {
         "ping" => Kind::Ping,
-        "push" => classify_push(&payload(req)?.json, &hook.branch)?,
+        "push" => event::push(&payload(req)?.json, hook)?,
+        "pull_request" => event::pull_request(Forge::Github, &event, &payload(req)?.json, hook)?,
         other => Kind::Ignored(format!(
             "event \"{}\" does not start a build",
             crate::sys::text::printable(other, 60)

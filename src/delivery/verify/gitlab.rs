@@ -1,8 +1,9 @@
 //! GitLab: `X-Gitlab-Token` is the secret itself, compared in constant time.
 
-use super::{classify_push, delivery_id, event_header, payload, token_matches, Delivery, Kind};
+use super::{delivery_id, event_header, payload, token_matches, Delivery, Kind};
 use crate::config::Hook;
 use crate::delivery::cgi::Request;
+use crate::delivery::event::{self, Forge};
 use crate::error::{Error, Result};
 
 pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result<Delivery> {
@@ -18,7 +19,8 @@ pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result
     let event = event_header(req, hook.provider)?;
     let id = delivery_id(req, hook.provider, now_ms);
     let kind = match event.as_str() {
-        "Push Hook" => classify_push(&payload(req)?.json, &hook.branch)?,
+        "Push Hook" => event::push(&payload(req)?.json, hook)?,
+        "Merge Request Hook" => event::pull_request(Forge::Gitlab, &event, &payload(req)?.json, hook)?,
         "Tag Push Hook" => Kind::Ignored("tag push; this hook builds a branch".into()),
         other => Kind::Ignored(format!(
             "event \"{}\" does not start a build",

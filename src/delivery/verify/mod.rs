@@ -1,8 +1,8 @@
 //! Verifying a delivery and deciding what it asks for.
 //!
 //! Each forge has its own file with its signature rule; this module holds what they share:
-//! constant-time comparison, payload extraction (JSON or form `payload=`), and the
-//! classification of a verified delivery into ping, push to the watched branch, or ignored.
+//! constant-time comparison and payload extraction (JSON or form `payload=`). What a
+//! verified delivery asks for (a build, a preview, nothing) is read in `delivery::event`.
 //! Verification always happens before the body is trusted for anything.
 
 mod gitea;
@@ -11,11 +11,11 @@ mod github;
 mod gitlab;
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::config::{Hook, Provider};
 use crate::delivery::cgi::Request;
+use crate::delivery::event::PreviewAction;
 use crate::error::{Error, Result};
 use crate::sys::text::{percent_decode, printable};
 
@@ -33,6 +33,8 @@ pub enum Kind {
     Push {
         git_ref: String,
     },
+    /// A preview to build or remove (`[hooks.NAME.previews]`).
+    Preview(PreviewAction),
     /// Anything else, with the reason told to the forge.
     Ignored(String),
 }
@@ -107,46 +109,6 @@ pub fn payload<'a>(req: &'a Request) -> Result<Payload<'a>> {
             None => Err(Error::BadRequest("the form body has no payload field".into())),
         },
         _ => Err(Error::UnsupportedMediaType(printable(ct, 80))),
-    }
-}
-
-/// The fields of a push payload that decide what happens. Everything else is skipped
-/// without being stored.
-#[derive(Deserialize)]
-struct PushFields {
-    #[serde(rename = "ref")]
-    git_ref: Option<String>,
-    deleted: Option<bool>,
-    after: Option<String>,
-}
-
-/// A push payload: to the watched branch, or ignored with a reason.
-pub fn classify_push(json: &[u8], branch: &str) -> Result<Kind> {
-    let fields: PushFields = serde_json::from_slice(json)
-        .map_err(|e| Error::BadRequest(format!("the payload is not a JSON push event: {e}")))?;
-    let git_ref = fields
-        .git_ref
-        .ok_or_else(|| Error::BadRequest("the push payload has no \"ref\"".into()))?;
-    let watched = format!("refs/heads/{branch}");
-    if git_ref == watched {
-        let zero_after = fields
-            .after
-            .as_deref()
-            .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b == b'0'));
-        if fields.deleted == Some(true) || zero_after {
-            return Ok(Kind::Ignored(format!("branch {branch} was deleted; nothing to build")));
-        }
-        return Ok(Kind::Push { git_ref });
-    }
-    let shown = printable(&git_ref, 100);
-    if git_ref.starts_with("refs/tags/") {
-        Ok(Kind::Ignored(format!(
-            "tag push ({shown}); this hook builds branch {branch}"
-        )))
-    } else {
-        Ok(Kind::Ignored(format!(
-            "push to {shown}; this hook builds branch {branch}"
-        )))
     }
 }
 
@@ -251,36 +213,5 @@ mod tests {
         assert!(!token_matches(b"secret", b"secret "));
         assert!(!token_matches(b"secret", b""));
         assert!(!token_matches(b"secret", b"secre"));
-    }
-
-    #[test]
-    fn push_classification() {
-        let k = classify_push(br#"{"ref":"refs/heads/main","after":"abc"}"#, "main").unwrap();
-        assert_eq!(
-            k,
-            Kind::Push {
-                git_ref: "refs/heads/main".into()
-            }
-        );
-        assert!(
-            matches!(classify_push(br#"{"ref":"refs/heads/dev"}"#, "main").unwrap(), Kind::Ignored(m) if m.contains("refs/heads/dev"))
-        );
-        assert!(
-            matches!(classify_push(br#"{"ref":"refs/tags/v1"}"#, "main").unwrap(), Kind::Ignored(m) if m.contains("tag"))
-        );
-        assert!(
-            matches!(classify_push(br#"{"ref":"refs/heads/main","deleted":true}"#, "main").unwrap(), Kind::Ignored(m) if m.contains("deleted"))
-        );
-        assert!(matches!(
-            classify_push(br#"{"ref":"refs/heads/main","after":"0000000000"}"#, "main").unwrap(),
-            Kind::Ignored(_)
-        ));
-        assert!(matches!(classify_push(b"not json", "main"), Err(Error::BadRequest(_))));
-        assert!(matches!(classify_push(b"{}", "main"), Err(Error::BadRequest(_))));
-        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(
-            classify_push(deep.as_bytes(), "main"),
-            Err(Error::BadRequest(_))
-        ));
     }
 }
