@@ -30,6 +30,7 @@ const LAYOUT: &[&str] = &[
     "/etc/apache2/conf-available/deploy-hook.conf",
     "/usr/share/doc/deploy-hook/examples/nginx-site.conf",
     "/usr/share/doc/deploy-hook/examples/nginx-published-site.conf",
+    "/usr/share/doc/deploy-hook/examples/nginx-previews.conf",
     "/usr/share/doc/deploy-hook/examples/apache.conf",
     "/usr/share/doc/deploy-hook/examples/fcgiwrap-deploy-hook.conf",
     "/usr/share/doc/deploy-hook/examples/nginx-builds.conf",

@@ -34,6 +34,7 @@ mod package;
 mod page;
 mod payloads;
 mod pnpm;
+mod previews;
 mod programs;
 mod queue;
 mod readme;
