@@ -6,7 +6,9 @@
 //! names), so a body that was not signed (Gitee's sign mode signs no body) can choose
 //! among the remote's refs and nothing else.
 
+pub mod first;
 pub mod name;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 
