@@ -127,7 +127,7 @@ pub fn production_turn(hook_dir: &Path, store: &Store) -> Result<(ProductionTurn
         for r in store.list() {
             let dir = store.dir(&r.name);
             let status = HookState { dir: dir.clone() }.read_status().unwrap_or_default();
-            if let Some(cur) = status.current.filter(|_| status.state == "building") {
+            if let Some(cur) = status.current.filter(|_| status.state == crate::build::state::State::Building) {
                 if !stop_requested(&dir, &cur.id) {
                     let _ = write_atomic(&stop_path(&dir), cur.id.as_bytes());
                     taken.stopped.push(r.name.clone());
@@ -179,7 +179,7 @@ mod tests {
     fn building(store: &Store, name: &str, id: &str) {
         HookState { dir: store.dir(name) }
             .update_status(|s| {
-                s.state = "building".into();
+                s.state = crate::build::state::State::Building;
                 s.current = Some(Current {
                     id: id.into(),
                     delivery: String::new(),
