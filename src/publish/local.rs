@@ -99,7 +99,7 @@ fn same_file(new: &Path, new_meta: &fs::Metadata, live: &Path, bufs: &mut (Vec<u
 }
 
 /// Makes `staging` a copy of `root` (the build output): a file identical to the same
-/// path in `live` is a hard link to it, any other file a new inode. Nothing is ever written
+/// path in one of the releases `live` is a hard link to it, any other file a new inode. Nothing is ever written
 /// into an existing inode, so the live release (and every older one) stays as it was.
 ///
 /// Why copy and not move the new files out of the output: the files that are written
@@ -111,7 +111,7 @@ fn same_file(new: &Path, new_meta: &fs::Metadata, live: &Path, bufs: &mut (Vec<u
 fn stage_tree(
     root: &Path,
     at: &mut Vec<OsString>,
-    live: Option<&Path>,
+    live: &[&Path],
     staging: &Path,
     stats: &mut Stats,
     bufs: &mut (Vec<u8>, Vec<u8>),
@@ -144,8 +144,13 @@ fn stage_tree(
             at.pop();
         } else if kind.is_file() {
             let meta = entry.metadata()?;
-            let old = live.map(|l| l.join(&rel_child));
-            if let Some(old) = old.filter(|o| same_file(&src, &meta, o, bufs)) {
+            // The first release that has the same file: the live one, then any other
+            // (a preview's: the live production release).
+            let same = live
+                .iter()
+                .map(|l| l.join(&rel_child))
+                .find(|o| same_file(&src, &meta, o, bufs));
+            if let Some(old) = same {
                 if fs::hard_link(&old, &dst).is_ok() {
                     stats.linked += 1;
                     continue;
@@ -248,6 +253,13 @@ pub struct Made {
 /// `super::resolve_from`), sharing every unchanged file with the live one. Nothing is
 /// switched: `switch` does that, when the hook is not held.
 pub fn make(from: &Path, to: &Path, release: &str) -> Result<Made, LocalError> {
+    make_sharing(from, to, release, None)
+}
+
+/// `make`, sharing unchanged files with `also` too, a release of another site (a preview
+/// shares with the live production release): the live release of `to` is looked at first,
+/// then `also`. Links need both on one file system; across two, files are copied.
+pub fn make_sharing(from: &Path, to: &Path, release: &str, also: Option<&Path>) -> Result<Made, LocalError> {
     if !from.is_dir() {
         return Err(LocalError::Refused(format!(
             "{} is not a folder after the steps: is publish.from right?",
@@ -265,12 +277,13 @@ pub fn make(from: &Path, to: &Path, release: &str) -> Result<Made, LocalError> {
     let staging = dir.join(format!(".staging-{release}"));
     let _ = fs::remove_dir_all(&staging);
     let live_dir = live(to).map(|l| dir.join(l)).filter(|d| d.is_dir());
+    let sources: Vec<&Path> = live_dir.as_deref().into_iter().chain(also.filter(|d| d.is_dir())).collect();
     let mut stats = Stats::default();
     let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
     stage_tree(
         from,
         &mut Vec::new(),
-        live_dir.as_deref(),
+        &sources,
         &staging,
         &mut stats,
         &mut bufs,
@@ -424,6 +437,41 @@ mod tests {
             ino(rel(&two.release, "sub/page.html"))
         );
         assert_eq!(fs::read_to_string(rel(&one.release, "sub/page.html")).unwrap(), "v1");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_release_of_another_site_shares_what_is_the_same() {
+        use std::os::unix::fs::MetadataExt;
+        let d = temp("sharing");
+        let from = d.join("dist");
+        fs::create_dir_all(&from).unwrap();
+        fs::write(from.join("same.txt"), "same").unwrap();
+        fs::write(from.join("page.html"), "production").unwrap();
+        let prod = d.join("www");
+        let live = make(&from, &prod, "r1").unwrap();
+        switch(&prod, &live.release).unwrap();
+        let live_dir = releases_dir(&prod).join("r1");
+        // a preview: one page changed, one new
+        fs::write(from.join("page.html"), "preview").unwrap();
+        fs::write(from.join("new.html"), "new").unwrap();
+        let preview = d.join("previews/pr-7");
+        fs::create_dir_all(preview.parent().unwrap()).unwrap();
+        let first = make_sharing(&from, &preview, "p1", Some(&live_dir)).unwrap();
+        assert_eq!((first.stats.linked, first.stats.copied), (1, 2), "{}", first.stats);
+        let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
+        let p1 = releases_dir(&preview).join("p1");
+        assert_eq!(ino(p1.join("same.txt")), ino(live_dir.join("same.txt")));
+        assert_eq!(fs::read_to_string(p1.join("page.html")).unwrap(), "preview");
+        assert_eq!(fs::read_to_string(live_dir.join("page.html")).unwrap(), "production");
+        switch(&preview, "p1").unwrap();
+        // its next release shares with its own live release first, then production's
+        let second = make_sharing(&from, &preview, "p2", Some(&live_dir)).unwrap();
+        assert_eq!((second.stats.linked, second.stats.copied), (3, 0), "{}", second.stats);
+        assert_eq!(ino(releases_dir(&preview).join("p2/new.html")), ino(p1.join("new.html")));
+        // a missing other release is no error: everything else is copied
+        let third = make_sharing(&from, &d.join("previews/pr-8"), "p3", Some(&d.join("gone"))).unwrap();
+        assert_eq!(third.stats.copied, 3);
         fs::remove_dir_all(&d).unwrap();
     }
 }
