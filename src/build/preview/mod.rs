@@ -9,6 +9,7 @@
 pub mod first;
 pub mod name;
 pub mod store;
+pub mod tree;
 
 use serde::{Deserialize, Serialize};
 
