@@ -124,7 +124,7 @@ mod tests {
         let f = fetch("origin", "refs/pull/7/head", "pr-7").to_string();
         assert_eq!(
             f,
-            "git fetch --no-write-fetch-head --no-auto-maintenance --no-tags origin '+refs/pull/7/head:refs/deploy-hook/previews/pr-7'"
+            "git fetch --no-write-fetch-head --no-auto-maintenance --no-tags origin +refs/pull/7/head:refs/deploy-hook/previews/pr-7"
         );
     }
 
