@@ -191,6 +191,8 @@ mod tests {
                     step_started: None,
                     release: None,
                     config: None,
+                    event: String::new(),
+                    git_ref: String::new(),
                 });
             })
             .unwrap();
