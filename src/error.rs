@@ -229,6 +229,16 @@ pub enum Outcome {
         result: BuildResult,
         at: Option<String>,
     },
+    /// A preview's build was started or queued: `name` (`of`: "pull request 7") will be
+    /// at `url`.
+    PreviewQueued {
+        name: String,
+        of: String,
+        url: String,
+        behind: Behind,
+    },
+    /// A preview will be removed (its pull request was closed or merged, its branch deleted).
+    PreviewRemoved { name: String, of: String },
     /// A ping or test delivery.
     Pong { hook: String, branch: String },
     /// Another branch, a tag, a deletion, another event: why it builds nothing.
@@ -256,6 +266,9 @@ pub enum BuildResult {
     Superseded,
     /// Its worker died (kill -9, a reboot); recorded by whoever took the lock next.
     Interrupted,
+    /// A preview's build, stopped so that a production build could run at once; the
+    /// preview is built again after it.
+    Stopped,
     /// A word this version does not know (written by a newer one): read, never written by us.
     #[serde(other)]
     Unknown,
@@ -270,6 +283,7 @@ impl BuildResult {
             BuildResult::TimedOut => "timed_out",
             BuildResult::Superseded => "superseded",
             BuildResult::Interrupted => "interrupted",
+            BuildResult::Stopped => "stopped",
             BuildResult::Unknown => "unknown",
         }
     }
@@ -310,7 +324,7 @@ impl Outcome {
     /// The HTTP status of the answer.
     pub fn http_status(&self) -> u16 {
         match self {
-            Outcome::Queued { .. } => 202,
+            Outcome::Queued { .. } | Outcome::PreviewQueued { .. } | Outcome::PreviewRemoved { .. } => 202,
             Outcome::Failed { .. } => 500,
             Outcome::Succeeded { .. }
             | Outcome::Unchanged { .. }
@@ -323,7 +337,7 @@ impl Outcome {
     /// The `status` word of the JSON answer.
     pub fn status_word(&self) -> &'static str {
         match self {
-            Outcome::Queued { .. } => "queued",
+            Outcome::Queued { .. } | Outcome::PreviewQueued { .. } | Outcome::PreviewRemoved { .. } => "queued",
             Outcome::Succeeded { .. } => "succeeded",
             Outcome::Unchanged { .. } => "unchanged",
             Outcome::Failed { .. } => "failed",
@@ -382,6 +396,14 @@ impl fmt::Display for Outcome {
                 }
                 write!(f, "; the server's build log has the output")
             }
+            Outcome::PreviewQueued { name, of, url, behind } => match behind {
+                Behind::Running => write!(
+                    f,
+                    "preview {name} of {of} is building; it will be built again from the newest commit right after, at {url}"
+                ),
+                _ => write!(f, "preview {name} of {of} is being built; it will be at {url}"),
+            },
+            Outcome::PreviewRemoved { name, of } => write!(f, "preview {name} of {of} will be removed"),
             Outcome::Pong { hook, branch } => {
                 write!(f, "hook {hook} is set up; pushes to {branch} will be built")
             }

@@ -19,7 +19,6 @@ pub const DOMAIN: &str = "preview.test";
 pub struct PreviewNginx {
     child: Child,
     pub port: u16,
-    pub dir: PathBuf,
 }
 
 impl Drop for PreviewNginx {
@@ -33,9 +32,8 @@ impl Drop for PreviewNginx {
 }
 
 impl PreviewNginx {
-    /// Serves the previews in `to` (previews.to). `user`: the worker's user, when nginx
-    /// runs with a master (as root), to see what a web server's user may read.
-    pub fn start(w: &World, to: &Path, user: Option<&str>) -> PreviewNginx {
+    /// Serves the previews in `to` (previews.to).
+    pub fn start(w: &World, to: &Path) -> PreviewNginx {
         let dir = w.path("nginx-previews");
         fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -66,14 +64,10 @@ impl PreviewNginx {
             "the shipped file must not claim the default server"
         );
         fs::write(dir.join("previews.conf"), site).unwrap();
-        let (master, user) = match user {
-            Some(u) => ("on", format!("user {u};\n")),
-            None => ("off", String::new()),
-        };
         fs::write(
             dir.join("nginx.conf"),
             format!(
-                "{user}worker_processes 1;\nmaster_process {master};\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\ndaemon off;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  default_type text/html;\n  client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{ listen 127.0.0.1:{port} default_server; server_name _; return 404 \"default server\\n\"; }}\n  include {d}/previews.conf;\n}}\n",
+                "worker_processes 1;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\ndaemon off;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  default_type text/html;\n  client_body_temp_path {d}/client_body;\n  fastcgi_temp_path {d}/fastcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{ listen 127.0.0.1:{port} default_server; server_name _; return 404 \"default server\\n\"; }}\n  include {d}/previews.conf;\n}}\n",
                 d = dir.display()
             ),
         )
@@ -102,7 +96,7 @@ impl PreviewNginx {
             .process_group(0)
             .spawn()
             .unwrap();
-        let server = PreviewNginx { child, port, dir };
+        let server = PreviewNginx { child, port };
         wait_for("nginx to listen", Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
@@ -173,7 +167,7 @@ fn the_shipped_nginx_file_serves_each_preview_at_its_own_host_name() {
         "r1",
         &[("index.html", "branch home\n"), ("guide/intro.html", "branch guide\n")],
     );
-    let n = PreviewNginx::start(&w, &to, None);
+    let n = PreviewNginx::start(&w, &to);
     let port = n.port;
     let long = "a".repeat(63);
     let too_long = "a".repeat(64);
@@ -283,4 +277,729 @@ fn the_shipped_nginx_file_serves_each_preview_at_its_own_host_name() {
     // a switch of the symlink is seen by the next request
     lay_out(&to, "pr-7", "r2", &[("index.html", "pr-7 second\n")]);
     assert_eq!(n.preview("pr-7", "/"), (200, "pr-7 second\n".into()));
+}
+
+// ----------------------------------------------------------------------------------------
+// Previews built from real, signed deliveries through the real binary as a CGI.
+
+/// A world whose hook `docs` builds `main` into `www/docs` and previews into
+/// `www/previews`; `provider` and `previews` (extra keys of the previews table) vary. Its
+/// one step writes the page (the preview's name, ref and commit), a file every build has
+/// alike (shared with production by a hard link), and appends to `ran` what it built.
+/// With `gate` set, a preview's step waits for that file (production's never does).
+fn preview_world(name: &str, provider: &str, previews: &str, gate: Option<&Path>) -> World {
+    let w = World::new(name);
+    let ran = w.path("ran");
+    let wait = match gate {
+        Some(g) => format!(
+            "if [ -n \"$DEPLOY_HOOK_PREVIEW\" ]; then echo \"start $DEPLOY_HOOK_PREVIEW $DEPLOY_HOOK_COMMIT\" >> {r}; while [ ! -e {g} ]; do sleep 0.02; done; fi; ",
+            r = ran.display(),
+            g = g.display()
+        ),
+        None => String::new(),
+    };
+    let step = format!(
+        "{wait}mkdir -p dist && printf '%s %s %s\\n' \"${{DEPLOY_HOOK_PREVIEW:-production}}\" \"$DEPLOY_HOOK_REF\" \"$DEPLOY_HOOK_COMMIT\" > dist/index.html && echo 'the same in every build' > dist/shared.txt && echo \"built ${{DEPLOY_HOOK_PREVIEW:-production}} $DEPLOY_HOOK_COMMIT\" >> {r}",
+        r = ran.display()
+    );
+    w.config(
+        provider,
+        &format!(
+            "clean = [\"dist\"]\nsteps = [{}]\n[hooks.docs.publish]\nfrom = \"dist\"\nto = {:?}\n[hooks.docs.previews]\nto = {:?}\nurl = \"http://{{name}}.{DOMAIN}/\"\n{previews}\n",
+            toml_str(&step),
+            w.path("www/docs").to_str().unwrap(),
+            w.path("www/previews").to_str().unwrap(),
+        ),
+    );
+    fs::create_dir_all(w.path("www")).unwrap();
+    w
+}
+
+/// A delivery of `event` with `body`, signed as `provider` signs it.
+fn deliver(w: &World, provider: &str, event: &str, body: &[u8]) -> Reply {
+    let cgi = w.cgi().body(body);
+    match provider {
+        "github" => cgi
+            .header("X-GitHub-Event", event)
+            .header("X-Hub-Signature-256", github_sig(SECRET, body)),
+        "gitlab" => cgi.header("X-Gitlab-Event", event).header("X-Gitlab-Token", SECRET),
+        "gitea" => cgi
+            .header("X-Gitea-Event", event)
+            .header("X-Gitea-Signature", gitea_sig(SECRET, body)),
+        "gitee" => {
+            // signing mode: the token covers the timestamp, never the body
+            let ts = (now_ms() - 1000 - (rand_ms() % 500)).to_string();
+            cgi.header("X-Gitee-Event", event)
+                .header("X-Gitee-Timestamp", &ts)
+                .header("X-Gitee-Token", gitee_token(SECRET, &ts))
+        }
+        other => panic!("no provider {other}"),
+    }
+    .run()
+}
+
+/// A different number each call (Gitee's timestamps must differ, or it is a replay).
+fn rand_ms() -> u128 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    u128::from(N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+fn push_body(branch: &str, after: &str) -> Vec<u8> {
+    format!("{{\"ref\":\"refs/heads/{branch}\",\"after\":\"{after}\"}}").into_bytes()
+}
+
+/// The JSON of `json` with `path` (`/`-separated keys) set to `value`.
+fn set(json: &[u8], path: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let mut at = &mut v;
+    for k in path.split('/') {
+        at = &mut at[k];
+    }
+    *at = value;
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn preview_dir(w: &World, name: &str) -> PathBuf {
+    w.hook_dir().join("previews").join(name)
+}
+
+fn preview_status(w: &World, name: &str) -> serde_json::Value {
+    fs::read(preview_dir(w, name).join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn lock_free(path: &Path) -> bool {
+    use fs2::FileExt;
+    match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => {
+            let free = f.try_lock_exclusive().is_ok();
+            let _ = FileExt::unlock(&f);
+            free
+        }
+        Err(_) => true,
+    }
+}
+
+/// Waits until preview `name` has built `builds` times and nothing of it runs or waits.
+fn wait_preview(w: &World, name: &str, builds: usize) -> serde_json::Value {
+    wait_for(&format!("preview {name}'s build"), Duration::from_secs(120), || {
+        let s = preview_status(w, name);
+        let dir = preview_dir(w, name);
+        s["state"] == "idle"
+            && s["history"].as_array().is_some_and(|h| h.len() >= builds)
+            && !dir.join("pending").exists()
+            && !dir.join("taking").exists()
+            && lock_free(&dir.join("build.lock"))
+    });
+    preview_status(w, name)
+}
+
+/// Waits until preview `name` is gone (removed), with nothing of it left.
+fn wait_removed(w: &World, name: &str) {
+    wait_for(
+        &format!("preview {name} to be removed"),
+        Duration::from_secs(60),
+        || !preview_dir(w, name).exists(),
+    );
+}
+
+fn served(w: &World, name: &str, file: &str) -> Option<String> {
+    fs::read_to_string(w.path("www/previews").join(name).join(file)).ok()
+}
+
+fn previews_json(w: &World) -> serde_json::Value {
+    let out = w.cmd(&["previews", "docs", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn names(w: &World) -> Vec<String> {
+    previews_json(w)["previews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn ino(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).unwrap().ino()
+}
+
+#[test]
+fn a_branch_gets_a_preview_of_its_own_and_production_is_never_touched() {
+    let w = preview_world("preview-branch", "github", "", None);
+    let main = w.head();
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let production_page = fs::read_to_string(w.path("www/docs/index.html")).unwrap();
+    assert_eq!(production_page, format!("production refs/heads/main {main}\n"));
+    let production_tree = git(&w.repo, &["status", "--porcelain", "--ignored"]);
+
+    let c1 = w.push_to("feature/Foo_Bar", "page.md", "feature\n");
+    let r = deliver(&w, "github", "push", &push_body("feature/Foo_Bar", &c1));
+    assert_eq!((r.status, r.word()), (202, "queued"), "{}", r.json);
+    let msg = r.json["message"].as_str().unwrap();
+    assert!(
+        msg.contains("preview branch-feature-foo-bar of branch feature/Foo_Bar")
+            && msg.contains("http://branch-feature-foo-bar.preview.test/"),
+        "{msg}"
+    );
+    let s = wait_preview(&w, "branch-feature-foo-bar", 1);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(
+        served(&w, "branch-feature-foo-bar", "index.html").unwrap(),
+        format!("branch-feature-foo-bar refs/heads/feature/Foo_Bar {c1}\n")
+    );
+    // the preview's files that are the same as the live production release's are its files
+    let live = fs::canonicalize(w.path("www/docs")).unwrap();
+    let preview = fs::canonicalize(w.path("www/previews/branch-feature-foo-bar")).unwrap();
+    assert_ne!(live, preview);
+    assert_eq!(ino(&live.join("shared.txt")), ino(&preview.join("shared.txt")));
+    // built in a working tree in the state folder, outside the checkout
+    let tree = w.hook_dir().join("worktrees/branch-feature-foo-bar");
+    assert!(tree.join(".git").is_file(), "a git worktree at {}", tree.display());
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), c1);
+
+    // production's checkout, FETCH_HEAD, live site and status are as they were
+    assert_eq!(git(&w.repo, &["rev-parse", "HEAD"]), main);
+    assert_eq!(git(&w.repo, &["rev-parse", "FETCH_HEAD"]), main);
+    assert_eq!(git(&w.repo, &["status", "--porcelain", "--ignored"]), production_tree);
+    assert_eq!(
+        fs::read_to_string(w.path("www/docs/index.html")).unwrap(),
+        production_page
+    );
+    assert_eq!(w.status()["history"].as_array().unwrap().len(), 1);
+
+    // a new commit on the branch: the preview follows, in the same tree
+    let c2 = w.push_to("feature/Foo_Bar", "page.md", "feature 2\n");
+    let r = deliver(&w, "github", "push", &push_body("feature/Foo_Bar", &c2));
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = wait_preview(&w, "branch-feature-foo-bar", 2);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(
+        served(&w, "branch-feature-foo-bar", "index.html").unwrap(),
+        format!("branch-feature-foo-bar refs/heads/feature/Foo_Bar {c2}\n")
+    );
+
+    // seen by `previews` and `status`
+    let listed = previews_json(&w);
+    let p = &listed["previews"][0];
+    assert_eq!(
+        (
+            p["name"].as_str(),
+            p["branch"].as_str(),
+            p["ref"].as_str(),
+            p["commit"].as_str()
+        ),
+        (
+            Some("branch-feature-foo-bar"),
+            Some("feature/Foo_Bar"),
+            Some("refs/heads/feature/Foo_Bar"),
+            Some(c2.as_str())
+        ),
+        "{listed}"
+    );
+    assert_eq!(p["url"], "http://branch-feature-foo-bar.preview.test/");
+    assert!(p["built"].is_string(), "{listed}");
+    let text = String::from_utf8(w.cmd(&["previews", "docs"]).stdout).unwrap();
+    assert!(
+        text.contains("branch-feature-foo-bar") && text.contains(&c2[..10]),
+        "{text}"
+    );
+    let status = String::from_utf8(w.cmd(&["status", "docs"]).stdout).unwrap();
+    assert!(status.contains("branch-feature-foo-bar"), "{status}");
+    let json: serde_json::Value = serde_json::from_slice(&w.cmd(&["status", "docs", "--json"]).stdout).unwrap();
+    assert_eq!(json["previews"][0]["name"], "branch-feature-foo-bar", "{json}");
+    // the hook's own branch is production, never a preview
+    let r = deliver(&w, "github", "push", &push_body("main", &main));
+    assert_eq!(r.status, 202);
+    w.wait_idle();
+    assert_eq!(names(&w), ["branch-feature-foo-bar"]);
+}
+
+/// Pushes `branch` with a commit and the same commit as `pull_ref` (a pull request from a
+/// branch of the same repository, as the forge makes its pull ref); returns the commit.
+fn pull_request_from_branch(w: &World, branch: &str, pull_ref: &str) -> String {
+    let c = w.push_to(branch, "pr.md", &format!("{branch} {pull_ref}\n"));
+    git(&w.seed, &["push", "-q", "-f", "origin", &format!("HEAD:{pull_ref}")]);
+    c
+}
+
+#[test]
+fn pull_requests_of_every_forge_get_previews_and_closing_removes_them() {
+    for (provider, event, opened, closed, branch, pull_ref, name) in [
+        (
+            "github",
+            "pull_request",
+            "github-pull_request-opened.json",
+            Some("github-pull_request-closed.json"),
+            "changes",
+            "refs/pull/2/head",
+            "pr-2",
+        ),
+        (
+            "gitlab",
+            "Merge Request Hook",
+            "gitlab-merge_request-create.json",
+            Some("gitlab-merge_request-merge.json"),
+            "feature",
+            "refs/merge-requests/1/head",
+            "pr-1",
+        ),
+        (
+            "gitea",
+            "pull_request",
+            "gitea-pull_request-opened.json",
+            Some("gitea-pull_request-closed.json"),
+            "feature",
+            "refs/pull/1/head",
+            "pr-1",
+        ),
+        (
+            "gitee",
+            "Merge Request Hook",
+            "gitee-merge_request-open.json",
+            Some("gitee-merge_request-merge.json"),
+            "feat-3",
+            "refs/pull/9/head",
+            "pr-9",
+        ),
+    ] {
+        let w = preview_world(&format!("preview-pr-{provider}"), provider, "", None);
+        let c = pull_request_from_branch(&w, branch, pull_ref);
+        // the real payload, byte for byte, signed
+        let r = deliver(&w, provider, event, &fixture(opened));
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        assert!(
+            r.json["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("http://{name}.preview.test/")),
+            "{}",
+            r.json
+        );
+        let s = wait_preview(&w, name, 1);
+        assert_eq!(s["last"]["result"], "succeeded", "{provider}: {s}");
+        assert_eq!(
+            served(&w, name, "index.html").unwrap(),
+            format!("{name} {pull_ref} {c}\n"),
+            "{provider}"
+        );
+        let listed = previews_json(&w);
+        let number: u64 = name[3..].parse().unwrap();
+        assert_eq!(listed["previews"][0]["pull_request"], number, "{listed}");
+        assert!(!w.path("www/docs").exists(), "{provider}: production was not built");
+
+        // closed or merged: everything of it goes
+        let r = deliver(&w, provider, event, &fixture(closed.unwrap()));
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        assert!(
+            r.json["message"].as_str().unwrap().contains("will be removed"),
+            "{}",
+            r.json
+        );
+        wait_removed(&w, name);
+        assert!(
+            fs::symlink_metadata(w.path("www/previews").join(name)).is_err(),
+            "{provider}"
+        );
+        assert!(!w.path(&format!("www/previews/{name}.releases")).exists(), "{provider}");
+        assert!(!w.hook_dir().join("worktrees").join(name).exists(), "{provider}");
+        let r = Command::new("git")
+            .args([
+                "rev-parse",
+                "--verify",
+                "-q",
+                &format!("refs/deploy-hook/previews/{name}"),
+            ])
+            .current_dir(&w.repo)
+            .output()
+            .unwrap();
+        assert!(!r.status.success(), "{provider}: the preview's ref is gone");
+        assert!(!git(&w.repo, &["worktree", "list"]).contains(name), "{provider}");
+        assert_eq!(names(&w), Vec::<String>::new());
+        // closing again: nothing to remove
+        let r = deliver(&w, provider, event, &fixture(closed.unwrap()));
+        assert_eq!((r.status, r.word()), (200, "ignored"), "{provider}: {}", r.json);
+    }
+}
+
+#[test]
+fn a_pull_request_from_a_fork_is_never_built_even_when_the_body_says_otherwise() {
+    let w = preview_world("preview-fork", "github", "", None);
+    let ran = w.path("ran");
+    // the fork's commit: only under the pull ref, on no branch of the repository
+    git(&w.seed, &["checkout", "-q", "-b", "fork-work"]);
+    fs::write(w.seed.join("evil.md"), "from a fork\n").unwrap();
+    git(&w.seed, &["add", "-A"]);
+    git(&w.seed, &["commit", "-q", "-m", "fork"]);
+    let fork = git(&w.seed, &["rev-parse", "HEAD"]);
+    git(&w.seed, &["push", "-q", "origin", "HEAD:refs/pull/2/head"]);
+
+    // the body says so: answered, not built
+    let opened = fixture("github-pull_request-opened.json");
+    let from_fork = set(
+        &opened,
+        "pull_request/head/repo/full_name",
+        "mallory/Hello-World".into(),
+    );
+    let r = deliver(&w, "github", "pull_request", &from_fork);
+    assert_eq!((r.status, r.word()), (200, "ignored"), "{}", r.json);
+    assert!(r.json["message"].as_str().unwrap().contains("fork"), "{}", r.json);
+    assert!(!w.hook_dir().join("previews/pr-2").exists());
+
+    // the body lies (a signed body saying the head is the base repository): git says no
+    let r = deliver(&w, "github", "pull_request", &opened);
+    assert_eq!((r.status, r.word()), (202, "queued"), "{}", r.json);
+    let s = wait_preview(&w, "pr-2", 1);
+    assert_eq!(s["last"]["result"], "failed", "{s}");
+    assert_eq!(s["last"]["failed_step"], "fork check", "{s}");
+    let log = fs::read_to_string(s["last"]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("is not the head of any branch"), "{log}");
+    assert!(served(&w, "pr-2", "index.html").is_none(), "nothing served");
+    assert!(
+        !fs::read_to_string(&ran).unwrap_or_default().contains(&fork),
+        "no step ran on the fork's commit"
+    );
+
+    // Gitee's sign mode signs no body at all: a forged body is checked the same way
+    let g = preview_world("preview-fork-gitee", "gitee", "", None);
+    git(&g.seed, &["checkout", "-q", "-b", "fork-work"]);
+    fs::write(g.seed.join("evil.md"), "from a fork\n").unwrap();
+    git(&g.seed, &["add", "-A"]);
+    git(&g.seed, &["commit", "-q", "-m", "fork"]);
+    git(&g.seed, &["push", "-q", "origin", "HEAD:refs/pull/9/head"]);
+    let r = deliver(
+        &g,
+        "gitee",
+        "Merge Request Hook",
+        &fixture("gitee-merge_request-open.json"),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = wait_preview(&g, "pr-9", 1);
+    assert_eq!(
+        (s["last"]["result"].as_str(), s["last"]["failed_step"].as_str()),
+        (Some("failed"), Some("fork check")),
+        "{s}"
+    );
+    assert!(served(&g, "pr-9", "index.html").is_none());
+
+    // forks = true: built as it is
+    let t = preview_world("preview-fork-trusted", "github", "forks = true", None);
+    git(&t.seed, &["checkout", "-q", "-b", "fork-work"]);
+    fs::write(t.seed.join("evil.md"), "from a fork\n").unwrap();
+    git(&t.seed, &["add", "-A"]);
+    git(&t.seed, &["commit", "-q", "-m", "fork"]);
+    let fork = git(&t.seed, &["rev-parse", "HEAD"]);
+    git(&t.seed, &["push", "-q", "origin", "HEAD:refs/pull/2/head"]);
+    let r = deliver(&t, "github", "pull_request", &from_fork);
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = wait_preview(&t, "pr-2", 1);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    assert_eq!(
+        served(&t, "pr-2", "index.html").unwrap(),
+        format!("pr-2 refs/pull/2/head {fork}\n")
+    );
+}
+
+#[test]
+fn a_missing_pull_ref_fails_with_its_name_and_nothing_else_is_built() {
+    let w = preview_world("preview-noref", "gitee", "forks = true", None);
+    // Gitee documents refs/pull/N/MERGE; only that one is there
+    w.push_to("feat-3", "pr.md", "x\n");
+    git(&w.seed, &["push", "-q", "origin", "HEAD:refs/pull/9/MERGE"]);
+    let r = deliver(
+        &w,
+        "gitee",
+        "Merge Request Hook",
+        &fixture("gitee-merge_request-open.json"),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = wait_preview(&w, "pr-9", 1);
+    assert_eq!(s["last"]["result"], "failed", "{s}");
+    let step = s["last"]["failed_step"].as_str().unwrap();
+    assert!(
+        step.starts_with("git fetch") && step.contains("refs/pull/9/head"),
+        "{s}"
+    );
+    let log = fs::read_to_string(s["last"]["log"].as_str().unwrap()).unwrap();
+    assert!(
+        log.contains("refs/pull/9/head") && log.contains("nothing else is built"),
+        "{log}"
+    );
+    assert!(served(&w, "pr-9", "index.html").is_none());
+    let fetched = Command::new("git")
+        .args(["rev-parse", "--verify", "-q", "refs/deploy-hook/previews/pr-9"])
+        .current_dir(&w.repo)
+        .output()
+        .unwrap();
+    assert!(
+        !fetched.status.success(),
+        "refs/pull/9/MERGE was not fetched in its place"
+    );
+}
+
+#[test]
+fn deleting_a_branch_removes_its_preview_on_each_forge() {
+    let w = preview_world("preview-delete", "github", "", None);
+    let c = w.push_to("docs-x", "a.md", "x\n");
+    deliver(&w, "github", "push", &push_body("docs-x", &c));
+    wait_preview(&w, "branch-docs-x", 1);
+    // a delivery that says the branch is deleted while the remote still has it: kept
+    let r = deliver(
+        &w,
+        "github",
+        "push",
+        format!(
+            "{{\"ref\":\"refs/heads/docs-x\",\"deleted\":true,\"after\":\"{}\"}}",
+            "0".repeat(40)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    wait_for("the removal to be looked at", Duration::from_secs(60), || {
+        !preview_dir(&w, "branch-docs-x").join("remove").exists()
+    });
+    assert!(
+        served(&w, "branch-docs-x", "index.html").is_some(),
+        "the branch is still there: kept"
+    );
+    // deleted for real
+    git(&w.seed, &["push", "-q", "origin", "--delete", "docs-x"]);
+    let r = deliver(
+        &w,
+        "github",
+        "push",
+        format!(
+            "{{\"ref\":\"refs/heads/docs-x\",\"deleted\":true,\"after\":\"{}\"}}",
+            "0".repeat(40)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    wait_removed(&w, "branch-docs-x");
+    assert!(fs::symlink_metadata(w.path("www/previews/branch-docs-x")).is_err());
+
+    // Gitea: the delete event (then a push with a zero `after`, which finds nothing)
+    let g = preview_world("preview-delete-gitea", "gitea", "", None);
+    let c = g.push_to("feature", "a.md", "x\n");
+    deliver(&g, "gitea", "push", &push_body("feature", &c));
+    wait_preview(&g, "branch-feature", 1);
+    git(&g.seed, &["push", "-q", "origin", "--delete", "feature"]);
+    let r = deliver(
+        &g,
+        "gitea",
+        "delete",
+        br#"{"ref":"feature","ref_type":"branch","pusher_type":"user"}"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    wait_removed(&g, "branch-feature");
+    let r = deliver(&g, "gitea", "push", &push_body("feature", &"0".repeat(40)));
+    assert_eq!((r.status, r.word()), (200, "ignored"), "{}", r.json);
+}
+
+#[test]
+fn keep_removes_the_least_recently_built_preview() {
+    let w = preview_world("preview-keep", "github", "keep = 2", None);
+    for b in ["a", "b", "c"] {
+        let c = w.push_to(b, "x.md", b);
+        let r = deliver(&w, "github", "push", &push_body(b, &c));
+        assert_eq!(r.status, 202, "{}", r.json);
+        wait_preview(&w, &format!("branch-{b}"), 1);
+    }
+    wait_removed(&w, "branch-a");
+    assert_eq!(names(&w), ["branch-b", "branch-c"]);
+    // b is rebuilt: now c is the least recently built
+    let c = w.push_to("b", "x.md", "b2");
+    deliver(&w, "github", "push", &push_body("b", &c));
+    wait_preview(&w, "branch-b", 2);
+    let c = w.push_to("d", "x.md", "d");
+    deliver(&w, "github", "push", &push_body("d", &c));
+    wait_preview(&w, "branch-d", 1);
+    wait_removed(&w, "branch-c");
+    assert_eq!(names(&w), ["branch-b", "branch-d"]);
+    assert!(served(&w, "branch-c", "index.html").is_none());
+}
+
+#[test]
+fn a_production_push_during_a_preview_build_stops_it_and_the_preview_is_built_after() {
+    let gate = std::env::temp_dir().join(format!("dh-preview-gate-{}-{}", std::process::id(), rand_ms()));
+    let _ = fs::remove_file(&gate);
+    let w = preview_world("preview-first", "github", "", Some(&gate));
+    let ran = w.path("ran");
+    let slow = w.push_to("slow", "s.md", "slow\n");
+    let r = deliver(&w, "github", "push", &push_body("slow", &slow));
+    assert_eq!(r.status, 202, "{}", r.json);
+    wait_for("the preview's step to start", Duration::from_secs(60), || {
+        fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .contains("start branch-slow")
+    });
+
+    // production: built while the preview's step still waits for a gate nobody opens
+    git(&w.seed, &["checkout", "-q", "main"]);
+    let m = w.push("index.md", "second\n");
+    let r = deliver(&w, "github", "push", &push_body("main", &m));
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = w.wait_idle();
+    assert_eq!(
+        (s["last"]["result"].as_str(), s["last"]["commit"].as_str()),
+        (Some("succeeded"), Some(m.as_str())),
+        "{s}"
+    );
+    assert_eq!(
+        fs::read_to_string(w.path("www/docs/index.html")).unwrap(),
+        format!("production refs/heads/main {m}\n")
+    );
+    assert!(!gate.exists(), "production did not wait for the preview");
+
+    // the preview's build was stopped, and it is being built again
+    wait_for("the stopped build to be recorded", Duration::from_secs(60), || {
+        preview_status(&w, "branch-slow")["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|b| b["result"] == "stopped"))
+    });
+    wait_for("the preview to be built again", Duration::from_secs(60), || {
+        fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .matches("start branch-slow")
+            .count()
+            == 2
+    });
+    fs::write(&gate, "").unwrap();
+    let s = wait_preview(&w, "branch-slow", 2);
+    let results: Vec<&str> = s["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["succeeded", "stopped"], "{s}");
+    assert_eq!(
+        served(&w, "branch-slow", "index.html").unwrap(),
+        format!("branch-slow refs/heads/slow {slow}\n")
+    );
+    // production's build and the preview's never ran at once: the preview's steps ran
+    // before production's and after it, never between
+    let text = fs::read_to_string(&ran).unwrap();
+    let order: Vec<&str> = text
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .map(|l| {
+            if l.starts_with("built production") {
+                "production"
+            } else if l.starts_with("start") {
+                "preview start"
+            } else {
+                "preview built"
+            }
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["preview start", "production", "preview start", "preview built"],
+        "{text}"
+    );
+    let _ = fs::remove_file(&gate);
+}
+
+#[test]
+fn names_are_dns_labels_cut_or_hashed_and_branch_names_git_refuses_never_reach_git() {
+    let w = preview_world("preview-names", "github", "", None);
+    let long = "x".repeat(200);
+    let mut made = Vec::new();
+    for (branch, name) in [
+        ("Feature/Foo_Bar", "branch-feature-foo-bar".to_string()),
+        ("feature-foo-bar", "branch-feature-foo-bar-a404f7".to_string()),
+        ("docs/文档-更新", "branch-docs-804a8f".to_string()),
+        (long.as_str(), format!("branch-{}-e09a8d", "x".repeat(49))),
+    ] {
+        let c = w.push_to(branch, "n.md", branch);
+        let r = deliver(&w, "github", "push", &push_body(branch, &c));
+        assert_eq!(r.status, 202, "{branch}: {}", r.json);
+        assert!(
+            r.json["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("preview {name} ")),
+            "{branch}: {}",
+            r.json
+        );
+        let s = wait_preview(&w, &name, 1);
+        assert_eq!(s["last"]["result"], "succeeded", "{branch}: {s}");
+        assert_eq!(
+            served(&w, &name, "index.html").unwrap(),
+            format!("{name} refs/heads/{branch} {c}\n"),
+            "{branch}"
+        );
+        assert!(name.len() <= 63);
+        made.push(name);
+    }
+    made.sort();
+    assert_eq!(names(&w), made);
+    // a name is given once: the first branch keeps its name when pushed again
+    let c = w.push_to("Feature/Foo_Bar", "n.md", "again");
+    deliver(&w, "github", "push", &push_body("Feature/Foo_Bar", &c));
+    wait_preview(&w, "branch-feature-foo-bar", 2);
+    assert_eq!(names(&w), made);
+
+    // names git refuses are answered and never reach git; nothing is made
+    for bad in ["..", "a..b", "/", "a//b", "-x", "a b", "x.lock", ".hidden", "a:b"] {
+        let r = deliver(&w, "github", "push", &push_body(bad, &c));
+        assert_eq!((r.status, r.word()), (200, "ignored"), "{bad:?}: {}", r.json);
+        assert!(
+            r.json["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a branch name git accepts"),
+            "{}",
+            r.json
+        );
+    }
+    assert_eq!(names(&w), made);
+}
+
+#[test]
+fn previews_are_served_through_nginx_at_their_own_host_names() {
+    requires!(Nginx);
+    let w = preview_world("preview-served", "github", "", None);
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let c = pull_request_from_branch(&w, "changes", "refs/pull/2/head");
+    deliver(
+        &w,
+        "github",
+        "pull_request",
+        &fixture("github-pull_request-opened.json"),
+    );
+    wait_preview(&w, "pr-2", 1);
+    let u = w.push_to("docs/文档-更新", "u.md", "unicode\n");
+    deliver(&w, "github", "push", &push_body("docs/文档-更新", &u));
+    wait_preview(&w, "branch-docs-804a8f", 1);
+    let n = PreviewNginx::start(&w, &w.path("www/previews"));
+    assert_eq!(n.preview("pr-2", "/"), (200, format!("pr-2 refs/pull/2/head {c}\n")));
+    assert_eq!(
+        n.preview("pr-2", "/shared.txt"),
+        (200, "the same in every build\n".into())
+    );
+    assert_eq!(
+        n.preview("branch-docs-804a8f", "/"),
+        (200, format!("branch-docs-804a8f refs/heads/docs/文档-更新 {u}\n"))
+    );
+    assert_eq!(n.preview("pr-3", "/").0, 404, "an unknown preview");
+    assert_eq!(n.get("pr-2.releases.preview.test", "/").0, 404);
+    // closed: gone from nginx at once
+    deliver(
+        &w,
+        "github",
+        "pull_request",
+        &fixture("github-pull_request-closed.json"),
+    );
+    wait_removed(&w, "pr-2");
+    assert_eq!(n.preview("pr-2", "/").0, 404);
+    assert_eq!(n.preview("branch-docs-804a8f", "/").0, 200);
 }

@@ -22,6 +22,10 @@ use crate::sys::log::Log;
 pub struct Site<'a> {
     pub hook: &'a Hook,
     pub state: &'a HookState,
+    /// A preview of the hook (by name), whose state folder `state` is: its builds queue
+    /// as the hook's do (one runs, one waits), with no `on_busy` (a push to a pull request
+    /// never makes a forge's delivery fail, nor stops a preview's build).
+    pub preview: Option<&'a str>,
 }
 
 /// What a build of a site is asked with.
@@ -59,14 +63,15 @@ pub enum Enqueued {
 
 /// Asks for a build of `site`; see the module's comment for the order of things.
 pub fn enqueue(cfg: &Config, site: Site, ask: Ask) -> Result<Enqueued> {
-    let Site { hook, state } = site;
+    let Site { hook, state, preview } = site;
+    let on_busy = if preview.is_some() { OnBusy::Queue } else { hook.on_busy };
     let Ask {
         pending,
         force,
         token,
         then,
     } = ask;
-    if hook.on_busy == OnBusy::Reject && queue::is_building(state)? {
+    if on_busy == OnBusy::Reject && queue::is_building(state)? {
         return Err(Error::Busy);
     }
     if force {
@@ -75,27 +80,40 @@ pub fn enqueue(cfg: &Config, site: Site, ask: Ask) -> Result<Enqueued> {
             .map_err(|e| Error::io(format!("cannot write {}", state.force_path().display()), e))?;
     }
     let mut pending = pending;
-    // Accepted with the marker (one write that waits for the disk, for both): whatever
-    // happens to this process now, it is built, and its token is seen.
-    pending.tokens.extend(token.map(|t| t.marker_line()));
+    let tokens: Vec<String> = token.map(|t| t.marker_line()).into_iter().collect();
+    if preview.is_none() {
+        // Accepted with the marker (one write that waits for the disk, for both): whatever
+        // happens to this process now, it is built, and its token is seen.
+        pending.tokens.extend(tokens.iter().cloned());
+    }
     let status = state.mark_pending(&pending)?;
-    if hook.on_busy == OnBusy::Supersede {
+    if preview.is_some() && !tokens.is_empty() {
+        // The replay check reads the hook's own state (its `seen-tokens` and marker), not
+        // a preview's: a preview delivery's token is settled there once its marker is
+        // written. Killed in between, it is built and a retry of it is built again.
+        let own = HookState::new(&cfg.state_dir, &hook.name);
+        let since = crate::build::tokens::horizon(crate::sys::time::now_ms(), hook.max_age_secs);
+        own.locked(|| own.settle_tokens(&tokens, since))?;
+    }
+    if on_busy == OnBusy::Supersede {
         queue::request_supersede(state)?;
     }
     match then {
         Then::Answer => {
             let free = queue::try_lock(state)?.is_some();
-            if free {
-                queue::spawn_worker(&cfg.file, &hook.name, state)?;
+            match (free, preview) {
+                (true, Some(name)) => queue::spawn_preview_worker(&cfg.file, &hook.name, name, state)?,
+                (true, None) => queue::spawn_worker(&cfg.file, &hook.name, state)?,
+                (false, _) => {}
             }
             let behind = if free {
                 Behind::Nothing
-            } else if hook.on_busy == OnBusy::Supersede {
+            } else if on_busy == OnBusy::Supersede {
                 Behind::Superseded
             } else {
                 Behind::Running
             };
-            let held = hook.publish.is_some() && status.held.is_some();
+            let held = preview.is_none() && hook.publish.is_some() && status.held.is_some();
             Ok(Enqueued::Queued { behind, held })
         }
         Then::WaitInWorker => queue::build_in_worker(&cfg.file, hook, state).map(|r| Enqueued::Built(Box::new(r))),

@@ -39,6 +39,9 @@ pub struct Finished<'a> {
     pub recovered: bool,
     /// What the author sees of it (the forge's status, the robots, the page).
     pub reports: &'a mut Reports,
+    /// A preview's build: the preview's address. `on_success` and `on_failure` are the
+    /// production site's; a forge's commit status of a preview links here.
+    pub preview_url: Option<String>,
 }
 
 /// Records the build (`also` changes status.json in the same write), logs its end, and
@@ -51,8 +54,15 @@ pub fn finished(f: Finished, log: &mut Log, also: impl FnOnce(&mut Status)) -> R
     })?;
     let r = &f.record;
     let line = format!(
-        "build end hook={} id={} commit={} result={}{}{}{} duration={:.1}s",
+        "build end hook={}{} id={} commit={} result={}{}{}{} duration={:.1}s",
         f.hook.name,
+        match &f.preview_url {
+            Some(_) => format!(
+                " preview={}",
+                f.state.dir.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            None => String::new(),
+        },
         r.id,
         r.commit.as_deref().unwrap_or("-"),
         r.result,
@@ -77,15 +87,19 @@ pub fn finished(f: Finished, log: &mut Log, also: impl FnOnce(&mut Status)) -> R
 }
 
 /// Tells about a recorded build: `on_success` after one that succeeded, `on_failure` after
-/// one that failed, timed out or was interrupted. A superseded build did not fail (a newer
+/// one that failed, timed out or was interrupted (a production build's: a preview's failure
+/// is its pull request's business, not the site's). A superseded build did not fail (a newer
 /// one is on its way), and an unchanged one did nothing. A notification that fails is
 /// logged and changes nothing.
 fn tell(f: &Finished, log: &mut Log) {
+    if f.preview_url.is_some() {
+        return;
+    }
     let r = &f.record;
     let (cmd, which) = match r.result {
         BuildResult::Succeeded => (&f.hook.on_success, "on_success"),
         BuildResult::Failed | BuildResult::TimedOut | BuildResult::Interrupted => (&f.hook.on_failure, "on_failure"),
-        BuildResult::Unchanged | BuildResult::Superseded | BuildResult::Unknown => return,
+        BuildResult::Unchanged | BuildResult::Superseded | BuildResult::Stopped | BuildResult::Unknown => return,
     };
     if let Some(cmd) = cmd {
         notify(f, cmd, which, log);

@@ -15,5 +15,6 @@ pub mod pipeline;
 pub mod preview;
 pub mod queue;
 pub mod reporting;
+pub mod release;
 pub mod state;
 pub mod tokens;

@@ -8,24 +8,38 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::build::buildlog::{self, BuildLog};
 use crate::build::finish::{self, Finished};
 use crate::build::reporting::Reports;
+use crate::build::preview::{self, store::Record, store::Store};
+use crate::build::release;
 use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
-use crate::config::{Cmd, Destinations, Hook, Step};
+use crate::config::{Cmd, Destinations, Hook, Previews, Step};
 use crate::error::{Error, Result};
-use crate::publish::{self, FailureKind};
+use crate::publish;
 use crate::sys::log::{q, Log};
 use crate::sys::process::{Exit, Out, Process};
 use crate::sys::time;
 
 /// The environment of every step: the hook's (`Hook::child_env`, as `check` sees it) and
-/// the build's `DEPLOY_HOOK_*` (docs/config.md, "The steps' environment").
-pub fn step_env(hook: &Hook, state: &HookState, p: &Pending, log_path: &Path) -> BTreeMap<String, String> {
-    let mut env = hook.child_env(&state.home_dir());
+/// the build's `DEPLOY_HOOK_*` (docs/config.md, "The steps' environment"). A preview's
+/// build has the hook's `HOME` (its pnpm store: packages are linked, not downloaded again)
+/// and says which preview it is.
+pub fn step_env(
+    hook: &Hook,
+    state: &HookState,
+    preview: Option<&PreviewBuild>,
+    p: &Pending,
+    log_path: &Path,
+) -> BTreeMap<String, String> {
+    let home = match preview {
+        Some(pb) => pb.store.home_dir(),
+        None => state.home_dir(),
+    };
+    let mut env = hook.child_env(&home);
     let git_ref = if p.git_ref.is_empty() {
         format!("refs/heads/{}", hook.branch)
     } else {
@@ -36,6 +50,10 @@ pub fn step_env(hook: &Hook, state: &HookState, p: &Pending, log_path: &Path) ->
     env.insert("DEPLOY_HOOK_DELIVERY".into(), p.delivery.clone());
     env.insert("DEPLOY_HOOK_EVENT".into(), p.event.clone());
     env.insert("DEPLOY_HOOK_LOG".into(), log_path.to_string_lossy().into_owned());
+    if let Some(pb) = preview {
+        env.insert("DEPLOY_HOOK_PREVIEW".into(), pb.record.name.clone());
+        env.insert("DEPLOY_HOOK_PREVIEW_URL".into(), pb.previews.url_of(&pb.record.name));
+    }
     env
 }
 
@@ -83,29 +101,42 @@ pub struct Build<'a> {
     pub hook: &'a Hook,
     pub state: &'a HookState,
     pub log: &'a mut Log,
-    /// Polled while a child runs; true stops the build (supersede).
+    /// Polled while a child runs; true stops the build (supersede; for a preview,
+    /// production's turn).
     pub cancel: &'a mut dyn FnMut(&str) -> bool,
     /// What the author is to see of it: the page, the commit status, the robots.
     pub reports: &'a mut Reports,
+    /// A preview's build, in its own working tree; `None` for the hook's own.
+    pub preview: Option<&'a PreviewBuild<'a>>,
 }
 
-struct Run<'a> {
-    id: String,
-    log: BuildLog,
-    env: BTreeMap<String, String>,
-    hook: &'a Hook,
-    state: &'a HookState,
+/// What a preview's build needs besides the hook: which preview, where previews go.
+pub struct PreviewBuild<'a> {
+    pub record: &'a Record,
+    pub previews: &'a Previews,
+    pub store: &'a Store,
+}
+
+pub(in crate::build) struct Run<'a> {
+    pub(in crate::build) id: String,
+    pub(in crate::build) log: BuildLog,
+    pub(in crate::build) env: BTreeMap<String, String>,
+    pub(in crate::build) hook: &'a Hook,
+    pub(in crate::build) state: &'a HookState,
+    /// Where the steps run: the hook's `repo`, or a preview's working tree.
+    pub(in crate::build) tree: PathBuf,
+    pub(in crate::build) preview: Option<&'a PreviewBuild<'a>>,
     /// An `if_changed` step about to start, to be marked in `dirty_steps`.
     dirty: Option<usize>,
     reports: &'a mut Reports,
 }
 
 impl Run<'_> {
-    fn note(&mut self, line: &str) {
+    pub(in crate::build) fn note(&mut self, line: &str) {
         self.log.line(line);
     }
 
-    fn set_step(&mut self, step: Option<String>) {
+    pub(in crate::build) fn set_step(&mut self, step: Option<String>) {
         let dirty = self.dirty.take();
         let change = |s: &mut crate::build::state::Status| {
             if let Some(c) = s.current.as_mut() {
@@ -129,9 +160,9 @@ impl Run<'_> {
     /// Runs a command of the build (a step, git, a notification) to its end, its output
     /// into the log.
     /// Returns how it ended and the end of its output (`buildlog::TAIL`).
-    fn child(&self, cmd: &Cmd, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> (Exit, String) {
+    fn child(&self, dir: &Path, cmd: &Cmd, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> (Exit, String) {
         let mut p = Process::argv(&cmd.argv());
-        p.cwd(&self.hook.repo)
+        p.cwd(dir)
             .env(&self.env)
             .nice(self.hook.nice)
             .timeout(timeout)
@@ -142,11 +173,16 @@ impl Run<'_> {
     }
 
     /// What a short git command prints (its stdout, trimmed), when it succeeds; its stderr
-    /// goes into the log.
-    fn git_answer(&self, args: &[&str]) -> Option<String> {
+    /// goes into the log. Run where the steps run.
+    pub(in crate::build) fn git_answer(&self, args: &[&str]) -> Option<String> {
+        self.git_answer_in(&self.tree, args)
+    }
+
+    /// `git_answer` in another folder (a preview's fetch: the hook's `repo`).
+    pub(in crate::build) fn git_answer_in(&self, dir: &Path, args: &[&str]) -> Option<String> {
         let mut p = Process::new("git");
         p.args(args)
-            .cwd(&self.hook.repo)
+            .cwd(dir)
             .env(&self.env)
             .nice(self.hook.nice)
             .timeout(self.hook.step_timeout);
@@ -155,10 +191,22 @@ impl Run<'_> {
         done.exit.success().then(|| done.stdout_text())
     }
 
-    /// Runs one command of the build, logged; the error is the command as written, its
-    /// public label `at` and how it ended.
-    fn command(
+    /// Runs one command of the build where the steps run, logged; the error is the command
+    /// as written, its public label `at` and how it ended.
+    pub(in crate::build) fn command(
         &mut self,
+        cmd: &Cmd,
+        at: &str,
+        cancel: &mut dyn FnMut(&str) -> bool,
+    ) -> std::result::Result<(), Failed> {
+        let tree = self.tree.clone();
+        self.command_in(&tree, cmd, at, cancel)
+    }
+
+    /// `command` in another folder.
+    pub(in crate::build) fn command_in(
+        &mut self,
+        dir: &Path,
         cmd: &Cmd,
         at: &str,
         cancel: &mut dyn FnMut(&str) -> bool,
@@ -168,7 +216,7 @@ impl Run<'_> {
         self.note(&format!("\n$ {line}"));
         let started = Instant::now();
         let id = self.id.clone();
-        let (exit, output_tail) = self.child(cmd, self.hook.step_timeout, &mut || cancel(&id));
+        let (exit, output_tail) = self.child(dir, cmd, self.hook.step_timeout, &mut || cancel(&id));
         self.note(&format!("-> {exit} ({:.1}s)", started.elapsed().as_secs_f64()));
         if exit.success() {
             Ok(())
@@ -184,7 +232,7 @@ impl Run<'_> {
 }
 
 /// Where a build stopped.
-struct Failed {
+pub(in crate::build) struct Failed {
     /// The command as written, for the build log and status.json (the admin's).
     step: String,
     /// The stage by name and position only, never an argument: the forge's answer and
@@ -199,7 +247,7 @@ struct Failed {
 }
 
 impl Failed {
-    fn new(step: impl Into<String>, at: &str, exit: Exit) -> Failed {
+    pub(in crate::build) fn new(step: impl Into<String>, at: &str, exit: Exit) -> Failed {
         Failed {
             step: step.into(),
             at: at.to_string(),
@@ -215,10 +263,12 @@ pub fn step_label(position: usize, cmd: &Cmd) -> String {
     format!("step {position} ({})", program.rsplit('/').next().unwrap_or(program))
 }
 
-/// How a build that stopped at a command ended.
-fn result_of(exit: &Exit) -> BuildResult {
+/// How a build that stopped at a command ended. A preview's build is only ever stopped
+/// for production (`preview::first`).
+fn result_of(exit: &Exit, preview: bool) -> BuildResult {
     match exit {
         Exit::TimedOut => BuildResult::TimedOut,
+        Exit::Cancelled if preview => BuildResult::Stopped,
         Exit::Cancelled => BuildResult::Superseded,
         _ => BuildResult::Failed,
     }
@@ -233,6 +283,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         log,
         cancel,
         reports,
+        preview,
     } = b;
     let id = new_build_id(state);
     let log_path = state.builds_dir().join(format!("{id}.log"));
@@ -241,13 +292,19 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     let started_at = time::now();
     let started = time::rfc3339(started_at);
     let clock = Instant::now();
-    let env = step_env(hook, state, p, &log_path);
+    let env = step_env(hook, state, preview, p, &log_path);
+    let tree = match preview {
+        Some(pb) => pb.store.worktree(&pb.record.name),
+        None => hook.repo.clone(),
+    };
     let mut run = Run {
         id: id.clone(),
         log: file,
         env,
         hook,
         state,
+        tree,
+        preview,
         dirty: None,
         reports,
     };
@@ -255,13 +312,16 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         let _ = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(state.home_dir());
+            .create(&run.env["HOME"]);
     }
     // One status write both says "building" and reads what this build compares with.
     let mut plan = Plan {
         base: None,
         dirty: Vec::new(),
-        config: config_hash(hook),
+        config: match preview {
+            Some(pb) => preview::stage::config_hash(&config_hash(hook), pb),
+            None => config_hash(hook),
+        },
         force: fs::remove_file(state.force_path()).is_ok(),
         live_release: None,
         held: None,
@@ -272,7 +332,8 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         plan.dirty = s.dirty_steps.clone();
         plan.live_release = s.live_release.clone();
         // No rollback or resume runs while this build holds the lock: these hold until its end.
-        plan.held = s.held.clone();
+        // A rollback holds the production site, not its previews.
+        plan.held = s.held.clone().filter(|_| preview.is_none());
         plan.live_history = s.live_history.clone();
         s.state = State::Building;
         s.current = Some(Current {
@@ -297,13 +358,17 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         q(&p.delivery),
         q(&p.event)
     ));
+    let of = match preview {
+        Some(pb) => format!(" (preview {}, {})", pb.record.name, pb.record.subject),
+        None => String::new(),
+    };
     run.note(&format!(
-        "deploy-hook build {id} of hook {}\ndelivery {} ({}), ref {}\nstarted {started} in {}",
+        "deploy-hook build {id} of hook {}{of}\ndelivery {} ({}), ref {}\nstarted {started} in {}",
         hook.name,
         p.delivery,
         p.event,
         run.env["DEPLOY_HOOK_REF"],
-        hook.repo.display()
+        run.tree.display()
     ));
 
     if plan.force {
@@ -320,7 +385,13 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
             (BuildResult::Succeeded, None, None, published, release)
         }
         Ok(Done::Unchanged(base)) => (BuildResult::Unchanged, None, None, None, base.release),
-        Err(f) => (result_of(&f.exit), Some(f.step), Some(f.at), None, None),
+        Err(f) => (
+            result_of(&f.exit, preview.is_some()),
+            Some(f.step),
+            Some(f.at),
+            None,
+            None,
+        ),
     };
     let duration = clock.elapsed().as_secs_f64();
     run.note(&format!("\ntiming: {timing}"));
@@ -353,6 +424,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         build_log: &run.log,
         recovered: false,
         reports: &mut *run.reports,
+        preview_url: preview.map(|pb| pb.previews.url_of(&pb.record.name)),
     };
     let recorded = finish::finished(ended, log, |s| {
         if let Some(p) = &published {
@@ -362,19 +434,10 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         }
     })?;
     // After the record: a build killed while pruning has still published and succeeded.
-    if let (Some(cfg), Some(p)) = (&hook.publish, &published) {
-        let keep = publish::Keep {
-            keep: cfg.keep,
-            history: recorded.live_history.clone(),
-            made: (!p.switched).then(|| p.release.clone()),
-        };
-        let mut failed = p.prune_failures.clone();
-        let local = publish::prune(cfg, &keep, &state.dir);
-        if !local.is_empty() {
-            failed.extend(local.iter().cloned());
-            let _ = state.update_status(|s| s.prune_failures.extend(local.iter().cloned()));
-        }
-        note_prune_failures(&mut run, log, &failed);
+    if let (Some(pb), Some(_)) = (preview, &published) {
+        preview::stage::prune(&mut run, pb);
+    } else if let Some(p) = &published {
+        release::prune(&mut run, log, &recorded, p);
     }
     // Last: nothing writes into the log any more.
     if let Err(e) = run.log.seal() {
@@ -387,26 +450,6 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     run.reports.publish_log(state, &record);
     buildlog::prune(&state.builds_dir(), hook.keep_logs);
     Ok(record)
-}
-
-/// Says what a prune could not remove, in the build log and to syslog: a release left
-/// half removed (a file in it this user may not delete) takes space until someone looks.
-/// status.json's `prune_failures` keeps them for `check`.
-fn note_prune_failures(run: &mut Run, log: &mut Log, failed: &[publish::PruneFailure]) {
-    for f in failed {
-        let line = format!(
-            "prune failed hook={} target={} release={} error={}",
-            run.hook.name,
-            q(&f.target),
-            q(&f.release),
-            q(&f.error)
-        );
-        run.note(&format!(
-            "{}: could not prune release {}: {} (it stays, perhaps half removed; remove it by hand as its owner, e.g. root)",
-            f.target, f.release, f.error
-        ));
-        log.warn(&line);
-    }
 }
 
 /// What a build compares with, read when it starts.
@@ -568,21 +611,27 @@ fn stages(
     timing: &mut Timing,
 ) -> std::result::Result<Done, Failed> {
     let clock = Instant::now();
-    let fetch = Cmd::Argv(vec![
-        "git".into(),
-        "fetch".into(),
-        hook.remote.clone(),
-        hook.branch.clone(),
-    ]);
-    run.command(&fetch, "git fetch", cancel)?;
-    let fetched = run.git_answer(&["rev-parse", "FETCH_HEAD"]);
+    let fetched = match run.preview {
+        Some(pb) => Some(preview::stage::fetch(run, pb, cancel)?),
+        None => {
+            let fetch = Cmd::Argv(vec![
+                "git".into(),
+                "fetch".into(),
+                hook.remote.clone(),
+                hook.branch.clone(),
+            ]);
+            run.command(&fetch, "git fetch", cancel)?;
+            run.git_answer(&["rev-parse", "FETCH_HEAD"])
+        }
+    };
     // Already built and live, with the same config: a redelivery, or a follow-up build
     // that finds nothing new. No reset, no step, no publish.
     if let (Some(base), Some(head), false) = (&plan.base, &fetched, plan.force) {
         // Several hosts: what status.json recorded (rollback records there too).
-        let is_live = match &hook.publish {
-            Some(p) => base.release.is_some() && publish::live(p, plan.live_release.as_deref()) == base.release,
-            None => true,
+        let is_live = match (run.preview, &hook.publish) {
+            (Some(pb), _) => base.release.is_some() && preview::stage::live(pb) == base.release,
+            (None, Some(p)) => base.release.is_some() && publish::live(p, plan.live_release.as_deref()) == base.release,
+            (None, None) => true,
         };
         if base.commit == *head && base.config == plan.config && is_live {
             timing.fetch = Some(clock.elapsed().as_secs_f64());
@@ -598,14 +647,19 @@ fn stages(
             return Ok(Done::Unchanged(base.clone()));
         }
     }
-    let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
-    run.command(&reset, "git reset", cancel)?;
+    match (run.preview, &fetched) {
+        (Some(pb), Some(head)) => preview::stage::checkout(run, pb, head, cancel)?,
+        _ => {
+            let reset = Cmd::Argv(["git", "reset", "--hard", "FETCH_HEAD"].map(String::from).to_vec());
+            run.command(&reset, "git reset", cancel)?;
+        }
+    }
     // A theme in a submodule must be the commit's, or a bumped theme publishes the old one:
     // checked out at the commit's revisions, recursively, with the fetch's environment and
     // time limit. `sync` first, so that a submodule's URL changed in `.gitmodules` is used.
     // (git refuses file:// submodules by default since 2.38; `env` can allow them, with
     // GIT_CONFIG_* or a `home/.gitconfig`.)
-    if hook.repo.join(".gitmodules").exists() {
+    if run.tree.join(".gitmodules").exists() {
         for argv in [
             &["git", "submodule", "sync", "--recursive"][..],
             &["git", "submodule", "update", "--init", "--recursive", "--force"][..],
@@ -628,7 +682,7 @@ fn stages(
 
     let clock = Instant::now();
     for rel in &hook.clean {
-        match remove_inside(&hook.repo, rel) {
+        match remove_inside(&run.tree, rel) {
             Ok(true) => run.note(&format!("removed {}", rel.display())),
             Ok(false) => {}
             Err(why) => {
@@ -665,84 +719,21 @@ fn stages(
     timing.steps = Some(clock.elapsed().as_secs_f64());
 
     let clock = Instant::now();
-    let out = publish_stage(run, hook, cancel, commit.as_deref(), plan);
+    let out = match run.preview {
+        Some(pb) => preview::stage::publish(run, pb, cancel, commit.as_deref()).map(Some),
+        None => release::publish_stage(
+            run,
+            hook,
+            cancel,
+            commit.as_deref(),
+            plan.held.as_ref(),
+            &plan.live_history,
+        ),
+    };
     if hook.publish.is_some() {
         timing.publish = Some(clock.elapsed().as_secs_f64());
     }
     out.map(Done::Built)
-}
-
-/// Publishes the output when the hook has a `[publish]`, to every destination or none; a
-/// failure names the destination that failed when there are several.
-fn publish_stage(
-    run: &mut Run,
-    hook: &Hook,
-    cancel: &mut dyn FnMut(&str) -> bool,
-    commit: Option<&str>,
-    plan: &Plan,
-) -> std::result::Result<Option<publish::Published>, Failed> {
-    let Some(p) = &hook.publish else { return Ok(None) };
-    if cancel(&run.id) {
-        return Err(Failed::new("publish", "publish", Exit::Cancelled));
-    }
-    run.set_step(Some("publish".into()));
-    let state = run.state;
-    // Recorded before the switch: a worker killed between the switch and its record is
-    // then recovered as the succeeded build it was (queue::recover), not as interrupted.
-    let mut ready = |release: &str| {
-        let _ = state.update_status(|s| {
-            if let Some(c) = s.current.as_mut() {
-                c.release = Some(release.to_string());
-            }
-        });
-    };
-    let tools = publish::Tools {
-        env: &run.env,
-        state_dir: &run.state.dir,
-        upload_timeout: hook.step_timeout,
-        log: &run.log,
-        repo: &hook.repo,
-    };
-    let id = run.id.clone();
-    let standing = publish::Standing {
-        held: plan.held.as_ref(),
-        history: &plan.live_history,
-    };
-    let published = publish::publish(
-        p,
-        &hook.repo,
-        commit,
-        &tools,
-        &standing,
-        &mut || cancel(&id),
-        &mut ready,
-    );
-    match published {
-        Ok(p) => {
-            if let Some(held) = plan.held.as_ref().filter(|_| !p.switched) {
-                run.note(&format!(
-                    "\nbuilt release {} but did not switch to it: the hook is held since {} (deploy-hook rollback to {}); `deploy-hook resume {}` switches every target to the newest succeeded build's release and lifts the hold",
-                    p.release, held.since, held.release, hook.name
-                ));
-            }
-            Ok(Some(p))
-        }
-        Err(f) if f.kind == FailureKind::Stopped => Err(Failed::new("publish", "publish", Exit::Cancelled)),
-        Err(f) => {
-            let at = f.target.as_ref().map(|t| format!(" at {t}")).unwrap_or_default();
-            run.note(&format!("\npublish failed{at}: {}", f.message));
-            if f.target.as_deref() == Some(publish::bucket::target::NAME) {
-                run.note(&format!("next: {}", bucket_next_step(&hook.name)));
-            }
-            // The host's name goes to status.json and the log; the forge's answer and syslog
-            // say only "publish" (a host name may be an internal address).
-            let step = match &f.target {
-                Some(t) => format!("publish {t}"),
-                None => "publish".into(),
-            };
-            Err(Failed::new(step, "publish", Exit::NotStarted(f.message)))
-        }
-    }
 }
 
 /// What to do after a publish the bucket did not take (down, unreachable, refusing): no

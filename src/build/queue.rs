@@ -38,6 +38,8 @@ use crate::build::buildlog::BuildLog;
 use crate::build::finish::{self, Finished};
 use crate::build::pipeline::{self, Build};
 use crate::build::reporting::Reports;
+use crate::build::preview::first;
+use crate::build::preview::store::Store;
 use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State, Wait};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
@@ -217,6 +219,8 @@ pub fn hand_over(cfg: &Config, hook: &Hook, include_self: bool) -> Result<()> {
             spawn_worker(&cfg.file, &h.name, &state)?;
         }
     }
+    // A preview whose worker production had to kill waits with nobody to build it.
+    crate::build::preview::work::hand_over(cfg, hook)?;
     Ok(())
 }
 
@@ -378,7 +382,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log,
             .map(|s| format!(" at {s}"))
             .unwrap_or_default()
     ));
-    let mut env = pipeline::step_env(hook, state, &delivery, log_path);
+    let mut env = pipeline::step_env(hook, state, None, &delivery, log_path);
     if let Some(commit) = &c.commit {
         env.insert("DEPLOY_HOOK_COMMIT".into(), commit.clone());
     }
@@ -392,6 +396,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log,
         build_log: &build_log,
         recovered: true,
         reports: &mut *reports,
+        preview_url: None,
     };
     finish::finished(ended, log, |_| {})?;
     let _ = build_log.seal();
@@ -443,6 +448,7 @@ pub fn drain(
 ) -> Result<Option<BuildRecord>> {
     recover(lock, hook, state, log, reports)?;
     note_builder(state);
+    let _turn = production_turn(hook, state, log)?;
     let mut last = None;
     while let Some(p) = state.take_pending(tokens_since(hook))? {
         last = Some(build_one(hook, state, log, &p, reports)?);
@@ -461,6 +467,7 @@ fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending, reports
             log,
             cancel: &mut cancel,
             reports,
+            preview: None,
         },
         p,
     )
@@ -473,6 +480,38 @@ fn build_one(hook: &Hook, state: &HookState, log: &mut Log, p: &Pending, reports
         let _ = fs::remove_file(&marker);
     }
     Ok(record)
+}
+
+/// Production comes first (`preview::first`): with previews, the machine is taken for the
+/// production build, and the preview builds that hold it are stopped (and built again
+/// after). Never waits for a preview build.
+fn production_turn(hook: &Hook, state: &HookState, log: &mut Log) -> Result<Option<first::ProductionTurn>> {
+    if hook.previews.is_none() {
+        return Ok(None);
+    }
+    let store = Store {
+        hook_dir: state.dir.clone(),
+    };
+    let (turn, taken) = first::production_turn(&state.dir, &store)?;
+    for name in &taken.stopped {
+        log.info(&format!(
+            "preview stopped hook={} preview={name} (a production build comes first; it is built again after)",
+            hook.name
+        ));
+    }
+    for name in &taken.killed {
+        log.warn(&format!(
+            "preview worker killed hook={} preview={name} (it did not stop in time for a production build)",
+            hook.name
+        ));
+    }
+    if taken.gave_up {
+        log.warn(&format!(
+            "previews did not let go hook={}; the production build runs beside them",
+            hook.name
+        ));
+    }
+    Ok(Some(turn))
 }
 
 /// The detached worker: build until nothing waits, then hand over to the hooks that share
@@ -506,7 +545,13 @@ pub fn work(cfg: &Config, hook: &Hook, log: &mut Log) -> Result<()> {
 /// environment, stdin on /dev/null, no descriptor of ours (they are all close-on-exec),
 /// and no `PR_SET_PDEATHSIG`: it goes on when the web server kills its parent. Its stderr
 /// goes into `worker.log`.
-fn worker(config_file: &Path, hook: &str, state: &HookState, wait: bool) -> Result<(Process, File)> {
+fn worker(
+    config_file: &Path,
+    hook: &str,
+    preview: Option<&str>,
+    state: &HookState,
+    wait: bool,
+) -> Result<(Process, File)> {
     // 0640 like every other state file: its lines name builds and paths.
     let stderr = fs::OpenOptions::new()
         .create(true)
@@ -518,6 +563,9 @@ fn worker(config_file: &Path, hook: &str, state: &HookState, wait: bool) -> Resu
     p.arg0("deploy-hook").arg("__worker");
     if wait {
         p.arg("--wait");
+    }
+    if let Some(name) = preview {
+        p.arg("--preview").arg(name);
     }
     p.arg("--config")
         .arg(config_file)
@@ -531,7 +579,16 @@ fn worker(config_file: &Path, hook: &str, state: &HookState, wait: bool) -> Resu
 /// Starts a detached worker for `hook`, so the web server's response completes as soon as
 /// this process exits (stdout and stderr are not the web server's).
 pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result<()> {
-    let (p, stderr) = worker(config_file, hook, state, false)?;
+    spawn(config_file, hook, None, state)
+}
+
+/// Starts a detached worker for preview `name` of `hook` (its state folder is `state`).
+pub fn spawn_preview_worker(config_file: &Path, hook: &str, name: &str, state: &HookState) -> Result<()> {
+    spawn(config_file, hook, Some(name), state)
+}
+
+fn spawn(config_file: &Path, hook: &str, preview: Option<&str>, state: &HookState) -> Result<()> {
+    let (p, stderr) = worker(config_file, hook, preview, state, false)?;
     // The child is not waited for: when this process exits it is reparented and reaped.
     let child = p
         .spawn(Stdio::null(), Stdio::null(), Stdio::from(stderr))
@@ -546,7 +603,7 @@ pub fn spawn_worker(config_file: &Path, hook: &str, state: &HookState) -> Result
 /// session, so that what a dead one leaves behind can be found (`recover`). If the web
 /// server gives up on this request and kills us, the build goes on.
 pub fn build_in_worker(config_file: &Path, hook: &Hook, state: &HookState) -> Result<BuildRecord> {
-    let (p, _) = worker(config_file, &hook.name, state, true)?;
+    let (p, _) = worker(config_file, &hook.name, None, state, true)?;
     let mut child = p
         .spawn(Stdio::null(), Stdio::piped(), Stdio::piped())
         .map_err(|e| Error::io("cannot start the build worker", e))?;
@@ -593,6 +650,7 @@ pub fn build_now(
     let built = (|| {
         recover(&held, hook, state, log, reports)?;
         note_builder(state);
+        let _turn = production_turn(hook, state, log)?;
         match state.take_pending(tokens_since(hook))? {
             Some(p) => build_one(hook, state, log, &p, reports),
             // Another holder took this delivery and built it: its record is the answer.

@@ -81,6 +81,23 @@ pub enum Command {
         /// The hook, as named by [hooks.NAME] in the config
         hook: String,
     },
+    /// List the previews of a hook's branches and pull requests, or remove one
+    #[command(
+        long_about = "List the previews of a hook ([hooks.NAME.previews]): each one's name, the \
+        branch or pull ref it builds, the commit it serves, when that was built, its address, and \
+        its last build. --remove NAME removes one: its site, releases, working tree and state (a \
+        build of it that runs is stopped first)."
+    )]
+    Previews {
+        /// The hook, as named by [hooks.NAME] in the config
+        hook: String,
+        /// Print JSON, for scripts
+        #[arg(long)]
+        json: bool,
+        /// Remove this preview (a name from the list, like pr-7)
+        #[arg(long, value_name = "NAME")]
+        remove: Option<String>,
+    },
     /// Print the headers of a correctly signed delivery for a hook (for a local run or curl)
     Sign {
         /// The hook, as named by [hooks.NAME] in the config
@@ -115,6 +132,9 @@ pub enum Command {
         /// Build now, waiting for the lock, and print the result as JSON (a sync delivery's build)
         #[arg(long)]
         wait: bool,
+        /// Build (or remove) this preview of the hook instead
+        #[arg(long, value_name = "NAME", conflicts_with = "wait")]
+        preview: Option<String>,
     },
 }
 
@@ -205,7 +225,11 @@ mod tests {
     fn flags_parse_where_they_always_did() {
         let c = Cli::try_parse_from(["deploy-hook", "__worker", "--config", "/x.toml", "docs"]).unwrap();
         assert_eq!(c.config.as_deref(), Some(std::path::Path::new("/x.toml")));
-        assert!(matches!(c.command, Command::Worker { ref hook, wait: false } if hook == "docs"));
+        assert!(matches!(c.command, Command::Worker { ref hook, wait: false, preview: None } if hook == "docs"));
+        let c = Cli::try_parse_from(["deploy-hook", "__worker", "docs", "--preview", "pr-7"]).unwrap();
+        assert!(matches!(c.command, Command::Worker { preview: Some(ref p), .. } if p == "pr-7"));
+        let c = Cli::try_parse_from(["deploy-hook", "previews", "docs", "--remove", "pr-7", "--json"]).unwrap();
+        assert!(matches!(c.command, Command::Previews { json: true, remove: Some(ref r), .. } if r == "pr-7"));
         let c = Cli::try_parse_from(["deploy-hook", "run", "docs", "--wait", "--force", "--config=/y"]).unwrap();
         assert!(matches!(
             c.command,

@@ -20,6 +20,7 @@ use crate::sys::time;
 mod args;
 mod forge;
 pub(crate) mod init;
+mod previews;
 mod rollback;
 mod sign;
 mod status;
@@ -79,7 +80,8 @@ pub fn main(argv: Vec<OsString>, env: &Env, out: &mut dyn Write) -> Result<i32> 
             out,
         ),
         Command::Init(a) => init::run(&a, &config, env, out),
-        Command::Worker { hook, wait } => worker(&config, &hook, wait, out),
+        Command::Previews { hook, json, remove } => previews::previews(&config, &hook, json, remove.as_deref(), out),
+        Command::Worker { hook, wait, preview } => worker(&config, &hook, wait, preview.as_deref(), out),
     }
 }
 
@@ -144,7 +146,12 @@ fn run(config: &Path, name: &str, opts: RunOptions, out: &mut dyn Write) -> Resu
             Then::Answer
         },
     };
-    let enqueued = match enqueue(&cfg, Site { hook, state: &state }, ask) {
+    let site = Site {
+        hook,
+        state: &state,
+        preview: None,
+    };
+    let enqueued = match enqueue(&cfg, site, ask) {
         Ok(e) => e,
         Err(e) => {
             reports.join();
@@ -236,13 +243,15 @@ pub(super) fn become_owner(cfg: &Config, hook: Option<&str>, say: bool) -> Resul
     Ok(())
 }
 
-fn worker(config: &Path, name: &str, wait: bool, out: &mut dyn Write) -> Result<i32> {
+fn worker(config: &Path, name: &str, wait: bool, preview: Option<&str>, out: &mut dyn Write) -> Result<i32> {
     let cfg = Config::load(config)?;
     let (hook, state) = hook_and_state(&cfg, name)?;
     become_owner(&cfg, Some(&hook.name), false)?;
     let mut log = Log::open(&cfg.log);
     // --wait: a sync delivery's build, whose result goes to the waiting CGI on stdout.
-    let done = if wait {
+    let done = if let Some(p) = preview {
+        crate::build::preview::work::work(&cfg, hook, p, &mut log)
+    } else if wait {
         let mut reports = Reports::new(hook, &cfg);
         let handed = queue::build_now(&cfg, hook, &state, &mut log, &mut reports).and_then(|record| {
             serde_json::to_writer(&mut *out, &record).map_err(|e| Error::io("cannot hand the result over", e.into()))

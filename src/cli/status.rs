@@ -108,6 +108,11 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
                 if let Some(b) = &bucket {
                     o.insert("bucket".into(), serde_json::to_value(b).unwrap_or_default());
                 }
+                if let Some(p) = &hook.previews {
+                    let store = crate::build::preview::store::Store::new(&cfg.state_dir, &hook.name);
+                    let shown = crate::build::preview::shown(&store, p);
+                    o.insert("previews".into(), serde_json::to_value(shown).unwrap_or_default());
+                }
             }
             json.insert(name.clone(), v);
         } else {
@@ -118,6 +123,7 @@ pub(super) fn status(config: &Path, one: Option<&str>, json_out: bool, out: &mut
             if let Some(b) = &bucket {
                 out.write_all(bucket::target::status_text(b).as_bytes()).ok();
             }
+            out.write_all(super::previews::status_lines(&cfg, hook).as_bytes()).ok();
         }
     }
     if json_out {

@@ -8,6 +8,10 @@ pub mod cgi;
 pub mod event;
 pub mod verify;
 
+use self::event::PreviewAction;
+use crate::build::preview::work as preview;
+use crate::build::preview::Subject;
+
 use std::ffi::OsStr;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -129,8 +133,8 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         }
         Kind::Ignored(why) => return Ok(Outcome::Ignored(why.clone())),
         Kind::Push { git_ref } => git_ref.clone(),
-        // Phase B wires previews into the build engine.
-        Kind::Preview(_) => return Ok(Outcome::Ignored("previews are not built yet".into())),
+        // A preview builds too: asked for below, once its replay token is claimed.
+        Kind::Preview(_) => String::new(),
     };
 
     // What builds nothing needs no replay record: a replayed ping is answered pong again.
@@ -155,6 +159,28 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         }
     };
 
+    if let Kind::Preview(action) = &delivery.kind {
+        let pending = Pending {
+            delivery: delivery.id.clone(),
+            event: delivery.event.clone(),
+            git_ref: String::new(),
+            received: time::rfc3339(time::now()),
+            tokens: Vec::new(),
+        };
+        // A preview is built after the answer, whatever `mode` says: a forge waits
+        // seconds, a build takes longer.
+        return match action {
+            PreviewAction::Build(subject) => preview::ask_build(&cfg, hook, subject, pending, claim),
+            PreviewAction::Remove(subject) => {
+                let why = match subject {
+                    Subject::Branch(_) => preview::DELETED,
+                    Subject::Pull(_) => preview::CLOSED,
+                };
+                preview::ask_removal(&cfg, hook, subject, why)
+            }
+        };
+    }
+
     let pending = Pending {
         delivery: delivery.id.clone(),
         event: delivery.event.clone(),
@@ -166,7 +192,11 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
         Mode::Async => Then::Answer,
         Mode::Sync => Then::WaitInWorker,
     };
-    let site = Site { hook, state: &state };
+    let site = Site {
+        hook,
+        state: &state,
+        preview: None,
+    };
     let ask = Ask {
         pending,
         force: false,

@@ -277,18 +277,14 @@ pub fn make_sharing(from: &Path, to: &Path, release: &str, also: Option<&Path>) 
     let staging = dir.join(format!(".staging-{release}"));
     let _ = fs::remove_dir_all(&staging);
     let live_dir = live(to).map(|l| dir.join(l)).filter(|d| d.is_dir());
-    let sources: Vec<&Path> = live_dir.as_deref().into_iter().chain(also.filter(|d| d.is_dir())).collect();
+    let sources: Vec<&Path> = live_dir
+        .as_deref()
+        .into_iter()
+        .chain(also.filter(|d| d.is_dir()))
+        .collect();
     let mut stats = Stats::default();
     let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
-    stage_tree(
-        from,
-        &mut Vec::new(),
-        &sources,
-        &staging,
-        &mut stats,
-        &mut bufs,
-    )
-    .inspect_err(|_| {
+    stage_tree(from, &mut Vec::new(), &sources, &staging, &mut stats, &mut bufs).inspect_err(|_| {
         let _ = fs::remove_dir_all(&staging);
     })?;
     fs::rename(&staging, dir.join(release))?;
@@ -468,7 +464,10 @@ mod tests {
         // its next release shares with its own live release first, then production's
         let second = make_sharing(&from, &preview, "p2", Some(&live_dir)).unwrap();
         assert_eq!((second.stats.linked, second.stats.copied), (3, 0), "{}", second.stats);
-        assert_eq!(ino(releases_dir(&preview).join("p2/new.html")), ino(p1.join("new.html")));
+        assert_eq!(
+            ino(releases_dir(&preview).join("p2/new.html")),
+            ino(p1.join("new.html"))
+        );
         // a missing other release is no error: everything else is copied
         let third = make_sharing(&from, &d.join("previews/pr-8"), "p3", Some(&d.join("gone"))).unwrap();
         assert_eq!(third.stats.copied, 3);

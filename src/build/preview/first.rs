@@ -78,14 +78,29 @@ impl Drop for PreviewTurn {
 /// state folder is `preview_dir`. A stop request left from before is void.
 pub fn preview_turn(hook_dir: &Path, preview_dir: &Path) -> Result<PreviewTurn> {
     let file = open(hook_dir)?;
-    file.lock_shared()
-        .map_err(|e| Error::io("cannot lock first.lock", e))?;
+    FileExt::lock_shared(&file).map_err(|e| Error::io("cannot lock first.lock", e))?;
     let _ = fs::remove_file(stop_path(preview_dir));
     let worker = worker_path(preview_dir);
     if let Some(me) = Identity::me() {
         let _ = write_atomic(&worker, me.to_string().as_bytes());
     }
     Ok(PreviewTurn { _file: file, worker })
+}
+
+/// Asks the build of the preview whose state folder is `preview_dir` that runs now, if any,
+/// to stop (production's turn, the preview's removal).
+pub fn stop(preview_dir: &Path) {
+    let status = HookState {
+        dir: preview_dir.to_path_buf(),
+    }
+    .read_status()
+    .unwrap_or_default();
+    if let Some(cur) = status
+        .current
+        .filter(|_| status.state == crate::build::state::State::Building)
+    {
+        let _ = write_atomic(&stop_path(preview_dir), cur.id.as_bytes());
+    }
 }
 
 /// Whether production asked the preview build `id` to stop (polled while it runs).
@@ -127,7 +142,10 @@ pub fn production_turn(hook_dir: &Path, store: &Store) -> Result<(ProductionTurn
         for r in store.list() {
             let dir = store.dir(&r.name);
             let status = HookState { dir: dir.clone() }.read_status().unwrap_or_default();
-            if let Some(cur) = status.current.filter(|_| status.state == crate::build::state::State::Building) {
+            if let Some(cur) = status
+                .current
+                .filter(|_| status.state == crate::build::state::State::Building)
+            {
                 if !stop_requested(&dir, &cur.id) {
                     let _ = write_atomic(&stop_path(&dir), cur.id.as_bytes());
                     taken.stopped.push(r.name.clone());
@@ -221,9 +239,9 @@ mod tests {
         assert!(taken.killed.is_empty() && !taken.gave_up);
         assert!(!worker_path(&pdir).exists(), "the stopped preview let go");
         // while production builds, no preview gets its turn; after, one does
-        assert!(open(&hook_dir).unwrap().try_lock_shared().is_err());
+        assert!(FileExt::try_lock_shared(&open(&hook_dir).unwrap()).is_err());
         drop(prod);
-        assert!(open(&hook_dir).unwrap().try_lock_shared().is_ok());
+        assert!(FileExt::try_lock_shared(&open(&hook_dir).unwrap()).is_ok());
         // a stop request of an earlier build does not stop the next one
         let t = preview_turn(&hook_dir, &pdir).unwrap();
         assert!(!stop_requested(&pdir, "b1"));

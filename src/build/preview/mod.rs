@@ -8,12 +8,17 @@
 
 pub mod first;
 pub mod name;
+pub mod stage;
 pub mod store;
 pub mod tree;
+pub mod work;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Provider;
+use crate::build::queue;
+use crate::build::state::{BuildRecord, HookState, State};
+use crate::config::{Previews, Provider};
+use store::{Record, Store};
 
 /// What a preview is of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +52,68 @@ impl std::fmt::Display for Subject {
             Subject::Branch(b) => write!(f, "branch {}", crate::sys::text::printable(b, 100)),
             Subject::Pull(n) => write!(f, "pull request {n}"),
         }
+    }
+}
+
+/// A preview as `previews`, `status` and the build page show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub name: String,
+    /// `{"branch": "feature/x"}` or `{"pull_request": 7}`.
+    #[serde(flatten)]
+    pub of: Of,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The commit it serves (none before its first published build).
+    pub commit: Option<String>,
+    pub url: String,
+    /// When the release it serves was built.
+    pub built: Option<String>,
+    pub release: Option<String>,
+    /// `building` while a build of it runs.
+    pub state: State,
+    /// A delivery for it waits.
+    pub pending: bool,
+    /// Its removal is asked for.
+    pub removing: bool,
+    /// Its last build, whatever its result.
+    pub last: Option<BuildRecord>,
+}
+
+/// What a preview is of, as JSON shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Of {
+    Branch(String),
+    PullRequest(u64),
+}
+
+/// The previews of a hook, by name, as they are now.
+pub fn shown(store: &Store, previews: &Previews) -> Vec<Shown> {
+    store.list().into_iter().map(|r| show(store, previews, r)).collect()
+}
+
+fn show(store: &Store, previews: &Previews, r: Record) -> Shown {
+    let state = HookState {
+        dir: store.dir(&r.name),
+    };
+    let (status, pending) = state.read_with_pending().unwrap_or_default();
+    let building = status.state == State::Building && queue::is_building(&state).unwrap_or(false);
+    Shown {
+        url: previews.url_of(&r.name),
+        of: match &r.subject {
+            Subject::Branch(b) => Of::Branch(b.clone()),
+            Subject::Pull(n) => Of::PullRequest(*n),
+        },
+        removing: store.removal_asked(&r.name),
+        git_ref: r.git_ref,
+        commit: r.commit,
+        built: r.published,
+        release: r.release,
+        state: if building { State::Building } else { State::Idle },
+        pending,
+        last: status.last,
+        name: r.name,
     }
 }
 

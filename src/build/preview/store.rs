@@ -7,6 +7,7 @@
 //! <state_dir>/<hook>/previews/NAME/          the preview's own state folder: lock, pending,
 //!                                            status.json and build logs, as a hook's
 //! <state_dir>/<hook>/previews/NAME/preview.json   name, subject, ref, created, last built
+//! <state_dir>/<hook>/previews/NAME/remove    its removal is asked for (closed, deleted, keep)
 //! <state_dir>/<hook>/worktrees/NAME/         its working tree (git worktree), outside repo
 //! ```
 //!
@@ -43,9 +44,11 @@ pub struct Record {
     pub built: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_ms: Option<u64>,
-    /// The commit of the release it serves, once one was published.
+    /// The commit of the release it serves, and when that release was published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
 }
@@ -78,6 +81,12 @@ impl Store {
         self.hook_dir.join("previews")
     }
 
+    /// `HOME` of every build of the hook, previews' too: one pnpm store, so that a new
+    /// working tree's `pnpm install` links packages instead of downloading them.
+    pub fn home_dir(&self) -> PathBuf {
+        self.hook_dir.join("home")
+    }
+
     /// The preview's own state folder.
     pub fn dir(&self, name: &str) -> PathBuf {
         self.root().join(name)
@@ -100,9 +109,7 @@ impl Store {
             return None;
         }
         let bytes = fs::read(self.record_path(name)).ok()?;
-        serde_json::from_slice::<Record>(&bytes)
-            .ok()
-            .filter(|r| r.name == name)
+        serde_json::from_slice::<Record>(&bytes).ok().filter(|r| r.name == name)
     }
 
     /// Every preview, by name.
@@ -123,8 +130,10 @@ impl Store {
         self.list().into_iter().find(|r| &r.subject == subject)
     }
 
-    /// Runs `f` with `names.lock` held: two deliveries at once never give one name twice.
-    fn naming<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// Runs `f` with `names.lock` held: two deliveries at once never give one name twice,
+    /// and a request for a preview (its `pending`, or its `remove`) is never written into a
+    /// preview that is being removed: each happens wholly before or after the removal.
+    pub fn naming<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let root = self.root();
         fs::DirBuilder::new()
             .recursive(true)
@@ -149,8 +158,64 @@ impl Store {
 
     /// The preview of `subject`, made (named, its folder and record written) when it has
     /// none. The second value is true when it was made now.
+    #[cfg(test)]
     pub fn find_or_make(&self, subject: &Subject, git_ref: &str) -> Result<(Record, bool)> {
+        self.naming(|| self.find_or_make_locked(subject, git_ref))
+    }
+
+    /// Asks for a build of the preview of `subject` (made when it has none): with
+    /// `names.lock` held, a removal asked before is withdrawn (the newer request wins) and
+    /// `ask` records the delivery (`enqueue`).
+    pub fn ask_build<T>(
+        &self,
+        subject: &Subject,
+        git_ref: &str,
+        ask: impl FnOnce(&Record) -> Result<T>,
+    ) -> Result<(Record, bool, T)> {
         self.naming(|| {
+            let (record, made) = self.find_or_make_locked(subject, git_ref)?;
+            let _ = fs::remove_file(self.removal_path(&record.name));
+            let out = ask(&record)?;
+            Ok((record, made, out))
+        })
+    }
+
+    /// Asks for the removal of preview `name` (`why`: the word its log line gives): its
+    /// worker removes it (after a build it is running). The newer request wins: a build
+    /// asked for before is dropped with it.
+    pub fn ask_removal(&self, name: &str, why: &str) -> Result<()> {
+        self.naming(|| {
+            let path = self.removal_path(name);
+            if !self.dir(name).is_dir() {
+                return Ok(());
+            }
+            write_atomic(&path, why.as_bytes()).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+        })
+    }
+
+    /// Whether preview `name`'s removal is asked for.
+    pub fn removal_asked(&self, name: &str) -> bool {
+        self.removal_path(name).exists()
+    }
+
+    /// Why preview `name`'s removal is asked for, when it is.
+    pub fn removal_why(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.removal_path(name))
+            .ok()
+            .map(|w| w.trim().to_string())
+    }
+
+    /// Drops a removal asked for (the worker found it was wrong).
+    pub fn withdraw_removal(&self, name: &str) {
+        let _ = fs::remove_file(self.removal_path(name));
+    }
+
+    fn removal_path(&self, name: &str) -> PathBuf {
+        self.dir(name).join("remove")
+    }
+
+    fn find_or_make_locked(&self, subject: &Subject, git_ref: &str) -> Result<(Record, bool)> {
+        {
             let all = self.list();
             if let Some(r) = all.iter().find(|r| &r.subject == subject) {
                 return Ok((r.clone(), false));
@@ -168,7 +233,9 @@ impl Store {
                 }
             }
             let name = name::allocate(subject, &taken).ok_or_else(|| {
-                Error::Internal(format!("no free preview name for {subject}: both of its hashed names are taken"))
+                Error::Internal(format!(
+                    "no free preview name for {subject}: both of its hashed names are taken"
+                ))
             })?;
             let dir = self.dir(&name);
             fs::DirBuilder::new()
@@ -184,11 +251,12 @@ impl Store {
                 built: None,
                 built_ms: None,
                 commit: None,
+                published: None,
                 release: None,
             };
             self.put(&record)?;
             Ok((record, true))
-        })
+        }
     }
 
     /// Writes a preview's record (its folder exists).
@@ -262,11 +330,10 @@ mod tests {
         assert_eq!(s.find(&b).unwrap().name, rb.name);
         let (pr, _) = s.find_or_make(&Subject::Pull(7), "refs/pull/7/head").unwrap();
         assert_eq!(pr.name, "pr-7");
-        assert_eq!(s.list().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), [
-            "branch-feature-foo-bar",
-            "branch-feature-foo-bar-a404f7",
-            "pr-7"
-        ]);
+        assert_eq!(
+            s.list().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["branch-feature-foo-bar", "branch-feature-foo-bar-a404f7", "pr-7"]
+        );
         // forgetting the first does not rename the second, and the first's next name is
         // the plain one again
         s.forget(&ra.name).unwrap();
@@ -306,7 +373,10 @@ mod tests {
         assert_eq!(names(s.beyond_keep(3, "branch-a")), ["branch-b"]);
         assert_eq!(names(s.beyond_keep(2, "branch-a")), ["branch-b", "branch-d"]);
         // the one just built stays, even when it is the oldest by its record
-        assert_eq!(names(s.beyond_keep(1, "branch-b")), ["branch-d", "branch-a", "branch-c"]);
+        assert_eq!(
+            names(s.beyond_keep(1, "branch-b")),
+            ["branch-d", "branch-a", "branch-c"]
+        );
         fs::remove_dir_all(s.hook_dir.parent().unwrap()).unwrap();
     }
 }

@@ -65,7 +65,10 @@ pub fn checkout(repo: &Path, tree: &Path, commit: &str) -> Vec<(PathBuf, Cmd)> {
     let tree_s = tree.to_string_lossy();
     if tree.join(".git").is_file() {
         vec![
-            (tree.to_path_buf(), argv(&["git", "checkout", "--quiet", "--detach", "--force", commit])),
+            (
+                tree.to_path_buf(),
+                argv(&["git", "checkout", "--quiet", "--detach", "--force", commit]),
+            ),
             (
                 tree.to_path_buf(),
                 argv(&["git", "clean", "-ffdxq", "-e", "node_modules"]),
@@ -76,7 +79,9 @@ pub fn checkout(repo: &Path, tree: &Path, commit: &str) -> Vec<(PathBuf, Cmd)> {
             (repo.to_path_buf(), argv(&["git", "worktree", "prune"])),
             (
                 repo.to_path_buf(),
-                argv(&["git", "worktree", "add", "--quiet", "--detach", "--force", &tree_s, commit]),
+                argv(&[
+                    "git", "worktree", "add", "--quiet", "--detach", "--force", &tree_s, commit,
+                ]),
             ),
         ]
     }
