@@ -299,7 +299,7 @@ fn preview_world(name: &str, provider: &str, previews: &str, gate: Option<&Path>
         None => String::new(),
     };
     let step = format!(
-        "{wait}mkdir -p dist && printf '%s %s %s\\n' \"${{DEPLOY_HOOK_PREVIEW:-production}}\" \"$DEPLOY_HOOK_REF\" \"$DEPLOY_HOOK_COMMIT\" > dist/index.html && echo 'the same in every build' > dist/shared.txt && echo \"built ${{DEPLOY_HOOK_PREVIEW:-production}} $DEPLOY_HOOK_COMMIT\" >> {r}",
+        "{wait}mkdir -p dist && printf '%s %s %s\\n' \"${{DEPLOY_HOOK_PREVIEW:-production}}\" \"$DEPLOY_HOOK_REF\" \"$DEPLOY_HOOK_COMMIT\" > dist/index.html && echo 'the same in every build' > dist/shared.txt && echo \"${{DEPLOY_HOOK_PREVIEW_URL:-}}\" > dist/url.txt && echo \"built ${{DEPLOY_HOOK_PREVIEW:-production}} $DEPLOY_HOOK_COMMIT\" >> {r}",
         r = ran.display()
     );
     w.config(
@@ -453,6 +453,10 @@ fn a_branch_gets_a_preview_of_its_own_and_production_is_never_touched() {
     assert_eq!(
         served(&w, "branch-feature-foo-bar", "index.html").unwrap(),
         format!("branch-feature-foo-bar refs/heads/feature/Foo_Bar {c1}\n")
+    );
+    assert_eq!(
+        served(&w, "branch-feature-foo-bar", "url.txt").unwrap(),
+        "http://branch-feature-foo-bar.preview.test/\n"
     );
     // the preview's files that are the same as the live production release's are its files
     let live = fs::canonicalize(w.path("www/docs")).unwrap();
@@ -1002,4 +1006,37 @@ fn previews_are_served_through_nginx_at_their_own_host_names() {
     wait_removed(&w, "pr-2");
     assert_eq!(n.preview("pr-2", "/").0, 404);
     assert_eq!(n.preview("branch-docs-804a8f", "/").0, 200);
+}
+
+#[test]
+fn previews_remove_stops_a_running_build_and_removes_everything() {
+    let gate = std::env::temp_dir().join(format!("dh-preview-gate-rm-{}-{}", std::process::id(), rand_ms()));
+    let _ = fs::remove_file(&gate);
+    let w = preview_world("preview-remove", "github", "", Some(&gate));
+    let c = w.push_to("x", "x.md", "x\n");
+    deliver(&w, "github", "push", &push_body("x", &c));
+    wait_for("the preview's step to start", Duration::from_secs(60), || {
+        fs::read_to_string(w.path("ran")).unwrap_or_default().contains("start branch-x")
+    });
+    let out = w.cmd(&["previews", "docs", "--remove", "branch-x"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "docs: removed preview branch-x\n");
+    assert!(!preview_dir(&w, "branch-x").exists());
+    assert!(!w.hook_dir().join("worktrees/branch-x").exists());
+    assert!(!gate.exists(), "the build was stopped, not waited for");
+    assert_eq!(names(&w), Vec::<String>::new());
+    let text = String::from_utf8(w.cmd(&["previews", "docs"]).stdout).unwrap();
+    assert_eq!(text, "docs: no previews (at most 10)\n");
+
+    // a name that is not one: exit 2, with the names there are
+    let out = w.cmd(&["previews", "docs", "--remove", "branch-x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no preview named"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w.cmd(&["previews", "docs", "--remove", "../etc"]);
+    assert_eq!(out.status.code(), Some(2));
+    // a hook without previews: exit 2, saying how to get them
+    w.config("github", "steps = [\"true\"]");
+    let out = w.cmd(&["previews", "docs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[hooks.docs.previews]"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -25,6 +25,9 @@ _deploy__hook() {
             deploy__hook,init)
                 cmd="deploy__hook__subcmd__init"
                 ;;
+            deploy__hook,previews)
+                cmd="deploy__hook__subcmd__previews"
+                ;;
             deploy__hook,resume)
                 cmd="deploy__hook__subcmd__resume"
                 ;;
@@ -49,6 +52,9 @@ _deploy__hook() {
             deploy__hook__subcmd__help,init)
                 cmd="deploy__hook__subcmd__help__subcmd__init"
                 ;;
+            deploy__hook__subcmd__help,previews)
+                cmd="deploy__hook__subcmd__help__subcmd__previews"
+                ;;
             deploy__hook__subcmd__help,resume)
                 cmd="deploy__hook__subcmd__help__subcmd__resume"
                 ;;
@@ -71,7 +77,7 @@ _deploy__hook() {
 
     case "${cmd}" in
         deploy__hook)
-            opts="-h -V --config --help --version check run status rollback resume sign init help"
+            opts="-h -V --config --help --version check run status rollback resume previews sign init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,7 +113,7 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__help)
-            opts="check run status rollback resume sign init help"
+            opts="check run status rollback resume previews sign init help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -149,6 +155,20 @@ _deploy__hook() {
             return 0
             ;;
         deploy__hook__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deploy__hook__subcmd__help__subcmd__previews)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -268,6 +288,28 @@ _deploy__hook() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deploy__hook__subcmd__previews)
+            opts="-h --json --remove --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --remove)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
