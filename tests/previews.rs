@@ -1040,3 +1040,20 @@ fn previews_remove_stops_a_running_build_and_removes_everything() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[hooks.docs.previews]"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn check_says_where_previews_go_and_what_is_missing() {
+    let w = preview_world("preview-check", "github", "", None);
+    let text = String::from_utf8(w.cmd(&["check"]).stdout).unwrap();
+    let line = |t: &str| t.lines().find(|l| l.contains("previews.to")).map(String::from).unwrap_or_default();
+    assert!(line(&text).contains("does not exist"), "{text}");
+    assert!(text.contains(&format!("install -d -o")) && text.contains("www/previews"), "{text}");
+    fs::create_dir_all(w.path("www/previews")).unwrap();
+    let text = String::from_utf8(w.cmd(&["check"]).stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("previews go to") && l.contains("http://NAME.preview.test/")),
+        "{text}"
+    );
+    assert!(!line(&text).contains("does not exist"), "{text}");
+}

@@ -22,6 +22,7 @@ mod hosts;
 mod log;
 mod nginx;
 mod node;
+mod previews;
 mod remote;
 mod report;
 mod secret;
@@ -647,6 +648,9 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     }
 
     report::check(ctx, hook, r);
+    if let Some(p) = &hook.previews {
+        previews::check(ctx, hook, p, &home, r);
+    }
 }
 
 /// A remote URL with a token in it, in a .git/config every user of the machine can read
