@@ -1047,7 +1047,7 @@ fn check_says_where_previews_go_and_what_is_missing() {
     let text = String::from_utf8(w.cmd(&["check"]).stdout).unwrap();
     let line = |t: &str| t.lines().find(|l| l.contains("previews.to")).map(String::from).unwrap_or_default();
     assert!(line(&text).contains("does not exist"), "{text}");
-    assert!(text.contains(&format!("install -d -o")) && text.contains("www/previews"), "{text}");
+    assert!(text.contains("install -d -o") && text.contains("www/previews"), "{text}");
     fs::create_dir_all(w.path("www/previews")).unwrap();
     let text = String::from_utf8(w.cmd(&["check"]).stdout).unwrap();
     assert!(
