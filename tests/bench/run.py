@@ -11,6 +11,7 @@ with apt-get first:
     python3 tests/bench/run.py site         # 5 and 6: a real VitePress site; publish alone
     python3 tests/bench/run.py bucket       # 7: a bucket behind a CDN (SeaweedFS), against rclone sync
     python3 tests/bench/run.py report       # 8: a build with and without report, page and notify
+    python3 tests/bench/run.py previews     # 9: a branch's first preview; production during a preview
 
 Every figure is measured in one run against its baseline (ratios), medians quoted.
 """
@@ -1416,6 +1417,170 @@ on = ["started", "failed", "fixed", "succeeded"]
     shutil.rmtree(d, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- 9: previews
+
+def push_delivery(d, branch, i):
+    """A signed Gitee push of `branch` through the real binary as a CGI (202 expected)."""
+    ts = str(int(time.time() * 1000) - 1000 + i % 1000)
+    body = json.dumps({"ref": f"refs/heads/{branch}", "after": "1" * 40}).encode()
+    env = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "POST", "PATH_INFO": "/docs",
+           "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+           "DEPLOY_HOOK_CONFIG": os.path.join(d, "config.toml"), "HTTP_X_GITEE_EVENT": "Push Hook",
+           "HTTP_X_GITEE_TIMESTAMP": ts, "HTTP_X_GITEE_TOKEN": token(ts)}
+    out = subprocess.run([BIN], env=env, input=body, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert b"202" in out.stdout.split(b"\r\n")[0], out.stdout
+
+
+def wait_file_has(path, marker, limit=600):
+    t = time.perf_counter()
+    while True:
+        try:
+            if marker in open(path).read():
+                return time.perf_counter() - t
+        except OSError:
+            pass
+        if time.perf_counter() - t > limit:
+            raise SystemExit(f"{path} never showed {marker}")
+        time.sleep(0.005)
+
+
+def preview_status(d, name):
+    try:
+        return json.load(open(os.path.join(d, "state", "docs", "previews", name, "status.json")))
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_preview_idle(d, name, limit=600):
+    t = time.time()
+    folder = os.path.join(d, "state", "docs", "previews", name)
+    s = {}
+    while time.time() - t < limit:
+        s = preview_status(d, name)
+        if s.get("state") == "idle" and s.get("last") and not os.path.exists(os.path.join(folder, "pending")) \
+                and not os.path.exists(os.path.join(folder, "taking")) \
+                and subprocess.run(["flock", "-n", os.path.join(folder, "build.lock"), "true"]).returncode == 0:
+            return s
+        time.sleep(0.05)
+    raise SystemExit(f"preview {name} did not finish: {s}")
+
+
+def previews_bench(rounds=7):
+    print("\n## 9. Previews on a real VitePress site\n")
+    if not shutil.which("pnpm"):
+        subprocess.run(["npm", "install", "-g", "pnpm"], check=True, stdout=subprocess.DEVNULL)
+    d, seed = site_world()
+    with open(os.path.join(d, "config.toml"), "a") as f:
+        f.write("[hooks.docs.previews]\n"
+                f"to = \"{d}/previews\"\n"
+                "url = \"http://{name}.preview.test/\"\n"
+                "keep = 100\n")
+    os.makedirs(os.path.join(d, "previews"))
+    repo, page = os.path.join(d, "repo"), os.path.join(d, "www", "page1.html")
+    env = dict(os.environ, PATH=os.path.dirname(shutil.which("pnpm")) + ":/usr/bin:/bin",
+               HOME=os.path.join(d, "state", "docs", "home"))
+    page1 = open(os.path.join(seed, "docs", "page1.md")).read()
+    n = [0]
+
+    def push(branch, marker):
+        sh(f"git checkout -q -B {branch} main", cwd=seed)
+        open(os.path.join(seed, "docs", "page1.md"), "w").write(page1 + f"\n{marker}\n")
+        sh(f"git commit -qam '{marker}' && git push -q -f origin {branch}", cwd=seed)
+        sh("git checkout -q main", cwd=seed)
+
+    def deliver(branch):
+        n[0] += 1
+        push_delivery(d, branch, n[0])
+
+    # production's first build: the store and node_modules are there, and a live release
+    marker = f"first-{time.time()}"
+    push("main", marker)
+    deliver("main")
+    wait_file_has(page, marker)
+    wait_idle(d)
+
+    bare, first, alone, during = [], [], [], []
+    # production's build alone (its recorded duration, from its fetch to its publish) and
+    # during a preview: the rest of the wall time is the CGI, the worker's start and, during
+    # a preview, the wait for the preview build to let go of the machine
+    built_alone, built_during = [], []
+    # round 0 warms the caches (the first VitePress build in each tree is slower) and is
+    # not counted
+    for r in range(rounds + 1):
+        # 1. the bare build: the hook's steps by hand in production's checkout
+        t = time.perf_counter()
+        subprocess.run("pnpm install && pnpm docs:build", shell=True, cwd=repo, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        b = time.perf_counter() - t
+        # 2. a branch's first preview: a new working tree, pnpm install from the store, the
+        #    build, the publish; from the delivery to the preview's page
+        branch, marker = f"feature-{r}", f"preview-{r}-{time.time()}"
+        name = f"branch-feature-{r}"
+        push(branch, marker)
+        t = time.perf_counter()
+        deliver(branch)
+        wait_file_has(os.path.join(d, "previews", name, "page1.html"), marker)
+        f = time.perf_counter() - t
+        s = wait_preview_idle(d, name)
+        assert s["last"]["result"] == "succeeded", s
+        # 3. a production push alone, from the delivery to the live page
+        marker = f"alone-{r}-{time.time()}"
+        push("main", marker)
+        t = time.perf_counter()
+        deliver("main")
+        wait_file_has(page, marker)
+        a = time.perf_counter() - t
+        ba = wait_idle(d)["last"]["duration_secs"]
+        # 4. the same push while a preview builds: the preview is into VitePress's build
+        #    (its step started, and one second more for node to load it) when the
+        #    production delivery comes
+        branch, name = f"busy-{r}", f"branch-busy-{r}"
+        push(branch, f"busy-{r}-{time.time()}")
+        deliver(branch)
+        t0 = time.time()
+        while "docs:build" not in str((preview_status(d, name).get("current") or {}).get("step")):
+            if time.time() - t0 > 300:
+                raise SystemExit(f"the preview's build step never started: {preview_status(d, name)}")
+            time.sleep(0.01)
+        time.sleep(1.0)
+        marker = f"during-{r}-{time.time()}"
+        push("main", marker)
+        t = time.perf_counter()
+        deliver("main")
+        wait_file_has(page, marker)
+        du = time.perf_counter() - t
+        bd = wait_idle(d)["last"]["duration_secs"]
+        s = wait_preview_idle(d, name)
+        results = [b["result"] for b in s["history"]]
+        assert results[:2] == ["succeeded", "stopped"], results
+        if r > 0:
+            bare.append(b); first.append(f); alone.append(a); during.append(du)
+            built_alone.append(ba); built_during.append(bd)
+    m = statistics.median
+    ratio = [f / b for f, b in zip(first, bare)]
+    ratio_during = [x / y for x, y in zip(during, alone)]
+    print(f"{rounds} rounds after one not counted, each case once per round (interleaved); medians, "
+          "ratios are the median of the per-round ratios\n")
+    print("| case | median | ratio |")
+    print("|---|---|---|")
+    print(f"| bare build: `pnpm install && pnpm docs:build` in production's checkout | {m(bare):.2f} s | 1.00 |")
+    print(f"| a branch's first preview, delivery to its page (fetch, worktree, `pnpm install` from the store, build, publish) | {m(first):.2f} s | {m(ratio):.2f} |")
+    print(f"| a production push alone, delivery to the live page | {m(alone):.2f} s | 1.00 |")
+    print(f"| the same push while a preview builds | {m(during):.2f} s | {m(ratio_during):.2f} |")
+    print(f"| production's recorded build alone (fetch to publish) | {m(built_alone):.2f} s | 1.00 |")
+    print(f"| production's recorded build during a preview | {m(built_during):.2f} s | "
+          f"{m([x / y for x, y in zip(built_during, built_alone)]):.2f} |")
+    print(f"| before production's build starts (delivery, worker, the preview letting go): alone / during | "
+          f"{m([x - y for x, y in zip(alone, built_alone)]):.2f} s / {m([x - y for x, y in zip(during, built_during)]):.2f} s | |")
+    r2 = lambda xs: [round(x, 2) for x in xs]
+    print(f"\nper round: bare {r2(bare)}, first preview {r2(first)}, alone {r2(alone)}, during {r2(during)}, "
+          f"built alone {r2(built_alone)}, built during {r2(built_during)}")
+    print(f"goals: first preview <= 1.3x the bare build: {'met' if m(ratio) <= 1.3 else 'MISSED'} ({m(ratio):.2f}x); "
+          f"production during a preview <= 1.1x alone: {'met' if m(ratio_during) <= 1.1 else 'MISSED'} "
+          f"({m(ratio_during):.2f}x); each stopped preview was built again and succeeded")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: the burst starts nginx and fcgiwrap as www-data")
@@ -1455,3 +1620,5 @@ if __name__ == "__main__":
         bucket_bench()
     if what in ("all", "report"):
         report_bench()
+    if what in ("all", "previews"):
+        previews_bench()
