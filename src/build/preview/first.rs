@@ -11,6 +11,12 @@
 //! `kill(-pgid, 0)` until their new parent reaps them. A preview that has not let go after
 //! the steps' grace period has its worker killed.
 //!
+//! Shared locks are granted at once beside another shared holder, so a stopped preview's
+//! worker asking for its turn again would get it before the running preview let go, and
+//! production would stop rebuild after rebuild. `first.gate` closes the door: production
+//! holds it exclusive from before it asks for `first.lock` until its turn ends, and a
+//! preview takes its turn only through it (shared, for the moment of taking `first.lock`).
+//!
 //! A stopped preview build is recorded as such, its delivery waits again, and its worker
 //! waits for the lock: the preview is built again as soon as production is done. Measured
 //! on a VitePress site, a production push during a preview build took 0.99 times as long
@@ -39,15 +45,23 @@ fn lock_path(hook_dir: &Path) -> PathBuf {
     hook_dir.join("first.lock")
 }
 
+/// The door to `first.lock` (see above).
+fn gate_path(hook_dir: &Path) -> PathBuf {
+    hook_dir.join("first.gate")
+}
+
 fn open(hook_dir: &Path) -> Result<File> {
-    let path = lock_path(hook_dir);
+    open_at(&lock_path(hook_dir))
+}
+
+fn open_at(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o640)
-        .open(&path)
+        .open(path)
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
 }
 
@@ -77,8 +91,12 @@ impl Drop for PreviewTurn {
 /// Waits until production does not build, and holds the machine for the preview whose
 /// state folder is `preview_dir`. A stop request left from before is void.
 pub fn preview_turn(hook_dir: &Path, preview_dir: &Path) -> Result<PreviewTurn> {
+    let gate = open_at(&gate_path(hook_dir))?;
+    // Waits while production waits for its turn or has it.
+    FileExt::lock_shared(&gate).map_err(|e| Error::io("cannot lock first.gate", e))?;
     let file = open(hook_dir)?;
     FileExt::lock_shared(&file).map_err(|e| Error::io("cannot lock first.lock", e))?;
+    drop(gate);
     let _ = fs::remove_file(stop_path(preview_dir));
     let worker = worker_path(preview_dir);
     if let Some(me) = Identity::me() {
@@ -111,6 +129,7 @@ pub fn stop_requested(preview_dir: &Path, id: &str) -> bool {
 /// Production's hold on the machine: no preview builds while it is held.
 pub struct ProductionTurn {
     _file: File,
+    _gate: File,
 }
 
 /// What taking the machine for production took: preview builds asked to stop, and preview
@@ -126,12 +145,24 @@ pub struct Taken {
 /// Takes the machine for a production build of the hook whose state folder is `hook_dir`,
 /// stopping the preview builds that hold it. Never waits for a preview build to end.
 pub fn production_turn(hook_dir: &Path, store: &Store) -> Result<(ProductionTurn, Taken)> {
+    let gate = open_at(&gate_path(hook_dir))?;
+    // Held shared by a preview only while it takes `first.lock`, which it gets at once
+    // (nobody holds that exclusive without this gate): never a preview build's wait.
+    FileExt::lock_exclusive(&gate).map_err(|e| Error::io("cannot lock first.gate", e))?;
     let file = open(hook_dir)?;
     let mut taken = Taken::default();
     let started = Instant::now();
     loop {
         match file.try_lock_exclusive() {
-            Ok(()) => return Ok((ProductionTurn { _file: file }, taken)),
+            Ok(()) => {
+                return Ok((
+                    ProductionTurn {
+                        _file: file,
+                        _gate: gate,
+                    },
+                    taken,
+                ))
+            }
             Err(e) if e.raw_os_error() != fs2::lock_contended_error().raw_os_error() => {
                 return Err(Error::io("cannot lock first.lock", e));
             }
@@ -174,7 +205,13 @@ pub fn production_turn(hook_dir: &Path, store: &Store) -> Result<(ProductionTurn
         }
         if waited > GIVE_UP {
             taken.gave_up = true;
-            return Ok((ProductionTurn { _file: file }, taken));
+            return Ok((
+                ProductionTurn {
+                    _file: file,
+                    _gate: gate,
+                },
+                taken,
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -249,6 +286,50 @@ mod tests {
         // nothing holds it: production takes it at once and stops nothing
         let (_p, taken) = production_turn(&hook_dir, &store).unwrap();
         assert_eq!(taken, Taken::default());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_preview_that_asks_for_its_turn_while_production_waits_comes_after_production() {
+        // A stopped preview's worker asks for its turn again at once; as a shared lock it
+        // would be granted beside the preview still letting go, again and again, and
+        // production would wait for each rebuild to be stopped (seen: three stops in a row).
+        let (dir, store) = temp("gate");
+        let (r, _) = store.find_or_make(&Subject::Pull(7), "refs/pull/7/head").unwrap();
+        let pdir = store.dir(&r.name);
+        let hook_dir = store.hook_dir.clone();
+        let turn = preview_turn(&hook_dir, &pdir).unwrap();
+        building(&store, &r.name, "b1");
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, h, s) = (order.clone(), hook_dir.clone(), store.hook_dir.clone());
+        let production = std::thread::spawn(move || {
+            let store = Store { hook_dir: s };
+            let (t, _) = production_turn(&h, &store).unwrap();
+            o.lock().unwrap().push("production");
+            drop(t);
+        });
+        // production waits: it has asked the running build to stop
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stop_requested(&pdir, "b1") {
+            assert!(Instant::now() < deadline, "production never asked the preview to stop");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // the same preview's worker (or another preview's) asks for its turn again
+        let (o, h, p) = (order.clone(), hook_dir.clone(), pdir.clone());
+        let again = std::thread::spawn(move || {
+            let t = preview_turn(&h, &p).unwrap();
+            o.lock().unwrap().push("preview");
+            drop(t);
+        });
+        // given the time to be (wrongly) granted beside the running build
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while order.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(turn);
+        production.join().unwrap();
+        again.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["production", "preview"]);
         fs::remove_dir_all(dir).unwrap();
     }
 }
