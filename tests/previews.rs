@@ -1016,7 +1016,9 @@ fn previews_remove_stops_a_running_build_and_removes_everything() {
     let c = w.push_to("x", "x.md", "x\n");
     deliver(&w, "github", "push", &push_body("x", &c));
     wait_for("the preview's step to start", Duration::from_secs(60), || {
-        fs::read_to_string(w.path("ran")).unwrap_or_default().contains("start branch-x")
+        fs::read_to_string(w.path("ran"))
+            .unwrap_or_default()
+            .contains("start branch-x")
     });
     let out = w.cmd(&["previews", "docs", "--remove", "branch-x"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -1031,23 +1033,39 @@ fn previews_remove_stops_a_running_build_and_removes_everything() {
     // a name that is not one: exit 2, with the names there are
     let out = w.cmd(&["previews", "docs", "--remove", "branch-x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no preview named"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no preview named"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = w.cmd(&["previews", "docs", "--remove", "../etc"]);
     assert_eq!(out.status.code(), Some(2));
     // a hook without previews: exit 2, saying how to get them
     w.config("github", "steps = [\"true\"]");
     let out = w.cmd(&["previews", "docs"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[hooks.docs.previews]"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[hooks.docs.previews]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn check_says_where_previews_go_and_what_is_missing() {
     let w = preview_world("preview-check", "github", "", None);
     let text = String::from_utf8(w.cmd(&["check"]).stdout).unwrap();
-    let line = |t: &str| t.lines().find(|l| l.contains("previews.to")).map(String::from).unwrap_or_default();
+    let line = |t: &str| {
+        t.lines()
+            .find(|l| l.contains("previews.to"))
+            .map(String::from)
+            .unwrap_or_default()
+    };
     assert!(line(&text).contains("does not exist"), "{text}");
-    assert!(text.contains("install -d -o") && text.contains("www/previews"), "{text}");
+    assert!(
+        text.contains("install -d -o") && text.contains("www/previews"),
+        "{text}"
+    );
     fs::create_dir_all(w.path("www/previews")).unwrap();
     let text = String::from_utf8(w.cmd(&["check"]).stdout).unwrap();
     assert!(
@@ -1056,4 +1074,179 @@ fn check_says_where_previews_go_and_what_is_missing() {
         "{text}"
     );
     assert!(!line(&text).contains("does not exist"), "{text}");
+}
+
+#[test]
+fn pull_requests_follow_new_commits_ignore_edits_and_come_back_when_reopened() {
+    // (provider, event, opened, new commits, closed, reopened, branch, pull ref, name)
+    let gitlab_create = fixture("gitlab-merge_request-create.json");
+    let gitlab_update = set(
+        &set(&gitlab_create, "object_attributes/action", "update".into()),
+        "object_attributes/oldrev",
+        "1111111111111111111111111111111111111111".into(),
+    );
+    let github_opened = fixture("github-pull_request-opened.json");
+    let gitea_opened = fixture("gitea-pull_request-opened.json");
+    let gitee_open = fixture("gitee-merge_request-open.json");
+    for (provider, event, opened, updated, closed, reopened, branch, pull_ref, name) in [
+        (
+            "github",
+            "pull_request",
+            github_opened.clone(),
+            fixture("github-pull_request-synchronize.json"),
+            fixture("github-pull_request-closed.json"),
+            set(&github_opened, "action", "reopened".into()),
+            "changes",
+            "refs/pull/2/head",
+            "pr-2",
+        ),
+        (
+            "gitlab",
+            "Merge Request Hook",
+            gitlab_create.clone(),
+            gitlab_update,
+            fixture("gitlab-merge_request-close.json"),
+            set(&gitlab_create, "object_attributes/action", "reopen".into()),
+            "feature",
+            "refs/merge-requests/1/head",
+            "pr-1",
+        ),
+        (
+            "gitea",
+            "pull_request",
+            gitea_opened.clone(),
+            fixture("gitea-pull_request-synchronized.json"),
+            fixture("gitea-pull_request-closed.json"),
+            set(&gitea_opened, "action", "reopened".into()),
+            "feature",
+            "refs/pull/1/head",
+            "pr-1",
+        ),
+        (
+            "gitee",
+            "Merge Request Hook",
+            gitee_open.clone(),
+            fixture("gitee-merge_request-update.json"),
+            fixture("gitee-merge_request-merge.json"),
+            gitee_open.clone(),
+            "feat-3",
+            "refs/pull/9/head",
+            "pr-9",
+        ),
+    ] {
+        let w = preview_world(&format!("preview-sync-{provider}"), provider, "", None);
+        let c1 = pull_request_from_branch(&w, branch, pull_ref);
+        let r = deliver(&w, provider, event, &opened);
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        wait_preview(&w, name, 1);
+        assert_eq!(
+            served(&w, name, "index.html").unwrap(),
+            format!("{name} {pull_ref} {c1}\n"),
+            "{provider}"
+        );
+
+        // new commits: built again, in place, with what the pull ref now holds
+        let c2 = w.push_to(branch, "pr.md", "a new commit\n");
+        git(&w.seed, &["push", "-q", "-f", "origin", &format!("HEAD:{pull_ref}")]);
+        assert_ne!(c1, c2);
+        let r = deliver(&w, provider, event, &updated);
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        let s = wait_preview(&w, name, 2);
+        assert_eq!(s["last"]["result"], "succeeded", "{provider}: {s}");
+        assert_eq!(
+            served(&w, name, "index.html").unwrap(),
+            format!("{name} {pull_ref} {c2}\n"),
+            "{provider}"
+        );
+
+        // an edit that brings no commit (a title, a label): answered, nothing built
+        let edit = match provider {
+            "github" | "gitea" => set(&opened, "action", "edited".into()),
+            "gitlab" => set(&opened, "object_attributes/action", "update".into()),
+            _ => set(&updated, "action_desc", "update_label".into()),
+        };
+        let r = deliver(&w, provider, event, &edit);
+        assert_eq!((r.status, r.word()), (200, "ignored"), "{provider}: {}", r.json);
+        assert_eq!(
+            preview_status(&w, name)["history"].as_array().unwrap().len(),
+            2,
+            "{provider}: nothing built"
+        );
+
+        // closed (or merged), then reopened: removed, then made again
+        let r = deliver(&w, provider, event, &closed);
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        wait_removed(&w, name);
+        assert!(served(&w, name, "index.html").is_none(), "{provider}");
+        let r = deliver(&w, provider, event, &reopened);
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        let s = wait_preview(&w, name, 1);
+        assert_eq!(s["last"]["result"], "succeeded", "{provider}: {s}");
+        assert_eq!(
+            served(&w, name, "index.html").unwrap(),
+            format!("{name} {pull_ref} {c2}\n"),
+            "{provider}"
+        );
+        assert_eq!(names(&w), [name], "{provider}");
+    }
+}
+
+#[test]
+fn deleting_a_branch_removes_its_preview_on_gitlab_and_gitee_too() {
+    let zeros = "0".repeat(40);
+    for (provider, event, deleted) in [
+        // GitLab: a push whose `after` is zeros, no `deleted` field
+        (
+            "gitlab",
+            "Push Hook",
+            format!("{{\"object_kind\":\"push\",\"ref\":\"refs/heads/docs-x\",\"before\":\"{}\",\"after\":\"{zeros}\",\"checkout_sha\":null}}", "1".repeat(40)),
+        ),
+        // Gitee: `deleted: true` (and zeros)
+        (
+            "gitee",
+            "Push Hook",
+            format!("{{\"hook_name\":\"push_hooks\",\"ref\":\"refs/heads/docs-x\",\"deleted\":true,\"created\":false,\"after\":\"{zeros}\"}}"),
+        ),
+    ] {
+        let w = preview_world(&format!("preview-delete-{provider}"), provider, "", None);
+        let c = w.push_to("docs-x", "a.md", "x\n");
+        let r = deliver(&w, provider, event, &push_body("docs-x", &c));
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        wait_preview(&w, "branch-docs-x", 1);
+        assert!(served(&w, "branch-docs-x", "index.html").is_some(), "{provider}");
+        git(&w.seed, &["push", "-q", "origin", "--delete", "docs-x"]);
+        let r = deliver(&w, provider, event, deleted.as_bytes());
+        assert_eq!((r.status, r.word()), (202, "queued"), "{provider}: {}", r.json);
+        wait_removed(&w, "branch-docs-x");
+        assert!(fs::symlink_metadata(w.path("www/previews/branch-docs-x")).is_err(), "{provider}");
+        assert!(!w.path("www/previews/branch-docs-x.releases").exists(), "{provider}");
+        assert!(!w.hook_dir().join("worktrees/branch-docs-x").exists(), "{provider}");
+        assert_eq!(names(&w), Vec::<String>::new(), "{provider}");
+    }
+}
+
+#[test]
+fn a_merge_request_from_a_gitlab_fork_is_answered_and_never_built() {
+    let w = preview_world("preview-fork-gitlab", "gitlab", "", None);
+    pull_request_from_branch(&w, "feature", "refs/merge-requests/1/head");
+    let from_fork = set(
+        &fixture("gitlab-merge_request-create.json"),
+        "object_attributes/source_project_id",
+        4_861_504.into(),
+    );
+    let r = deliver(&w, "gitlab", "Merge Request Hook", &from_fork);
+    assert_eq!((r.status, r.word()), (200, "ignored"), "{}", r.json);
+    assert!(r.json["message"].as_str().unwrap().contains("fork"), "{}", r.json);
+    assert!(!w.hook_dir().join("previews/pr-1").exists());
+    assert!(!w.path("ran").exists(), "no step ran");
+    // Gitee's fork body is answered the same way
+    let g = preview_world("preview-fork-gitee-body", "gitee", "", None);
+    let r = deliver(
+        &g,
+        "gitee",
+        "Merge Request Hook",
+        &fixture("gitee-merge_request-open-fork.json"),
+    );
+    assert_eq!((r.status, r.word()), (200, "ignored"), "{}", r.json);
+    assert!(!g.hook_dir().join("previews/pr-9").exists());
 }
