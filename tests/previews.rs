@@ -1250,3 +1250,77 @@ fn a_merge_request_from_a_gitlab_fork_is_answered_and_never_built() {
     assert_eq!((r.status, r.word()), (200, "ignored"), "{}", r.json);
     assert!(!g.hook_dir().join("previews/pr-9").exists());
 }
+
+#[test]
+fn previews_end_to_end_as_www_data_through_nginx_and_fcgiwrap() {
+    requires!(Root, WwwData, Nginx);
+    use crate::servers::Web;
+    use std::os::unix::fs::MetadataExt;
+    let w = preview_world("preview-www-data", "github", "", None);
+    let ok = Command::new("chown")
+        .args(["-R", "www-data:www-data"])
+        .arg(w.path("www"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let web = Web::nginx(&w);
+    let www_data = fs::metadata(&w.repo).unwrap().uid();
+    let post = |event: &str, body: &[u8]| {
+        web.post(
+            "/hooks/docs",
+            &[
+                ("X-GitHub-Event".to_string(), event.to_string()),
+                ("X-Hub-Signature-256".to_string(), github_sig(SECRET, body)),
+                ("Content-Type".to_string(), "application/json".to_string()),
+            ],
+            body,
+        )
+    };
+    // production first, then a pull request: both built by www-data's worker
+    let main = w.head();
+    let r = post("push", &push_body("main", &main));
+    assert_eq!(r.status, 202, "{r:?}\n{}", web.error_log_text());
+    w.wait_idle();
+    let c = pull_request_from_branch(&w, "changes", "refs/pull/2/head");
+    let r = post("pull_request", &fixture("github-pull_request-opened.json"));
+    assert_eq!(r.status, 202, "{r:?}\n{}", web.error_log_text());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("http://pr-2.preview.test/"),
+        "{:?}",
+        r.json()
+    );
+    let s = wait_preview(&w, "pr-2", 1);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    let tree = w.hook_dir().join("worktrees/pr-2");
+    assert_eq!(
+        fs::metadata(&tree).unwrap().uid(),
+        www_data,
+        "the worktree is www-data's"
+    );
+    let release = fs::canonicalize(w.path("www/previews/pr-2")).unwrap();
+    assert_eq!(fs::metadata(release.join("index.html")).unwrap().uid(), www_data);
+    let live = fs::canonicalize(w.path("www/docs")).unwrap();
+    assert_eq!(ino(&live.join("shared.txt")), ino(&release.join("shared.txt")));
+
+    // served by the shipped previews.conf, by Host header
+    let n = PreviewNginx::start(&w, &w.path("www/previews"));
+    assert_eq!(n.preview("pr-2", "/"), (200, format!("pr-2 refs/pull/2/head {c}\n")));
+    assert_eq!(n.get("PR-2.Preview.Test.", "/").0, 200, "nginx lowercases the Host");
+    assert_eq!(n.preview("pr-3", "/").0, 404);
+
+    // `previews` and `status` as root drop to the state's owner and see it
+    let listed = previews_json(&w);
+    assert_eq!(listed["previews"][0]["name"], "pr-2", "{listed}");
+    let status = String::from_utf8(w.cmd(&["status", "docs"]).stdout).unwrap();
+    assert!(status.contains("pr-2"), "{status}");
+
+    // merged: removed, and nginx answers 404 at once
+    let r = post("pull_request", &fixture("github-pull_request-closed.json"));
+    assert_eq!(r.status, 202, "{r:?}");
+    wait_removed(&w, "pr-2");
+    assert_eq!(n.preview("pr-2", "/").0, 404);
+    assert!(!tree.exists());
+}
