@@ -29,11 +29,7 @@ pub(super) fn check(ctx: &Ctx, hook: &Hook, previews: &Previews, home: &Path, r:
     } else {
         r.ok(
             "previews",
-            format!(
-                "previews go to {}, seen at {}",
-                to.display(),
-                previews.url_of("NAME")
-            ),
+            format!("previews go to {}, seen at {}", to.display(), previews.url_of("NAME")),
         );
         let production = hook.publish.as_ref().and_then(|p| p.local_to());
         let folder_of = |p: &Path| p.parent().and_then(|d| std::fs::metadata(d).ok()).map(|m| m.dev());
