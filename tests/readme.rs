@@ -1,7 +1,7 @@
 //! The config blocks a reader pastes, pasted as they are with only their paths changed, pass
 //! `check` and build and publish a site whose generator is a devDependency (as VitePress and
 //! VuePress are), with the default steps: the full block of the config reference
-//! (docs/config.md, "Every key"), the README's minimal config, and its bucket.
+//! (docs/config.md, "Every key"), the README's minimal config, its bucket, and its previews.
 
 use std::fs;
 use std::path::Path;
@@ -148,6 +148,112 @@ fn the_readme_bucket_config_with_its_paths_adjusted_passes_check_and_publishes()
     assert_eq!(
         (page.status, String::from_utf8_lossy(&page.body).as_ref()),
         (200, "<h1>Hello from the README's config</h1>\n")
+    );
+}
+
+#[test]
+fn the_readme_previews_steps_followed_as_written_give_a_pushed_branch_its_preview() {
+    requires!(Root, WwwData, Pnpm);
+    let w = World::new("readme-previews");
+    let www = w.path("www");
+    fs::create_dir_all(www.join("docs")).unwrap();
+    site_with_a_local_generator(&w, "docs/.vitepress/dist");
+    let minimal = toml_block("README.md", "A minimal config");
+    // the block of step 3, indented in its list item
+    let previews: String = toml_block("README.md", "Previews")
+        .split("```")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    assert!(previews.starts_with("[hooks.docs.previews]"), "{previews}");
+    // step 3 says: below the hook's publish table (the minimal config's last)
+    let text = adjust(
+        &w,
+        format!("{minimal}\n{previews}"),
+        "the README's minimal config and its previews",
+        &[
+            ("/etc/deploy-hook/docs.secret", &w.secret_file),
+            ("/srv/deploy-hook/docs", &w.repo),
+            ("/var/www/docs/site", &www.join("docs/site")),
+            ("/var/www/docs-previews", &www.join("docs-previews")),
+        ],
+    );
+    let text = format!("state_dir = {:?}\n{text}", w.state.to_str().unwrap());
+    // step 2, as written
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains("`install -d -o www-data -g www-data /var/www/docs-previews`"));
+    let ok = Command::new("install")
+        .args(["-d", "-o", "www-data", "-g", "www-data"])
+        .arg(www.join("docs-previews"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    checks_and_builds(&w, &text);
+
+    // a branch pushed: answered with the preview's address, then built and published
+    // the author pushes a branch (the setup gave this world's folder, the "forge" and the
+    // author's clone too, to www-data: the author is www-data here)
+    fs::write(w.seed.join("docs/README.md"), "Hello from a branch\n").unwrap();
+    let author = |args: &[&str]| {
+        let out = Command::new("/usr/sbin/runuser")
+            .args([
+                "-u",
+                "www-data",
+                "--",
+                "git",
+                "-c",
+                "user.name=A",
+                "-c",
+                "user.email=a@example.com",
+            ])
+            .args(args)
+            .current_dir(&w.seed)
+            .env("HOME", &w.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    author(&["checkout", "-q", "-b", "feature/x"]);
+    author(&["commit", "-qam", "a branch"]);
+    author(&["push", "-q", "origin", "feature/x"]);
+    let c = author(&["rev-parse", "HEAD"]);
+    let ts = (now_ms() - 60_000).to_string();
+    let r = w
+        .cgi()
+        .header("X-Gitee-Token", gitee_token(SECRET, &ts))
+        .header("X-Gitee-Timestamp", &ts)
+        .header("X-Gitee-Event", "Push Hook")
+        .body(format!("{{\"ref\":\"refs/heads/feature/x\",\"after\":\"{c}\"}}").as_bytes())
+        .run();
+    assert_eq!(r.status, 202, "{}", r.json);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://branch-feature-x.preview.docs.example.com/"),
+        "{}",
+        r.json
+    );
+    let page = www.join("docs-previews/branch-feature-x/index.html");
+    wait_for("the preview", std::time::Duration::from_secs(120), || page.exists());
+    assert_eq!(fs::read_to_string(&page).unwrap(), "<h1>Hello from a branch</h1>\n");
+    assert_eq!(
+        fs::read_to_string(www.join("docs/site/index.html")).unwrap(),
+        "<h1>Hello from the README's config</h1>\n",
+        "the production site is as it was"
+    );
+    let out = w.cmd(&["previews", "docs"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("branch-feature-x") && listed.contains(&c[..10]),
+        "{listed}"
     );
 }
 
