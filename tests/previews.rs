@@ -1324,3 +1324,119 @@ fn previews_end_to_end_as_www_data_through_nginx_and_fcgiwrap() {
     assert_eq!(n.preview("pr-2", "/").0, 404);
     assert!(!tree.exists());
 }
+
+#[test]
+fn with_a_report_a_previews_commit_status_links_to_the_preview_and_the_page_lists_it() {
+    requires!(Python);
+    use crate::doubles::Doubles;
+    use std::os::unix::fs::PermissionsExt;
+    const TOKEN: &str = "ghp_previewtoken0123456789";
+    let w = preview_world("preview-report", "github", "", None);
+    let d = Doubles::start(
+        &w.path("doubles"),
+        &serde_json::json!({"github": {"token": TOKEN, "repo": "acme/docs", "scopes": "repo:status"}}),
+    );
+    let token = w.path("docs.token");
+    fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+    let page = w.path("page");
+    let mut config = fs::read_to_string(&w.config).unwrap();
+    config.push_str(&format!(
+        "[hooks.docs.report]\napi = {:?}\nrepo = \"acme/docs\"\ntoken_file = {:?}\n\
+         [hooks.docs.page]\ndir = {:?}\nurl = \"https://docs.example.com/_builds/\"\n",
+        d.url("/github"),
+        token.to_str().unwrap(),
+        page.to_str().unwrap()
+    ));
+    fs::write(&w.config, config).unwrap();
+    let limit = Duration::from_secs(60);
+    let page_previews = || -> Vec<String> {
+        fs::read(page.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|s| s["previews"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| format!("{} {} {}", p["name"], p["url"], p["commit"]))
+            .collect()
+    };
+
+    let main = w.head();
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    d.wait_for("github", 2, limit);
+    assert!(page_previews().is_empty());
+
+    let c = pull_request_from_branch(&w, "changes", "refs/pull/2/head");
+    let r = deliver(
+        &w,
+        "github",
+        "pull_request",
+        &fixture("github-pull_request-opened.json"),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = wait_preview(&w, "pr-2", 1);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    let statuses = d.wait_for("github", 4, limit);
+    let (production, preview): (Vec<_>, Vec<_>) = statuses
+        .iter()
+        .partition(|r| r["body"]["context"] == "deploy-hook/docs");
+    // production's: on its commit, linked to its entry on the page
+    assert_eq!(production.len(), 2, "{statuses:?}");
+    for r in &production {
+        assert_eq!(r["path"], format!("/github/repos/acme/docs/statuses/{main}"));
+        assert!(
+            r["body"]["target_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://docs.example.com/_builds/#b"),
+            "{r}"
+        );
+    }
+    // the preview's: on the pull request's commit, named apart, linked to the preview
+    let states: Vec<&str> = preview.iter().map(|r| r["body"]["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["pending", "success"], "{statuses:?}");
+    for r in &preview {
+        assert_eq!(r["ok"], true, "the double took it: {r}");
+        assert_eq!(r["path"], format!("/github/repos/acme/docs/statuses/{c}"));
+        assert_eq!(r["body"]["context"], "deploy-hook/docs/preview");
+        assert_eq!(r["body"]["target_url"], "http://pr-2.preview.test/");
+    }
+    // the page: production's builds only, and the preview in its list
+    assert_eq!(
+        page_previews(),
+        [format!("\"pr-2\" \"http://pr-2.preview.test/\" \"{c}\"")]
+    );
+    let html = fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(
+        html.contains("<h2>Previews</h2>") && html.contains("href=\"http://pr-2.preview.test/\""),
+        "{html}"
+    );
+    let public: serde_json::Value = serde_json::from_slice(&fs::read(page.join("status.json")).unwrap()).unwrap();
+    let builds: Vec<&str> = public["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["commit"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        builds.len() == 1 && builds[0].starts_with(&main[..7]),
+        "only production's build is among the builds: {public}"
+    );
+
+    // closed: gone from the page too
+    let r = deliver(
+        &w,
+        "github",
+        "pull_request",
+        &fixture("github-pull_request-closed.json"),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    wait_removed(&w, "pr-2");
+    wait_for("the page to drop the preview", limit, || page_previews().is_empty());
+    assert!(!fs::read_to_string(page.join("index.html"))
+        .unwrap()
+        .contains("pr-2.preview.test"));
+    // no token in anything the page shows
+    assert!(!fs::read_to_string(page.join("index.html")).unwrap().contains(TOKEN));
+}

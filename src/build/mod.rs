@@ -14,7 +14,7 @@ pub mod finish;
 pub mod pipeline;
 pub mod preview;
 pub mod queue;
-pub mod reporting;
 pub mod release;
+pub mod reporting;
 pub mod state;
 pub mod tokens;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::build::buildlog::{self, BuildLog};
 use crate::build::finish::{self, Finished};
-use crate::build::reporting::Reports;
 use crate::build::preview::{self, store::Record, store::Store};
 use crate::build::release;
+use crate::build::reporting::Reports;
 use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
 use crate::config::{Cmd, Destinations, Hook, Previews, Step};
 use crate::error::{Error, Result};

@@ -4,6 +4,11 @@
 //! and when it ends; the forge's status and the robots' messages when the commit is known
 //! and when the build is recorded (by its own worker, or by recovery after it died).
 //!
+//! A preview's build (issue 16) reports only its commit status, named `CONTEXT/preview` and
+//! linked to the preview's address; the page is the production site's, and lists the
+//! previews (rewritten after a preview's build and removal, `page_now`); robots are about
+//! the production site.
+//!
 //! Only the build worker (and `run --wait`) makes `Reports`; a delivery never does. Nothing
 //! here can fail a build: the page is a few file writes whose failure is logged, and what
 //! goes over the network is queued to the reporter's threads.
@@ -12,10 +17,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::build::preview::{self, store::Store};
 use crate::build::state::{BuildRecord, HookState, Status};
 use crate::config::{Config, Hook, LogConfig};
+use crate::error::BuildResult;
 use crate::report::event::{Build, Commit, Conclusion};
-use crate::report::page::{Held, Running, View};
+use crate::report::page::{Held, Preview, Running, View};
 use crate::report::{Reporter, JOIN};
 use crate::sys::log::Log;
 use crate::sys::process::{Out, Process};
@@ -32,6 +39,8 @@ pub struct Reports {
     /// Where the reporter's warnings go; opened when there is something to report.
     log: Option<Log>,
     log_config: LogConfig,
+    /// A preview's build: its address, where its commit status links.
+    target_url: Option<String>,
 }
 
 impl Reports {
@@ -42,7 +51,28 @@ impl Reports {
             lines: None,
             log: None,
             log_config: cfg.log.clone(),
+            target_url: None,
         }
+    }
+
+    /// The reports of a build of the preview at `url` that builds `git_ref`: its commit
+    /// status only, named `CONTEXT/preview` (a commit may be production's too, and its status
+    /// is not to be overwritten), linked to `url`, on GitLab for the ref it builds (a merge
+    /// request's pipelines are on `refs/merge-requests/N/head`).
+    pub fn for_preview(hook: &Hook, cfg: &Config, git_ref: &str, url: &str) -> Reports {
+        let mut h = hook.clone();
+        h.page = None;
+        h.notify.clear();
+        if let Some(r) = h.report.as_mut() {
+            let context = format!("{}/preview", r.context);
+            if context.chars().count() <= 100 {
+                r.context = context;
+            }
+        }
+        h.branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref).to_string();
+        let mut r = Reports::new(&h, cfg);
+        r.target_url = Some(url.to_string());
+        r
     }
 
     /// Its own log handle: the build's is borrowed elsewhere while it runs.
@@ -88,7 +118,7 @@ impl Reports {
                 release: None,
                 lines: Vec::new(),
                 timeout_secs: None,
-                target_url: None,
+                target_url: self.target_url.clone(),
             };
             self.reporter.started(&b, &mut log);
         }
@@ -100,7 +130,9 @@ impl Reports {
     /// final status, the messages its event asks for. Recovery calls this too, for a
     /// build whose worker died.
     pub fn finished(&mut self, hook: &Hook, state: &HookState, status: &Status, record: &BuildRecord) {
-        if !self.reporter.active() {
+        // A preview's build stopped for production's is built again at once: its commit's
+        // status stays pending.
+        if !self.reporter.active() || record.result == BuildResult::Stopped {
             return;
         }
         let b = self.build_of(hook, state, record, true);
@@ -160,7 +192,7 @@ impl Reports {
                 Vec::new()
             },
             timeout_secs: (c == Conclusion::TimedOut).then_some(hook.step_timeout.as_secs()),
-            target_url: None,
+            target_url: self.target_url.clone(),
         }
     }
 
@@ -224,7 +256,7 @@ impl Reports {
             builds,
             commit_url: self.reporter.commit_url(),
             logs: hook.page.as_ref().is_some_and(|p| p.logs),
-            previews: Vec::new(),
+            previews: previews_of(hook, state),
             now: time::now(),
         }
     }
@@ -295,8 +327,30 @@ fn own_log<'a>(state: &HookState, path: &'a str) -> Option<&'a Path> {
     (p.parent() == Some(state.builds_dir().as_path())).then_some(p)
 }
 
-/// After a change to what is live outside a build (`rollback`, `resume`): the page says
-/// it (the live release, the hold).
+/// The previews the page lists: those that serve a release, by name.
+fn previews_of(hook: &Hook, state: &HookState) -> Vec<Preview> {
+    let Some(p) = &hook.previews else {
+        return Vec::new();
+    };
+    let store = Store {
+        hook_dir: state.dir.clone(),
+    };
+    preview::shown(&store, p)
+        .into_iter()
+        .filter_map(|s| {
+            Some(Preview {
+                built: s.built?,
+                name: s.name,
+                git_ref: s.git_ref,
+                commit: s.commit,
+                url: s.url,
+            })
+        })
+        .collect()
+}
+
+/// After a change to what is live outside a build (`rollback`, `resume`; a preview's
+/// build or removal): the page says it (the live release, the hold, the previews).
 pub fn page_now(hook: &Hook, state: &HookState, cfg: &Config) {
     if hook.page.is_none() {
         return;

@@ -31,7 +31,9 @@ impl From<BuildResult> for Conclusion {
             BuildResult::Failed => Conclusion::Failed,
             BuildResult::TimedOut => Conclusion::TimedOut,
             BuildResult::Interrupted => Conclusion::Interrupted,
-            BuildResult::Superseded => Conclusion::Superseded,
+            // A preview's build stopped for production's: like a superseded one, another
+            // build comes after it (of the same commit; `Reports` says nothing of it).
+            BuildResult::Superseded | BuildResult::Stopped => Conclusion::Superseded,
             BuildResult::Unknown => Conclusion::Unknown,
         }
     }

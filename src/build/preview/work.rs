@@ -25,6 +25,7 @@ use super::{tree, Subject};
 use crate::build::enqueue::{enqueue, Ask, Enqueued, Site, Then};
 use crate::build::pipeline::{self, Build, PreviewBuild};
 use crate::build::queue;
+use crate::build::reporting::{self, Reports};
 use crate::build::state::{BuildResult, HookState, Pending, State};
 use crate::build::tokens::TokenClaim;
 use crate::config::{Config, Hook, Previews};
@@ -133,9 +134,18 @@ pub fn remove_now(cfg: &Config, hook: &Hook, name: &str, log: &mut Log) -> Resul
     first::stop(&state.dir);
     // Its worker, if one runs, removes it once it lets go; else we do.
     if let Some(_lock) = own_lock(&state, true)? {
-        store.naming(|| remove_if_asked(hook, previews, &store, name, log))?;
+        if store.naming(|| remove_if_asked(hook, previews, &store, name, log))? {
+            reporting::page_now(hook, &hook_state(&store), cfg);
+        }
     }
     Ok(true)
+}
+
+/// The hook's own state folder (production's), whose page lists the previews.
+fn hook_state(store: &Store) -> HookState {
+    HookState {
+        dir: store.hook_dir.clone(),
+    }
 }
 
 /// The preview's own lock (`build.lock` in its state folder): blocking, or `None` when it
@@ -173,12 +183,34 @@ pub fn work(cfg: &Config, hook: &Hook, name: &str, log: &mut Log) -> Result<()> 
         return Ok(());
     };
     process::become_subreaper();
+    // Made at its first build; what it queued goes out after the preview's lock is let go.
+    let mut reports = None;
+    let worked = builds(cfg, hook, previews, &store, name, log, &mut reports);
+    if let Some(r) = reports {
+        r.join();
+    }
+    worked
+}
+
+/// `work`'s loop: builds and removes until nothing waits.
+fn builds(
+    cfg: &Config,
+    hook: &Hook,
+    previews: &Previews,
+    store: &Store,
+    name: &str,
+    log: &mut Log,
+    reports: &mut Option<Reports>,
+) -> Result<()> {
+    let store = store.clone();
     let state = HookState::new(&store.root(), name);
     loop {
         let Some(lock) = own_lock(&state, false)? else {
             return Ok(()); // its holder sees what waits
         };
         if store.naming(|| remove_if_asked(hook, previews, &store, name, log))? {
+            // The page lists the previews.
+            reporting::page_now(hook, &hook_state(&store), cfg);
             return Ok(());
         }
         recover(hook, &state, name, log)?;
@@ -197,6 +229,8 @@ pub fn work(cfg: &Config, hook: &Hook, name: &str, log: &mut Log) -> Result<()> 
                 store: &store,
             };
             let mut cancel = |id: &str| first::stop_requested(&state.dir, id);
+            let reports =
+                reports.get_or_insert_with(|| Reports::for_preview(hook, cfg, &record.git_ref, &previews.url_of(name)));
             let built = pipeline::build(
                 Build {
                     hook,
@@ -204,6 +238,7 @@ pub fn work(cfg: &Config, hook: &Hook, name: &str, log: &mut Log) -> Result<()> 
                     log,
                     cancel: &mut cancel,
                     preview: Some(&pb),
+                    reports,
                 },
                 &p,
             )
@@ -212,6 +247,9 @@ pub fn work(cfg: &Config, hook: &Hook, name: &str, log: &mut Log) -> Result<()> 
             })?;
             drop(turn);
             note_built(&store, &record, &built);
+            if built.result == BuildResult::Succeeded {
+                reporting::page_now(hook, &hook_state(&store), cfg);
+            }
             match built.result {
                 // Stopped for production (or for its removal): its delivery waits again, and
                 // its next turn comes after production's.
