@@ -1440,3 +1440,30 @@ fn with_a_report_a_previews_commit_status_links_to_the_preview_and_the_page_list
     // no token in anything the page shows
     assert!(!fs::read_to_string(page.join("index.html")).unwrap().contains(TOKEN));
 }
+
+#[test]
+fn a_replayed_gitee_preview_delivery_is_a_duplicate_and_builds_nothing() {
+    let w = preview_world("preview-replay", "gitee", "", None);
+    let c = w.push_to("docs-x", "a.md", "x\n");
+    let ts = (now_ms() - 1000).to_string();
+    let send = || {
+        w.cgi()
+            .body(&push_body("docs-x", &c))
+            .header("X-Gitee-Event", "Push Hook")
+            .header("X-Gitee-Timestamp", &ts)
+            .header("X-Gitee-Token", gitee_token(SECRET, &ts))
+            .run()
+    };
+    let r = send();
+    assert_eq!((r.status, r.word()), (202, "queued"), "{}", r.json);
+    wait_preview(&w, "branch-docs-x", 1);
+    // the same signed delivery again, after its build: seen, as a production one is
+    let r = send();
+    assert_eq!((r.status, r.word()), (200, "duplicate"), "{}", r.json);
+    assert!(!preview_dir(&w, "branch-docs-x").join("pending").exists());
+    assert_eq!(
+        preview_status(&w, "branch-docs-x")["history"].as_array().unwrap().len(),
+        1,
+        "built once"
+    );
+}
