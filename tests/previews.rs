@@ -1467,3 +1467,27 @@ fn a_replayed_gitee_preview_delivery_is_a_duplicate_and_builds_nothing() {
         "built once"
     );
 }
+
+#[test]
+fn staying_root_needs_the_previews_folder_to_be_roots_alone_too() {
+    requires!(Root, WwwData);
+    let w = preview_world("preview-root-alone", "github", "", None);
+    let to = w.path("www/previews");
+    fs::create_dir_all(&to).unwrap();
+    // everything root's: a command started as root stays root, and builds
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // www-data could plant a symlink where root makes a preview's releases: refused
+    crate::check::chown("www-data:www-data", true, &to);
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(77), "{t}");
+    assert!(
+        t.contains(&format!("its previews.to {} is not root's alone", to.display())),
+        "{t}"
+    );
+}

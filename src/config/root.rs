@@ -11,7 +11,8 @@ impl Hook {
     /// What a command that stays root would run in or write besides the hook's state
     /// folder, as the config calls each: the checkout, the local publish target and its
     /// releases (`<to>.releases`, as `publish::local` names them; the folder holding both
-    /// is on the way to them), a HOME the `env` table sets, and the build page's folder.
+    /// is on the way to them), a HOME the `env` table sets, the build page's folder, and
+    /// the previews' folder.
     pub fn root_paths(&self) -> Vec<(&'static str, PathBuf)> {
         let mut out = vec![("repo", self.repo.clone())];
         if let Some(to) = self.publish.as_ref().and_then(Publish::local_to) {
@@ -26,6 +27,10 @@ impl Hook {
         // The build page is written there after every build.
         if let Some(page) = &self.page {
             out.push(("page.dir", page.dir.clone()));
+        }
+        // Every preview's releases and symlink are made there.
+        if let Some(previews) = &self.previews {
+            out.push(("previews.to", previews.to.clone()));
         }
         out
     }
