@@ -432,3 +432,44 @@ fn check_warns_of_gitee_signing_hooks_that_share_a_secret() {
     assert!(!config(&other, "").contains(warning));
     assert!(!config(&w.secret_file, "gitee_mode = \"password\"").contains(warning));
 }
+
+#[test]
+fn a_bucket_that_accepts_and_never_answers_fails_the_publish_in_seconds_not_at_step_timeout() {
+    requires!(S3);
+    let w = World::new("bucket-silent");
+    // An S3 endpoint that takes every connection and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let conf = w.path("rclone.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[s3]\ntype = s3\nprovider = Other\naccess_key_id = AK\nsecret_access_key = SK\nendpoint = http://127.0.0.1:{port}\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).unwrap();
+    // step_timeout is what used to stop it; rclone's own limits must come far sooner
+    // (docs/bucket.md: at most 8 requests of 5 s each).
+    w.config(
+        "gitee",
+        &format!(
+            "mode = \"sync\"\nsteps = [[\"true\"]]\nstep_timeout_secs = 150\n[hooks.docs.publish]\nfrom = \"public\"\nbucket = \"s3:site/docs\"\nrclone_config = {:?}\n",
+            conf.display()
+        ),
+    );
+    fs::create_dir_all(w.seed.join("public")).unwrap();
+    w.push("public/index.html", "v1\n");
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = w.log_text(&w.status()["last"]);
+    assert!(log.contains("publish failed at bucket: rclone cat failed"), "{log}");
+    assert!(log.contains("timeout awaiting response headers"), "{log}");
+    assert!(!log.contains("took longer than"), "{log}");
+}

@@ -10,9 +10,14 @@
 //!   flag it is an empty output and exit 0). Never `--s3-no-head-object` with `cat`: rclone
 //!   then takes the object for a folder and prints nothing.
 //! - Delete: `delete --files-from-raw LIST --no-traverse`.
-//! - Every call: `--retries 1 --low-level-retries 3 --contimeout 5s --timeout 30s` (with
-//!   rclone's defaults an unreachable endpoint takes about three minutes to fail), and our
-//!   own deadline, the hook's step timeout, after which its process group is killed.
+//! - Every call: `--retries 1 --contimeout 5s --s3-no-check-bucket` and our own deadline,
+//!   the hook's step timeout, after which its process group is killed. A read (`cat`,
+//!   `version`, `listremotes`) also gets `--low-level-retries 1 --timeout 5s`, so that a
+//!   bucket that accepts connections and never answers fails the publish (whose first call
+//!   reads the manifest) and `check` in about 40 s; a write (`copy`, `copyto`, `delete`)
+//!   gets `--low-level-retries 3 --timeout 30s`, because a loaded server may take more
+//!   than 5 s to answer a PUT it is storing. With rclone's defaults an unreachable endpoint
+//!   takes minutes to fail, and one that never answers, for ever.
 //!
 //! The environment is PATH, HOME and LANG only: rclone 1.60 cannot make any S3 client when
 //! `AWS_CA_BUNDLE` is set (Debian's curl-ish setups and some CI machines set it), and the
@@ -50,17 +55,25 @@ const DIR_NOT_FOUND: i32 = 3;
 const MANIFEST_LIMIT: usize = 64 << 20;
 
 /// The flags of every call: fail within seconds, not minutes, and never create the bucket.
-const COMMON: [&str; 9] = [
-    "--retries",
-    "1",
-    "--low-level-retries",
-    "3",
-    "--contimeout",
-    "5s",
-    "--timeout",
-    "30s",
-    "--s3-no-check-bucket",
-];
+const COMMON: [&str; 5] = ["--retries", "1", "--contimeout", "5s", "--s3-no-check-bucket"];
+
+/// The limits of a read, which moves little: a request that gets no answer for 5 s fails.
+/// rclone 1.60 makes up to 8 requests for one `cat` of a bucket that never answers (it
+/// asks for the object, then lists it as a folder; each is tried twice by rclone's pacer
+/// and twice by the S3 client, whatever `--low-level-retries` below 2 says), so such a
+/// read fails in about 40 s.
+const READ: [&str; 4] = ["--low-level-retries", "1", "--timeout", "5s"];
+
+/// The limits of a write: a PUT that a loaded server is still storing may take more than
+/// 5 s to be answered, so 30 s without a byte, each request tried up to 3 times.
+const WRITE: [&str; 4] = ["--low-level-retries", "3", "--timeout", "30s"];
+
+/// Which limits a call gets: `READ` or `WRITE`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Read,
+    Write,
+}
 
 /// The flags of every upload: ask the bucket nothing the manifest already says.
 const UPLOAD: [&str; 4] = ["--no-check-dest", "--no-traverse", "--s3-no-head", "--copy-links"];
@@ -129,13 +142,18 @@ impl Rclone {
         &self.program
     }
 
-    /// Runs `rclone --config CONFIG <COMMON> args...`, output captured, within the deadline
-    /// (then its group is stopped).
-    fn run(&self, args: &[&str]) -> Result<Ran, String> {
+    /// Runs `rclone --config CONFIG <COMMON> <READ or WRITE> args...`, output captured,
+    /// within the deadline (then its group is stopped).
+    fn run(&self, kind: Kind, args: &[&str]) -> Result<Ran, String> {
         let mut p = Process::new(self.program.to_string_lossy());
+        let limits = match kind {
+            Kind::Read => READ,
+            Kind::Write => WRITE,
+        };
         p.arg("--config")
             .arg(&self.config)
             .args(COMMON)
+            .args(limits)
             .args(args)
             .env(&self.env)
             .timeout(self.timeout)
@@ -166,8 +184,8 @@ impl Rclone {
     }
 
     /// Runs a call that must succeed.
-    fn run_ok(&self, args: &[&str]) -> Result<Ran, String> {
-        let ran = self.run(args)?;
+    fn run_ok(&self, kind: Kind, args: &[&str]) -> Result<Ran, String> {
+        let ran = self.run(kind, args)?;
         if ran.code == Some(0) {
             Ok(ran)
         } else {
@@ -189,7 +207,7 @@ impl Rclone {
 
     /// `rclone version`'s first line, for `check`.
     pub fn version(&self) -> Result<String, String> {
-        let ran = self.run_ok(&["version"])?;
+        let ran = self.run_ok(Kind::Read, &["version"])?;
         Ok(String::from_utf8_lossy(&ran.stdout)
             .lines()
             .next()
@@ -200,7 +218,7 @@ impl Rclone {
     /// The remotes rclone_config defines (`name:` each), for `check`. `listremotes` prints
     /// names only, never a key.
     pub fn remotes(&self) -> Result<Vec<String>, String> {
-        let ran = self.run_ok(&["listremotes"])?;
+        let ran = self.run_ok(Kind::Read, &["listremotes"])?;
         Ok(String::from_utf8_lossy(&ran.stdout)
             .lines()
             .map(|l| l.trim().to_string())
@@ -228,7 +246,7 @@ fn failure(command: &str, ran: &Ran) -> String {
 impl Store for Rclone {
     fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, String> {
         let at = self.at(path);
-        let ran = self.run(&["cat", "--error-on-no-transfer", &at])?;
+        let ran = self.run(Kind::Read, &["cat", "--error-on-no-transfer", &at])?;
         match ran.code {
             Some(0) => Ok(Some(ran.stdout)),
             Some(NO_TRANSFER) => Ok(None),
@@ -259,7 +277,7 @@ impl Store for Rclone {
         }
         let remote = self.at("");
         args.extend([src.as_str(), remote.as_str()]);
-        self.run_ok(&args).map(|_| ())
+        self.run_ok(Kind::Write, &args).map(|_| ())
     }
 
     fn put(&mut self, local: &Path, path: &str, cache_control: &str) -> Result<(), String> {
@@ -269,7 +287,7 @@ impl Store for Rclone {
         let mut args = vec!["copyto"];
         args.extend(UPLOAD);
         args.extend(["--header-upload", &header, &local, &at]);
-        self.run_ok(&args).map(|_| ())
+        self.run_ok(Kind::Write, &args).map(|_| ())
     }
 
     fn delete(&mut self, paths: &[String]) -> Result<(), String> {
@@ -280,8 +298,11 @@ impl Store for Rclone {
         let list = self.list("delete.list", &refs)?;
         let list = list.to_string_lossy().into_owned();
         let remote = self.at("");
-        self.run_ok(&["delete", "--files-from-raw", &list, "--no-traverse", &remote])
-            .map(|_| ())
+        self.run_ok(
+            Kind::Write,
+            &["delete", "--files-from-raw", &list, "--no-traverse", &remote],
+        )
+        .map(|_| ())
     }
 }
 
