@@ -1491,3 +1491,129 @@ fn staying_root_needs_the_previews_folder_to_be_roots_alone_too() {
         "{t}"
     );
 }
+
+/// Appends hook `gl` to `w`'s config (its checkout shared with `docs`, which is allowed),
+/// with `tables` (its publish and previews tables).
+fn add_hook_gl(w: &World, tables: &str) {
+    let mut text = fs::read_to_string(&w.config).unwrap();
+    text.push_str(&format!(
+        "\n[hooks.gl]\nprovider = \"gitlab\"\nsecret_file = {:?}\nrepo = {:?}\nsteps = [[\"true\"]]\n{tables}\n",
+        w.secret_file.to_str().unwrap(),
+        w.repo.to_str().unwrap(),
+    ));
+    fs::write(&w.config, text).unwrap();
+}
+
+/// The config error a delivery is answered with (500) and `check` fails with, which names
+/// both hooks' keys.
+fn refused(w: &World, body: &[u8], mine: &str, theirs: &str) {
+    let r = deliver_docs(w, body);
+    assert_eq!(r.status, 500, "{}", r.json);
+    assert!(
+        r.stderr.contains(mine) && r.stderr.contains(theirs),
+        "{mine} / {theirs}: {}",
+        r.stderr
+    );
+    let out = w.cmd(&["check"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains(mine) && all.contains(theirs), "{mine} / {theirs}: {all}");
+}
+
+#[test]
+fn a_preview_can_never_be_or_hold_another_hooks_folders() {
+    let w = preview_world("preview-cross-hook", "github", "", None);
+    pull_request_from_branch(&w, "changes", "refs/pull/2/head");
+    let opened = fixture("github-pull_request-opened.json");
+    let config = fs::read_to_string(&w.config).unwrap();
+    let previews = w.path("www/previews");
+
+    // hook gl's production site is docs's preview pr-2's path
+    let site = previews.join("pr-2");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("index.html"), "gl's site\n").unwrap();
+    add_hook_gl(
+        &w,
+        &format!(
+            "[hooks.gl.publish]\nfrom = \"dist\"\nto = {:?}\n",
+            site.to_str().unwrap()
+        ),
+    );
+    refused(&w, &opened, "hooks.gl.publish.to", "hooks.docs.previews.to");
+    assert_eq!(fs::read_to_string(site.join("index.html")).unwrap(), "gl's site\n");
+    assert!(!w.hook_dir().join("previews/pr-2").exists(), "no preview was made");
+    assert!(!git(&w.repo, &["worktree", "list"]).contains("pr-2"));
+
+    // two hooks' previews in one folder
+    fs::write(&w.config, &config).unwrap();
+    add_hook_gl(
+        &w,
+        &format!(
+            "[hooks.gl.publish]\nfrom = \"dist\"\nto = {:?}\n[hooks.gl.previews]\nto = {:?}\nurl = \"http://{{name}}.gl.test/\"\n",
+            w.path("www/gl").to_str().unwrap(),
+            previews.to_str().unwrap()
+        ),
+    );
+    refused(&w, &opened, "hooks.gl.previews.to", "hooks.docs.previews.to");
+
+    // a hook's site holding another's releases, written with `..`
+    fs::write(&w.config, &config).unwrap();
+    add_hook_gl(
+        &w,
+        &format!(
+            "[hooks.gl.publish]\nfrom = \"dist\"\nto = \"{}/x/../docs.releases/gl\"\n",
+            w.path("www").to_str().unwrap()
+        ),
+    );
+    refused(&w, &opened, "hooks.gl.publish.to", "hooks.docs.publish.to's releases");
+
+    // a hook's site inside another's site (sharing one site, the same path, is allowed:
+    // tests/queue.rs)
+    fs::write(&w.config, &config).unwrap();
+    add_hook_gl(
+        &w,
+        &format!(
+            "[hooks.gl.publish]\nfrom = \"dist\"\nto = {:?}\n",
+            w.path("www/docs/gl").to_str().unwrap()
+        ),
+    );
+    refused(&w, &opened, "hooks.gl.publish.to", "hooks.docs.publish.to");
+
+    // previews inside state_dir (one hook is enough)
+    let text = config.replace(
+        &format!("to = {:?}\nurl", previews.to_str().unwrap()),
+        &format!("to = {:?}\nurl", w.state.join("p").to_str().unwrap()),
+    );
+    assert_ne!(text, config);
+    fs::write(&w.config, &text).unwrap();
+    refused(&w, &opened, "hooks.docs.previews.to", "state_dir");
+
+    // hooks sharing a checkout, each with folders of its own: fine, and built
+    fs::write(&w.config, &config).unwrap();
+    add_hook_gl(
+        &w,
+        &format!(
+            "[hooks.gl.publish]\nfrom = \"dist\"\nto = {:?}\n[hooks.gl.previews]\nto = {:?}\nurl = \"http://{{name}}.gl.test/\"\n",
+            w.path("www/gl").to_str().unwrap(),
+            w.path("www/gl-previews").to_str().unwrap()
+        ),
+    );
+    let r = deliver_docs(&w, &opened);
+    assert_eq!((r.status, r.word()), (202, "queued"), "{}", r.json);
+    let s = wait_preview(&w, "pr-2", 1);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
+}
+
+/// A signed GitHub pull request delivery to hook `docs` (`/hooks/docs`: two hooks).
+fn deliver_docs(w: &World, body: &[u8]) -> Reply {
+    w.cgi()
+        .env("PATH_INFO", "/docs")
+        .body(body)
+        .header("X-GitHub-Event", "pull_request")
+        .header("X-Hub-Signature-256", github_sig(SECRET, body))
+        .run()
+}

@@ -20,6 +20,7 @@ pub use crate::sys::log::LogConfig;
 use crate::sys::text::printable;
 pub use hook::MIN_LOG_MAX_BYTES;
 
+mod apart;
 mod hook;
 mod previews;
 mod publish;
@@ -618,6 +619,9 @@ impl Config {
                 if let Some(message) = shared {
                     return ctx.err(span, &format!("hooks.{name}.page.dir"), message);
                 }
+            }
+            if let Some((key, message)) = apart::clash(&state_dir, &hook, hooks.values()) {
+                return ctx.err(span, &format!("hooks.{name}.{key}"), message);
             }
             hooks.insert(name, hook);
         }
