@@ -1617,3 +1617,49 @@ fn deliver_docs(w: &World, body: &[u8]) -> Reply {
         .header("X-Hub-Signature-256", github_sig(SECRET, body))
         .run()
 }
+
+/// Puts a `git` first on the hook's `path` that notes in `overlaps` a `git worktree`
+/// command started while another one runs in the checkout (the first holds on until a
+/// second one tries, or 1.5 s pass), and runs the real git.
+fn watch_worktree_commands(w: &World) -> PathBuf {
+    let bin = w.path("bin");
+    let d = w.path("git-watch");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(&d).unwrap();
+    let real = system_program("git", "git");
+    let script = format!(
+        "#!/bin/sh\nD={d}\nif [ \"$1\" = worktree ]; then\n  if mkdir \"$D/inside\" 2>/dev/null; then\n    i=0; while [ ! -e \"$D/tried\" ] && [ $i -lt 75 ]; do sleep 0.02; i=$((i+1)); done\n    {real} \"$@\"; rc=$?; rmdir \"$D/inside\"; exit $rc\n  fi\n  echo \"$*\" >> \"$D/overlaps\"; touch \"$D/tried\"\nfi\nexec {real} \"$@\"\n",
+        d = d.display(),
+        real = real.display()
+    );
+    fs::write(bin.join("git"), script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(bin.join("git"), fs::Permissions::from_mode(0o755)).unwrap();
+    let text = fs::read_to_string(&w.config).unwrap().replacen(
+        "clean = [",
+        &format!("path = \"{}:/usr/local/bin:/usr/bin:/bin\"\nclean = [", bin.display()),
+        1,
+    );
+    fs::write(&w.config, text).unwrap();
+    d.join("overlaps")
+}
+
+#[test]
+fn previews_built_at_once_never_run_git_worktree_commands_together() {
+    let w = preview_world("preview-worktree-lock", "github", "", None);
+    let overlaps = watch_worktree_commands(&w);
+    let commits: Vec<String> = ["a", "b", "c"].iter().map(|b| w.push_to(b, "x.md", b)).collect();
+    for (b, c) in ["a", "b", "c"].iter().zip(&commits) {
+        let r = deliver(&w, "github", "push", &push_body(b, c));
+        assert_eq!(r.status, 202, "{}", r.json);
+    }
+    for b in ["a", "b", "c"] {
+        let s = wait_preview(&w, &format!("branch-{b}"), 1);
+        assert_eq!(s["last"]["result"], "succeeded", "{s}");
+    }
+    assert_eq!(
+        fs::read_to_string(&overlaps).unwrap_or_default(),
+        "",
+        "git worktree commands ran together in the checkout"
+    );
+}

@@ -115,6 +115,15 @@ pub(in crate::build) fn checkout(
     if let Some(parent) = tree_dir.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
+    // Made (not reused): `git worktree prune` and `add`, one preview at a time.
+    let _made = match tree_dir.join(".git").is_file() {
+        true => None,
+        false => Some(tree::worktrees_lock(&run.hook.repo).map_err(|e| {
+            let why = format!("cannot lock {}'s working trees: {e}", run.hook.repo.display());
+            run.note(&why);
+            Failed::new("git worktree add", "git checkout", Exit::NotStarted(why))
+        })?),
+    };
     for (dir, cmd) in tree::checkout(&run.hook.repo, &tree_dir, commit) {
         run.command_in(&dir, &cmd, "git checkout", cancel)?;
     }

@@ -13,9 +13,16 @@
 //! - The working tree is detached (two working trees cannot have one branch checked out,
 //!   and a preview moves no branch), and reused: `checkout --force` and `clean -ffdx`
 //!   keep its `node_modules`, so `pnpm install` has little to do.
+//! - `git worktree add`, `prune` and a working tree's removal run one at a time in a
+//!   checkout (`worktrees_lock`): a `prune` while another preview's `add` is half done
+//!   deletes that tree's admin folder under it ("could not open .git/worktrees/NAME/locked").
+//!   The lock is the checkout's (hooks may share one), short, and never production's build
+//!   lock: production never waits for a preview.
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
 
 use super::store::Store;
 use crate::config::Cmd;
@@ -85,6 +92,20 @@ pub fn checkout(repo: &Path, tree: &Path, commit: &str) -> Vec<(PathBuf, Cmd)> {
             ),
         ]
     }
+}
+
+/// Waits for, takes and returns the checkout's lock on its working trees
+/// (`.git/deploy-hook-worktrees.lock`), held while `git worktree add`, `prune` or a working
+/// tree's removal runs; let go when dropped.
+pub fn worktrees_lock(repo: &Path) -> std::io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(repo.join(".git").join("deploy-hook-worktrees.lock"))?;
+    file.lock_exclusive()?;
+    Ok(file)
 }
 
 /// Lock files a build killed in the middle of git leaves behind, which would fail this

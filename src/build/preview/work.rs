@@ -397,6 +397,8 @@ fn remove(hook: &Hook, previews: &Previews, store: &Store, name: &str) -> Result
     }
     let releases = local::releases_dir(&served);
     remove_dir(&releases)?;
+    let _worktrees = tree::worktrees_lock(&hook.repo)
+        .map_err(|e| Error::io(format!("cannot lock {}'s working trees", hook.repo.display()), e))?;
     remove_dir(&store.worktree(name))?;
     for cmd in tree::forget(name) {
         if let crate::config::Cmd::Argv(a) = cmd {
