@@ -1663,3 +1663,51 @@ fn previews_built_at_once_never_run_git_worktree_commands_together() {
         "git worktree commands ran together in the checkout"
     );
 }
+
+/// Waits until every preview of `names` is removed or settled: idle, nothing waiting, no
+/// removal asked, its lock free.
+fn wait_settled(w: &World, names: &[String]) {
+    wait_for("the previews to settle", Duration::from_secs(180), || {
+        names.iter().all(|n| {
+            let dir = preview_dir(w, n);
+            !dir.exists()
+                || (preview_status(w, n)["state"] == "idle"
+                    && !dir.join("pending").exists()
+                    && !dir.join("taking").exists()
+                    && !dir.join("remove").exists()
+                    && lock_free(&dir.join("build.lock")))
+        })
+    });
+}
+
+#[test]
+fn keep_after_many_previews_at_once_keeps_exactly_keep_and_every_worker_finishes() {
+    let w = preview_world("preview-keep-many", "github", "keep = 3", None);
+    let branches: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    let commits: Vec<String> = branches.iter().map(|b| w.push_to(b, "x.md", b)).collect();
+    for (b, c) in branches.iter().zip(&commits) {
+        let r = deliver(&w, "github", "push", &push_body(b, c));
+        assert_eq!(r.status, 202, "{}", r.json);
+    }
+    let all: Vec<String> = branches.iter().map(|b| format!("branch-{b}")).collect();
+    wait_settled(&w, &all);
+    let listed = previews_json(&w);
+    let kept = listed["previews"].as_array().unwrap();
+    assert_eq!(kept.len(), 3, "exactly keep previews are left: {listed}");
+    for p in kept {
+        let name = p["name"].as_str().unwrap();
+        assert_eq!(p["removing"], false, "{listed}");
+        assert!(served(&w, name, "index.html").is_some(), "{name} is served: {listed}");
+    }
+    // every removed one is gone from the web too
+    for n in &all {
+        if !preview_dir(&w, n).exists() {
+            assert!(fs::symlink_metadata(w.path("www/previews").join(n)).is_err(), "{n}");
+        }
+    }
+    // no worker ended on another preview's removal
+    for n in all.iter().filter(|n| preview_dir(&w, n).exists()) {
+        let log = fs::read_to_string(preview_dir(&w, n).join("worker.log")).unwrap_or_default();
+        assert!(!log.contains("cannot"), "{n}: {log}");
+    }
+}

@@ -184,13 +184,20 @@ impl Store {
     /// worker removes it (after a build it is running). The newer request wins: a build
     /// asked for before is dropped with it.
     pub fn ask_removal(&self, name: &str, why: &str) -> Result<()> {
-        self.naming(|| {
-            let path = self.removal_path(name);
-            if !self.dir(name).is_dir() {
-                return Ok(());
-            }
-            write_atomic(&path, why.as_bytes()).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
-        })
+        self.naming(|| self.ask_removal_locked(name, why))
+    }
+
+    /// `ask_removal` with `names.lock` held. A preview already gone is removed already.
+    fn ask_removal_locked(&self, name: &str, why: &str) -> Result<()> {
+        let path = self.removal_path(name);
+        if !self.dir(name).is_dir() {
+            return Ok(());
+        }
+        match write_atomic(&path, why.as_bytes()) {
+            Ok(()) => Ok(()),
+            Err(_) if !self.dir(name).is_dir() => Ok(()),
+            Err(e) => Err(Error::io(format!("cannot write {}", path.display()), e)),
+        }
     }
 
     /// Whether preview `name`'s removal is asked for.
@@ -289,18 +296,26 @@ impl Store {
         }
     }
 
-    /// The previews `keep` lets go once `keeping` was built: the least recently built
-    /// first, never `keeping` itself.
-    pub fn beyond_keep(&self, keep: usize, keeping: &str) -> Vec<Record> {
-        let mut all = self.list();
-        if all.len() <= keep {
-            return Vec::new();
+    /// With `names.lock` held (`naming`): the previews `keep` lets go now, their removal
+    /// asked for. From one snapshot: the previews whose removal is not asked yet count;
+    /// beyond `keep` of them, the least recently built go first, never `keeping` nor one
+    /// that `busy` says builds or waits for a build now (it goes, if it must, after its
+    /// build, when the next one is let go). So workers finishing at once never let go more
+    /// than `keep` asks, nor the newest preview before it was ever built.
+    pub fn let_go_locked(&self, keep: usize, keeping: &str, busy: impl Fn(&str) -> bool) -> Result<Vec<Record>> {
+        let mut live = self.list();
+        live.retain(|r| !self.removal_asked(&r.name));
+        if live.len() <= keep {
+            return Ok(Vec::new());
         }
-        all.retain(|r| r.name != keeping);
-        all.sort_by_key(|r| (r.last_built_ms(), r.name.clone()));
-        let excess = all.len() + 1 - keep;
-        all.truncate(excess);
-        all
+        let excess = live.len() - keep;
+        live.retain(|r| r.name != keeping && !busy(&r.name));
+        live.sort_by_key(|r| (r.last_built_ms(), r.name.clone()));
+        live.truncate(excess);
+        for r in &live {
+            self.ask_removal_locked(&r.name, super::work::KEEP)?;
+        }
+        Ok(live)
     }
 }
 
@@ -369,14 +384,32 @@ mod tests {
             s.put(&r).unwrap();
         }
         let names = |v: Vec<Record>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
-        assert_eq!(names(s.beyond_keep(4, "branch-a")), Vec::<String>::new());
-        assert_eq!(names(s.beyond_keep(3, "branch-a")), ["branch-b"]);
-        assert_eq!(names(s.beyond_keep(2, "branch-a")), ["branch-b", "branch-d"]);
+        let idle = |_: &str| false;
+        // each choice asks for the removals; withdrawn again before the next one
+        let go = |keep, keeping, busy: &dyn Fn(&str) -> bool| {
+            let chosen = names(s.naming(|| s.let_go_locked(keep, keeping, busy)).unwrap());
+            for n in &chosen {
+                assert!(s.removal_asked(n), "{n}");
+                s.withdraw_removal(n);
+            }
+            chosen
+        };
+        assert_eq!(go(4, "branch-a", &idle), Vec::<String>::new());
+        assert_eq!(go(3, "branch-a", &idle), ["branch-b"]);
+        assert_eq!(go(2, "branch-a", &idle), ["branch-b", "branch-d"]);
         // the one just built stays, even when it is the oldest by its record
-        assert_eq!(
-            names(s.beyond_keep(1, "branch-b")),
-            ["branch-d", "branch-a", "branch-c"]
-        );
+        assert_eq!(go(1, "branch-b", &idle), ["branch-d", "branch-a", "branch-c"]);
+        // one that builds or waits now is never chosen, though the least recently built
+        assert_eq!(go(3, "branch-a", &|n: &str| n == "branch-b"), ["branch-d"]);
+        let all_busy = |n: &str| n != "branch-a";
+        assert_eq!(go(1, "branch-a", &all_busy), Vec::<String>::new());
+        // a removal asked already counts as gone: nothing more goes for it
+        s.ask_removal("branch-b", "closed").unwrap();
+        assert_eq!(go(2, "branch-a", &idle), ["branch-d"]);
+        assert_eq!(go(3, "branch-a", &idle), Vec::<String>::new());
+        // one that vanished meanwhile is removed already
+        s.ask_removal("gone", "keep").unwrap();
+        assert!(!s.dir("gone").exists());
         fs::remove_dir_all(s.hook_dir.parent().unwrap()).unwrap();
     }
 }

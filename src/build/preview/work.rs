@@ -113,12 +113,25 @@ pub fn ask_removal(cfg: &Config, hook: &Hook, subject: &Subject, why: &str) -> R
 /// build of it that runs.
 fn remove_later(cfg: &Config, hook: &Hook, store: &Store, name: &str, why: &str) -> Result<()> {
     store.ask_removal(name, why)?;
+    start_removal(cfg, hook, store, name)
+}
+
+/// Once preview `name`'s removal is asked: stops a build of it that runs, and starts its
+/// worker when none runs. A preview whose folder is gone was removed meanwhile: done.
+fn start_removal(cfg: &Config, hook: &Hook, store: &Store, name: &str) -> Result<()> {
     let state = HookState::new(&store.root(), name);
-    first::stop(&state.dir);
-    if queue::try_lock(&state)?.is_some() {
-        queue::spawn_preview_worker(&cfg.file, &hook.name, name, &state)?;
+    if !state.dir.is_dir() {
+        return Ok(());
     }
-    Ok(())
+    first::stop(&state.dir);
+    // The lock is let go at once (before the worker starts, which takes it).
+    let free = queue::try_lock(&state).map(|lock| lock.is_some());
+    match free {
+        Ok(true) => queue::spawn_preview_worker(&cfg.file, &hook.name, name, &state),
+        Ok(false) => Ok(()),
+        Err(_) if !state.dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes preview `name` by hand (`previews --remove`): asks for it, then waits for the
@@ -254,7 +267,7 @@ fn builds(
                 // Stopped for production (or for its removal): its delivery waits again, and
                 // its next turn comes after production's.
                 BuildResult::Stopped => state.put_back(&p)?,
-                BuildResult::Succeeded => keep(cfg, hook, previews, &store, name, log)?,
+                BuildResult::Succeeded => keep(cfg, hook, previews, &store, name, log),
                 _ => {}
             }
         }
@@ -314,9 +327,25 @@ fn note_built(store: &Store, record: &Record, built: &crate::build::state::Build
     let _ = store.put(&r);
 }
 
-/// `keep`: once `name` was built, the least recently built previews beyond `keep` go.
-fn keep(cfg: &Config, hook: &Hook, previews: &Previews, store: &Store, name: &str, log: &mut Log) -> Result<()> {
-    for r in store.beyond_keep(previews.keep, name) {
+/// `keep`: once `name` was built, the least recently built previews beyond `keep` go
+/// (`Store::let_go_locked`: chosen and asked under `names.lock`, so that workers finishing
+/// at once agree). What fails here is logged: it never ends this worker's other work.
+fn keep(cfg: &Config, hook: &Hook, previews: &Previews, store: &Store, name: &str, log: &mut Log) {
+    let busy = |n: &str| {
+        let s = HookState::new(&store.root(), n);
+        s.has_pending() || queue::is_building(&s).unwrap_or(true)
+    };
+    let chosen = match store.naming(|| store.let_go_locked(previews.keep, name, busy)) {
+        Ok(c) => c,
+        Err(e) => {
+            log.warn(&format!(
+                "previews.keep hook={} preview={name}: {e}; tried again after the next build",
+                hook.name
+            ));
+            return;
+        }
+    };
+    for r in chosen {
         log.info(&format!(
             "preview removed hook={} preview={} why={} (previews.keep = {})",
             hook.name,
@@ -324,9 +353,13 @@ fn keep(cfg: &Config, hook: &Hook, previews: &Previews, store: &Store, name: &st
             q(KEEP),
             previews.keep
         ));
-        remove_later(cfg, hook, store, &r.name, KEEP)?;
+        if let Err(e) = start_removal(cfg, hook, store, &r.name) {
+            log.warn(&format!(
+                "preview removal hook={} preview={}: {e}; its removal is asked and done by the next worker of it",
+                hook.name, r.name
+            ));
+        }
     }
-    Ok(())
 }
 
 /// With `names.lock` and the preview's lock held: removes preview `name` when its removal
