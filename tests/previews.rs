@@ -1646,7 +1646,7 @@ fn watch_worktree_commands(w: &World) -> PathBuf {
 
 #[test]
 fn previews_built_at_once_never_run_git_worktree_commands_together() {
-    let w = preview_world("preview-worktree-lock", "github", "", None);
+    let w = preview_world("preview-worktree-lock", "github", "jobs = 3", None);
     let overlaps = watch_worktree_commands(&w);
     let commits: Vec<String> = ["a", "b", "c"].iter().map(|b| w.push_to(b, "x.md", b)).collect();
     for (b, c) in ["a", "b", "c"].iter().zip(&commits) {
@@ -1682,7 +1682,7 @@ fn wait_settled(w: &World, names: &[String]) {
 
 #[test]
 fn keep_after_many_previews_at_once_keeps_exactly_keep_and_every_worker_finishes() {
-    let w = preview_world("preview-keep-many", "github", "keep = 3", None);
+    let w = preview_world("preview-keep-many", "github", "keep = 3\njobs = 8", None);
     let branches: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
     let commits: Vec<String> = branches.iter().map(|b| w.push_to(b, "x.md", b)).collect();
     for (b, c) in branches.iter().zip(&commits) {
@@ -1710,4 +1710,83 @@ fn keep_after_many_previews_at_once_keeps_exactly_keep_and_every_worker_finishes
         let log = fs::read_to_string(preview_dir(&w, n).join("worker.log")).unwrap_or_default();
         assert!(!log.contains("cannot"), "{n}: {log}");
     }
+}
+
+/// Puts a first step before the hook's own that notes, for each preview build, how many
+/// working trees there are (in `trees`) and a build started while another one runs (in
+/// `overlaps`; the first holds on until a second one starts, or 1 s passes).
+fn watch_preview_builds(w: &World) -> (PathBuf, PathBuf) {
+    let d = w.path("build-watch");
+    fs::create_dir_all(&d).unwrap();
+    let watch = format!(
+        "if [ -n \"$DEPLOY_HOOK_PREVIEW\" ]; then D={d}; ls {trees} | wc -l >> $D/trees; if mkdir $D/inside 2>/dev/null; then i=0; while [ ! -e $D/tried ] && [ $i -lt 50 ]; do sleep 0.02; i=$((i+1)); done; rmdir $D/inside; else echo $DEPLOY_HOOK_PREVIEW >> $D/overlaps; touch $D/tried; fi; fi",
+        d = d.display(),
+        trees = w.hook_dir().join("worktrees").display()
+    );
+    let text =
+        fs::read_to_string(&w.config)
+            .unwrap()
+            .replacen("steps = [", &format!("steps = [{}, ", toml_str(&watch)), 1);
+    fs::write(&w.config, text).unwrap();
+    (d.join("trees"), d.join("overlaps"))
+}
+
+#[test]
+fn preview_builds_run_jobs_at_a_time_and_keep_comes_before_a_new_working_tree() {
+    let w = preview_world("preview-jobs", "github", "keep = 2", None);
+    let (trees, overlaps) = watch_preview_builds(&w);
+    let branches: Vec<String> = (0..5).map(|i| format!("j{i}")).collect();
+    let commits: Vec<String> = branches.iter().map(|b| w.push_to(b, "x.md", b)).collect();
+    for (b, c) in branches.iter().zip(&commits) {
+        let r = deliver(&w, "github", "push", &push_body(b, c));
+        assert_eq!(r.status, 202, "{}", r.json);
+    }
+    let all: Vec<String> = branches.iter().map(|b| format!("branch-{b}")).collect();
+    wait_settled(&w, &all);
+    let ran = fs::read_to_string(w.path("ran")).unwrap();
+    assert_eq!(
+        ran.lines().filter(|l| l.starts_with("built branch-")).count(),
+        5,
+        "every delivery was built: {ran}"
+    );
+    assert_eq!(
+        fs::read_to_string(&overlaps).unwrap_or_default(),
+        "",
+        "previews.jobs = 1 (the default): one preview build at a time"
+    );
+    let most = fs::read_to_string(&trees)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    assert!(most <= 3, "at most keep + jobs working trees: {most}");
+    assert_eq!(names(&w).len(), 2, "{}", previews_json(&w));
+
+    // a slot held (as by a long preview build): production still builds, and a preview's
+    // delivery waits in its queue until a slot is free, then is built
+    use fs2::FileExt;
+    let slot = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(w.hook_dir().join("preview-slots/0.lock"))
+        .unwrap();
+    slot.lock_exclusive().unwrap();
+    let c = w.push_to("late", "x.md", "late");
+    let r = deliver(&w, "github", "push", &push_body("late", &c));
+    assert_eq!(r.status, 202, "{}", r.json);
+    let c = w.push_to("main", "x.md", "production");
+    let r = deliver(&w, "github", "push", &push_body("main", &c));
+    assert!(r.status < 300, "{}", r.json);
+    wait_for("production's build", Duration::from_secs(60), || {
+        fs::read_to_string(w.path("www/docs/index.html")).is_ok_and(|t| t.contains(&c))
+    });
+    assert!(
+        preview_dir(&w, "branch-late").join("pending").exists(),
+        "its delivery waits"
+    );
+    assert!(served(&w, "branch-late", "index.html").is_none());
+    FileExt::unlock(&slot).unwrap();
+    let s = wait_preview(&w, "branch-late", 1);
+    assert_eq!(s["last"]["result"], "succeeded", "{s}");
 }

@@ -317,6 +317,9 @@ pub struct Previews {
     pub forks: bool,
     /// At most this many previews; the least recently built one goes first.
     pub keep: usize,
+    /// At most this many preview builds of the hook run at once (`build::preview::slots`);
+    /// production's build is never counted.
+    pub jobs: usize,
 }
 
 impl Hook {

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 
 /// The default of `keep`: previews kept at most.
 const KEEP: u64 = 10;
+/// The default of `jobs`: one preview build at a time (a VitePress build takes a core and
+/// then some; many at once starve the machine, production included).
+const JOBS: u64 = 1;
 
 /// The checked previews of a hook, when it has a previews table.
 pub(super) fn validate(
@@ -92,6 +95,13 @@ pub(super) fn validate(
     if !(1..=1000).contains(&keep) {
         return Err(err("keep", "must be between 1 and 1000".into()));
     }
+    let jobs = p.jobs.unwrap_or(JOBS);
+    if !(1..=64).contains(&jobs) {
+        return Err(err(
+            "jobs",
+            "must be between 1 and 64 (preview builds of this hook at once; each runs the steps, pnpm and all)".into(),
+        ));
+    }
     Ok(Some(Previews {
         to,
         url,
@@ -99,6 +109,7 @@ pub(super) fn validate(
         pull_requests: p.pull_requests.unwrap_or(true),
         forks: p.forks.unwrap_or(false),
         keep: keep as usize,
+        jobs: jobs as usize,
     }))
 }
 
@@ -200,7 +211,7 @@ mod tests {
         assert_eq!(p.to, Path::new("/var/www/docs-previews"));
         assert_eq!(p.url_of("pr-7"), "https://pr-7.preview.docs.example.com/");
         assert_eq!(p.path_of("pr-7"), Path::new("/var/www/docs-previews/pr-7"));
-        assert_eq!((p.pull_requests, p.forks, p.keep), (true, false, 10));
+        assert_eq!((p.pull_requests, p.forks, p.keep, p.jobs), (true, false, 10, 1));
         let d = parse(&with("to = \"previews\"\nurl = \"http://{name}.p.test/\""))
             .unwrap()
             .hooks["docs"]
@@ -264,6 +275,16 @@ mod tests {
                 format!("to = \"/var/www/p\"\n{url}\nkeep = 0"),
                 "previews.keep",
                 "between 1",
+            ),
+            (
+                format!("to = \"/var/www/p\"\n{url}\njobs = 0"),
+                "previews.jobs",
+                "between 1 and 64",
+            ),
+            (
+                format!("to = \"/var/www/p\"\n{url}\njobs = 65"),
+                "previews.jobs",
+                "between 1 and 64",
             ),
             (
                 format!("to = \"/var/www/p\"\n{url}\nbranches = [\"\"]"),

@@ -244,6 +244,7 @@ pub(super) struct RawPreviews {
     pub(super) pull_requests: Option<bool>,
     pub(super) forks: Option<bool>,
     pub(super) keep: Option<u64>,
+    pub(super) jobs: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for Cmd {

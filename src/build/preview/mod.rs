@@ -8,6 +8,7 @@
 
 pub mod first;
 pub mod name;
+pub mod slots;
 pub mod stage;
 pub mod store;
 pub mod tree;

@@ -19,8 +19,8 @@ use std::path::Path;
 
 use fs2::FileExt;
 
-use super::first;
 use super::store::{Record, Store};
+use super::{first, slots};
 use super::{tree, Subject};
 use crate::build::enqueue::{enqueue, Ask, Enqueued, Site, Then};
 use crate::build::pipeline::{self, Build, PreviewBuild};
@@ -230,7 +230,16 @@ fn builds(
         // A preview's marker holds no token (its delivery settled it in the hook's own
         // `seen-tokens`, `enqueue`): nothing of it is kept by age here.
         let since = crate::build::tokens::horizon(time::now_ms(), hook.max_age_secs);
-        while let Some(p) = state.take_pending(since)? {
+        while state.has_pending() {
+            // One of `previews.jobs` slots first: its delivery waits in the queue meanwhile.
+            let slot = slots::take(&store.hook_dir, previews.jobs)?;
+            let Some(p) = state.take_pending(since)? else {
+                break;
+            };
+            // A new working tree only within `keep`: the least recently built go first.
+            if !store.worktree(name).join(".git").is_file() {
+                keep(cfg, hook, previews, &store, name, log);
+            }
             let turn = first::preview_turn(&store.hook_dir, &state.dir)?;
             let Some(record) = store.get(name).filter(|_| !store.removal_asked(name)) else {
                 state.put_back(&p)?;
@@ -259,6 +268,7 @@ fn builds(
                 let _ = state.put_back(&p);
             })?;
             drop(turn);
+            drop(slot);
             note_built(&store, &record, &built);
             if built.result == BuildResult::Succeeded {
                 reporting::page_now(hook, &hook_state(&store), cfg);
