@@ -1790,3 +1790,44 @@ fn preview_builds_run_jobs_at_a_time_and_keep_comes_before_a_new_working_tree() 
     let s = wait_preview(&w, "branch-late", 1);
     assert_eq!(s["last"]["result"], "succeeded", "{s}");
 }
+
+#[test]
+fn a_forks_commits_are_never_fetched_and_its_refused_preview_does_not_count_for_keep() {
+    let w = preview_world("preview-fork-objects", "github", "keep = 2", None);
+    let c = w.push_to("a", "x.md", "a");
+    assert_eq!(deliver(&w, "github", "push", &push_body("a", &c)).status, 202);
+    wait_preview(&w, "branch-a", 1);
+    // the fork's commit: only under the pull ref
+    git(&w.seed, &["checkout", "-q", "-b", "fork-work", "main"]);
+    fs::write(w.seed.join("evil.md"), "from a fork\n").unwrap();
+    git(&w.seed, &["add", "-A"]);
+    git(&w.seed, &["commit", "-q", "-m", "fork"]);
+    let fork = git(&w.seed, &["rev-parse", "HEAD"]);
+    git(&w.seed, &["push", "-q", "origin", "HEAD:refs/pull/2/head"]);
+    let r = deliver(
+        &w,
+        "github",
+        "pull_request",
+        &fixture("github-pull_request-opened.json"),
+    );
+    assert_eq!(r.status, 202, "{}", r.json);
+    let s = wait_preview(&w, "pr-2", 1);
+    assert_eq!(s["last"]["failed_step"], "fork check", "{s}");
+    let has = |what: &str| {
+        Command::new("git")
+            .args(["cat-file", "-e", what])
+            .current_dir(&w.repo)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!has(&fork), "the fork's commit is not in the production checkout");
+    assert!(!has("refs/deploy-hook/previews/pr-2"), "no ref of it either");
+
+    // keep = 2: a refused preview does not count, and goes at the next build
+    let c = w.push_to("b", "x.md", "b");
+    assert_eq!(deliver(&w, "github", "push", &push_body("b", &c)).status, 202);
+    wait_preview(&w, "branch-b", 1);
+    wait_removed(&w, "pr-2");
+    assert_eq!(names(&w), ["branch-a", "branch-b"]);
+}

@@ -34,8 +34,9 @@ pub fn live(pb: &PreviewBuild) -> Option<String> {
 }
 
 /// Fetches the preview's ref from the hook's remote into the checkout's objects (never
-/// `FETCH_HEAD`), and with `forks = false` checks that a pull request's commit is the head
-/// of a branch of that remote. Returns the commit.
+/// `FETCH_HEAD`); with `forks = false`, first checks with `git ls-remote` that a pull
+/// request's commit is the head of a branch of that remote, so that a fork's commits are
+/// never fetched. Returns the commit.
 pub(in crate::build) fn fetch(
     run: &mut Run,
     pb: &PreviewBuild,
@@ -49,6 +50,11 @@ pub(in crate::build) fn fetch(
             stale.display()
         ));
     }
+    // The fork check comes before the fetch: a fork's commits never enter the checkout.
+    let checked = match matches!(pb.record.subject, super::Subject::Pull(_)) && !pb.previews.forks {
+        true => Some(trusted(run, pb, cancel)?),
+        false => None,
+    };
     let fetch = tree::fetch(&hook.remote, &pb.record.git_ref, name);
     if let Err(f) = run.command_in(&hook.repo, &fetch, "git fetch", cancel) {
         run.note(&format!(
@@ -65,16 +71,29 @@ pub(in crate::build) fn fetch(
         ));
     };
     run.note(&format!("{} is {commit}", pb.record.git_ref));
-    if matches!(pb.record.subject, super::Subject::Pull(_)) && !pb.previews.forks {
-        trusted(run, pb, &commit, cancel)?;
+    if let Some(checked) = checked.filter(|c| *c != commit) {
+        // Force-pushed between the check and the fetch: what came is not what was checked.
+        forget_ref(run, name);
+        let why = format!(
+            "refused: {} moved from {checked} to {commit} while it was checked; built again by its next delivery",
+            pb.record.git_ref
+        );
+        run.note(&why);
+        return Err(Failed::new("fork check", "fork check", Exit::NotStarted(why)));
     }
     Ok(commit)
+}
+
+/// Deletes the preview's local ref (what a refused fetch brought is not kept).
+fn forget_ref(run: &mut Run, name: &str) {
+    let _ = run.git_answer_in(&run.hook.repo, &["update-ref", "-d", &tree::local_ref(name)]);
 }
 
 /// The fork check, made in git rather than taken from the delivery's body (which Gitee's
 /// sign mode does not even sign): a pull request's head commit is built only when it is the
 /// head of a branch of the hook's remote, where only someone with push access puts it.
-fn trusted(run: &mut Run, pb: &PreviewBuild, commit: &str, cancel: &mut dyn FnMut(&str) -> bool) -> Result<(), Failed> {
+/// Asked of the remote before anything is fetched (`git ls-remote`); returns the commit.
+fn trusted(run: &mut Run, pb: &PreviewBuild, cancel: &mut dyn FnMut(&str) -> bool) -> Result<String, Failed> {
     let hook = run.hook;
     let heads = tree::heads(&hook.remote);
     run.set_step(Some(heads.to_string()));
@@ -82,6 +101,7 @@ fn trusted(run: &mut Run, pb: &PreviewBuild, commit: &str, cancel: &mut dyn FnMu
         Cmd::Argv(a) => run.git_answer_in(&hook.repo, &a[1..].iter().map(String::as_str).collect::<Vec<_>>()),
         Cmd::Shell(_) => None,
     };
+    let pull = run.git_answer_in(&hook.repo, &["ls-remote", &hook.remote, &pb.record.git_ref]);
     if cancel(&run.id) {
         return Err(Failed::new("git ls-remote", "fork check", Exit::Cancelled));
     }
@@ -92,15 +112,29 @@ fn trusted(run: &mut Run, pb: &PreviewBuild, commit: &str, cancel: &mut dyn FnMu
             Exit::NotStarted(format!("cannot list the branches of {}", hook.remote)),
         ));
     };
+    let Some(commit) = pull.as_deref().and_then(|out| tree::commit_of(out, &pb.record.git_ref)) else {
+        let why = format!(
+            "the forge holds no {} on {}, or it could not be listed (see above); nothing else is built in its place",
+            pb.record.git_ref, hook.remote
+        );
+        run.note(&why);
+        return Err(Failed::new("git ls-remote", "git fetch", Exit::NotStarted(why)));
+    };
+    let commit = commit.as_str();
     if tree::is_a_branch_head(&listed, commit) {
-        run.note(&format!("{commit} is the head of a branch of {}: built", hook.remote));
-        return Ok(());
+        run.note(&format!(
+            "{commit} is the head of a branch of {}: fetched and built",
+            hook.remote
+        ));
+        return Ok(commit.to_string());
     }
     let why = format!(
         "refused: {} ({commit}) is not the head of any branch of {}, so it may come from a fork; previews.forks = false builds only pull requests whose head is a branch of the hook's repository",
         pb.record.git_ref, hook.remote
     );
     run.note(&why);
+    // A ref an earlier build fetched (before the pull request came from a fork) goes too.
+    forget_ref(run, &pb.record.name);
     Err(Failed::new("fork check", "fork check", Exit::NotStarted(why)))
 }
 

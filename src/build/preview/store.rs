@@ -51,6 +51,10 @@ pub struct Record {
     pub published: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// Its last build was refused by the fork check: it serves nothing of its own and
+    /// neither counts for `keep` nor stays (`let_go_locked` lets it go).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl Record {
@@ -260,6 +264,7 @@ impl Store {
                 commit: None,
                 published: None,
                 release: None,
+                refused: false,
             };
             self.put(&record)?;
             Ok((record, true))
@@ -305,17 +310,23 @@ impl Store {
     pub fn let_go_locked(&self, keep: usize, keeping: &str, busy: impl Fn(&str) -> bool) -> Result<Vec<Record>> {
         let mut live = self.list();
         live.retain(|r| !self.removal_asked(&r.name));
-        if live.len() <= keep {
-            return Ok(Vec::new());
+        // Refused by the fork check: not counted, and let go when idle.
+        let (refused, mut live): (Vec<Record>, Vec<Record>) = live.into_iter().partition(|r| r.refused);
+        let mut out: Vec<Record> = refused
+            .into_iter()
+            .filter(|r| r.name != keeping && !busy(&r.name))
+            .collect();
+        if live.len() > keep {
+            let excess = live.len() - keep;
+            live.retain(|r| r.name != keeping && !busy(&r.name));
+            live.sort_by_key(|r| (r.last_built_ms(), r.name.clone()));
+            live.truncate(excess);
+            out.extend(live);
         }
-        let excess = live.len() - keep;
-        live.retain(|r| r.name != keeping && !busy(&r.name));
-        live.sort_by_key(|r| (r.last_built_ms(), r.name.clone()));
-        live.truncate(excess);
-        for r in &live {
+        for r in &out {
             self.ask_removal_locked(&r.name, super::work::KEEP)?;
         }
-        Ok(live)
+        Ok(out)
     }
 }
 
@@ -407,6 +418,12 @@ mod tests {
         s.ask_removal("branch-b", "closed").unwrap();
         assert_eq!(go(2, "branch-a", &idle), ["branch-d"]);
         assert_eq!(go(3, "branch-a", &idle), Vec::<String>::new());
+        // refused by the fork check: never counted, and let go when idle
+        let mut r = s.get("branch-c").unwrap();
+        r.refused = true;
+        s.put(&r).unwrap();
+        assert_eq!(go(3, "branch-a", &idle), ["branch-c"]);
+        assert_eq!(go(3, "branch-a", &|n: &str| n == "branch-c"), Vec::<String>::new());
         // one that vanished meanwhile is removed already
         s.ask_removal("gone", "keep").unwrap();
         assert!(!s.dir("gone").exists());

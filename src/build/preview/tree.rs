@@ -55,6 +55,15 @@ pub fn heads(remote: &str) -> Cmd {
     argv(&["git", "ls-remote", "--heads", remote])
 }
 
+/// The commit `ls-remote` output (`SHA\tref` lines) gives for exactly `git_ref`.
+pub fn commit_of(ls_remote: &str, git_ref: &str) -> Option<String> {
+    ls_remote
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(sha, r)| *r == git_ref && !sha.is_empty())
+        .map(|(sha, _)| sha.to_string())
+}
+
 /// Whether `commit` is the head of a branch in `ls-remote --heads` output (`SHA\tref`
 /// lines): then someone with push access to the hook's remote pushed it.
 pub fn is_a_branch_head(ls_remote: &str, commit: &str) -> bool {
@@ -162,5 +171,8 @@ mod tests {
         assert!(!is_a_branch_head(out, "bb"));
         assert!(!is_a_branch_head(out, ""));
         assert!(!is_a_branch_head("", "aaa"));
+        assert_eq!(commit_of(out, "refs/pull/7/head").as_deref(), Some("ccc"));
+        assert_eq!(commit_of(out, "refs/pull/7"), None);
+        assert_eq!(commit_of("", "refs/pull/7/head"), None);
     }
 }

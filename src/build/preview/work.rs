@@ -40,6 +40,8 @@ pub const CLOSED: &str = "closed";
 pub const DELETED: &str = "deleted";
 pub const KEEP: &str = "keep";
 pub const BY_HAND: &str = "by hand";
+/// The failed step of a build the fork check refused (`stage::trusted`).
+pub const FORK_CHECK: &str = "fork check";
 
 fn previews_of(hook: &Hook) -> Result<&Previews> {
     hook.previews.as_ref().ok_or_else(|| {
@@ -329,6 +331,7 @@ fn note_built(store: &Store, record: &Record, built: &crate::build::state::Build
     let Some(mut r) = store.get(&record.name) else { return };
     r.built = Some(built.finished.clone());
     r.built_ms = Some(time::now_ms() as u64);
+    r.refused = built.result == BuildResult::Failed && built.failed_step.as_deref() == Some(FORK_CHECK);
     if built.result == BuildResult::Succeeded {
         r.commit = built.commit.clone();
         r.release = built.release.clone();
