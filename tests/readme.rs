@@ -249,10 +249,14 @@ fn the_readme_previews_steps_followed_as_written_give_a_pushed_branch_its_previe
         "<h1>Hello from the README's config</h1>\n",
         "the production site is as it was"
     );
-    let out = w.cmd(&["previews", "docs"]);
-    let listed = String::from_utf8_lossy(&out.stdout);
+    // The page is there once published; the preview's record says so when its build ends.
+    let listed = || String::from_utf8_lossy(&w.cmd(&["previews", "docs"]).stdout).to_string();
+    wait_for("the preview's record", std::time::Duration::from_secs(60), || {
+        listed().contains(&c[..10])
+    });
+    let listed = listed();
     assert!(
-        out.status.success() && listed.contains("branch-feature-x") && listed.contains(&c[..10]),
+        listed.contains("branch-feature-x") && listed.contains(&c[..10]),
         "{listed}"
     );
 }
