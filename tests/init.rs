@@ -188,6 +188,11 @@ fn init_sets_up_a_hook_that_check_passes_and_a_second_run_changes_nothing() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
+        t.contains("events:       Push (推送)")
+            && t.contains("previews:     with [hooks.NAME.previews], tick Pull Request (合并请求) too"),
+        "the events previews need are named too: {t}"
+    );
+    assert!(
         t.contains(&format!(
             "runs {BIN} (this binary); /hooks/NAME reaches it with PATH_INFO"
         )),

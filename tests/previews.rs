@@ -1831,3 +1831,20 @@ fn a_forks_commits_are_never_fetched_and_its_refused_preview_does_not_count_for_
     wait_removed(&w, "pr-2");
     assert_eq!(names(&w), ["branch-a", "branch-b"]);
 }
+
+#[test]
+fn a_long_branch_name_is_cut_in_the_previews_table_and_whole_in_json() {
+    let w = preview_world("preview-long-ref", "github", "", None);
+    let branch = format!("feature/{}", "a-very-long-branch-name-".repeat(8));
+    let c = w.push_to(&branch, "x.md", "long");
+    let r = deliver(&w, "github", "push", &push_body(&branch, &c));
+    assert_eq!(r.status, 202, "{}", r.json);
+    let name = names(&w).pop().unwrap();
+    wait_preview(&w, &name, 1);
+    let out = w.cmd(&["previews", "docs"]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    let row = t.lines().find(|l| l.starts_with(&name)).unwrap();
+    assert!(!row.contains(&branch), "{t}");
+    assert!(row.contains("refs/heads/feature/a-very-long-branch-n…"), "{t}");
+    assert_eq!(previews_json(&w)["previews"][0]["ref"], format!("refs/heads/{branch}"));
+}

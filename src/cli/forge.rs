@@ -60,6 +60,16 @@ fn hook_url(name: &str, urls: &[HookUrl]) -> (String, String, String) {
     }
 }
 
+/// The events previews need besides pushes, per forge, as docs/previews.md's table says:
+/// a hook given `[hooks.NAME.previews]` later needs them ticked on the same webhook.
+const PREVIEWS_GITHUB: &str = "  previews:     with [hooks.NAME.previews], choose individual events: Pushes and Pull requests (docs/previews.md)\n";
+const PREVIEWS_GITLAB: &str =
+    "  previews:     with [hooks.NAME.previews], tick Merge request events too (docs/previews.md)\n";
+const PREVIEWS_GITEA: &str =
+    "  previews:     with [hooks.NAME.previews], Custom events: Push, Pull Request, Delete (docs/previews.md)\n";
+const PREVIEWS_GITEE: &str =
+    "  previews:     with [hooks.NAME.previews], tick Pull Request (合并请求) too (docs/previews.md)\n";
+
 /// What to type into the forge's webhook form. The secret is printed here, and only here.
 pub(super) fn paste_instructions(
     out: &mut dyn Write,
@@ -81,16 +91,19 @@ pub(super) fn paste_instructions(
             t.push_str("  WebHook 密码/签名密钥: choose 签名密钥 (signing key), not WebHook 密码 (password)\n");
             t.push_str(&format!("  signing key:  {secret}\n"));
             t.push_str("  events:       Push (推送)\n");
+            t.push_str(PREVIEWS_GITEE);
             t.push_str("  content type: Gitee always sends application/json\n");
         }
         InitProvider::Github => {
             t.push_str("  Content type: application/json\n");
             t.push_str(&format!("  Secret:       {secret}\n"));
             t.push_str("  events:       Just the push event\n");
+            t.push_str(PREVIEWS_GITHUB);
         }
         InitProvider::Gitlab => {
             t.push_str(&format!("  Secret token: {secret}\n"));
             t.push_str("  Trigger:      Push events (this branch, or all branches: others are ignored)\n");
+            t.push_str(PREVIEWS_GITLAB);
             t.push_str("  content type: GitLab always sends application/json\n");
         }
         InitProvider::Gitea | InitProvider::Gogs => {
@@ -98,6 +111,7 @@ pub(super) fn paste_instructions(
             t.push_str("  POST content type: application/json\n");
             t.push_str(&format!("  Secret:       {secret}\n"));
             t.push_str("  Trigger on:   Push events\n");
+            t.push_str(PREVIEWS_GITEA);
         }
     }
     // The body is the one `sign` signs by default; the host is the nginx site's

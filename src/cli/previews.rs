@@ -18,6 +18,19 @@ fn shown(s: &str) -> String {
     printable(s, 300)
 }
 
+/// The REF column's widest cell: a longer ref (a branch name can be 255 characters) is cut
+/// with `…`, so that the table stays readable; `--json` has it whole.
+const REF_WIDTH: usize = 40;
+
+fn cut(s: String, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s;
+    }
+    let mut out: String = s.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
 pub(super) fn previews(
     config: &Path,
     hook: &str,
@@ -94,7 +107,7 @@ fn print(out: &mut dyn Write, hook: &Hook, keep: usize, all: &[Shown]) {
             [
                 p.name.clone(),
                 state,
-                shown(&p.git_ref),
+                cut(shown(&p.git_ref), REF_WIDTH),
                 p.commit
                     .as_deref()
                     .map(|c| c[..c.len().min(10)].to_string())
