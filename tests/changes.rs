@@ -1,6 +1,7 @@
 //! Work that cannot change the result is skipped: an `if_changed` step (the default
-//! `pnpm install`) runs only when its inputs changed since the last succeeded build, and a
-//! commit that is already built and live is `unchanged`. Real git, real pnpm.
+//! `pnpm install`) runs only when its inputs changed since its last successful run in the
+//! checkout, by whichever hook, and a commit that is already built and live is
+//! `unchanged`. Real git, real pnpm.
 
 use std::fs;
 
@@ -40,13 +41,16 @@ fn installed(log: &str) -> bool {
 }
 
 #[test]
-fn the_install_step_runs_only_when_its_inputs_changed_since_the_last_succeeded_build() {
+fn the_install_step_runs_only_when_its_inputs_changed_since_its_last_successful_run() {
     requires!(Pnpm);
     let w = pnpm_world("if-changed", "");
     let (word, log) = build(&w);
     assert_eq!(word, "succeeded", "{log}");
     assert!(installed(&log), "the first build must install: {log}");
-    assert!(log.contains("pnpm install: runs (no succeeded build yet)"), "{log}");
+    assert!(
+        log.contains("pnpm install: runs (no successful run of it recorded in this working tree)"),
+        "{log}"
+    );
     let base = w.status()["last"]["commit"].as_str().unwrap()[..10].to_string();
 
     // Only docs change: install is skipped, the build runs, the page is new.
@@ -64,9 +68,8 @@ fn the_install_step_runs_only_when_its_inputs_changed_since_the_last_succeeded_b
     assert!(fs::read_to_string(w.path("www/index.html"))
         .unwrap()
         .contains("Docs only"));
-    let base = w.status()["last"]["commit"].as_str().unwrap()[..10].to_string();
 
-    // The lockfile changes: install runs and says why.
+    // The lockfile changes: install runs and says why, since its last run (the first build).
     w.push("pnpm-lock.yaml", &format!("{LOCKFILE}# v2\n"));
     let (word, log) = build(&w);
     assert_eq!(word, "succeeded", "{log}");
@@ -76,11 +79,10 @@ fn the_install_step_runs_only_when_its_inputs_changed_since_the_last_succeeded_b
         "{log}"
     );
 
-    // The lockfile changes in a build that fails: the next build (docs only) installs
-    // again, since a failed build is never the base.
-    let good = w.status()["last"]["commit"].as_str().unwrap()[..10].to_string();
+    // The lockfile changes in a build that installs it and then fails: node_modules is
+    // that lockfile's, so the next build of it (docs only) does not install again.
     w.push("pnpm-lock.yaml", &format!("{LOCKFILE}# v3\n"));
-    w.push("build.js", "process.exit(1);\n");
+    let installed_at = w.push("build.js", "process.exit(1);\n");
     let (word, log) = build(&w);
     assert_eq!(word, "failed", "{log}");
     assert!(installed(&log), "{log}");
@@ -88,16 +90,18 @@ fn the_install_step_runs_only_when_its_inputs_changed_since_the_last_succeeded_b
     let (word, log) = build(&w);
     assert_eq!(word, "succeeded", "{log}");
     assert!(
-        log.contains(&format!("pnpm install: runs (pnpm-lock.yaml changed since {good})")),
-        "after a failed build the base is still the last succeeded one: {log}"
+        log.contains(&format!(
+            "pnpm install: skipped: package.json, pnpm-lock.yaml, pnpm-workspace.yaml, .npmrc unchanged since {}",
+            &installed_at[..10]
+        )),
+        "{log}"
     );
 
-    // The lockfile goes back to the base's in a failed build that installed it: the next
-    // build installs again, though the lockfile equals the base's, since node_modules
-    // is now the failed build's.
-    let good = w.status()["last"]["commit"].as_str().unwrap()[..10].to_string();
+    // The lockfile goes back to the live build's in a build after one that installed
+    // another: the install runs again, though the lockfile equals the live build's.
+    let good = w.status()["last"]["commit"].as_str().unwrap().to_string();
     w.push("pnpm-lock.yaml", &format!("{LOCKFILE}# v4\n"));
-    w.push("build.js", "process.exit(1);\n");
+    let other = w.push("build.js", "process.exit(1);\n");
     assert_eq!(build(&w).0, "failed");
     w.push("pnpm-lock.yaml", &format!("{LOCKFILE}# v3\n"));
     w.push("build.js", BUILD_JS);
@@ -105,8 +109,25 @@ fn the_install_step_runs_only_when_its_inputs_changed_since_the_last_succeeded_b
     assert_eq!(word, "succeeded", "{log}");
     assert!(
         log.contains(&format!(
-            "pnpm install: runs (a build since {good} that did not succeed ran it)"
+            "pnpm install: runs (pnpm-lock.yaml changed since {})",
+            &other[..10]
         )),
+        "{log}"
+    );
+    assert_ne!(good, other);
+
+    // An install that fails is not recorded as done: with the inputs back as they were at
+    // its last success, it runs again.
+    let before = fs::read_to_string(w.seed.join("package.json")).unwrap();
+    w.push("package.json", "{ not json\n");
+    let (word, log) = build(&w);
+    assert_eq!(word, "failed", "{log}");
+    assert!(installed(&log), "{log}");
+    w.push("package.json", &before);
+    let (word, log) = build(&w);
+    assert_eq!(word, "succeeded", "{log}");
+    assert!(
+        log.contains("pnpm install: runs (no successful run of it recorded in this working tree)"),
         "{log}"
     );
 
@@ -234,4 +255,118 @@ fn a_redelivery_is_unchanged_and_runs_no_step_until_forced_or_rolled_back() {
     assert_eq!(w.wait_idle()["last"]["result"], "succeeded");
     assert_eq!(runs(), 4);
     assert_eq!(fs::read_to_string(www.join("index.html")).unwrap(), "two\n");
+}
+
+/// A tiny dependency in two versions, as local folders: installing it needs no network.
+fn dep_lockfile(dir: &str) -> String {
+    format!(
+        "lockfileVersion: '9.0'\n\nsettings:\n  autoInstallPeers: true\n  excludeLinksFromLockfile: false\n\nimporters:\n\n  .:\n    dependencies:\n      tiny-dep:\n        specifier: file:./{dir}\n        version: file:{dir}\n\npackages:\n\n  tiny-dep@file:{dir}:\n    resolution: {{directory: {dir}, type: directory}}\n\nsnapshots:\n\n  tiny-dep@file:{dir}: {{}}\n"
+    )
+}
+
+fn dep_package_json(dir: &str) -> String {
+    format!(
+        "{{\n  \"name\": \"tiny-docs\",\n  \"private\": true,\n  \"scripts\": {{ \"docs:build\": \"node build.js\" }},\n  \"dependencies\": {{ \"tiny-dep\": \"file:./{dir}\" }}\n}}\n"
+    )
+}
+
+/// The page says which version of the dependency `node_modules` held when it was built.
+const DEP_BUILD_JS: &str = r#"const fs = require('fs');
+const out = 'docs/.vuepress/dist';
+fs.mkdirSync(out, { recursive: true });
+fs.writeFileSync(out + '/index.html', fs.readFileSync('docs/README.md', 'utf8') + 'deps ' + require('tiny-dep') + '\n');
+"#;
+
+#[test]
+fn two_hooks_on_one_checkout_each_publish_their_own_dependencies() {
+    requires!(Pnpm);
+    let w = World::new("deps-per-tree");
+    for v in ["v1", "v2"] {
+        w.push(
+            &format!("dep-{v}/package.json"),
+            &format!(
+                "{{\"name\": \"tiny-dep\", \"version\": \"{}.0.0\", \"main\": \"index.js\"}}\n",
+                &v[1..]
+            ),
+        );
+        w.push(&format!("dep-{v}/index.js"), &format!("module.exports = '{v}';\n"));
+    }
+    w.push("build.js", DEP_BUILD_JS);
+    w.push("docs/README.md", "main\n");
+    w.push("pnpm-lock.yaml", &dep_lockfile("dep-v1"));
+    w.push("package.json", &dep_package_json("dep-v1"));
+    // dev branches off main and depends on v2
+    w.push_to("dev", "pnpm-lock.yaml", &dep_lockfile("dep-v2"));
+    w.push_to("dev", "package.json", &dep_package_json("dep-v2"));
+    w.push_to("dev", "docs/README.md", "dev\n");
+
+    // Two hooks on one checkout, the default steps (install only when its inputs changed).
+    // One pnpm store for both: with a store of its own each, pnpm asks before it reinstalls
+    // and, with no terminal to answer, installs nothing.
+    let store = w.path("pnpm-store");
+    let hook = |name: &str, branch: &str| {
+        format!(
+            "[hooks.{name}]\nprovider = \"gitee\"\nsecret_file = {:?}\nrepo = {:?}\nbranch = {branch:?}\nmode = \"sync\"\nclean = [\"docs/.vuepress/dist\"]\nenv = {{ npm_config_store_dir = {:?} }}\n[hooks.{name}.publish]\nfrom = \"docs/.vuepress/dist\"\nto = {:?}\n",
+            w.secret_file.to_str().unwrap(),
+            w.repo.to_str().unwrap(),
+            store.to_str().unwrap(),
+            w.path(&format!("www-{name}")).to_str().unwrap()
+        )
+    };
+    fs::write(
+        &w.config,
+        format!(
+            "state_dir = {:?}\n[log]\nsyslog = \"\"\n\n{}\n{}",
+            w.state.to_str().unwrap(),
+            hook("docs", "main"),
+            hook("docs2", "dev")
+        ),
+    )
+    .unwrap();
+    let build = |name: &str| {
+        let out = w.cmd(&["run", name, "--wait"]);
+        let s: serde_json::Value =
+            serde_json::from_slice(&fs::read(w.state.join(name).join("status.json")).unwrap()).unwrap();
+        let log = w.log_text(&s["last"]);
+        assert!(out.status.success(), "{name}: {log}");
+        assert_eq!(s["last"]["result"], "succeeded", "{name}: {log}");
+        let page = fs::read_to_string(w.path(&format!("www-{name}/index.html"))).unwrap();
+        (page, log)
+    };
+
+    let (page, log) = build("docs");
+    assert!(installed(&log), "{log}");
+    assert_eq!(page, "main\ndeps v1\n");
+    let (page, log) = build("docs2");
+    assert!(installed(&log), "{log}");
+    assert_eq!(page, "dev\ndeps v2\n");
+
+    // A content-only push to main: node_modules is dev's now, so main installs again.
+    // (`push_to` would start the branch afresh from the seed's HEAD, dev.)
+    git(&w.seed, &["checkout", "-q", "main"]);
+    w.push_to("main", "docs/README.md", "main again\n");
+    let (page, log) = build("docs");
+    assert!(installed(&log), "install was skipped on dev's node_modules: {log}");
+    assert!(log.contains("pnpm install: runs ("), "{log}");
+    assert_eq!(page, "main again\ndeps v1\n", "{log}");
+    // ... and the converse: another content-only push on the same hook skips it.
+    let installed_at = w.head();
+    w.push_to("main", "docs/README.md", "main a third time\n");
+    let (page, log) = build("docs");
+    assert!(!installed(&log), "{log}");
+    assert!(
+        log.contains(&format!(
+            "pnpm install: skipped: package.json, pnpm-lock.yaml, pnpm-workspace.yaml, .npmrc unchanged since {}",
+            &installed_at[..10]
+        )),
+        "{log}"
+    );
+    assert_eq!(page, "main a third time\ndeps v1\n");
+
+    // dev again, content only: node_modules is main's, so dev installs again too.
+    git(&w.seed, &["checkout", "-q", "dev"]);
+    w.push_to("dev", "docs/README.md", "dev again\n");
+    let (page, log) = build("docs2");
+    assert!(installed(&log), "{log}");
+    assert_eq!(page, "dev again\ndeps v2\n", "{log}");
 }

@@ -4,7 +4,8 @@
 //! and pending-marker protocol (at most one build per site, none lost) and the workers;
 //! `pipeline` is one build (sync, clean, steps, publish); `finish` records a build that
 //! ended, whoever saw it end, and tells about it; `state` is the per-hook state folder
-//! they share with `status`; `buildlog` writes a build's log; `reporting` tells
+//! they share with `status`; `tree` is what the steps left in a checkout, whichever hook
+//! (or preview) built there; `buildlog` writes a build's log; `reporting` tells
 //! `crate::report` what the author is to see of each build; `preview` is a preview of a
 //! branch or pull request: what it is of, its name, its files, its git side.
 
@@ -18,3 +19,4 @@ pub mod release;
 pub mod reporting;
 pub mod state;
 pub mod tokens;
+pub mod tree;

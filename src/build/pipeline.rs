@@ -17,7 +17,8 @@ use crate::build::preview::{self, store::Record, store::Store};
 use crate::build::release;
 use crate::build::reporting::Reports;
 use crate::build::state::{Base, BuildRecord, BuildResult, Current, HookState, Pending, State};
-use crate::config::{Cmd, Destinations, Hook, Previews, Step};
+use crate::build::tree::{self, StepRun};
+use crate::config::{Cmd, Destinations, Hook, Previews};
 use crate::error::{Error, Result};
 use crate::publish;
 use crate::sys::log::{q, Log};
@@ -126,8 +127,6 @@ pub(in crate::build) struct Run<'a> {
     /// Where the steps run: the hook's `repo`, or a preview's working tree.
     pub(in crate::build) tree: PathBuf,
     pub(in crate::build) preview: Option<&'a PreviewBuild<'a>>,
-    /// An `if_changed` step about to start, to be marked in `dirty_steps`.
-    dirty: Option<usize>,
     reports: &'a mut Reports,
 }
 
@@ -137,21 +136,12 @@ impl Run<'_> {
     }
 
     pub(in crate::build) fn set_step(&mut self, step: Option<String>) {
-        let dirty = self.dirty.take();
-        let change = |s: &mut crate::build::state::Status| {
+        let written = self.state.update_progress(|s| {
             if let Some(c) = s.current.as_mut() {
                 c.step = step;
                 c.step_started = Some(time::rfc3339(time::now()));
             }
-            if let Some(i) = dirty.filter(|i| !s.dirty_steps.contains(i)) {
-                s.dirty_steps.push(i);
-            }
-        };
-        // Progress only, unless a step is marked dirty: that must survive a power cut.
-        let written = match dirty {
-            Some(_) => self.state.update_status(change),
-            None => self.state.update_progress(change),
-        };
+        });
         if let Ok(status) = written {
             self.reports.page(self.hook, self.state, &status);
         }
@@ -305,7 +295,6 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         state,
         tree,
         preview,
-        dirty: None,
         reports,
     };
     if !hook.env.contains_key("HOME") {
@@ -317,7 +306,6 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     // One status write both says "building" and reads what this build compares with.
     let mut plan = Plan {
         base: None,
-        dirty: Vec::new(),
         config: match preview {
             Some(pb) => preview::stage::config_hash(&config_hash(hook), pb),
             None => config_hash(hook),
@@ -329,7 +317,6 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
     };
     let building = state.update_status(|s| {
         plan.base = s.base.clone();
-        plan.dirty = s.dirty_steps.clone();
         plan.live_release = s.live_release.clone();
         // No rollback or resume runs while this build holds the lock: these hold until its end.
         // A rollback holds the production site, not its previews.
@@ -456,8 +443,6 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
 struct Plan {
     /// The hook's last succeeded build.
     base: Option<Base>,
-    /// Steps started since `base` by builds that did not succeed.
-    dirty: Vec<usize>,
     /// `config_hash` of the hook now.
     config: String,
     /// `run --force`: build even an unchanged commit, run every step.
@@ -542,51 +527,8 @@ pub fn config_hash(hook: &Hook) -> String {
         .collect()
 }
 
-fn short(commit: &str) -> &str {
+pub(in crate::build) fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
-}
-
-/// Why step `i` (with `if_changed`) must run, or `Err` with the log line saying why it is
-/// skipped.
-fn must_run(run: &Run, plan: &Plan, i: usize, step: &Step, head: &str) -> std::result::Result<String, String> {
-    if plan.force {
-        return Ok("forced".into());
-    }
-    let Some(base) = &plan.base else {
-        return Ok("no succeeded build yet".into());
-    };
-    if base.config != plan.config {
-        return Ok(format!("the hook's config changed since {}", short(&base.commit)));
-    }
-    let mut argv = vec!["git", "diff", "--name-only", "--no-renames", &base.commit, head, "--"];
-    argv.extend(step.if_changed.iter().map(String::as_str));
-    match run.git_answer(&argv[1..]) {
-        Some(changed) if changed.is_empty() && plan.dirty.contains(&i) => Ok(format!(
-            "a build since {} that did not succeed ran it",
-            short(&base.commit)
-        )),
-        Some(changed) if changed.is_empty() => Err(format!(
-            "skipped: {} unchanged since {}",
-            step.if_changed.join(", "),
-            short(&base.commit)
-        )),
-        Some(changed) => {
-            let files: Vec<&str> = changed.lines().take(3).collect();
-            let more = changed.lines().count().saturating_sub(3);
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            Ok(format!(
-                "{}{more} changed since {}",
-                files.join(", "),
-                short(&base.commit)
-            ))
-        }
-        // The base commit is gone (a force push and a gc) or git failed: run, to be safe.
-        _ => Ok(format!("cannot compare with {}", short(&base.commit))),
-    }
 }
 
 /// The build knows its commit: status.json says it, and the author hears that it builds.
@@ -698,9 +640,17 @@ fn stages(
     timing.clean = Some(clock.elapsed().as_secs_f64());
 
     let clock = Instant::now();
+    let tree = if hook.steps.is_empty() { None } else { tree::record(run) };
     for (i, step) in hook.steps.iter().enumerate() {
+        let key = step.run.to_string();
+        let label = step_label(i + 1, &step.run);
+        let mut inputs = None;
         if !step.if_changed.is_empty() {
-            match must_run(run, plan, i, step, head.as_deref().unwrap_or("HEAD")) {
+            let last = tree.as_ref().and_then(|t| t.get(&key));
+            inputs = tree::inputs_hash(run, step);
+            let head = head.as_deref().unwrap_or("HEAD");
+            let plan = (plan.force, plan.config.as_str());
+            match tree::must_run(run, plan, step, last.as_ref(), inputs.as_deref(), head) {
                 Ok(why) => run.note(&format!("\n{}: runs ({why})", step.run)),
                 Err(skipped) => {
                     run.note(&format!("\n{}: {skipped}", step.run));
@@ -708,13 +658,35 @@ fn stages(
                 }
             }
         }
-        // Marked as it starts (in the same status write): if this build does not
-        // succeed, the step's effects may be this commit's, not the base's, and the next
-        // build runs it again.
-        run.dirty = (!step.if_changed.is_empty()).then_some(i);
-        let result = run.command(&step.run, &step_label(i + 1, &step.run), cancel);
+        // Forgotten before it starts, whichever hook runs it, with or without if_changed:
+        // from now until it succeeds, what it leaves in the checkout is unknown.
+        if let Some(t) = &tree {
+            if let Err(e) = t.forget(&key) {
+                let why = format!(
+                    "cannot update {}: {e} (it must be writable by the build's user, {})",
+                    t.path().display(),
+                    crate::sys::privilege::current_user_name()
+                );
+                run.note(&format!("\n{}: {why}", step.run));
+                return Err(Failed::new(key, &label, Exit::NotStarted(why)));
+            }
+        }
+        let result = run.command(&step.run, &label, cancel);
         timing.steps = Some(clock.elapsed().as_secs_f64());
         result?;
+        if let (Some(t), Some(inputs), Some(commit)) = (&tree, inputs, &head) {
+            let done = StepRun {
+                inputs,
+                commit: commit.clone(),
+                hook: hook.name.clone(),
+                config: plan.config.clone(),
+                finished: time::rfc3339(time::now()),
+            };
+            // Not recorded: the next build runs it again, the safe side.
+            if let Err(e) = t.remember(&key, done) {
+                run.note(&format!("cannot record it in {}: {e}", t.path().display()));
+            }
+        }
     }
     timing.steps = Some(clock.elapsed().as_secs_f64());
 

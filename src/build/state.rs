@@ -157,14 +157,11 @@ pub struct Status {
     /// The last `deploy-hook rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<Rollback>,
-    /// What the last succeeded build built: the base that `if_changed` steps and
-    /// `unchanged` builds compare with. A build that did not succeed never replaces it.
+    /// What the last succeeded build built: what an `unchanged` build compares with. A
+    /// build that did not succeed never replaces it. (`if_changed` steps compare with the
+    /// checkout's own record, tree.rs: what they leave is the checkout's, not the hook's.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<Base>,
-    /// Steps (by index) started by a build since `base` that did not succeed: their effects
-    /// (node_modules) may be another commit's, so they run again whatever changed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dirty_steps: Vec<usize>,
     /// What was live, newest first, with when and how: the way back `rollback` walks
     /// (`publish::releases`), which pruning keeps within `keep`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -207,7 +204,6 @@ impl Default for Status {
             live_release: None,
             last_rollback: None,
             base: None,
-            dirty_steps: Vec::new(),
             live_history: Vec::new(),
             held: None,
             prune_failures: Vec::new(),
@@ -233,9 +229,8 @@ impl Status {
     /// (`queue::recover`). `live` is the release this build switched to, if it did (not
     /// while a rollback holds the site, nor for an unchanged build).
     ///
-    /// A succeeded build becomes the base that later builds compare with (`if_changed`,
-    /// `unchanged`), with the config it ran with (`Current::config`), and the steps
-    /// marked dirty since the old base are clean again. Any other result leaves the base.
+    /// A succeeded build becomes the base that later builds compare with (`unchanged`),
+    /// with the config it ran with (`Current::config`). Any other result leaves the base.
     pub fn finish(&mut self, record: BuildRecord, live: Option<String>) {
         let config = self.current.take().filter(|c| c.id == record.id).and_then(|c| c.config);
         if let Some(release) = &live {
@@ -249,7 +244,6 @@ impl Status {
                     config,
                     release: record.release.clone(),
                 });
-                self.dirty_steps.clear();
             }
         }
         self.state = State::Idle;
@@ -674,20 +668,17 @@ pub(super) mod tests {
             ("4", BuildResult::Superseded),
         ] {
             building(&mut st, id);
-            st.dirty_steps = vec![0];
             st.finish(record(id, result, None), None);
             assert_eq!(st.base, Some(base.clone()), "{result}");
-            assert_eq!(st.dirty_steps, [0], "{result}");
             assert_eq!(st.live_release.as_deref(), Some("r1"), "{result}");
         }
         // an unchanged build names what stays live and changes no base
         building(&mut st, "5");
         st.finish(record("5", BuildResult::Unchanged, Some("r1")), Some("r1".into()));
-        assert_eq!((st.base.as_ref(), st.dirty_steps.len()), (Some(&base), 1));
+        assert_eq!(st.base.as_ref(), Some(&base));
         building(&mut st, "6");
         st.finish(record("6", BuildResult::Succeeded, Some("r6")), Some("r6".into()));
         assert_eq!(st.base.as_ref().unwrap().release.as_deref(), Some("r6"));
-        assert!(st.dirty_steps.is_empty());
         assert_eq!(st.history.len(), 6);
     }
 

@@ -111,8 +111,9 @@ impl fmt::Display for Cmd {
 }
 
 /// One step of a build. With `if_changed`, it runs only when one of those paths (git
-/// pathspecs, relative to `repo`) changed since the hook's last succeeded build, when
-/// there is none, or when the hook's config changed since then (`build::pipeline` decides).
+/// pathspecs, relative to `repo`) changed since its last successful run in the checkout,
+/// by whichever hook, when there is none, or when the config changed since then
+/// (`build::pipeline` decides, from `build::tree`'s record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub run: Cmd,
