@@ -270,6 +270,49 @@ fn dep_package_json(dir: &str) -> String {
     )
 }
 
+/// Hooks `docs` (main) and `docs2` (dev) on the world's checkout, the default steps,
+/// each publishing to `www-<hook>`; `extra` is more TOML for both.
+fn two_hooks_on_one_checkout(w: &World, extra: &str) {
+    let hook = |name: &str, branch: &str| {
+        format!(
+            "[hooks.{name}]\nprovider = \"gitee\"\nsecret_file = {:?}\nrepo = {:?}\nbranch = {branch:?}\nmode = \"sync\"\nclean = [\"docs/.vuepress/dist\"]\n{extra}\n[hooks.{name}.publish]\nfrom = \"docs/.vuepress/dist\"\nto = {:?}\n",
+            w.secret_file.to_str().unwrap(),
+            w.repo.to_str().unwrap(),
+            w.path(&format!("www-{name}")).to_str().unwrap()
+        )
+    };
+    fs::write(
+        &w.config,
+        format!(
+            "state_dir = {:?}\n[log]\nsyslog = \"\"\n\n{}\n{}",
+            w.state.to_str().unwrap(),
+            hook("docs", "main"),
+            hook("docs2", "dev")
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn check_warns_when_hooks_on_one_checkout_have_a_pnpm_store_each() {
+    let w = World::new("deps-stores");
+    let warning = "run pnpm in ";
+    two_hooks_on_one_checkout(&w, "");
+    let check = String::from_utf8_lossy(&w.cmd(&["check"]).stdout).into_owned();
+    assert!(
+        check.contains(&format!("hooks docs, docs2 {warning}")) && check.contains("npm_config_store_dir"),
+        "{check}"
+    );
+    let store = w.path("pnpm-store");
+    two_hooks_on_one_checkout(
+        &w,
+        &format!("env = {{ npm_config_store_dir = {:?} }}", store.to_str().unwrap()),
+    );
+    let check = String::from_utf8_lossy(&w.cmd(&["check"]).stdout).into_owned();
+    assert!(check.contains("hooks docs, docs2 share the working tree"), "{check}");
+    assert!(!check.contains(warning), "{check}");
+}
+
 /// The page says which version of the dependency `node_modules` held when it was built.
 const DEP_BUILD_JS: &str = r#"const fs = require('fs');
 const out = 'docs/.vuepress/dist';
@@ -302,27 +345,12 @@ fn two_hooks_on_one_checkout_each_publish_their_own_dependencies() {
 
     // Two hooks on one checkout, the default steps (install only when its inputs changed).
     // One pnpm store for both: with a store of its own each, pnpm asks before it reinstalls
-    // and, with no terminal to answer, installs nothing.
+    // and, with no terminal to answer, installs nothing (check warns about that, below).
     let store = w.path("pnpm-store");
-    let hook = |name: &str, branch: &str| {
-        format!(
-            "[hooks.{name}]\nprovider = \"gitee\"\nsecret_file = {:?}\nrepo = {:?}\nbranch = {branch:?}\nmode = \"sync\"\nclean = [\"docs/.vuepress/dist\"]\nenv = {{ npm_config_store_dir = {:?} }}\n[hooks.{name}.publish]\nfrom = \"docs/.vuepress/dist\"\nto = {:?}\n",
-            w.secret_file.to_str().unwrap(),
-            w.repo.to_str().unwrap(),
-            store.to_str().unwrap(),
-            w.path(&format!("www-{name}")).to_str().unwrap()
-        )
-    };
-    fs::write(
-        &w.config,
-        format!(
-            "state_dir = {:?}\n[log]\nsyslog = \"\"\n\n{}\n{}",
-            w.state.to_str().unwrap(),
-            hook("docs", "main"),
-            hook("docs2", "dev")
-        ),
-    )
-    .unwrap();
+    two_hooks_on_one_checkout(
+        &w,
+        &format!("env = {{ npm_config_store_dir = {:?} }}", store.to_str().unwrap()),
+    );
     let build = |name: &str| {
         let out = w.cmd(&["run", name, "--wait"]);
         let s: serde_json::Value =

@@ -691,5 +691,49 @@ fn check_sharing(cfg: &Config, r: &mut Report) {
                 folder.display()
             ),
         );
+        if what == "working tree" {
+            check_pnpm_stores(cfg, &hooks, &folder, r);
+        }
+    }
+}
+
+/// Hooks that run pnpm in one checkout need one pnpm store. pnpm ties `node_modules` to the
+/// store that filled it, and each hook's steps have a HOME (and so a store) of their own
+/// by default: pnpm then asks before it reinstalls from another store and, with no
+/// terminal to answer, installs nothing and exits 0, so a hook publishes the other's
+/// dependencies.
+fn check_pnpm_stores(cfg: &Config, hooks: &[String], repo: &Path, r: &mut Report) {
+    let runs_pnpm = |h: &crate::config::Hook| {
+        h.steps.iter().any(|s| match &s.run {
+            crate::config::Cmd::Argv(v) => v.first().is_some_and(|p| p.rsplit('/').next() == Some("pnpm")),
+            crate::config::Cmd::Shell(text) => text.contains("pnpm"),
+        })
+    };
+    // The repo's own .npmrc may name the store for every hook.
+    let npmrc = std::fs::read_to_string(repo.join(".npmrc")).unwrap_or_default();
+    if npmrc.lines().any(|l| l.trim_start().starts_with("store-dir")) {
+        return;
+    }
+    let stores: BTreeSet<String> = hooks
+        .iter()
+        .filter_map(|h| cfg.hooks.get(h))
+        .filter(|h| runs_pnpm(h))
+        .map(|h| {
+            let env = h.child_env(&HookState::new(&cfg.state_dir, &h.name).home_dir());
+            match env.get("npm_config_store_dir").or(env.get("NPM_CONFIG_STORE_DIR")) {
+                Some(store) => format!("store {store}"),
+                None => format!("HOME {}", env.get("HOME").map(String::as_str).unwrap_or("")),
+            }
+        })
+        .collect();
+    if stores.len() > 1 {
+        r.warn(
+            "shared",
+            format!(
+                "hooks {} run pnpm in {} with a pnpm store each: pnpm does not reinstall from another store without a terminal to ask, so a hook may publish the other's dependencies; give them one store: the same env = {{ npm_config_store_dir = \"...\" }} in each (docs/builds.md, Overlapping deliveries)",
+                hooks.join(", "),
+                repo.display()
+            ),
+        );
     }
 }
