@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -22,11 +22,15 @@ pub use hook::MIN_LOG_MAX_BYTES;
 
 mod apart;
 mod hook;
+mod names;
 mod previews;
 mod publish;
 mod raw;
 mod report;
 mod root;
+
+pub use names::valid_hook_name;
+use names::{inside_relative, valid_env_name, valid_git_name};
 
 pub use report::{check_url, Forge, Notify, NotifyKind, On, Page, Report};
 
@@ -355,59 +359,6 @@ pub struct Config {
 pub fn locate(flag: Option<PathBuf>, env_value: Option<OsString>) -> PathBuf {
     flag.or_else(|| env_value.filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
-}
-
-/// Hook names travel in URLs, file names and log lines: keep them plain.
-pub fn valid_hook_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Branch and remote names end up as git arguments: refuse anything git would read as an
-/// option or that `git check-ref-format` refuses.
-fn valid_git_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('-')
-        && !s.starts_with('/')
-        && !s.ends_with('/')
-        && !s.ends_with(".lock")
-        && !s.contains("..")
-        && !s.contains("@{")
-        && !s.contains("//")
-        && s.chars().all(|c| !c.is_control() && !" ~^:?*[\\".contains(c))
-}
-
-fn valid_env_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// A relative path that stays inside the folder it is joined to.
-fn inside_relative(p: &str) -> Option<PathBuf> {
-    let path = Path::new(p);
-    if p.is_empty() || p.contains('\0') {
-        return None;
-    }
-    let mut clean = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => clean.push(n),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    // `.git` holds the remote's credentials and the hooks git runs: never published,
-    // never cleaned.
-    if clean.as_os_str().is_empty() || clean.starts_with(".git") {
-        None
-    } else {
-        Some(clean)
-    }
 }
 
 struct Ctx<'a> {
