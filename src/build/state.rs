@@ -274,6 +274,19 @@ pub struct HookState {
 
 /// Writes `data` to `path` through a temp file and rename(2), waiting for the disk before
 /// the rename (`Wait::Whole`).
+/// Opens (creating it, 0640, never truncating) a file that is only ever flocked: every
+/// lock of a hook's state, its builds and its previews.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+}
+
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_replacing(path, data, Wait::Whole)
 }
@@ -377,14 +390,7 @@ impl HookState {
     }
 
     pub fn open_lock_file(&self, path: &Path) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+        open_lock_file(path)
     }
 
     /// Runs `f` with the state lock held: the short lock that orders every change to

@@ -22,15 +22,14 @@
 //! on a VitePress site, a production push during a preview build took 0.99 times as long
 //! as alone, stopping the preview costing about 80 ms (BENCHMARKS.md).
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fs2::FileExt;
 
 use super::store::Store;
-use crate::build::state::{write_atomic, HookState};
+use crate::build::state::{open_lock_file, write_atomic, HookState};
 use crate::error::{Error, Result};
 use crate::sys::process::{self, Identity};
 
@@ -51,18 +50,7 @@ fn gate_path(hook_dir: &Path) -> PathBuf {
 }
 
 fn open(hook_dir: &Path) -> Result<File> {
-    open_at(&lock_path(hook_dir))
-}
-
-fn open_at(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o640)
-        .open(path)
-        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+    open_lock_file(&lock_path(hook_dir))
 }
 
 /// The stop request of a preview build: its state folder's `stop`, holding the build's id.
@@ -91,7 +79,7 @@ impl Drop for PreviewTurn {
 /// Waits until production does not build, and holds the machine for the preview whose
 /// state folder is `preview_dir`. A stop request left from before is void.
 pub fn preview_turn(hook_dir: &Path, preview_dir: &Path) -> Result<PreviewTurn> {
-    let gate = open_at(&gate_path(hook_dir))?;
+    let gate = open_lock_file(&gate_path(hook_dir))?;
     // Waits while production waits for its turn or has it.
     FileExt::lock_shared(&gate).map_err(|e| Error::io("cannot lock first.gate", e))?;
     let file = open(hook_dir)?;
@@ -145,7 +133,7 @@ pub struct Taken {
 /// Takes the machine for a production build of the hook whose state folder is `hook_dir`,
 /// stopping the preview builds that hold it. Never waits for a preview build to end.
 pub fn production_turn(hook_dir: &Path, store: &Store) -> Result<(ProductionTurn, Taken)> {
-    let gate = open_at(&gate_path(hook_dir))?;
+    let gate = open_lock_file(&gate_path(hook_dir))?;
     // Held shared by a preview only while it takes `first.lock`, which it gets at once
     // (nobody holds that exclusive without this gate): never a preview build's wait.
     FileExt::lock_exclusive(&gate).map_err(|e| Error::io("cannot lock first.gate", e))?;

@@ -5,12 +5,13 @@
 //! (nothing is lost) and their workers wait for a slot. Production's build takes no slot:
 //! it is never limited by previews (`first` makes previews wait for it, not the other way).
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use fs2::FileExt;
 
+use crate::build::state::open_lock_file;
 use crate::error::{Error, Result};
 
 /// A preview build's slot: let go when dropped.
@@ -32,14 +33,7 @@ pub fn take(hook_dir: &Path, jobs: usize) -> Result<Slot> {
     let mut files = Vec::with_capacity(jobs);
     for i in 0..jobs {
         let path = dir.join(format!("{i}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        let file = open_lock_file(&path)?;
         files.push(file);
     }
     let free = files.iter().position(|f| f.try_lock_exclusive().is_ok());

@@ -15,15 +15,15 @@
 //! would delete a working tree inside the checkout, and a `clean` path could cover it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::{name, Subject};
-use crate::build::state::write_atomic;
+use crate::build::state::{open_lock_file, write_atomic};
 use crate::error::{Error, Result};
 use crate::sys::time;
 
@@ -145,14 +145,7 @@ impl Store {
             .create(&root)
             .map_err(|e| Error::io(format!("cannot create {}", root.display()), e))?;
         let path = root.join("names.lock");
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        let lock = open_lock_file(&path)?;
         lock.lock_exclusive()
             .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
         let out = f();
