@@ -470,6 +470,11 @@ fn a_bucket_that_accepts_and_never_answers_fails_the_publish_in_seconds_not_at_s
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let log = w.log_text(&w.status()["last"]);
     assert!(log.contains("publish failed at bucket: rclone cat failed"), "{log}");
-    assert!(log.contains("timeout awaiting response headers"), "{log}");
+    // Which of rclone's limits fires first varies from run to run: the one on the
+    // response headers or the one on an idle connection. Either is rclone's own.
+    assert!(
+        log.contains("timeout awaiting response headers") || log.contains("i/o timeout"),
+        "{log}"
+    );
     assert!(!log.contains("took longer than"), "{log}");
 }
