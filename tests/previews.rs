@@ -328,7 +328,7 @@ fn deliver(w: &World, provider: &str, event: &str, body: &[u8]) -> Reply {
             .header("X-Gitea-Signature", gitea_sig(SECRET, body)),
         "gitee" => {
             // signing mode: the token covers the timestamp, never the body
-            let ts = (now_ms() - 1000 - (rand_ms() % 500)).to_string();
+            let ts = fresh_gitee_ts();
             cgi.header("X-Gitee-Event", event)
                 .header("X-Gitee-Timestamp", &ts)
                 .header("X-Gitee-Token", gitee_token(SECRET, &ts))
@@ -338,7 +338,7 @@ fn deliver(w: &World, provider: &str, event: &str, body: &[u8]) -> Reply {
     .run()
 }
 
-/// A different number each call (Gitee's timestamps must differ, or it is a replay).
+/// A different number each call, for names of this run's own.
 fn rand_ms() -> u128 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     u128::from(N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))

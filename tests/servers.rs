@@ -390,8 +390,7 @@ pub fn http(
 
 /// The headers of a signed Gitee push, as Gitee sends them.
 pub fn gitee_headers(secret: &str) -> Vec<(String, String)> {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let ts = (now_ms() - 30_000 + N.fetch_add(1, std::sync::atomic::Ordering::SeqCst) as u128).to_string();
+    let ts = fresh_gitee_ts();
     vec![
         ("Content-Type".into(), "application/json".into()),
         ("User-Agent".into(), "git-oschina-hook".into()),

@@ -93,6 +93,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A Gitee timestamp (unix ms, about a minute ago, well inside the signing window) that no
+/// other call in this test process returns: Gitee's timestamps differ between deliveries,
+/// and the same one twice is a replay, answered "duplicate". Taken in one atomic step, so
+/// that deliveries made at once on several threads (a burst during a build) never share one.
+pub fn fresh_gitee_ts() -> String {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = now_ms() as u64 - 60_000;
+    let prev = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(base.max(last + 1)))
+        .unwrap_or_else(|last| last);
+    base.max(prev + 1).to_string()
+}
+
 /// A program of a Debian package the tests need, wherever the package puts it; `packages`
 /// is what to install when it is missing (tests/run.sh does). Only for a test that
 /// declares the need with `requires!`.
@@ -337,7 +350,7 @@ impl World {
     /// A signed Gitee push delivery for `main`.
     pub fn gitee_push(&self) -> Cgi {
         // Distinct per delivery, as Gitee's are: the same timestamp would be a replay.
-        let ts = (now_ms() - 60_000 + COUNTER.fetch_add(1, Ordering::SeqCst) as u128).to_string();
+        let ts = fresh_gitee_ts();
         self.cgi()
             .header("X-Gitee-Token", gitee_token(SECRET, &ts))
             .header("X-Gitee-Timestamp", &ts)
