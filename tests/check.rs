@@ -160,11 +160,9 @@ fn check_never_prints_a_remotes_credentials_and_reaches_it_as_the_build_does() {
     requires!(Root, WwwData);
     let w = www_data_world("check-remote");
     w.config("gitlab", "steps = [\"true\"]");
-    // Nothing listens on a freshly freed loopback port: a remote that cannot be reached.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Nothing listens on a port found free and given to no server: a remote that cannot be
+    // reached.
+    let port = free_port();
     let url = format!("https://deploy:TOKEN-s3cr3t@127.0.0.1:{port}/docs.git");
     git_in_www_data_repo(&w.repo, &["remote", "set-url", "origin", &url]);
     let out = w.cmd(&["check"]);

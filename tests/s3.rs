@@ -33,12 +33,10 @@ pub struct S3 {
     weed: Option<Child>,
 }
 
-/// `n` distinct free loopback ports, held open together so that no two are the same.
+/// `n` distinct free loopback ports, none handed to another server of this run
+/// (`free_port`): weed binds some of them seconds after it starts.
 fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    (0..n).map(|_| free_port()).collect()
 }
 
 /// A random-enough secret for this server's keys (never printed).

@@ -84,13 +84,24 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A free loopback port for a server a test starts.
+/// A free loopback port for a server a test starts, never one handed out before in this
+/// test process (`cargo test` runs every test in one). The kernel's "free" lasts only until
+/// the server binds it, a moment or (weed's filer, a restarted sshd) seconds later; another
+/// test's pick meanwhile could get the same port, and then one server fails to bind while
+/// the other answers both tests' requests. The suite needs a few hundred ports of thousands.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A Gitee timestamp (unix ms, about a minute ago, well inside the signing window) that no
