@@ -491,7 +491,9 @@ fn a_hanging_api_holds_neither_the_build_nor_the_next_delivery() {
     // Its worker still waits on the API (it lets go of the lock first)...
     let first = worker_pids(&w);
     assert_eq!(first.len(), 1, "the first worker, sending: {first:?}");
-    assert!(!d.to("hang").is_empty(), "it did try");
+    // It did try: its sender thread's first request reaches the double at its own pace,
+    // which a build of `true` can beat.
+    d.wait_for("hang", 1, limit);
     // ...and the next delivery builds at once, beside it. (The first worker lives at least
     // a request's 5 s timeout after its build: a bound, not a measured time.)
     w.push("index.md", "two\n");
