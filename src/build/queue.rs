@@ -40,7 +40,7 @@ use crate::build::pipeline::{self, Build};
 use crate::build::preview::first;
 use crate::build::preview::store::Store;
 use crate::build::reporting::Reports;
-use crate::build::state::{write_atomic, BuildRecord, BuildResult, HookState, Pending, State, Wait};
+use crate::build::state::{write_atomic, BuildRecord, HookState, Pending, State, Wait};
 use crate::config::{Config, Hook, OnBusy};
 use crate::error::{Error, Result};
 use crate::publish::{self, local};
@@ -304,7 +304,6 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log,
     if let Some(b) = builder.filter(|b| b.session_leader) {
         killed += process::kill_session(&b.process, &b.boot);
     }
-    let now = time::now();
     // A worker killed after it switched `to` to its release has published: that build
     // succeeded, it only missed writing so.
     // Web hosts are not asked (recovery must not wait on ssh): such a build is recorded
@@ -320,26 +319,7 @@ pub fn recover(_lock: &BuildLock, hook: &Hook, state: &HookState, log: &mut Log,
         return Ok(());
     };
     let published = c.release.is_some() && c.release == live;
-    let record = BuildRecord {
-        duration_secs: time::parse_rfc3339(&c.started)
-            .map(|t| now.as_secs().saturating_sub(t) as f64)
-            .unwrap_or(0.0),
-        id: c.id.clone(),
-        delivery: c.delivery.clone(),
-        started: c.started.clone(),
-        finished: time::rfc3339(now),
-        result: if published {
-            BuildResult::Succeeded
-        } else {
-            BuildResult::Interrupted
-        },
-        commit: c.commit.clone(),
-        failed_step: if published { None } else { c.step.clone() },
-        failed_at: None,
-        log: c.log.clone(),
-        release: if published { c.release.clone() } else { None },
-        held: false,
-    };
+    let record = c.recovered(published);
     let why = format!(
         "its worker died after {}; {killed} leftover processes killed",
         if published { "publishing" } else { "starting it" }

@@ -139,6 +139,34 @@ impl Current {
             tokens: Vec::new(),
         }
     }
+
+    /// This build's record, made by a later process because its worker died: ended now,
+    /// succeeded when it had published (`to` was switched to its release), else
+    /// interrupted in the step it was running (`queue::recover`, a preview's `recover`).
+    pub fn recovered(&self, published: bool) -> BuildRecord {
+        use crate::sys::time;
+        let now = time::now();
+        BuildRecord {
+            duration_secs: time::parse_rfc3339(&self.started)
+                .map(|t| now.as_secs().saturating_sub(t) as f64)
+                .unwrap_or(0.0),
+            id: self.id.clone(),
+            delivery: self.delivery.clone(),
+            started: self.started.clone(),
+            finished: time::rfc3339(now),
+            result: if published {
+                BuildResult::Succeeded
+            } else {
+                BuildResult::Interrupted
+            },
+            commit: self.commit.clone(),
+            failed_step: if published { None } else { self.step.clone() },
+            failed_at: None,
+            log: self.log.clone(),
+            release: if published { self.release.clone() } else { None },
+            held: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -299,23 +299,7 @@ fn recover(hook: &Hook, state: &HookState, name: &str, log: &mut Log) -> Result<
         return Ok(());
     };
     process::kill_by_env("DEPLOY_HOOK_LOG", &c.log);
-    let now = time::now();
-    let record = crate::build::state::BuildRecord {
-        duration_secs: time::parse_rfc3339(&c.started)
-            .map(|t| now.as_secs().saturating_sub(t) as f64)
-            .unwrap_or(0.0),
-        id: c.id.clone(),
-        delivery: c.delivery.clone(),
-        started: c.started.clone(),
-        finished: time::rfc3339(now),
-        result: BuildResult::Interrupted,
-        commit: c.commit.clone(),
-        failed_step: c.step.clone(),
-        failed_at: None,
-        log: c.log.clone(),
-        release: None,
-        held: false,
-    };
+    let record = c.recovered(false);
     state.update_status(|s| s.finish(record, None))?;
     state.put_back(&c.pending())?;
     log.warn(&format!(
