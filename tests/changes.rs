@@ -398,3 +398,77 @@ fn two_hooks_on_one_checkout_each_publish_their_own_dependencies() {
     assert!(installed(&log), "{log}");
     assert_eq!(page, "dev again\ndeps v2\n", "{log}");
 }
+
+/// A site whose build needs its dependency (`tiny-dep`, v1) in `node_modules`, with the
+/// default steps; `clean` as given.
+fn deps_world(name: &str, clean: &str) -> World {
+    let w = World::new(name);
+    w.push(
+        "dep-v1/package.json",
+        "{\"name\": \"tiny-dep\", \"version\": \"1.0.0\", \"main\": \"index.js\"}\n",
+    );
+    w.push("dep-v1/index.js", "module.exports = 'v1';\n");
+    w.push("build.js", DEP_BUILD_JS);
+    w.push("docs/README.md", "one\n");
+    w.push("pnpm-lock.yaml", &dep_lockfile("dep-v1"));
+    w.push("package.json", &dep_package_json("dep-v1"));
+    w.config(
+        "gitee",
+        &format!(
+            "mode = \"sync\"\nclean = {clean}\n[hooks.docs.publish]\nfrom = \"docs/.vuepress/dist\"\nto = {:?}",
+            w.path("www").to_str().unwrap()
+        ),
+    );
+    w
+}
+
+#[test]
+fn a_clean_path_that_removes_what_a_skipped_step_left_makes_that_step_run() {
+    requires!(Pnpm);
+    // `rm -rf node_modules dist` as a habit, written as `clean`.
+    let w = deps_world("clean-node-modules", r#"["node_modules", "docs/.vuepress/dist"]"#);
+    let (word, log) = build(&w);
+    assert_eq!(word, "succeeded", "{log}");
+    assert!(installed(&log), "{log}");
+    // Only docs change, but clean removed node_modules, which install left: it runs.
+    w.push("docs/README.md", "two\n");
+    let (word, log) = build(&w);
+    assert_eq!(word, "succeeded", "{log}");
+    assert!(installed(&log), "{log}");
+    assert!(
+        log.contains("pnpm install: runs (clean removed node_modules, which its last run left)"),
+        "{log}"
+    );
+    assert_eq!(fs::read_to_string(w.path("www/index.html")).unwrap(), "two\ndeps v1\n");
+    // A clean path that its run did not leave (the site's output) skips nothing more.
+    let w = deps_world("clean-dist-only", r#"["docs/.vuepress/dist"]"#);
+    assert_eq!(build(&w).0, "succeeded");
+    w.push("docs/README.md", "two\n");
+    let (word, log) = build(&w);
+    assert_eq!(word, "succeeded", "{log}");
+    assert!(!installed(&log), "{log}");
+}
+
+#[test]
+fn a_build_that_fails_after_skipping_a_step_runs_that_step_in_the_next_build() {
+    requires!(Pnpm);
+    let w = deps_world("skipped-then-failed", r#"["docs/.vuepress/dist"]"#);
+    let (word, log) = build(&w);
+    assert_eq!(word, "succeeded", "{log}");
+    // What install left is lost behind deploy-hook's back (a disk cleanup, a person).
+    fs::remove_dir_all(w.repo.join("node_modules")).unwrap();
+    w.push("docs/README.md", "two\n");
+    let (word, log) = build(&w);
+    assert_eq!(word, "failed", "{log}");
+    assert!(!installed(&log), "{log}");
+    assert!(
+        log.contains("pnpm install was skipped in this build: it runs in the next one"),
+        "{log}"
+    );
+    // The next build (here by hand, as the log's advice or the next push would) heals it.
+    let out = w.cmd(&["run", "docs", "--wait"]);
+    let log = w.log_text(&w.status()["last"]);
+    assert!(out.status.success(), "{log}");
+    assert!(installed(&log), "{log}");
+    assert_eq!(fs::read_to_string(w.path("www/index.html")).unwrap(), "two\ndeps v1\n");
+}

@@ -623,9 +623,13 @@ fn stages(
     timing.fetch = Some(clock.elapsed().as_secs_f64());
 
     let clock = Instant::now();
+    let mut removed = Vec::new();
     for rel in &hook.clean {
         match remove_inside(&run.tree, rel) {
-            Ok(true) => run.note(&format!("removed {}", rel.display())),
+            Ok(true) => {
+                run.note(&format!("removed {}", rel.display()));
+                removed.push(rel.to_string_lossy().into_owned());
+            }
             Ok(false) => {}
             Err(why) => {
                 run.note(&format!("clean: {why}"));
@@ -641,6 +645,9 @@ fn stages(
 
     let clock = Instant::now();
     let tree = if hook.steps.is_empty() { None } else { tree::record(run) };
+    // The steps skipped so far: should a later step fail, they run in the next build, in
+    // case what they left is what is missing (node_modules removed behind our back).
+    let mut skipped: Vec<String> = Vec::new();
     for (i, step) in hook.steps.iter().enumerate() {
         let key = step.run.to_string();
         let label = step_label(i + 1, &step.run);
@@ -650,10 +657,12 @@ fn stages(
             inputs = tree::inputs_hash(run, step);
             let head = head.as_deref().unwrap_or("HEAD");
             let plan = (plan.force, plan.config.as_str());
-            match tree::must_run(run, plan, step, last.as_ref(), inputs.as_deref(), head) {
+            let by = (last.as_ref(), removed.as_slice());
+            match tree::must_run(run, plan, step, by, inputs.as_deref(), head) {
                 Ok(why) => run.note(&format!("\n{}: runs ({why})", step.run)),
-                Err(skipped) => {
-                    run.note(&format!("\n{}: {skipped}", step.run));
+                Err(why) => {
+                    run.note(&format!("\n{}: {why}", step.run));
+                    skipped.push(key);
                     continue;
                 }
             }
@@ -673,6 +682,18 @@ fn stages(
         }
         let result = run.command(&step.run, &label, cancel);
         timing.steps = Some(clock.elapsed().as_secs_f64());
+        if result.is_err() {
+            if let Some(t) = &tree {
+                for key in &skipped {
+                    // Not forgotten: the record stands, and the next build skips it again.
+                    let next = match t.forget(key) {
+                        Ok(()) => "it runs in the next one".to_string(),
+                        Err(e) => format!("cannot update {}: {e}", t.path().display()),
+                    };
+                    run.note(&format!("{key} was skipped in this build: {next}"));
+                }
+            }
+        }
         result?;
         if let (Some(t), Some(inputs), Some(commit)) = (&tree, inputs, &head) {
             let done = StepRun {
@@ -681,6 +702,12 @@ fn stages(
                 hook: hook.name.clone(),
                 config: plan.config.clone(),
                 finished: time::rfc3339(time::now()),
+                left: hook
+                    .clean
+                    .iter()
+                    .filter(|rel| run.tree.join(rel).symlink_metadata().is_ok())
+                    .map(|rel| rel.to_string_lossy().into_owned())
+                    .collect(),
             };
             // Not recorded: the next build runs it again, the safe side.
             if let Err(e) = t.remember(&key, done) {

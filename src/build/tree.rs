@@ -36,6 +36,11 @@ pub struct StepRun {
     /// When it finished (RFC 3339), for a person reading the file.
     #[serde(default)]
     pub finished: String,
+    /// The hook's `clean` paths that existed when it finished, as written in the config:
+    /// what it may have left there (`node_modules`, when `rm -rf node_modules dist` is
+    /// written as `clean`). A build whose `clean` removes one of them runs it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -120,13 +125,15 @@ pub(in crate::build) fn inputs_hash(run: &Run, step: &Step) -> Option<String> {
 }
 
 /// Why `step` (with `if_changed`) must run, or `Err` with the log line saying why it is
-/// skipped. `force` is `run --force`, `config` the hook's `pipeline::config_hash`; `last` is its last successful run in this working tree, by whichever hook
-/// (below), and `inputs` what its paths hold now (`inputs_hash`).
+/// skipped. `force` is `run --force`, `config` the hook's `pipeline::config_hash`; `last`
+/// is its last successful run in this working tree, by whichever hook (below), `inputs`
+/// what its paths hold now (`inputs_hash`), and `removed` the `clean` paths this build
+/// removed.
 pub(in crate::build) fn must_run(
     run: &Run,
     (force, config): (bool, &str),
     step: &Step,
-    last: Option<&StepRun>,
+    (last, removed): (Option<&StepRun>, &[String]),
     inputs: Option<&str>,
     head: &str,
 ) -> std::result::Result<String, String> {
@@ -136,6 +143,9 @@ pub(in crate::build) fn must_run(
     let Some(last) = last else {
         return Ok("no successful run of it recorded in this working tree".into());
     };
+    if let Some(gone) = last.left.iter().find(|p| removed.contains(p)) {
+        return Ok(format!("clean removed {gone}, which its last run left"));
+    }
     let Some(inputs) = inputs else {
         return Ok(format!("cannot list {} at {}", step.if_changed.join(", "), short(head)));
     };
@@ -213,6 +223,7 @@ mod tests {
             hook: "docs".into(),
             config: "c".into(),
             finished: String::new(),
+            left: Vec::new(),
         }
     }
 
