@@ -248,6 +248,15 @@ fn an_interrupted_init_stops_its_clone_with_its_helper() {
     let needle = format!("127.0.0.1:{port}");
     let _leftovers = Leftovers(needle.clone());
     let (mut init, config) = init_cloning(&w, port, "600");
+    // SIGINT as a terminal leaves it: a suite started in the background by a shell without
+    // job control inherits SIGINT ignored, and init rightly keeps an ignored signal ignored.
+    // SAFETY: signal(2) in the child between fork and exec, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut init, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let init = init
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
