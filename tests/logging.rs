@@ -137,3 +137,35 @@ fn a_rejected_delivery_is_logged_with_the_event_and_delivery_id_it_was_sent_with
     assert_eq!(r.status, 401, "{} {}", r.json, r.stderr);
     assert!(r.stderr.contains("event=push id=\"\" status=401"), "{}", r.stderr);
 }
+
+#[test]
+fn a_delivery_to_a_hook_that_is_not_there_is_logged_with_the_event_and_id_it_was_sent_with() {
+    let w = World::new("log-unknown-ids");
+    w.config("github", "steps = [\"true\"]");
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    // A forge's webhook pointed at /blog, a hook this server does not have.
+    let r = w
+        .cgi()
+        .env("PATH_INFO", "/blog")
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header("X-Hub-Signature-256", github_sig("whatever", body))
+        .body(body)
+        .run();
+    assert_eq!(r.status, 404, "{} {}", r.json, r.stderr);
+    assert!(
+        r.stderr
+            .contains("event=push id=72d3162e-cc78-11e3-81ab-4c9367dc0958 status=404"),
+        "{}",
+        r.stderr
+    );
+    // Gitee's headers name theirs too.
+    let r = w
+        .cgi()
+        .env("PATH_INFO", "/blog")
+        .header("X-Gitee-Event", "Push Hook")
+        .body(body)
+        .run();
+    assert_eq!(r.status, 404, "{} {}", r.json, r.stderr);
+    assert!(r.stderr.contains("event=\"Push Hook\""), "{}", r.stderr);
+}

@@ -91,6 +91,9 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
 fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, seen: &mut Seen) -> Result<Outcome> {
     let cfg = Config::load(path)?;
     *log = Log::open(&cfg.log);
+    // What the request says it is, whichever forge sent it: a delivery to a hook that is
+    // not there is logged with it too (the hook's own reading replaces it below).
+    (seen.event, seen.delivery) = verify::claimed_by_any(req);
     let name = req.hook_name()?;
     let hook = cfg.hook(name.as_deref()).map_err(|e| match (&e, name.is_none()) {
         (Error::UnknownHook(_), true) => Error::UnknownHook("(none named: use /NAME or ?hook=NAME)".into()),

@@ -163,6 +163,22 @@ pub fn claimed(provider: Provider, req: &Request) -> (String, String) {
     (event, sent_id(req, names.id).unwrap_or_default())
 }
 
+/// `claimed` for a request to no known hook, so no known provider: the first forge whose
+/// event header it carries (Gitea first: it also sends Gogs' and GitHub's headers).
+pub fn claimed_by_any(req: &Request) -> (String, String) {
+    [
+        Provider::Gitea,
+        Provider::Gitee,
+        Provider::Gitlab,
+        Provider::Github,
+        Provider::Gogs,
+    ]
+    .into_iter()
+    .map(|p| claimed(p, req))
+    .find(|(event, _)| !event.is_empty())
+    .unwrap_or_default()
+}
+
 /// Verifies the delivery against the hook's secret and says what it asks for.
 pub fn verify(hook: &Hook, secret: &[u8], req: &Request, now_ms: u128) -> Result<Delivery> {
     match hook.provider {
