@@ -115,6 +115,16 @@ pub const EVENTS: [&str; 4] = ["failed", "fixed", "succeeded", "started"];
 /// `query` says whether a query is allowed (a robot's URL carries its token there).
 /// Returns the URL as written, or why it is refused.
 pub fn check_url(url: &str, query: bool) -> std::result::Result<&str, String> {
+    checked(url, query, false)
+}
+
+/// What a link may be that readers follow and deploy-hook never sends to (the page's
+/// `url`): `check_url`'s rules, but `http://` to any host, as the site itself may be.
+pub fn check_link(url: &str) -> std::result::Result<&str, String> {
+    checked(url, false, true)
+}
+
+fn checked(url: &str, query: bool, link: bool) -> std::result::Result<&str, String> {
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("holds a space or a control character".into());
     }
@@ -134,8 +144,12 @@ pub fn check_url(url: &str, query: bool) -> std::result::Result<&str, String> {
     }
     match scheme {
         "https" => {}
-        "http" if loopback(host) => {}
-        "http" => return Err("must be https:// (http:// only to this machine, for tests)".into()),
+        "http" if link || loopback(host) => {}
+        "http" => return Err(
+            "must be https://: what is sent there would cross the network in the clear (http:// only to this machine)"
+                .into(),
+        ),
+        _ if link => return Err("must be an http:// or https:// URL".into()),
         _ => return Err("must be an https:// URL".into()),
     }
     if url.contains('#') {
@@ -270,7 +284,7 @@ pub(super) fn page(
             );
         }
     }
-    let url = match check_url(&p.url, false) {
+    let url = match check_link(&p.url) {
         Ok(u) if u.ends_with('/') => u.to_string(),
         Ok(u) => format!("{u}/"),
         Err(m) => return err("url", m),
@@ -541,6 +555,27 @@ mod tests {
             "[hooks.docs.publish]\nfrom = \"dist\"\nto = \"/var/www/docs\"\n[hooks.docs.page]\ndir = \"/var/www/docs.releases/b\"\nurl = \"https://x/\"",
         );
         assert!(err(&in_publish).contains("outside publish.to"), "{}", err(&in_publish));
+    }
+
+    #[test]
+    fn the_page_may_be_seen_over_plain_http_on_any_host() {
+        // A link readers follow, where nothing is sent: the quick start's site is http://.
+        let page = |url: &str| {
+            parse(&with(
+                "gitee",
+                &format!("[hooks.docs.page]\ndir = \"/var/www/docs-builds\"\nurl = {url:?}\n"),
+            ))
+        };
+        let c = page("http://vm/_builds").unwrap();
+        assert_eq!(c.hooks["docs"].page.as_ref().unwrap().url, "http://vm/_builds/");
+        for (url, why) in [
+            ("http://u:p@vm/_builds/", "password"),
+            ("ftp://vm/_builds/", "http"),
+            ("http://vm/_builds/#top", "fragment"),
+        ] {
+            let e = page(url).unwrap_err().to_string();
+            assert!(e.contains("page.url") && e.contains(why), "{url} -> {e}");
+        }
     }
 
     #[test]
