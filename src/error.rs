@@ -58,7 +58,8 @@ pub enum Error {
     Unauthorized(String),
     /// A signature or token was sent and does not verify, or its timestamp is stale.
     Forbidden(String),
-    /// No hook of that name (or the name is not a valid hook name). The name comes from the
+    /// No hook of that name (or the name is not a valid hook name; empty: the request names
+    /// none and the config has several, so none is the one). The name comes from the
     /// request: whoever builds this makes it printable first (`sys::text::printable`, 64).
     UnknownHook(String),
     /// The body is larger than `max_body_bytes`.
@@ -169,6 +170,9 @@ impl fmt::Display for Error {
             }
             Error::Unauthorized(msg) | Error::Forbidden(msg) | Error::BadRequest(msg) => {
                 write!(f, "{msg}")
+            }
+            Error::UnknownHook(name) if name.is_empty() => {
+                write!(f, "the URL names no hook; name one: /NAME or ?hook=NAME")
             }
             Error::UnknownHook(name) => write!(f, "no hook named \"{name}\" is configured here"),
             Error::TooLarge { limit } => {

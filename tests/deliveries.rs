@@ -514,3 +514,29 @@ fn syslog_gets_one_line_per_delivery_and_no_secret() {
     );
     assert!(!all.contains(SECRET) && !all.contains(&token), "{all}");
 }
+
+#[test]
+fn a_url_that_names_no_hook_on_a_server_with_several_says_how_to_name_one() {
+    let w = World::new("names-no-hook");
+    // Two hooks: `/hooks/` alone cannot mean either.
+    w.config(
+        "gitee",
+        &format!(
+            "steps = [\"true\"]\n[hooks.blog]\nprovider = \"github\"\nsecret_file = {:?}\nrepo = {:?}\nsteps = [\"true\"]\n",
+            w.secret_file.to_str().unwrap(),
+            w.repo.to_str().unwrap()
+        ),
+    );
+    let r = w.cgi().unset("PATH_INFO").body(b"{}").run();
+    assert_eq!(r.status, 404, "{}", r.json);
+    let message = r.json["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        message, "the URL names no hook; name one: /NAME or ?hook=NAME",
+        "{}",
+        r.json
+    );
+    // A name that is not there still says which.
+    let r = w.cgi().env("PATH_INFO", "/wiki").body(b"{}").run();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json["message"], "no hook named \"wiki\" is configured here");
+}

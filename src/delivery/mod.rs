@@ -95,10 +95,7 @@ fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, s
     // not there is logged with it too (the hook's own reading replaces it below).
     (seen.event, seen.delivery) = verify::claimed_by_any(req);
     let name = req.hook_name()?;
-    let hook = cfg.hook(name.as_deref()).map_err(|e| match (&e, name.is_none()) {
-        (Error::UnknownHook(_), true) => Error::UnknownHook("(none named: use /NAME or ?hook=NAME)".into()),
-        _ => e,
-    })?;
+    let hook = cfg.hook(name.as_deref())?;
     seen.hook = hook.name.clone();
     seen.provider = hook.provider.name().to_string();
     if hook.provider == Provider::Gitee && hook.gitee_mode == config::GiteeMode::Password {
