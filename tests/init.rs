@@ -340,7 +340,7 @@ fn init_refuses_what_it_cannot_set_up_and_writes_nothing() {
             s.config.to_str().unwrap(),
         ],
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(74), "{}", text(&out));
     assert!(text(&out).contains("git clone as www-data failed"), "{}", text(&out));
     assert!(
         fs::read(&s.config).unwrap() == config,
@@ -442,7 +442,8 @@ fn init_from_a_repository_www_data_does_not_own_says_how_to_trust_it_and_what_it
         ],
     );
     let t = text(&out);
-    assert!(!out.status.success(), "{t}");
+    // Not a usage error (2): the command line is right, the server's git refused.
+    assert_eq!(out.status.code(), Some(74), "{t}");
     assert!(t.contains("detected dubious ownership"), "the premise: {t}");
     // git's message as git prints it: a tab, not an escaped one.
     assert!(!t.contains("\\t"), "{t}");

@@ -602,7 +602,9 @@ fn run_as(
                 user.name
             ),
         };
-        return Err(Error::Usage(format!(
+        // Not a usage error: the command line may be right and the remote, its
+        // credentials or the server's git be what refuses (74, as a clone that hangs).
+        return Err(Error::Internal(format!(
             "{what} as {} failed: {said}\n{hint}; nothing was added to the config",
             user.name
         )));
