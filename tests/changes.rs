@@ -450,7 +450,7 @@ fn a_clean_path_that_removes_what_a_skipped_step_left_makes_that_step_run() {
 }
 
 #[test]
-fn a_build_that_fails_after_skipping_a_step_runs_that_step_in_the_next_build() {
+fn a_build_that_fails_after_skipping_a_step_is_built_again_at_once_with_that_step() {
     requires!(Pnpm);
     let w = deps_world("skipped-then-failed", r#"["docs/.vuepress/dist"]"#);
     let (word, log) = build(&w);
@@ -462,13 +462,27 @@ fn a_build_that_fails_after_skipping_a_step_runs_that_step_in_the_next_build() {
     assert_eq!(word, "failed", "{log}");
     assert!(!installed(&log), "{log}");
     assert!(
-        log.contains("pnpm install was skipped in this build: it runs in the next one"),
+        log.contains("pnpm install was skipped in this build: it runs in the build that follows at once"),
         "{log}"
     );
-    // The next build (here by hand, as the log's advice or the next push would) heals it.
-    let out = w.cmd(&["run", "docs", "--wait"]);
-    let log = w.log_text(&w.status()["last"]);
-    assert!(out.status.success(), "{log}");
+    let failed = w.status()["last"]["id"].clone();
+    // Nobody pushes again, nobody runs anything: the site heals by itself, in one build.
+    let s = w.wait_idle();
+    assert_ne!(s["last"]["id"], failed, "no build followed the failed one: {s}");
+    let log = w.log_text(&s["last"]);
+    assert_eq!(s["last"]["result"], "succeeded", "{log}");
     assert!(installed(&log), "{log}");
+    assert!(
+        log.contains("pnpm install: runs (no successful run of it recorded in this working tree)"),
+        "{log}"
+    );
     assert_eq!(fs::read_to_string(w.path("www/index.html")).unwrap(), "two\ndeps v1\n");
+    // And only once: a build that fails with nothing skipped is not built again.
+    fs::write(w.repo.join("node_modules").join(".keep"), "").unwrap();
+    w.push("build.js", "process.exit(3);\n");
+    let (word, log) = build(&w);
+    assert_eq!(word, "failed", "{log}");
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "failed", "{s}");
+    assert!(!w.hook_dir().join("pending").exists());
 }

@@ -127,6 +127,8 @@ pub(in crate::build) struct Run<'a> {
     /// Where the steps run: the hook's `repo`, or a preview's working tree.
     pub(in crate::build) tree: PathBuf,
     pub(in crate::build) preview: Option<&'a PreviewBuild<'a>>,
+    /// The delivery being built: waiting again (`put_back`) when the build must follow.
+    pending: &'a Pending,
     reports: &'a mut Reports,
 }
 
@@ -295,6 +297,7 @@ pub fn build(b: Build, p: &Pending) -> Result<BuildRecord> {
         state,
         tree,
         preview,
+        pending: p,
         reports,
     };
     if !hook.env.contains_key("HOME") {
@@ -682,16 +685,9 @@ fn stages(
         }
         let result = run.command(&step.run, &label, cancel);
         timing.steps = Some(clock.elapsed().as_secs_f64());
-        if result.is_err() {
+        if result.is_err() && !skipped.is_empty() {
             if let Some(t) = &tree {
-                for key in &skipped {
-                    // Not forgotten: the record stands, and the next build skips it again.
-                    let next = match t.forget(key) {
-                        Ok(()) => "it runs in the next one".to_string(),
-                        Err(e) => format!("cannot update {}: {e}", t.path().display()),
-                    };
-                    run.note(&format!("{key} was skipped in this build: {next}"));
-                }
+                again(run, t, &skipped);
             }
         }
         result?;
@@ -733,6 +729,38 @@ fn stages(
         timing.publish = Some(clock.elapsed().as_secs_f64());
     }
     out.map(Done::Built)
+}
+
+/// After a step failed in a build that skipped `skipped`: what they left may be what is
+/// missing (node_modules removed behind our back), so they are forgotten and the delivery
+/// is built again at once, once: in that build nothing forgotten can be skipped.
+fn again(run: &mut Run, tree: &tree::TreeRecord, skipped: &[String]) {
+    let mut forgotten = Vec::new();
+    for key in skipped {
+        match tree.forget(key) {
+            Ok(()) => forgotten.push(key),
+            // Not forgotten: the record stands, and the next build would skip it again.
+            Err(e) => run.note(&format!(
+                "{key} was skipped in this build: cannot update {}: {e}",
+                tree.path().display()
+            )),
+        }
+    }
+    if forgotten.is_empty() {
+        return;
+    }
+    let delivery = Pending {
+        received: time::rfc3339(time::now()),
+        tokens: Vec::new(),
+        ..run.pending.clone()
+    };
+    let next = match run.state.put_back(&delivery) {
+        Ok(()) => "it runs in the build that follows at once".to_string(),
+        Err(e) => format!("it runs in the next build (this delivery could not wait again: {e})"),
+    };
+    for key in forgotten {
+        run.note(&format!("{key} was skipped in this build: {next}"));
+    }
 }
 
 /// What to do after a publish the bucket did not take (down, unreachable, refusing): no
