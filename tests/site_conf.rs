@@ -129,7 +129,13 @@ fn serves_the_site_with_real_404s(file: &str, root: &str) {
     }
 
     let out = w.cmd(&["run", "docs", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(get(nginx.port, "/"), (200, "<h1>home</h1>\n".into()));
     assert_eq!(get(nginx.port, "/guide"), (200, "<h1>guide</h1>\n".into()));
     assert_eq!(get(nginx.port, "/guide.html").0, 200);
@@ -229,7 +235,13 @@ fn the_apache_site_serves_clean_urls_and_the_sites_own_404_as_nginx_does() {
     }
 
     let out = w.cmd(&["run", "docs", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(get(port, "/"), (200, "<h1>home</h1>\n".into()));
     assert_eq!(get(port, "/guide"), (200, "<h1>guide</h1>\n".into()));
     assert_eq!(get(port, "/guide?x=1"), (200, "<h1>guide</h1>\n".into()));
@@ -242,6 +254,12 @@ fn the_apache_site_serves_clean_urls_and_the_sites_own_404_as_nginx_does() {
     // the next build is seen at once through the switched symlink
     w.push("public/guide.html", "<h1>guide 2</h1>\n");
     let out = w.cmd(&["run", "docs", "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(get(port, "/guide"), (200, "<h1>guide 2</h1>\n".into()));
 }
