@@ -486,3 +486,57 @@ fn a_build_that_fails_after_skipping_a_step_is_built_again_at_once_with_that_ste
     assert_eq!(s["last"]["result"], "failed", "{s}");
     assert!(!w.hook_dir().join("pending").exists());
 }
+
+#[test]
+fn a_build_superseded_after_skipping_a_step_leaves_that_step_skippable() {
+    requires!(Pnpm);
+    let w = deps_world("skipped-then-superseded", r#"["docs/.vuepress/dist"]"#);
+    let (record, gate) = (w.path("record"), w.path("gate"));
+    fs::write(&gate, "").unwrap();
+    w.config(
+        "gitee",
+        &format!(
+            "on_busy = \"supersede\"\nclean = [\"docs/.vuepress/dist\"]\nsteps = [{{ run = [\"pnpm\", \"install\"], if_changed = [\"package.json\", \"pnpm-lock.yaml\"] }}, {}, [\"pnpm\", \"docs:build\"]]\n[hooks.docs.publish]\nfrom = \"docs/.vuepress/dist\"\nto = {:?}",
+            toml_str(&gated_step(&record, &gate)),
+            w.path("www").to_str().unwrap()
+        ),
+    );
+    assert_eq!(w.gitee_push().run().status, 202);
+    let s = w.wait_idle();
+    assert_eq!(s["last"]["result"], "succeeded", "{}", w.log_text(&s["last"]));
+    // A content-only push: install is skipped, and the build waits at the gate ...
+    fs::remove_file(&gate).unwrap();
+    w.push("docs/README.md", "two\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    let starts = |n: usize| fs::read_to_string(&record).unwrap_or_default().matches("start").count() == n;
+    wait_for(
+        "the second build to reach the gate",
+        std::time::Duration::from_secs(60),
+        || starts(2),
+    );
+    // ... where a newer push stops it: not a failure of the build's own, so install's
+    // record stands and the newer build skips it too.
+    w.push("docs/README.md", "three\n");
+    assert_eq!(w.gitee_push().run().status, 202);
+    wait_for(
+        "the newest build to reach the gate",
+        std::time::Duration::from_secs(60),
+        || starts(3),
+    );
+    fs::write(&gate, "").unwrap();
+    let s = w.wait_idle();
+    let history = w.history();
+    let superseded = history
+        .iter()
+        .find(|b| b["result"] == "superseded")
+        .expect("a superseded build");
+    let log = w.log_text(superseded);
+    assert!(!log.contains("was skipped in this build"), "{log}");
+    let log = w.log_text(&s["last"]);
+    assert_eq!(s["last"]["result"], "succeeded", "{log}");
+    assert!(!installed(&log), "{log}");
+    assert_eq!(
+        fs::read_to_string(w.path("www/index.html")).unwrap(),
+        "three\ndeps v1\n"
+    );
+}

@@ -685,7 +685,10 @@ fn stages(
         }
         let result = run.command(&step.run, &label, cancel);
         timing.steps = Some(clock.elapsed().as_secs_f64());
-        if result.is_err() && !skipped.is_empty() {
+        // A step that failed on its own, not one stopped for a newer delivery (whose build
+        // follows anyway) or for production (a preview's).
+        let failed = matches!(&result, Err(f) if f.exit != Exit::Cancelled);
+        if failed && !skipped.is_empty() {
             if let Some(t) = &tree {
                 again(run, t, &skipped);
             }
