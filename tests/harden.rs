@@ -478,3 +478,184 @@ fn a_bucket_that_accepts_and_never_answers_fails_the_publish_in_seconds_not_at_s
     );
     assert!(!log.contains("took longer than"), "{log}");
 }
+
+/// Runs `script` with `sh -c` as www-data: what a build step (the repository's code) can
+/// do to the state folder and the publish target, which are www-data's.
+fn as_www_data_sh(script: &str) {
+    let out = std::process::Command::new("/usr/sbin/runuser")
+        .args(["-u", "www-data", "--", "sh", "-euc", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", text(&out));
+}
+
+#[test]
+fn check_fails_on_symlinks_planted_where_deploy_hook_makes_its_own_files() {
+    requires!(Root, WwwData);
+    let w = crate::check::www_data_world("check-planted");
+    let site = w.path("www/site");
+    w.config(
+        "gitlab",
+        &format!(
+            "steps = [[\"sh\", \"-c\", \"mkdir -p out && echo $DEPLOY_HOOK_COMMIT > out/index.html\"]]\n[hooks.docs.publish]\nfrom = \"out\"\nto = {:?}\n",
+            site.to_str().unwrap()
+        ),
+    );
+    let out = crate::check::as_www_data(&w, &["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = w.cmd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A folder of root's alone, and in it what a symlink would make www-data open.
+    let vault = w.path("vault");
+    fs::create_dir(&vault).unwrap();
+    fs::write(vault.join("victim"), "root's\n").unwrap();
+    fs::set_permissions(&vault, fs::Permissions::from_mode(0o700)).unwrap();
+    let v = vault.display();
+    let hook = w.hook_dir();
+    let h = hook.display();
+    let planted = [
+        "status.json",
+        "build.lock",
+        "state.lock",
+        "seen-tokens",
+        "worker.log",
+        "builder",
+    ];
+    let mut script = String::new();
+    for name in planted {
+        script.push_str(&format!("rm -f {h}/{name}; ln -s {v}/{name} {h}/{name}\n"));
+    }
+    as_www_data_sh(&script);
+
+    // What fails meanwhile names the symlink and its fix: a delivery (500, its log line),
+    // `status`, `run`.
+    let said = format!("(it is a symlink to {v}/");
+    let r = w
+        .cgi()
+        .wrap(&["/usr/sbin/runuser", "-u", "www-data", "--"])
+        .header("X-Gitlab-Token", SECRET)
+        .header("X-Gitlab-Event", "Push Hook")
+        .body(br#"{"object_kind":"push","ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#)
+        .run();
+    assert_eq!(r.status, 500, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{h}/state.lock {said}state.lock, and deploy-hook makes this file itself: remove it, rm -- {h}/state.lock)"
+        )),
+        "{}",
+        r.stderr
+    );
+    // (Which of the planted files each meets first is theirs to choose.)
+    let fix = format!(", and deploy-hook makes this file itself: remove it, rm -- {h}/");
+    for args in [&["status", "docs"][..], &["run", "docs", "--wait"][..]] {
+        let out = crate::check::as_www_data(&w, args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(74), "{args:?}: {t}");
+        assert!(t.contains(&said) && t.contains(&fix), "{args:?}: {t}");
+    }
+
+    // A FIFO where a file is expected (opening it blocks), a file where a folder is.
+    as_www_data_sh(&format!("mkfifo {h}/pending; rm -rf {h}/builds; echo x > {h}/builds"));
+    // And a hard link to root's file (where the kernel lets one be made): `chown -R`, the
+    // fix for a file that is not www-data's, would give root's file away.
+    fs::hard_link(vault.join("victim"), hook.join("force")).unwrap();
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("everything holds"), "{t}");
+    assert!(!t.contains(&format!("state folder {h}: every file is")), "{t}");
+    assert!(
+        t.contains(&format!(
+            "state folder {h}: 6 files that deploy-hook makes itself are symlinks, which it would open and write through: {h}/build.lock (to {v}/build.lock), {h}/builder (to {v}/builder), {h}/seen-tokens (to {v}/seen-tokens), and 3 more"
+        )),
+        "{t}"
+    );
+    let links: Vec<String> = [
+        "build.lock",
+        "builder",
+        "seen-tokens",
+        "state.lock",
+        "status.json",
+        "worker.log",
+    ]
+    .iter()
+    .map(|n| format!("{h}/{n}"))
+    .collect();
+    assert!(t.contains(&format!("fix: rm -- {}\n", links.join(" "))), "{t}");
+    assert!(
+        t.contains(&format!(
+            "state folder {h}: 3 files that deploy-hook makes itself are not what it makes: {h}/builds (a file, not a folder), {h}/force (a hard link to a file of root's), {h}/pending (a FIFO, not a file)"
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("fix: rm -- {h}/builds {h}/force {h}/pending\n")),
+        "{t}"
+    );
+    assert!(!t.contains("chown"), "{t}");
+
+    // The fixes, applied (as root, as an admin would), make the state folder hold again.
+    for p in links
+        .iter()
+        .chain([&format!("{h}/builds"), &format!("{h}/force"), &format!("{h}/pending")])
+    {
+        fs::remove_file(p).unwrap();
+    }
+    let out = w.cmd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(vault.join("victim")).unwrap(), "root's\n");
+
+    // The served path pointed out of its releases (a name with an escape sequence in it),
+    // then its releases folder made a symlink to root's folder.
+    let releases = w.path("www/site.releases");
+    let r = releases.display();
+    let s = site.display();
+    as_www_data_sh(&format!("ln -sfn '{v}/x\x1b[2J' {s}"));
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!has_control(&t), "{t:?}");
+    assert!(
+        t.contains(&format!(
+            "FAIL  publish: {s} is a symlink to {v}/x\\u{{1b}}[2J, which is not a release in {r}"
+        )),
+        "{t}"
+    );
+    assert!(t.contains(&format!("fix: rm -- {s} && deploy-hook run docs")), "{t}");
+    as_www_data_sh(&format!("mv {r} {r}.kept; ln -s {v} {r}; ln -sfn {v}/victim {s}"));
+    let out = w.cmd(&["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!(
+            "FAIL  publish: {r} is a symlink to {v}: deploy-hook makes it itself, a folder, and would publish into it and lock it through the link"
+        )),
+        "{t}"
+    );
+    assert!(t.contains(&format!("fix: rm -- {r} && ")), "{t}");
+    let out = crate::check::as_www_data(&w, &["run", "docs", "--wait"]);
+    let run = text(&out);
+    assert_eq!(out.status.code(), Some(74), "{run}");
+    assert!(
+        run.contains(&format!(
+            "({r} is a symlink to it, and deploy-hook makes that folder itself: remove it, rm -- {r}, and build again)"
+        )),
+        "{run}"
+    );
+    assert!(
+        t.contains(&format!(
+            "publish: {s} is a symlink to {v}/victim, which is not a release in {r}"
+        )),
+        "{t}"
+    );
+    // Applied, with a build to publish again: everything holds.
+    fs::remove_file(&releases).unwrap();
+    fs::remove_file(&site).unwrap();
+    fs::rename(w.path("www/site.releases.kept"), &releases).unwrap();
+    let out = crate::check::as_www_data(&w, &["run", "docs", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = w.cmd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(vault.join("victim")).unwrap(), "root's\n");
+}

@@ -73,7 +73,12 @@ pub fn is_building(state: &HookState) -> Result<bool> {
     let meta = match fs::metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot read {}{}", path.display(), super::state::planted(&path)),
+                e,
+            ))
+        }
     };
     match process::flock_held(meta.dev(), meta.ino()) {
         Some(held) => Ok(held),
@@ -136,6 +141,23 @@ fn lock_parts(hook: &Hook, state: &HookState) -> Vec<LockPart> {
     t
 }
 
+/// When `folder` is where the hook's `<to>.releases` symlink leads (a build step can plant
+/// one: the folder beside `to` is the build user's), that link and its fix, else nothing.
+fn releases_link(hook: &Hook, folder: &Path) -> String {
+    let Some(releases) = local_to(hook).map(local::releases_dir) else {
+        return String::new();
+    };
+    let is_link = fs::symlink_metadata(&releases).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link || fs::canonicalize(&releases).ok().as_deref() != Some(folder) {
+        return String::new();
+    }
+    format!(
+        " ({} is a symlink to it, and deploy-hook makes that folder itself: remove it, rm -- {}, and build again)",
+        releases.display(),
+        crate::sys::text::shell_quote(&releases.to_string_lossy())
+    )
+}
+
 /// Takes the hook's whole lock: blocking, or giving up (`None`) when any part is held.
 pub fn lock(hook: &Hook, state: &HookState, wait: bool) -> Result<Option<BuildLock>> {
     'again: loop {
@@ -149,7 +171,12 @@ pub fn lock(hook: &Hook, state: &HookState, wait: bool) -> Result<Option<BuildLo
                     Ok(f) => f,
                     // A missing working tree fails its build at once; nothing to protect.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(format!("cannot open {} to lock it", p.display()), e)),
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("cannot open {} to lock it{}", p.display(), releases_link(hook, p)),
+                            e,
+                        ))
+                    }
                 },
             };
             let got = if wait {

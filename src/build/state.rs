@@ -312,7 +312,21 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         .truncate(false)
         .mode(0o640)
         .open(path)
-        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+        .map_err(|e| Error::io(format!("cannot open {}{}", path.display(), planted(path)), e))
+}
+
+/// For an error on a file deploy-hook makes itself: when a symlink stands there (planted by
+/// a build step: the folder is the build user's), what the error is really about and the
+/// fix, else nothing. `check` reports the same before anything fails.
+pub fn planted(path: &Path) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => format!(
+            " (it is a symlink to {}, and deploy-hook makes this file itself: remove it, rm -- {})",
+            fs::read_link(path).unwrap_or_default().display(),
+            crate::sys::text::shell_quote(&path.to_string_lossy())
+        ),
+        _ => String::new(),
+    }
 }
 
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -436,7 +450,14 @@ impl HookState {
         match fs::read(self.status_path()) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_default()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Status::default()),
-            Err(e) => Err(Error::io(format!("cannot read {}", self.status_path().display()), e)),
+            Err(e) => Err(Error::io(
+                format!(
+                    "cannot read {}{}",
+                    self.status_path().display(),
+                    planted(&self.status_path())
+                ),
+                e,
+            )),
         }
     }
 

@@ -4,14 +4,24 @@
 //! in the checkout (root ran the site's build there by hand) makes every later build fail
 //! with EACCES, while the config itself is fine. And what a prune left: a release it could
 //! not remove stays half-deleted, beyond `keep`.
+//!
+//! The state folder and the publish target are the build user's, so a build step (the
+//! repository's code) can plant a symlink where deploy-hook makes a file of its own, or
+//! point the served path anywhere. deploy-hook opens its files by name, through such a
+//! link: nothing is gained that the build user did not have, but every delivery, `status`
+//! and `run` then fail on the link's target, naming neither the link nor the fix. So what
+//! deploy-hook makes itself is looked at with lstat, never followed, and anything else in
+//! its place is a `FAIL` whose fix is the `rm` of it.
 
-use std::os::unix::fs::MetadataExt;
+use std::fs::FileType;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{writable, Ctx, Report};
 use crate::build::state::HookState;
 use crate::publish::{local, Keep, Live, PruneFailure};
 use crate::sys::privilege;
+use crate::sys::text::shell_quote;
 
 /// Enough to walk a pnpm store; a bigger tree is reported as not fully walked.
 const MAX_ENTRIES: usize = 200_000;
@@ -29,12 +39,14 @@ struct Walk {
     file_modes: bool,
     /// Below this folder only owners are checked (the steps' HOME: their tools' business).
     owner_only_under: Option<PathBuf>,
+    /// Paths reported by another check, with another fix (`rm`, not `chown`).
+    skip: Vec<PathBuf>,
 }
 
 impl Walk {
     /// Looks at `path` itself (never through a symlink) and, for a folder, everything in it.
     fn visit(&mut self, path: &Path, uid: u32) {
-        if self.seen >= MAX_ENTRIES {
+        if self.seen >= MAX_ENTRIES || self.skip.iter().any(|p| p == path) {
             return;
         }
         let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -150,37 +162,217 @@ fn expected_uid(ctx: &Ctx) -> Option<u32> {
 }
 
 pub(super) fn check_state(ctx: &Ctx, state: &HookState, r: &mut Report) {
-    if !state.dir.exists() {
-        r.ok(
-            "state files",
-            format!(
-                "state folder {} will be created by the first delivery",
-                state.dir.display()
-            ),
-        );
-        return;
+    let dir = &state.dir;
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => {
+            r.ok(
+                "state files",
+                format!("state folder {} will be created by the first delivery", dir.display()),
+            );
+            return;
+        }
+        Ok(m) if !m.is_dir() => {
+            r.fail(
+                "state files",
+                format!(
+                    "state folder {} is {}, not a folder: deploy-hook makes it itself, and would open every file of the hook's state through it",
+                    dir.display(),
+                    described(dir, m.file_type())
+                ),
+                format!("rm -- {} (the next delivery makes it again)", quoted(dir)),
+            );
+            return;
+        }
+        Ok(_) => {}
     }
     let Some(uid) = expected_uid(ctx) else {
         return;
     };
+    let planted = check_own_entries(dir, uid, r);
     let mut walk = Walk {
         file_modes: true,
         owner_only_under: Some(state.home_dir()),
+        skip: planted,
         ..Walk::default()
     };
-    walk.visit(&state.dir, uid);
+    walk.visit(dir, uid);
+    if !walk.skip.is_empty() && walk.wrong_owner.is_empty() && walk.wrong_mode.is_empty() {
+        // Not "every file is fine" under the FAIL just printed for some of them.
+        return;
+    }
     walk.report(
         r,
         "state files",
-        &format!("state folder {}", state.dir.display()),
-        &[&state.dir],
+        &format!("state folder {}", dir.display()),
+        &[dir],
         &ctx.user,
     );
 }
 
+/// What deploy-hook makes in a hook's state folder, by name, and whether as a folder: the
+/// files of `build::state` (its module doc lists them), `build::queue`'s `builder`,
+/// `rebuilt` and `supersede`, the previews' locks and folders, the bucket's and the web
+/// hosts' folders, and `init`'s credentials.
+const OWN_ENTRIES: &[(&str, bool)] = &[
+    ("build.lock", false),
+    ("state.lock", false),
+    ("pending", false),
+    ("taking", false),
+    ("builder", false),
+    ("status.json", false),
+    ("seen-tokens", false),
+    ("worker.log", false),
+    ("force", false),
+    ("rebuilt", false),
+    ("supersede", false),
+    ("first.lock", false),
+    ("first.gate", false),
+    (crate::cli::init::CREDENTIALS, false),
+    ("builds", true),
+    ("home", true),
+    ("previews", true),
+    ("worktrees", true),
+    ("preview-slots", true),
+    ("bucket", true),
+    ("empty", true),
+];
+
+/// Whether `path` is a regular file deploy-hook may read: not a symlink, not a FIFO (whose
+/// open would wait for a writer forever).
+pub(super) fn plain_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The entries of `dir` that deploy-hook makes itself and that are not what it makes: a
+/// symlink, another kind of file, or a hard link to another user's file (`chown -R` would
+/// give that file away). Each is a `FAIL` whose fix removes it; returns them, so that the
+/// owners' walk does not name them again with `chown`.
+fn check_own_entries(dir: &Path, uid: u32, r: &mut Report) -> Vec<PathBuf> {
+    let mut links: Vec<(PathBuf, String)> = Vec::new();
+    let mut wrong: Vec<(PathBuf, String, bool)> = Vec::new();
+    for (name, folder) in OWN_ENTRIES {
+        let path = dir.join(name);
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let t = m.file_type();
+        if t.is_symlink() {
+            let to = std::fs::read_link(&path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            links.push((path, to));
+        } else if !(if *folder { t.is_dir() } else { t.is_file() }) {
+            let want = if *folder { "a folder" } else { "a file" };
+            wrong.push((path.clone(), format!("{}, not {want}", described(&path, t)), t.is_dir()));
+        } else if t.is_file() && m.nlink() > 1 && m.uid() != uid {
+            wrong.push((
+                path,
+                format!("a hard link to a file of {}'s", owner_name(m.uid())),
+                false,
+            ));
+        }
+    }
+    links.sort();
+    wrong.sort();
+    let what = format!("state folder {}", dir.display());
+    if !links.is_empty() {
+        let n = links.len();
+        let shown: Vec<(PathBuf, String)> = links.iter().map(|(p, to)| (p.clone(), format!("to {to}"))).collect();
+        r.fail(
+            "state links",
+            format!(
+                "{what}: {} that deploy-hook makes itself {}, which it would open and write through: {}",
+                count(n),
+                if n == 1 { "is a symlink" } else { "are symlinks" },
+                shown_list(&shown)
+            ),
+            removal(links.iter().map(|(p, _)| (p.as_path(), false))),
+        );
+    }
+    if !wrong.is_empty() {
+        let n = wrong.len();
+        let shown: Vec<(PathBuf, String)> = wrong.iter().map(|(p, why, _)| (p.clone(), why.clone())).collect();
+        r.fail(
+            "state entries",
+            format!(
+                "{what}: {} that deploy-hook makes itself {} not what it makes: {}",
+                count(n),
+                if n == 1 { "is" } else { "are" },
+                shown_list(&shown)
+            ),
+            removal(wrong.iter().map(|(p, _, d)| (p.as_path(), *d))),
+        );
+    }
+    links
+        .into_iter()
+        .map(|(p, _)| p)
+        .chain(wrong.into_iter().map(|(p, _, _)| p))
+        .collect()
+}
+
+/// `path (why)` for the first few, then how many more.
+fn shown_list(v: &[(PathBuf, String)]) -> String {
+    let mut s: Vec<String> = v
+        .iter()
+        .take(SHOWN)
+        .map(|(p, why)| format!("{} ({why})", p.display()))
+        .collect();
+    if v.len() > SHOWN {
+        s.push(format!("and {} more", v.len() - SHOWN));
+    }
+    s.join(", ")
+}
+
+/// The one command that removes every path (`rm -r` for the folders), each quoted: the
+/// paths are the config's and the names deploy-hook gives, but the fix is pasted into a
+/// root shell.
+fn removal<'a>(paths: impl Iterator<Item = (&'a Path, bool)>) -> String {
+    let (dirs, files): (Vec<_>, Vec<_>) = paths.partition(|(_, d)| *d);
+    let words = |v: &[(&Path, bool)]| v.iter().map(|(p, _)| quoted(p)).collect::<Vec<_>>().join(" ");
+    let mut parts = Vec::new();
+    if !dirs.is_empty() {
+        parts.push(format!("rm -r -- {}", words(&dirs)));
+    }
+    if !files.is_empty() {
+        parts.push(format!("rm -- {}", words(&files)));
+    }
+    parts.join(" && ")
+}
+
+fn quoted(p: &Path) -> String {
+    shell_quote(&p.to_string_lossy())
+}
+
+/// What a file is, for a message: `a symlink to X`, `a FIFO`, `a file`...
+fn described(path: &Path, t: FileType) -> String {
+    if t.is_symlink() {
+        let to = std::fs::read_link(path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        format!("a symlink to {to}")
+    } else if t.is_dir() {
+        "a folder".into()
+    } else if t.is_file() {
+        "a file".into()
+    } else if t.is_fifo() {
+        "a FIFO".into()
+    } else if t.is_socket() {
+        "a socket".into()
+    } else {
+        "a device".into()
+    }
+}
+
+fn owner_name(uid: u32) -> String {
+    privilege::user_by_uid(uid)
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 /// The local served path of a hook that publishes to it alone: its folder is writable by
-/// the build's user, what it is now, and the owners of what is already published.
-pub(super) fn check_publish(ctx: &Ctx, to: &Path, pruning: &Pruning, r: &mut Report) {
+/// the build's user, what it is now (a symlink to one of its releases), its releases
+/// folder, and the owners of what is already published.
+pub(super) fn check_publish(ctx: &Ctx, hook: &str, to: &Path, pruning: &Pruning, r: &mut Report) {
     let user = &ctx.user;
     let parent = to.parent().unwrap_or(Path::new("/"));
     if !parent.is_dir() || (!ctx.as_root && !writable(parent)) {
@@ -191,14 +383,17 @@ pub(super) fn check_publish(ctx: &Ctx, to: &Path, pruning: &Pruning, r: &mut Rep
         );
     } else {
         match std::fs::symlink_metadata(to) {
-            Ok(m) if m.file_type().is_symlink() => r.ok(
-                "publish",
-                format!(
-                    "publish: {} is a symlink to release {}",
-                    to.display(),
-                    local::live(to).unwrap_or_default()
+            Ok(m) if m.file_type().is_symlink() => match linked_release(to) {
+                Ok(release) => r.ok(
+                    "publish",
+                    format!("publish: {} is a symlink to release {release}", to.display()),
                 ),
-            ),
+                Err(why) => r.fail(
+                    "publish",
+                    format!("publish: {} is {}, {why}", to.display(), described(to, m.file_type())),
+                    format!("rm -- {} && deploy-hook run {hook} (it publishes again)", quoted(to)),
+                ),
+            },
             Ok(m) if m.is_dir() => r.warn(
                 "publish",
                 format!(
@@ -216,9 +411,68 @@ pub(super) fn check_publish(ctx: &Ctx, to: &Path, pruning: &Pruning, r: &mut Rep
                 format!("publish: {} will be created by the first build", to.display()),
             ),
         }
+        check_releases_folder(hook, to, r);
         check_publish_files(ctx, to, r);
         check_prune(ctx, to, pruning, r);
     }
+}
+
+/// The release a served path's symlink names, when it is one a publish makes: a plain
+/// name in `<to>.releases` (relative, as `local::switch` writes it, or absolute), a folder
+/// there, not a link. Else why not, saying where it points.
+fn linked_release(to: &Path) -> Result<String, String> {
+    let releases = local::releases_dir(to);
+    let not_a_release = || format!("which is not a release in {}", releases.display());
+    let target = std::fs::read_link(to).map_err(|e| format!("which cannot be read: {e}"))?;
+    // Lexically, as the web server resolves it: `..` in it is not a release either.
+    let full = to.parent().unwrap_or(Path::new("/")).join(&target);
+    let name = match (full.parent(), full.file_name()) {
+        (Some(dir), Some(name)) if dir == releases && !name.to_string_lossy().starts_with('.') => name,
+        _ => return Err(not_a_release()),
+    };
+    let release = releases.join(name);
+    match std::fs::symlink_metadata(&release) {
+        Ok(m) if m.is_dir() => Ok(name.to_string_lossy().into_owned()),
+        Ok(m) => Err(format!(
+            "{}, which is {}, not a release folder",
+            release.display(),
+            described(&release, m.file_type())
+        )),
+        Err(_) => Err(format!(
+            "and there is no release {} in {}",
+            name.to_string_lossy(),
+            releases.display()
+        )),
+    }
+}
+
+/// `<to>.releases` is deploy-hook's own folder: a symlink there makes each publish write
+/// into, and each build lock, whatever it points to.
+fn check_releases_folder(hook: &str, to: &Path, r: &mut Report) {
+    let releases = local::releases_dir(to);
+    let Ok(m) = std::fs::symlink_metadata(&releases) else {
+        return;
+    };
+    if m.is_dir() {
+        return;
+    }
+    let why = if m.file_type().is_symlink() {
+        ": deploy-hook makes it itself, a folder, and would publish into it and lock it through the link"
+    } else {
+        ", not a folder: deploy-hook makes it itself, and publishes into it"
+    };
+    r.fail(
+        "publish releases",
+        format!(
+            "publish: {} is {}{why}",
+            releases.display(),
+            described(&releases, m.file_type())
+        ),
+        format!(
+            "rm -- {} && deploy-hook run {hook} (it publishes again)",
+            quoted(&releases)
+        ),
+    );
 }
 
 /// Owners and modes of the served path and its releases.

@@ -628,7 +628,12 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
     if let Some(p) = &hook.publish {
         // What the publishes recorded: the way back pruning keeps, and what it could not
         // remove last time.
-        let status = state.read_status().unwrap_or_default();
+        // Not through a planted symlink or FIFO (`files::check_state` names it).
+        let status = if files::plain_file(&state.status_path()) {
+            state.read_status().unwrap_or_default()
+        } else {
+            Default::default()
+        };
         let pruning = files::Pruning {
             keep: p.keep,
             history: status.live_history,
@@ -637,7 +642,7 @@ fn check_hook(ctx: &Ctx, hook: &Hook, r: &mut Report) {
         };
         match &p.to {
             Destinations::Local(to) | Destinations::Bucket { local: Some(to), .. } => {
-                files::check_publish(ctx, to, &pruning, r)
+                files::check_publish(ctx, &hook.name, to, &pruning, r)
             }
             Destinations::Hosts(h) => hosts::check(hook, &state, &home, h, &pruning, r),
             Destinations::Bucket { local: None, .. } => {}
