@@ -648,8 +648,8 @@ fn stages(
 
     let clock = Instant::now();
     let tree = if hook.steps.is_empty() { None } else { tree::record(run) };
-    // The steps skipped so far: should a later step fail, they run in the next build, in
-    // case what they left is what is missing (node_modules removed behind our back).
+    // The steps skipped so far: should a later step fail, they are forgotten and the
+    // delivery built again at once (`again`), in case what they left is what is missing.
     let mut skipped: Vec<String> = Vec::new();
     for (i, step) in hook.steps.iter().enumerate() {
         let key = step.run.to_string();
