@@ -17,17 +17,30 @@ use super::At;
 use super::Provider;
 use crate::error::Result;
 
-/// The forge API a hook reports its builds to, by the hook's provider.
+/// A hook's forge by family: whose pull request events its deliveries carry
+/// (`delivery::event`) and whose API its builds are reported to (`report`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forge {
     /// GitHub: `POST {api}/repos/{repo}/statuses/{sha}`.
     Github,
-    /// Gitea and Forgejo: the same request as GitHub, their own states.
+    /// Gitea, Forgejo and Gogs (whose events are Gitea's): the same status request as
+    /// GitHub, their own states (Gogs has no status API: `report` refuses it).
     Gitea,
     /// GitLab: `POST {api}/projects/{id}/statuses/{sha}`.
     Gitlab,
     /// Gitee has no commit status in its v5 API: a commit comment instead.
     Gitee,
+}
+
+impl Forge {
+    pub fn of(provider: Provider) -> Forge {
+        match provider {
+            Provider::Github => Forge::Github,
+            Provider::Gitea | Provider::Gogs => Forge::Gitea,
+            Provider::Gitlab => Forge::Gitlab,
+            Provider::Gitee => Forge::Gitee,
+        }
+    }
 }
 
 /// `[hooks.NAME.report]`, checked.

@@ -21,7 +21,7 @@
 use serde::Deserialize;
 
 use crate::build::preview::{self, Subject};
-use crate::config::{Hook, Previews, Provider};
+use crate::config::{Hook, Previews};
 use crate::error::{Error, Result};
 use crate::sys::text::printable;
 
@@ -37,25 +37,7 @@ pub enum PreviewAction {
 }
 
 /// Which forge's pull request event a body is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forge {
-    Github,
-    /// Gitea, Forgejo and Gogs.
-    Gitea,
-    Gitlab,
-    Gitee,
-}
-
-impl Forge {
-    pub fn of(provider: Provider) -> Forge {
-        match provider {
-            Provider::Github => Forge::Github,
-            Provider::Gitea | Provider::Gogs => Forge::Gitea,
-            Provider::Gitlab => Forge::Gitlab,
-            Provider::Gitee => Forge::Gitee,
-        }
-    }
-}
+pub use crate::config::Forge;
 
 fn malformed(what: &str, e: serde_json::Error) -> Error {
     Error::BadRequest(format!("the payload is not a JSON {what} event: {e}"))
