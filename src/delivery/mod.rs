@@ -91,11 +91,15 @@ pub fn serve(env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
 fn handle(req: &mut Request, path: &Path, stdin: &mut dyn Read, log: &mut Log, seen: &mut Seen) -> Result<Outcome> {
     let cfg = Config::load(path)?;
     *log = Log::open(&cfg.log);
-    // What the request says it is, whichever forge sent it: a delivery to a hook that is
-    // not there is logged with it too (the hook's own reading replaces it below).
-    (seen.event, seen.delivery) = verify::claimed_by_any(req);
-    let name = req.hook_name()?;
-    let hook = cfg.hook(name.as_deref())?;
+    let hook = match req.hook_name().and_then(|name| cfg.hook(name.as_deref())) {
+        Ok(hook) => hook,
+        Err(e) => {
+            // A delivery to a hook that is not there is logged with what it says it is,
+            // whichever forge sent it (a known hook's provider reads it below).
+            (seen.event, seen.delivery) = verify::claimed_by_any(req);
+            return Err(e);
+        }
+    };
     seen.hook = hook.name.clone();
     seen.provider = hook.provider.name().to_string();
     if hook.provider == Provider::Gitee && hook.gitee_mode == config::GiteeMode::Password {
