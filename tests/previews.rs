@@ -1402,7 +1402,12 @@ fn with_a_report_a_previews_commit_status_links_to_the_preview_and_the_page_list
         assert_eq!(r["body"]["context"], "deploy-hook/docs/preview");
         assert_eq!(r["body"]["target_url"], "http://pr-2.preview.test/");
     }
-    // the page: production's builds only, and the preview in its list
+    // the page: production's builds only, and the preview in its list (status.json is
+    // replaced before index.html: both are waited for)
+    wait_for("the page to list the preview", limit, || {
+        !page_previews().is_empty()
+            && fs::read_to_string(page.join("index.html")).is_ok_and(|h| h.contains("pr-2.preview.test"))
+    });
     assert_eq!(
         page_previews(),
         [format!("\"pr-2\" \"http://pr-2.preview.test/\" \"{c}\"")]
@@ -1433,10 +1438,16 @@ fn with_a_report_a_previews_commit_status_links_to_the_preview_and_the_page_list
     );
     assert_eq!(r.status, 202, "{}", r.json);
     wait_removed(&w, "pr-2");
-    wait_for("the page to drop the preview", limit, || page_previews().is_empty());
-    assert!(!fs::read_to_string(page.join("index.html"))
-        .unwrap()
-        .contains("pr-2.preview.test"));
+    // status.json is replaced before index.html (report/page.rs): both are waited for.
+    let index_lists_it = || {
+        fs::read_to_string(page.join("index.html"))
+            .unwrap()
+            .contains("pr-2.preview.test")
+    };
+    wait_for("the page to drop the preview", limit, || {
+        page_previews().is_empty() && !index_lists_it()
+    });
+    assert!(!index_lists_it());
     // no token in anything the page shows
     assert!(!fs::read_to_string(page.join("index.html")).unwrap().contains(TOKEN));
 }
